@@ -1,0 +1,109 @@
+/**
+ * The store contract: the five operations every backend implements. The engine owns all
+ * policy (fingerprint comparison, waiting, failure handling); a store only makes each state
+ * transition atomic, fenced by the token, and timed by its own clock.
+ *
+ * ```
+ * ABSENT ──claim──▶ IN_PROGRESS {token, leaseUntil, fingerprint, attempt}
+ * IN_PROGRESS ──complete(token)──▶ COMPLETED {outcome, expiresAt}
+ * IN_PROGRESS ──release(token)───▶ ABSENT
+ * IN_PROGRESS, lease over, same fingerprint ──claim──▶ IN_PROGRESS {new token, attempt+1}
+ * any record past expiresAt ──▶ ABSENT (claim overwrites it; purgeExpired deletes it)
+ * ```
+ *
+ * Run `testStore()` from `idem/testing` against your own store to check it keeps the contract.
+ *
+ * @module
+ */
+
+/** A record as stored. Every time is epoch milliseconds on the store's clock. */
+export interface StoreRecord {
+  /** The record id: a hash of scope + key, never the raw key. */
+  id: string;
+  state: 'in_progress' | 'completed';
+  /** Fixed at claim time; '' when the caller gave no input. */
+  fingerprint: string;
+  /** The fencing token of the current (or completing) holder. */
+  token: string;
+  /** 1 for the first holder, +1 on every takeover of an expired lease. */
+  attempt: number;
+  /** While in progress: when the holder's lease runs out. 0 once completed. */
+  leaseUntil: number;
+  /** When the record stops counting and the key is new again. */
+  expiresAt: number;
+  /** The serialized outcome once completed; undefined while in progress. */
+  outcome?: string | undefined;
+}
+
+/** What `claim` is asked to do. */
+export interface ClaimRequest {
+  id: string;
+  fingerprint: string;
+  /** Lease length for the new holder. */
+  leaseMs: number;
+  /**
+   * Retention while in progress: an abandoned record is purgeable after
+   * max(leaseMs, ttlMs) even if nobody takes it over.
+   */
+  ttlMs: number;
+  /** A fresh, unique fencing token chosen by the caller. */
+  token: string;
+}
+
+/**
+ * The answer to `claim`, in one round trip: either ownership, or the record that stands in
+ * the way (with the store's current time, so lease arithmetic never uses the app's clock).
+ */
+export type ClaimResult =
+  | {
+      status: 'acquired';
+      attempt: number;
+      leaseUntil: number;
+      /** True when this claim took over an expired lease: the action may already have run. */
+      takeover: boolean;
+    }
+  | { status: 'existing'; record: StoreRecord; now: number };
+
+/**
+ * A backend for idem. Implementations must make each method atomic; see the module docs for
+ * the transitions. Methods reject with `StoreUnavailableError` when the backend cannot
+ * answer, never hang past their own timeout.
+ *
+ * @example
+ * const store: Store = memoryStore();
+ * const r = await store.claim({ id, fingerprint: '', leaseMs: 30_000, ttlMs: 86_400_000, token });
+ */
+export interface Store {
+  /** A short name for logs and metrics: 'memory', 'sqlite', 'postgres', 'redis'. */
+  readonly name: string;
+  /**
+   * Take the key when it is absent or expired, or when it is in progress with an expired
+   * lease and the same fingerprint (a takeover: attempt + 1). Otherwise return the record.
+   * Never overwrites a live record with another fingerprint.
+   */
+  claim(req: ClaimRequest): Promise<ClaimResult>;
+  /**
+   * Store the outcome and keep the record until now + ttlMs, only if `token` still holds
+   * it. Completing again with the same token is a no-op that answers true. False when
+   * another holder took over or the record is gone.
+   */
+  complete(id: string, token: string, outcome: string, ttlMs: number): Promise<boolean>;
+  /** Delete the in-progress record, only if `token` still holds it. False otherwise. */
+  release(id: string, token: string): Promise<boolean>;
+  /**
+   * Extend the lease to now + leaseMs, only if `token` still holds the in-progress record.
+   * Answers the new leaseUntil, or undefined when the lease was lost.
+   */
+  renew(id: string, token: string, leaseMs: number): Promise<number | undefined>;
+  /** The record, or undefined when absent or expired. */
+  get(id: string): Promise<StoreRecord | undefined>;
+  /** Delete up to `limit` expired records; answers how many were deleted. */
+  purgeExpired(limit: number): Promise<number>;
+  /**
+   * Optional: call `onChange` soon after the record `id` is completed or released, so
+   * waiters wake without polling. Returns an unsubscribe function.
+   */
+  subscribe?(id: string, onChange: () => void): () => void;
+  /** Optional: release connections and timers the store owns. */
+  close?(): Promise<void>;
+}

@@ -1,0 +1,117 @@
+/**
+ * The in-memory store: the whole contract in one process, no persistence. For tests and for
+ * single-process tools; records vanish with the process.
+ *
+ * @module
+ */
+import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+
+/** Options of {@link memoryStore}. */
+export interface MemoryStoreOptions {
+  /** The clock, epoch ms. Tests may inject a fake one. Defaults to `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * A store that keeps records in a `Map`.
+ *
+ * @example
+ * import { createIdem, memoryStore } from 'idem';
+ * const idem = createIdem({ store: memoryStore() });
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): Store {
+  const now = options.now ?? Date.now;
+  const records = new Map<string, StoreRecord>();
+  const listeners = new Map<string, Set<() => void>>();
+
+  const live = (id: string, t: number): StoreRecord | undefined => {
+    const r = records.get(id);
+    return r && r.expiresAt > t ? r : undefined;
+  };
+  const notify = (id: string) => {
+    const set = listeners.get(id);
+    if (set) for (const fn of [...set]) queueMicrotask(fn);
+  };
+  const holder = (id: string, token: string, t: number) => {
+    const r = live(id, t);
+    return r && r.state === 'in_progress' && r.token === token ? r : undefined;
+  };
+
+  return {
+    name: 'memory',
+
+    async claim(req: ClaimRequest): Promise<ClaimResult> {
+      const t = now();
+      const r = live(req.id, t);
+      if (r && (r.state === 'completed' || r.fingerprint !== req.fingerprint || r.leaseUntil > t)) {
+        return { status: 'existing', record: { ...r }, now: t };
+      }
+      const attempt = r ? r.attempt + 1 : 1;
+      const leaseUntil = t + req.leaseMs;
+      records.set(req.id, {
+        id: req.id,
+        state: 'in_progress',
+        fingerprint: req.fingerprint,
+        token: req.token,
+        attempt,
+        leaseUntil,
+        expiresAt: Math.max(r?.expiresAt ?? 0, t + Math.max(req.leaseMs, req.ttlMs)),
+      });
+      return { status: 'acquired', attempt, leaseUntil, takeover: r !== undefined };
+    },
+
+    async complete(id, token, outcome, ttlMs) {
+      const t = now();
+      const r = live(id, t);
+      if (!r || r.token !== token) return false;
+      if (r.state === 'completed') return true;
+      records.set(id, { ...r, state: 'completed', outcome, leaseUntil: 0, expiresAt: t + ttlMs });
+      notify(id);
+      return true;
+    },
+
+    async release(id, token) {
+      if (!holder(id, token, now())) return false;
+      records.delete(id);
+      notify(id);
+      return true;
+    },
+
+    async renew(id, token, leaseMs) {
+      const t = now();
+      const r = holder(id, token, t);
+      if (!r) return undefined;
+      r.leaseUntil = t + leaseMs;
+      r.expiresAt = Math.max(r.expiresAt, r.leaseUntil);
+      return r.leaseUntil;
+    },
+
+    async get(id) {
+      const r = live(id, now());
+      return r ? { ...r } : undefined;
+    },
+
+    async purgeExpired(limit) {
+      const t = now();
+      let n = 0;
+      for (const [id, r] of records) {
+        if (n >= limit) break;
+        if (r.expiresAt <= t) {
+          records.delete(id);
+          n++;
+        }
+      }
+      return n;
+    },
+
+    subscribe(id, onChange) {
+      const set = listeners.get(id) ?? new Set<() => void>();
+      listeners.set(id, set);
+      set.add(onChange);
+      return () => {
+        set.delete(onChange);
+        if (set.size === 0) listeners.delete(id);
+      };
+    },
+  };
+}
