@@ -1,3 +1,28 @@
+/**
+ * idem: make side effects happen once.
+ *
+ * @example
+ * import { createIdem, memoryStore } from 'idem';
+ * const idem = createIdem({ store: memoryStore() });
+ * const id = await idem.run('send-welcome:user-42', () => mailer.send(welcome));
+ *
+ * @module
+ */
+export type { Duration } from './core/duration.ts';
+export { toMs } from './core/duration.ts';
+export type {
+  Action,
+  ActionContext,
+  ExecuteResult,
+  Idem,
+  IdemOptions,
+  InProgressPolicy,
+  RunOptions,
+} from './core/engine.ts';
+export { createIdem } from './core/engine.ts';
 export * from './core/errors.ts';
+export type { IdemEvent } from './core/events.ts';
+export { canonicalJson, deriveKey, fingerprintOf, MAX_KEY_LENGTH, validateKey } from './core/keys.ts';
+export { definitive, isDefinitive } from './core/outcome.ts';
 export type { ClaimRequest, ClaimResult, Store, StoreRecord } from './core/store.ts';
 export { type MemoryStoreOptions, memoryStore } from './stores/memory/index.ts';

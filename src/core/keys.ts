@@ -1,0 +1,110 @@
+/**
+ * Keys, scopes, record ids and fingerprints. Raw keys never reach a store: the record id is
+ * a SHA-256 over the scope and the key.
+ *
+ * @module
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { InvalidKeyError } from './errors.ts';
+
+const PRINTABLE = /^[\x20-\x7e]+$/;
+export const MAX_KEY_LENGTH = 255;
+
+/** Throws `InvalidKeyError` unless `key` is 1–255 printable ASCII characters. */
+export function validateKey(key: unknown, what = 'idempotency key'): string {
+  if (typeof key !== 'string') throw new InvalidKeyError(`${what} must be a string, got ${typeof key}`);
+  if (key.length === 0) throw new InvalidKeyError(`${what} must not be empty`);
+  if (key.length > MAX_KEY_LENGTH) {
+    throw new InvalidKeyError(`${what} is ${key.length} characters; the limit is ${MAX_KEY_LENGTH}`);
+  }
+  if (!PRINTABLE.test(key)) throw new InvalidKeyError(`${what} must be printable ASCII (0x20-0x7E)`);
+  return key;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * RFC 8785 canonical JSON of `value`, after turning the values JSON cannot carry into tagged
+ * objects (bigint, Uint8Array, Map, Set, undefined in arrays) and dropping `exclude` paths.
+ */
+export function canonicalJson(value: unknown, exclude: readonly string[] = []): string {
+  const normalized = normalize(value);
+  for (const path of exclude) dropPath(normalized, path.split('.'));
+  return canonicalize(normalized) ?? 'null';
+}
+
+/**
+ * The fingerprint of an input: hex SHA-256 of its canonical JSON.
+ *
+ * @example
+ * fingerprintOf({ b: 1, a: 2 }) === fingerprintOf({ a: 2, b: 1 }) // true
+ */
+export function fingerprintOf(input: unknown, exclude: readonly string[] = []): string {
+  return sha256(canonicalJson(input, exclude)).toString('hex');
+}
+
+/**
+ * A deterministic key from a namespace and business identifiers:
+ * `namespace:` + hex SHA-256 of the canonical JSON of `parts`.
+ *
+ * @example
+ * deriveKey('pay', ['CLAIM-12345', 1240.55]) // 'pay:5f2c…'
+ */
+export function deriveKey(namespace: string, parts: readonly unknown[]): string {
+  validateKey(namespace, 'key namespace');
+  if (namespace.length > MAX_KEY_LENGTH - 65) {
+    throw new InvalidKeyError(`key namespace is over ${MAX_KEY_LENGTH - 65} characters`);
+  }
+  return `${namespace}:${fingerprintOf(parts)}`;
+}
+
+/** The stored record id: base64url SHA-256 over the scope parts and the key. */
+export function recordIdOf(scope: readonly string[], key: string): string {
+  return sha256(JSON.stringify([...scope, key])).toString('base64url');
+}
+
+/** The key handed to downstream APIs: stable per record across attempts and takeovers. */
+export function downstreamKeyOf(recordId: string): string {
+  return `idem_${sha256(`downstream:${recordId}`).toString('base64url').slice(0, 40)}`;
+}
+
+/** Constant-time comparison of two fingerprints. */
+export function sameFingerprint(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+// --- Internal helpers ---
+
+function normalize(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'bigint') return { $bigint: value.toString() };
+    if (typeof value === 'number' && !Number.isFinite(value)) return { $number: String(value) };
+    return value;
+  }
+  if (value instanceof Date) return { $date: value.getTime() };
+  if (ArrayBuffer.isView(value)) {
+    return { $bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+  }
+  if (value instanceof Map) return { $map: [...value].map(([k, v]) => [normalize(k), normalize(v)]) };
+  if (value instanceof Set) return { $set: [...value].map(normalize) };
+  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : normalize(v)));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = normalize(v);
+  return out;
+}
+
+function dropPath(target: unknown, path: string[]): void {
+  if (target === null || typeof target !== 'object' || path.length === 0) return;
+  const [head, ...rest] = path as [string, ...string[]];
+  const obj = target as Record<string, unknown>;
+  if (head === '*') {
+    for (const child of Object.values(obj)) dropPath(child, rest);
+  } else if (rest.length === 0) {
+    delete obj[head];
+  } else {
+    dropPath(obj[head], rest);
+  }
+}
