@@ -1,0 +1,186 @@
+/**
+ * The embedded default store on `node:sqlite`: one file, WAL mode, safe for many processes on
+ * one machine. Every transition is one SQL statement, so atomicity comes from SQLite itself.
+ *
+ * @module
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
+import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import { SCHEMA_VERSION, schemaStatements, sqliteStatements } from './sql.ts';
+
+/** Options of {@link sqliteStore}. */
+export interface SqliteStoreOptions {
+  /** The database file (its folder is created), or `':memory:'`. Default `'.idem/idem.db'`. */
+  path?: string;
+  /** Table name. Default `'idem_records'`. */
+  table?: string;
+  /** How long a statement waits for another process's write lock. Default 5000 ms. */
+  busyTimeoutMs?: number;
+  /**
+   * `'normal'` (default) survives process crashes; `'full'` also survives power loss, at the
+   * cost of an fsync per write.
+   */
+  synchronous?: 'normal' | 'full';
+}
+
+const IN_PROGRESS = 1;
+const COMPLETED = 2;
+
+interface Row {
+  id: string;
+  state: number;
+  fingerprint: string;
+  token: string;
+  attempt: number;
+  lease_until: number;
+  expires_at: number;
+  outcome: string | null;
+}
+
+/**
+ * A store in a SQLite file, shared safely by every process on the machine.
+ *
+ * @example
+ * import { createIdem } from 'idem';
+ * import { sqliteStore } from 'idem/sqlite';
+ * const idem = createIdem({ store: sqliteStore({ path: '.idem/idem.db' }) });
+ */
+export function sqliteStore(options: SqliteStoreOptions = {}): Store {
+  const path = options.path ?? '.idem/idem.db';
+  const table = options.table ?? 'idem_records';
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table))
+    throw new InvalidOptionError(`invalid table name: ${table}`);
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+
+  const db = open(path, options);
+  const sql = sqliteStatements(table);
+  const st = Object.fromEntries(
+    Object.entries(sql).map(([name, text]) => [name, db.prepare(text)]),
+  ) as Record<keyof typeof sql, StatementSync>;
+
+  const guard = <R>(fn: () => R): Promise<R> => {
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(
+        new StoreUnavailableError(`sqlite: ${(error as Error).message}`, { cause: error }),
+      );
+    }
+  };
+  const select = (id: string, t: number) => st.select.get(id, t) as Row | undefined;
+
+  return {
+    name: 'sqlite',
+
+    claim: (req: ClaimRequest) =>
+      guard((): ClaimResult => {
+        for (;;) {
+          const t = Date.now();
+          const row = select(req.id, t);
+          if (
+            row &&
+            (row.state === COMPLETED || row.fingerprint !== req.fingerprint || row.lease_until > t)
+          ) {
+            return { status: 'existing', record: toRecord(row), now: t };
+          }
+          const keep = t + Math.max(req.leaseMs, req.ttlMs);
+          const won = st.claim.get(req.id, req.fingerprint, req.token, t + req.leaseMs, keep, t) as
+            | { attempt: number; token: string; lease_until: number }
+            | undefined;
+          if (won?.token === req.token) {
+            return {
+              status: 'acquired',
+              attempt: won.attempt,
+              leaseUntil: won.lease_until,
+              takeover: won.attempt > 1,
+            };
+          }
+          // Another process changed the record between our read and our write: read again.
+        }
+      }),
+
+    complete: (id, token, outcome, ttlMs) =>
+      guard(() => {
+        const t = Date.now();
+        if (st.complete.run(outcome, t + ttlMs, id, token, t).changes === 1) return true;
+        return st.completedBy.get(id, token, t) !== undefined;
+      }),
+
+    release: (id, token) => guard(() => st.release.run(id, token, Date.now()).changes === 1),
+
+    renew: (id, token, leaseMs) =>
+      guard(() => {
+        const t = Date.now();
+        const until = t + leaseMs;
+        return st.renew.run(until, until, id, token, t).changes === 1 ? until : undefined;
+      }),
+
+    get: (id) =>
+      guard(() => {
+        const row = select(id, Date.now());
+        return row ? toRecord(row) : undefined;
+      }),
+
+    purgeExpired: (limit) => guard(() => Number(st.purge.run(Date.now(), limit).changes)),
+
+    async close() {
+      if (db.isOpen) db.close();
+    },
+  };
+}
+
+// --- Internal helpers ---
+
+function open(path: string, options: SqliteStoreOptions): DatabaseSync {
+  try {
+    const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    migrate(db, options.table ?? 'idem_records');
+    return db;
+  } catch (error) {
+    if (error instanceof InvalidOptionError) throw error;
+    throw new StoreUnavailableError(`sqlite: cannot open ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+function migrate(db: DatabaseSync, table: string) {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec('CREATE TABLE IF NOT EXISTS idem_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)');
+    const row = db.prepare('SELECT version FROM idem_schema WHERE name = ?').get(table) as
+      | { version: number }
+      | undefined;
+    if (row && row.version > SCHEMA_VERSION) {
+      throw new InvalidOptionError(
+        `table ${table} has schema version ${row.version}; this idem knows ${SCHEMA_VERSION}: upgrade idem`,
+      );
+    }
+    if (!row) {
+      for (const s of schemaStatements(table)) db.exec(s);
+      db.prepare('INSERT INTO idem_schema (name, version) VALUES (?, ?)').run(table, SCHEMA_VERSION);
+    }
+    db.exec('COMMIT');
+  } catch (error) {
+    db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+function toRecord(row: Row): StoreRecord {
+  return {
+    id: row.id,
+    state: row.state === COMPLETED ? 'completed' : 'in_progress',
+    fingerprint: row.fingerprint,
+    token: row.token,
+    attempt: row.attempt,
+    leaseUntil: row.lease_until,
+    expiresAt: row.expires_at,
+    outcome: row.outcome ?? undefined,
+  };
+}
