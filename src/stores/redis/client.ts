@@ -1,0 +1,101 @@
+/**
+ * The slice of an ioredis client the Redis store uses, declared structurally so that
+ * `idem/redis` never imports ioredis unless asked to connect by URL.
+ *
+ * @module
+ */
+import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
+
+/**
+ * What the store needs from a client: an ioredis `Redis` or `Cluster` (Valkey too) fits.
+ * Scripts are registered with `defineCommand`, so calls go by EVALSHA.
+ */
+export interface RedisClientLike {
+  /** ioredis connection status: 'wait' | 'connecting' | 'connect' | 'ready' | 'reconnecting' | 'end' … */
+  readonly status: string;
+  /** True for an ioredis `Cluster`. */
+  readonly isCluster?: boolean;
+  readonly options?: object;
+  defineCommand(name: string, definition: { numberOfKeys: number; lua: string }): void;
+  /** Used once, for the store's own subscriber connection. */
+  duplicate(...args: never[]): unknown;
+  connect?(): Promise<unknown>;
+  once(event: string, listener: (...args: never[]) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/** A subscriber connection (a duplicate of the client). */
+export interface SubscriberLike {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  ssubscribe(...channels: string[]): Promise<unknown>;
+  sunsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  disconnect(): void;
+}
+
+/** The scripts once defined: `client[name](key, ...args)`. */
+export type ScriptCall = (key: string, ...args: (string | number)[]) => Promise<unknown>;
+
+/** Options the store sets on the connection it creates from a URL. */
+export function ownedConnectionOptions(commandTimeout: number): Record<string, unknown> {
+  return {
+    commandTimeout,
+    // Never queue a command while disconnected, nor resend one after a reconnect: a claim the
+    // caller was told failed must not run later behind its back.
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times: number) => Math.min(times * 50, 1000),
+  };
+}
+
+/** Connects to `url` with ioredis, imported on first use. */
+export async function connectUrl(url: string, commandTimeout: number): Promise<RedisClientLike> {
+  let mod: { Redis?: unknown; default?: unknown };
+  try {
+    mod = (await import('ioredis')) as typeof mod;
+  } catch (cause) {
+    throw new InvalidOptionError(
+      `redisStore({ url }) needs the optional peer dependency "ioredis" (npm install ioredis): ${String(cause)}`,
+    );
+  }
+  const Redis = (mod.Redis ?? mod.default) as new (url: string, options: object) => RedisClientLike;
+  const client = new Redis(url, ownedConnectionOptions(commandTimeout));
+  (client as unknown as { on(e: string, f: () => void): void }).on('error', () => {});
+  return client;
+}
+
+const pendingReady = new WeakMap<RedisClientLike, Promise<void>>();
+
+/**
+ * Resolves once `client` is ready to take commands, or rejects with StoreUnavailableError after
+ * `ms`. Waiting here instead of in ioredis' offline queue means a command that timed out is
+ * never sent later. Concurrent callers share one 'ready' listener.
+ */
+export function whenReady(client: RedisClientLike, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'end') {
+    return Promise.reject(new StoreUnavailableError('redis connection is closed'));
+  }
+  if (client.status === 'wait') client.connect?.().catch(() => {});
+  let ready = pendingReady.get(client);
+  if (!ready) {
+    ready = new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        pendingReady.delete(client);
+        resolve();
+      });
+    });
+    pendingReady.set(client, ready);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new StoreUnavailableError(`redis is not connected (status "${client.status}") after ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,186 @@
+/**
+ * The Redis / Valkey store: one Lua script per transition, timed by Redis `TIME`, retention
+ * by key expiry, one hash per record under a hash-tagged key so Redis Cluster keeps each
+ * record in one slot. Works with an ioredis `Redis` or `Cluster` client, or a URL.
+ *
+ * ```
+ * key      <prefix>:{<id>}    hash: s state (p | c), f fingerprint, t token, a attempt,
+ *                             l leaseUntil, e expiresAt, o outcome, x outcome encoding
+ * channel  <prefix>:{<id>}    'c' on complete, 'r' on release (SPUBLISH in Cluster)
+ * ```
+ *
+ * @module
+ */
+import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
+import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
+import { SCRIPTS } from './lua.generated.ts';
+import { createNotifier, type NotifyCommand } from './notify.ts';
+import { fromReply, toReply } from './record.ts';
+
+export type { RedisClientLike } from './client.ts';
+
+/** Options of {@link redisStore}: give a `client` or a `url`. */
+export interface RedisStoreOptions {
+  /** An ioredis `Redis` or `Cluster` client. The store never closes it. */
+  client?: RedisClientLike;
+  /** A `redis://` or `rediss://` URL; the store connects (ioredis, loaded lazily) and closes. */
+  url?: string;
+  /** Key prefix, without braces. Defaults to 'idem'. */
+  prefix?: string;
+  /**
+   * Longest wait for one operation, connecting included, in ms; past it the operation
+   * rejects with `StoreUnavailableError`. Defaults to 2000.
+   */
+  commandTimeout?: number;
+  /**
+   * How complete/release wake waiters: 'sharded' (SPUBLISH, Redis 7+, the default for
+   * Cluster), 'classic' (PUBLISH, the default otherwise) or 'off' (waiters poll).
+   */
+  pubsub?: 'sharded' | 'classic' | 'off';
+}
+
+/**
+ * A store on Redis or Valkey (5+; Cluster with sharded pub/sub needs 7+).
+ *
+ * @example
+ * import Redis from 'ioredis';
+ * import { createIdem } from 'idem';
+ * import { redisStore } from 'idem/redis';
+ * const idem = createIdem({ store: redisStore({ client: new Redis(process.env.REDIS_URL) }) });
+ */
+export function redisStore(options: RedisStoreOptions): Store {
+  const { client: given, url, prefix = 'idem', commandTimeout = 2000 } = options;
+  if (!given === !url) throw new InvalidOptionError('redisStore needs exactly one of { client, url }');
+  if (!prefix || /[{}]/.test(prefix)) {
+    throw new InvalidOptionError(`redisStore prefix must be non-empty and free of braces, got "${prefix}"`);
+  }
+  if (!(commandTimeout > 0 && Number.isFinite(commandTimeout))) {
+    throw new InvalidOptionError(`redisStore commandTimeout must be a positive number of ms`);
+  }
+  const pubsub = options.pubsub ?? (given?.isCluster ? 'sharded' : 'classic');
+  const notify: NotifyCommand = pubsub === 'sharded' ? 'SPUBLISH' : pubsub === 'classic' ? 'PUBLISH' : '';
+
+  let connecting: Promise<RedisClientLike> | undefined;
+  const client = () => {
+    connecting ??= (given ? Promise.resolve(given) : connectUrl(url!, commandTimeout)).then(define);
+    return connecting;
+  };
+  const notifier = createNotifier(client, notify);
+  let closed = false;
+
+  /** One script call within the deadline; every failure becomes StoreUnavailableError. */
+  const call = async (name: keyof typeof SCRIPTS, id: string, ...args: (string | number)[]) => {
+    if (closed) throw new StoreUnavailableError('the redis store is closed');
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`)),
+        commandTimeout,
+      );
+    });
+    const start = performance.now();
+    const run = async () => {
+      const c = await client();
+      await whenReady(c, commandTimeout - (performance.now() - start));
+      const fn = (c as unknown as Record<string, ScriptCall>)[commandName(name)]!;
+      return fn.call(c, keyOf(id), ...args);
+    };
+    try {
+      return await Promise.race([run(), deadline]);
+    } catch (e) {
+      if (isIdemError(e)) throw e;
+      throw new StoreUnavailableError(`redis ${name} failed: ${(e as Error)?.message ?? e}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const keyOf = (id: string) => `${prefix}:{${id}}`;
+  const channelOf = (id: string) => `${keyPrefixOf(given)}${keyOf(id)}`;
+
+  return {
+    name: 'redis',
+
+    async claim(req: ClaimRequest): Promise<ClaimResult> {
+      const reply = (await call(
+        'claim',
+        req.id,
+        req.fingerprint,
+        req.token,
+        ms('leaseMs', req.leaseMs),
+        ms('ttlMs', req.ttlMs),
+      )) as unknown[];
+      if (reply[0] === 1) {
+        const [, , attempt, leaseUntil, takeover] = reply as number[];
+        return { status: 'acquired', attempt: attempt!, leaseUntil: leaseUntil!, takeover: takeover === 1 };
+      }
+      return { status: 'existing', record: fromReply(req.id, reply.slice(2)), now: Number(reply[1]) };
+    },
+
+    async complete(id, token, outcome, ttlMs) {
+      const [text, encoding] = toReply(outcome);
+      return (await call('complete', id, token, text, encoding, ms('ttlMs', ttlMs), notify)) === 1;
+    },
+
+    async release(id, token) {
+      return (await call('release', id, token, notify)) === 1;
+    },
+
+    async renew(id, token, leaseMs) {
+      const leaseUntil = await call('renew', id, token, ms('leaseMs', leaseMs));
+      return leaseUntil == null ? undefined : Number(leaseUntil);
+    },
+
+    async get(id): Promise<StoreRecord | undefined> {
+      const reply = (await call('get', id)) as unknown[] | null;
+      return reply ? fromReply(id, reply.slice(1)) : undefined;
+    },
+
+    /** Redis deletes expired records itself (PEXPIREAT), so there is never anything to purge. */
+    async purgeExpired(limit) {
+      ms('limit', limit);
+      return 0;
+    },
+
+    subscribe(id, onChange) {
+      return notifier.listen(channelOf(id), onChange);
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      notifier.close();
+      if (given || !connecting) return;
+      const c = await connecting.catch(() => undefined);
+      await c?.quit().catch(() => c.disconnect());
+    },
+  };
+}
+
+// --- Internal helpers ---
+
+const commandName = (name: keyof typeof SCRIPTS) => `idem_${name}_${SCRIPTS[name].sha1.slice(0, 10)}`;
+
+/** Registers the scripts; ioredis then sends EVALSHA (EVAL once per new connection). */
+function define(client: RedisClientLike): RedisClientLike {
+  for (const [name, script] of Object.entries(SCRIPTS)) {
+    const key = commandName(name as keyof typeof SCRIPTS);
+    if (typeof (client as unknown as Record<string, unknown>)[key] !== 'function') {
+      client.defineCommand(key, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+    }
+  }
+  return client;
+}
+
+/** A duration or count the scripts can do integer arithmetic with. */
+function ms(what: string, value: number): number {
+  const n = Math.ceil(value);
+  if (!(n >= 0 && n <= 1e15))
+    throw new InvalidOptionError(`${what} must be a finite number >= 0, got ${value}`);
+  return n;
+}
+
+function keyPrefixOf(client: RedisClientLike | undefined): string {
+  const prefix = (client?.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+  return typeof prefix === 'string' ? prefix : '';
+}

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidOptionError } from '../../src/core/errors.ts';
+import { redisStore } from '../../src/stores/redis/index.ts';
+import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
+import { deletePrefix, redisStoreSuite, until } from './fixtures/redis-suite.ts';
+
+const up = await serviceAvailable('redis');
+const url = SERVICES.redis;
+
+describe.skipIf(!up)('redis store (standalone)', () => {
+  redisStoreSuite('standalone', () => new Redis(url));
+
+  const prefix = uniqueName('idem_redis');
+  const admin = up ? new Redis(url) : undefined;
+  afterAll(async () => {
+    await deletePrefix(admin!, prefix);
+    await deletePrefix(admin!, `kp:${prefix}`);
+    admin?.disconnect();
+  });
+
+  it('claims in one round trip: one EVAL/EVALSHA per claim, Redis TIME inside', async () => {
+    const store = redisStore({ url, prefix });
+    const monitor = await admin!.monitor();
+    const seen: { args: string[]; source: string }[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => seen.push({ args, source }));
+    const ids = Array.from({ length: 10 }, (_, i) => `rt${i}`);
+    for (const id of [...ids, ...ids]) {
+      await store.claim({ id, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: randomUUID() });
+    }
+    await sleep(200);
+    monitor.disconnect();
+    await store.close?.();
+    for (const id of ids) {
+      const key = `${prefix}:{${id}}`;
+      const fromClient = seen.filter((c) => c.source !== 'lua' && c.args.includes(key));
+      expect(fromClient.map((c) => c.args[0]!.toLowerCase())).toSatisfy(
+        (names: string[]) => names.length === 2 && names.every((n) => n === 'evalsha' || n === 'eval'),
+      );
+    }
+    const inScripts = seen.filter((c) => c.source === 'lua').map((c) => c.args[0]!.toLowerCase());
+    expect(inScripts.filter((n) => n === 'time')).toHaveLength(20);
+  });
+
+  it('honours a client keyPrefix for keys and wake-up channels', async () => {
+    const client = new Redis(url, { keyPrefix: 'kp:' });
+    const store = redisStore({ client, prefix });
+    const token = randomUUID();
+    await store.claim({ id: 'k', fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token });
+    expect(await admin!.exists(`kp:${prefix}:{k}`)).toBe(1);
+    let woke = 0;
+    store.subscribe!('k', () => woke++);
+    await until(
+      async () => Number(((await admin!.pubsub('NUMSUB', `kp:${prefix}:{k}`)) as unknown[])[1]) > 0,
+    );
+    await store.complete('k', token, 'v', 60_000);
+    expect(await until(() => woke === 1)).toBe(true);
+    await store.close?.();
+    client.disconnect();
+  });
+
+  it('connects from a URL and closes only what it created', async () => {
+    const store = redisStore({ url, prefix, commandTimeout: 1_000 });
+    expect(await store.get('nothing')).toBeUndefined();
+    const before = ((await admin!.client('LIST')) as string).split('\n').length;
+    await store.close?.();
+    await until(async () => ((await admin!.client('LIST')) as string).split('\n').length < before);
+    expect(((await admin!.client('LIST')) as string).split('\n').length).toBeLessThan(before);
+    await expect(store.get('nothing')).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+
+  it('rejects bad options with InvalidOptionError', () => {
+    expect(() => redisStore({})).toThrow(InvalidOptionError);
+    expect(() => redisStore({ url, client: admin! })).toThrow(InvalidOptionError);
+    expect(() => redisStore({ url, prefix: 'a{b}' })).toThrow(InvalidOptionError);
+    expect(() => redisStore({ url, commandTimeout: 0 })).toThrow(InvalidOptionError);
+  });
+});
