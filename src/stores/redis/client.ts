@@ -20,8 +20,7 @@ export interface RedisClientLike {
   /** Used once, for the store's own subscriber connection. */
   duplicate(...args: never[]): unknown;
   connect?(): Promise<unknown>;
-  once(event: string, listener: (...args: never[]) => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
+  once(event: string, listener: () => void): unknown;
   quit(): Promise<unknown>;
   disconnect(): void;
 }
@@ -32,7 +31,7 @@ export interface SubscriberLike {
   unsubscribe(...channels: string[]): Promise<unknown>;
   ssubscribe(...channels: string[]): Promise<unknown>;
   sunsubscribe(...channels: string[]): Promise<unknown>;
-  on(event: string, listener: (...args: never[]) => void): unknown;
+  on(event: string, listener: (...args: string[]) => void): unknown;
   disconnect(): void;
 }
 
