@@ -14,6 +14,10 @@
 import { LeaseLostError } from './errors.ts';
 import type { Store } from './store.ts';
 
+const TIMED_OUT = Symbol('timed out');
+const expiry = (ms: number) =>
+  new Promise<typeof TIMED_OUT>((resolve) => setTimeout(resolve, Math.max(0, ms), TIMED_OUT).unref());
+
 export interface Heartbeat {
   /** Stops renewing; safe to call twice. */
   stop(): void;
@@ -45,8 +49,10 @@ export function startHeartbeat(
     if (stopped) return;
     const sentAt = Date.now();
     try {
-      const until = await store.renew(id, token, leaseMs);
+      // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
+      const until = await Promise.race([store.renew(id, token, leaseMs), expiry(localDeadline - sentAt)]);
       if (stopped) return;
+      if (until === TIMED_OUT) return lose('the store did not confirm the lease before it ran out');
       if (until === undefined) return lose('the lease on this key was lost to another holder');
       localDeadline = sentAt + leaseMs;
     } catch (error) {

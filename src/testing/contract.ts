@@ -1,0 +1,198 @@
+/**
+ * The store contract, checked directly against the store: each transition, its fencing, and
+ * the claim race.
+ */
+import { randomBytes } from 'node:crypto';
+import { expect, it } from 'vitest';
+import type { ClaimRequest, Store } from '../core/store.ts';
+import type { SuiteEnv } from './index.ts';
+
+export const uid = (p = 'k') => `${p}-${randomBytes(9).toString('base64url')}`;
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const DAY = 86_400_000;
+
+export function contractTests(env: SuiteEnv): void {
+  const lease = env.leaseMs;
+  const req = (over: Partial<ClaimRequest> = {}): ClaimRequest => ({
+    id: uid(),
+    fingerprint: 'fp-a',
+    leaseMs: 30_000,
+    ttlMs: DAY,
+    token: uid('t'),
+    ...over,
+  });
+  const claimOk = async (s: Store, r: ClaimRequest) => {
+    const c = await s.claim(r);
+    if (c.status !== 'acquired') throw new Error(`expected to acquire, got ${JSON.stringify(c)}`);
+    return c;
+  };
+
+  it('claim on an absent key acquires attempt 1 with a lease from the store clock', async () => {
+    const s = env.store();
+    const before = Date.now();
+    const c = await claimOk(s, req({ leaseMs: 30_000 }));
+    expect(c).toMatchObject({ attempt: 1, takeover: false });
+    expect(c.leaseUntil).toBeGreaterThan(before + 25_000);
+    expect(c.leaseUntil).toBeLessThan(Date.now() + 35_000);
+  });
+
+  it('a second claim while the lease holds answers the existing record and the store time', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    const c = await s.claim({ ...r, token: uid('t') });
+    expect(c.status).toBe('existing');
+    if (c.status !== 'existing') return;
+    expect(c.record).toMatchObject({ id: r.id, state: 'in_progress', fingerprint: 'fp-a', token: r.token });
+    expect(c.record.leaseUntil).toBeGreaterThan(c.now);
+    expect(Math.abs(c.now - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('a claim with another fingerprint never touches the record, in progress or completed', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    const other = await s.claim({ ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(other.status).toBe('existing');
+    expect((await s.get(r.id))?.token).toBe(r.token);
+    expect(await s.complete(r.id, r.token, 'out', DAY)).toBe(true);
+    await s.claim({ ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(await s.get(r.id)).toMatchObject({ state: 'completed', fingerprint: 'fp-a', outcome: 'out' });
+  });
+
+  it('complete is fenced by the token and idempotent for the holder', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    expect(await s.complete(r.id, uid('t'), 'zombie', DAY)).toBe(false);
+    expect(await s.complete(r.id, r.token, 'real', DAY)).toBe(true);
+    expect(await s.complete(r.id, r.token, 'real', DAY)).toBe(true);
+    expect(await s.complete(uid(), r.token, 'x', DAY)).toBe(false);
+    const c = await s.claim({ ...r, token: uid('t') });
+    expect(c.status === 'existing' && c.record).toMatchObject({
+      state: 'completed',
+      outcome: 'real',
+      leaseUntil: 0,
+    });
+  });
+
+  it('outcomes are stored exactly: unicode, quotes, control characters and 2 MiB', async () => {
+    const s = env.store();
+    const samples = ['', "π≈3.14 — “quotes” 'single' \\ \u0000\u0001\n\t 🚀", 'x'.repeat(2 * 1024 * 1024)];
+    for (const outcome of samples) {
+      const r = req();
+      await claimOk(s, r);
+      expect(await s.complete(r.id, r.token, outcome, DAY)).toBe(true);
+      expect((await s.get(r.id))?.outcome).toBe(outcome);
+    }
+  });
+
+  it('release is fenced by the token and frees the key for a new attempt 1', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    expect(await s.release(r.id, uid('t'))).toBe(false);
+    expect(await s.get(r.id)).toBeDefined();
+    expect(await s.release(r.id, r.token)).toBe(true);
+    expect(await s.get(r.id)).toBeUndefined();
+    expect(await claimOk(s, { ...r, token: uid('t') })).toMatchObject({ attempt: 1, takeover: false });
+  });
+
+  it('a completed record cannot be released or renewed', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    await s.complete(r.id, r.token, 'done', DAY);
+    expect(await s.release(r.id, r.token)).toBe(false);
+    expect(await s.renew(r.id, r.token, 30_000)).toBeUndefined();
+    expect((await s.get(r.id))?.outcome).toBe('done');
+  });
+
+  it('renew extends the lease for the holder only', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    const c = await claimOk(s, r);
+    expect(await s.renew(r.id, uid('t'), 60_000)).toBeUndefined();
+    const until = await s.renew(r.id, r.token, 60_000);
+    expect(until).toBeGreaterThan(c.leaseUntil);
+    await sleep(lease + 100);
+    const again = await s.claim({ ...r, token: uid('t') });
+    expect(again.status).toBe('existing');
+  });
+
+  it('an expired lease is taken over with attempt + 1, and the old holder is fenced off', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    const t2 = uid('t');
+    expect(await claimOk(s, { ...r, token: t2 })).toMatchObject({ attempt: 2, takeover: true });
+    expect(await s.complete(r.id, r.token, 'zombie', DAY)).toBe(false);
+    expect(await s.renew(r.id, r.token, 30_000)).toBeUndefined();
+    expect(await s.release(r.id, r.token)).toBe(false);
+    expect(await s.complete(r.id, t2, 'winner', DAY)).toBe(true);
+    expect((await s.get(r.id))?.outcome).toBe('winner');
+  });
+
+  it('an expired lease is not taken over by another fingerprint', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    const c = await s.claim({ ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(c.status).toBe('existing');
+    expect(await s.get(r.id)).toMatchObject({ token: r.token, fingerprint: 'fp-a', attempt: 1 });
+  });
+
+  it('a completed record expires after its ttl and the key is new again, for any fingerprint', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    await s.complete(r.id, r.token, 'old', lease);
+    await sleep(lease + 100);
+    expect(await s.get(r.id)).toBeUndefined();
+    const c = await claimOk(s, { ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(c).toMatchObject({ attempt: 1, takeover: false });
+    expect((await s.get(r.id))?.outcome).toBeUndefined();
+  });
+
+  it('purgeExpired deletes expired records in bounded batches and keeps live ones', async () => {
+    const s = env.store();
+    const expired = Array.from({ length: 5 }, () => req());
+    for (const r of expired) {
+      await claimOk(s, r);
+      await s.complete(r.id, r.token, 'x', 50);
+    }
+    const live = req();
+    await claimOk(s, live);
+    await s.complete(live.id, live.token, 'keep', DAY);
+    await sleep(150);
+    const first = await s.purgeExpired(2);
+    expect(first).toBeLessThanOrEqual(2);
+    for (let i = 0; i < 100 && (await s.purgeExpired(2)) > 0; i++);
+    for (const r of expired) expect(await s.get(r.id)).toBeUndefined();
+    expect((await s.get(live.id))?.outcome).toBe('keep');
+  });
+
+  it('50 concurrent claims on one key: exactly one acquires', async () => {
+    const s = env.store();
+    const id = uid();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        s.claim({ id, fingerprint: 'fp', leaseMs: 30_000, ttlMs: DAY, token: uid('t') }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'acquired')).toHaveLength(1);
+  });
+
+  it('50 concurrent takeovers of one expired lease: exactly one wins', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    const results = await Promise.all(Array.from({ length: 50 }, () => s.claim({ ...r, token: uid('t') })));
+    const won = results.filter((x) => x.status === 'acquired');
+    expect(won).toHaveLength(1);
+    expect(won[0]).toMatchObject({ attempt: 2, takeover: true });
+  });
+}

@@ -1,0 +1,87 @@
+/**
+ * The store conformance suite. Every idem store passes it, and so should yours:
+ *
+ * ```ts
+ * // my-store.test.ts (vitest)
+ * import { testStore } from 'idem/testing';
+ * testStore({
+ *   name: 'my-store',
+ *   create: () => myStore({ url: process.env.MY_URL }),
+ *   processStore: { module: new URL('./my-store-factory.ts', import.meta.url).pathname },
+ * });
+ * ```
+ *
+ * It checks the store contract directly (atomic claim, fencing, leases, retention), the
+ * engine rules on top of it (replay, mismatch, waiting, takeover, failure policy, exact
+ * outcomes), and, with `processStore`, real races between OS processes and a SIGKILLed holder.
+ *
+ * @module
+ */
+import { afterAll, beforeAll, describe } from 'vitest';
+import type { Store } from '../core/store.ts';
+import { contractTests } from './contract.ts';
+import { engineTests } from './engine.ts';
+import { processTests } from './processes.ts';
+
+/** Options of {@link testStore}. */
+export interface TestStoreOptions {
+  /** Shown in the test names. */
+  name: string;
+  /** Builds the store under test; called once per suite. */
+  create: () => Store | Promise<Store>;
+  /** Cleans up after the suite (drop a schema, delete a key prefix). Called after `close`. */
+  destroy?: (store: Store) => void | Promise<void>;
+  /**
+   * Enables the multi-process tests: an absolute path to a module exporting
+   * `createStore(arg): Store | Promise<Store>`, loaded in each child process.
+   */
+  processStore?: { module: string; arg?: unknown };
+  /** Child processes in the race test. Default 8. */
+  processes?: number;
+  /** Short lease used by the expiry tests, in ms. Default 300. */
+  leaseMs?: number;
+}
+
+/**
+ * Registers the conformance suite for one store in the current vitest file.
+ *
+ * @example
+ * import { memoryStore } from 'idem';
+ * import { testStore } from 'idem/testing';
+ * testStore({ name: 'memory', create: () => memoryStore() });
+ */
+export function testStore(options: TestStoreOptions): void {
+  describe(`store conformance: ${options.name}`, () => {
+    const env = storeEnv(options);
+    contractTests(env);
+    engineTests(env);
+    if (options.processStore) processTests(env, options.processStore, options.processes ?? 8);
+  });
+}
+
+/** What the suite's parts share. */
+export interface SuiteEnv {
+  store: () => Store;
+  leaseMs: number;
+  name: string;
+}
+
+function storeEnv(options: TestStoreOptions): SuiteEnv {
+  let store: Store | undefined;
+  beforeAll(async () => {
+    store = await options.create();
+  });
+  afterAll(async () => {
+    if (!store) return;
+    await store.close?.();
+    await options.destroy?.(store);
+  });
+  return {
+    name: options.name,
+    leaseMs: options.leaseMs ?? 300,
+    store: () => {
+      if (!store) throw new Error('store not created yet');
+      return store;
+    },
+  };
+}

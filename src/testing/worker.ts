@@ -1,0 +1,66 @@
+/**
+ * A child process of the conformance suite. Loads the store from the user's factory module,
+ * then either races through shared keys (`race`) or claims one key and hangs until killed
+ * (`hold`). Every execution appends one line to the side-effect ledger, a file opened in
+ * append mode, so the parent can count executions independently of the store.
+ */
+import { appendFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { createIdem } from '../core/engine.ts';
+import type { Store } from '../core/store.ts';
+
+export interface WorkerConfig {
+  mode: 'race' | 'hold';
+  module: string;
+  arg?: unknown;
+  ledger: string;
+  leaseMs: number;
+  keys: string[];
+  deliveries: number;
+  concurrency: number;
+}
+
+const cfg = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+const factory = (await import(pathToFileURL(cfg.module).href)) as {
+  createStore(arg: unknown): Store | Promise<Store>;
+};
+const store = await factory.createStore(cfg.arg);
+const idem = createIdem({ store, lease: cfg.leaseMs, onInProgress: 'wait', waitTimeout: '120s' });
+
+if (cfg.mode === 'hold') {
+  setInterval(() => {}, 60_000); // keep the process alive while the action hangs
+  const key = cfg.keys[0]!;
+  await idem.run(key, async () => {
+    appendFileSync(cfg.ledger, `${key} ${process.pid}\n`);
+    process.stdout.write('HOLDING\n');
+    await new Promise(() => {});
+  });
+} else {
+  process.stdout.write('READY\n');
+  await new Promise<void>((resolve) =>
+    createInterface({ input: process.stdin }).once('line', () => resolve()),
+  );
+  const jobs = cfg.keys.flatMap((k) => Array.from({ length: cfg.deliveries }, () => k));
+  for (let i = jobs.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [jobs[i], jobs[j]] = [jobs[j]!, jobs[i]!];
+  }
+  const seen: Record<string, string[]> = {};
+  let next = 0;
+  const lane = async () => {
+    while (next < jobs.length) {
+      const key = jobs[next++]!;
+      const value = await idem.run(key, async () => {
+        appendFileSync(cfg.ledger, `${key} ${process.pid}\n`);
+        await new Promise((r) => setTimeout(r, Math.random() * 3));
+        return `${process.pid}:${Math.random().toString(36).slice(2)}`;
+      });
+      (seen[key] ??= []).push(value);
+    }
+  };
+  await Promise.all(Array.from({ length: cfg.concurrency }, lane));
+  process.stdout.write(`${JSON.stringify(seen)}\n`);
+  await store.close?.();
+  process.exit(0);
+}
