@@ -1,0 +1,160 @@
+/**
+ * Every SQL text the Postgres store sends, in one place. Each store operation is one
+ * statement (one round trip); times are read from the database clock as epoch ms.
+ *
+ * @module
+ */
+
+/** The database clock as epoch milliseconds. The app's clock is never used for records. */
+export const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+
+/** Schema versions in order; `MIGRATIONS[i]` brings the schema from version i to i + 1. */
+export function migrations(schema: string, table: string): string[][] {
+  const t = `"${schema}"."${table}"`;
+  return [
+    [
+      `CREATE SCHEMA IF NOT EXISTS "${schema}"`,
+      `CREATE TABLE IF NOT EXISTS "${schema}"."${table}_version" (
+        version integer PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now())`,
+      `CREATE TABLE IF NOT EXISTS ${t} (
+        id text PRIMARY KEY,
+        state text NOT NULL CHECK (state IN ('in_progress', 'completed')),
+        fingerprint text NOT NULL,
+        token text NOT NULL,
+        attempt integer NOT NULL,
+        lease_until bigint NOT NULL,
+        expires_at bigint NOT NULL,
+        outcome text,
+        outcome_escaped boolean NOT NULL DEFAULT false,
+        awaited boolean NOT NULL DEFAULT false)`,
+      `CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON ${t} (expires_at)`,
+      claimFunction(schema, table),
+    ],
+  ];
+}
+
+/**
+ * The claim, as one function so it stays one round trip and reads the row that blocks it
+ * with a fresh snapshot (a plain CTE could not see a row committed by a concurrent claimer).
+ *
+ * 1. Read the row. Completed, live lease, or another fingerprint: answer it, no write, no lock.
+ * 2. Otherwise upsert: insert, or overwrite when expired (attempt 1) or when the lease ran
+ *    out with the same fingerprint (takeover: attempt + 1), re-checked under the row lock.
+ * 3. The upsert lost to a concurrent claimer: go back to 1, which now sees its row.
+ */
+function claimFunction(schema: string, table: string): string {
+  const t = `"${schema}"."${table}"`;
+  return `CREATE OR REPLACE FUNCTION "${schema}"."${table}_claim"(
+    p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint)
+  RETURNS TABLE (acquired boolean, state text, fingerprint text, token text, attempt integer,
+    lease_until bigint, expires_at bigint, outcome text, outcome_escaped boolean, now_ms bigint)
+  LANGUAGE plpgsql VOLATILE AS $fn$
+  #variable_conflict use_column
+  DECLARE
+    t bigint := ${NOW_MS};
+    r ${t}%ROWTYPE;
+  BEGIN
+    FOR i IN 1..10 LOOP
+      SELECT * INTO r FROM ${t} x WHERE x.id = p_id;
+      IF FOUND AND r.expires_at > t
+        AND (r.state = 'completed' OR r.lease_until > t OR r.fingerprint <> p_fingerprint) THEN
+        RETURN QUERY SELECT false, r.state, r.fingerprint, r.token, r.attempt, r.lease_until,
+          r.expires_at, r.outcome, r.outcome_escaped, t;
+        RETURN;
+      END IF;
+      INSERT INTO ${t} AS x (id, state, fingerprint, token, attempt, lease_until, expires_at)
+      VALUES (p_id, 'in_progress', p_fingerprint, p_token, 1, t + p_lease_ms, t + greatest(p_lease_ms, p_ttl_ms))
+      ON CONFLICT (id) DO UPDATE SET
+        state = 'in_progress',
+        fingerprint = excluded.fingerprint,
+        token = excluded.token,
+        attempt = CASE WHEN x.expires_at <= t THEN 1 ELSE x.attempt + 1 END,
+        lease_until = excluded.lease_until,
+        expires_at = CASE WHEN x.expires_at <= t THEN excluded.expires_at
+                          ELSE greatest(x.expires_at, excluded.expires_at) END,
+        outcome = NULL,
+        outcome_escaped = false,
+        awaited = CASE WHEN x.expires_at <= t THEN false ELSE x.awaited END
+      WHERE x.expires_at <= t
+         OR (x.state = 'in_progress' AND x.lease_until <= t AND x.fingerprint = excluded.fingerprint)
+      RETURNING x.* INTO r;
+      IF FOUND THEN
+        RETURN QUERY SELECT true, r.state, r.fingerprint, r.token, r.attempt, r.lease_until,
+          r.expires_at, NULL::text, false, t;
+        RETURN;
+      END IF;
+    END LOOP;
+    RAISE EXCEPTION 'idem: the claim on % kept changing under concurrent writers', p_id;
+  END
+  $fn$`;
+}
+
+/** The statement behind each store operation. `channel` is the LISTEN/NOTIFY channel. */
+export function statements(schema: string, table: string, channel: string) {
+  const t = `"${schema}"."${table}"`;
+  // NOTIFY takes a cluster-wide lock at commit, so only records someone waits on notify
+  const notify = (alias: string) =>
+    `CASE WHEN ${alias}.awaited AND octet_length(${alias}.id) < 8000 THEN pg_notify('${channel}', ${alias}.id) END`;
+  return {
+    claim: `SELECT * FROM "${schema}"."${table}_claim"($1, $2, $3, $4, $5)`,
+
+    // $1 id, $2 token, $3 outcome, $4 outcome_escaped, $5 ttl ms. Completing again with the
+    // same token matches too and keeps the stored outcome (answers true, changes nothing).
+    complete: `WITH n AS (SELECT ${NOW_MS} AS t),
+      u AS (
+        UPDATE ${t} r SET
+          state = 'completed',
+          outcome = CASE WHEN r.state = 'completed' THEN r.outcome ELSE $3 END,
+          outcome_escaped = CASE WHEN r.state = 'completed' THEN r.outcome_escaped ELSE $4 END,
+          lease_until = 0,
+          expires_at = CASE WHEN r.state = 'completed' THEN r.expires_at ELSE n.t + $5 END
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.expires_at > n.t
+        RETURNING r.id, r.awaited)
+      SELECT u.id, ${notify('u')} AS notified FROM u`,
+
+    // $1 id, $2 token
+    release: `WITH n AS (SELECT ${NOW_MS} AS t),
+      d AS (
+        DELETE FROM ${t} r USING n
+        WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+        RETURNING r.id, r.awaited)
+      SELECT d.id, ${notify('d')} AS notified FROM d`,
+
+    // $1 id, $2 token, $3 lease ms
+    renew: `WITH n AS (SELECT ${NOW_MS} AS t)
+      UPDATE ${t} r SET lease_until = n.t + $3, expires_at = greatest(r.expires_at, n.t + $3)
+      FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+      RETURNING r.lease_until`,
+
+    // $1 id
+    get: `WITH n AS (SELECT ${NOW_MS} AS t)
+      SELECT r.* FROM ${t} r, n WHERE r.id = $1 AND r.expires_at > n.t`,
+
+    // $1 batch size. Rows another transaction holds are skipped, never waited for.
+    purge: `WITH n AS (SELECT ${NOW_MS} AS t),
+      v AS (
+        SELECT r.id FROM ${t} r WHERE r.expires_at <= (SELECT t FROM n)
+        LIMIT $1 FOR UPDATE OF r SKIP LOCKED)
+      DELETE FROM ${t} r USING v WHERE r.id = v.id`,
+
+    // $1 ids. Marks in-progress records as awaited (so complete/release will NOTIFY) and
+    // answers the ids still in progress; waiters on the others are woken at once.
+    await: `WITH n AS (SELECT ${NOW_MS} AS t),
+      u AS (
+        UPDATE ${t} r SET awaited = true FROM n
+        WHERE r.id = ANY($1::text[]) AND r.state = 'in_progress' AND r.expires_at > n.t AND NOT r.awaited
+        RETURNING r.id)
+      SELECT u.id FROM u
+      UNION
+      SELECT r.id FROM ${t} r, n
+      WHERE r.id = ANY($1::text[]) AND r.state = 'in_progress' AND r.expires_at > n.t AND r.awaited`,
+
+    version: `SELECT max(version) AS version FROM "${schema}"."${table}_version"`,
+    versionExists: `SELECT to_regclass('"${schema}"."${table}_version"') IS NOT NULL AS present`,
+    recordVersion: `INSERT INTO "${schema}"."${table}_version" (version) VALUES ($1) ON CONFLICT DO NOTHING`,
+  };
+}
+
+/** A valid, unquoted-safe SQL identifier: lowercase letters, digits and `_`, 1–48 characters. */
+export const IDENTIFIER = /^[a-z_][a-z0-9_]{0,47}$/;
