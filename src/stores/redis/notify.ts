@@ -15,10 +15,18 @@ export interface Notifier {
   close(): void;
 }
 
-/** A notifier whose subscriber is `client.duplicate()`, created on the first `listen`. */
-export function createNotifier(client: () => Promise<RedisClientLike>, command: NotifyCommand): Notifier {
+/**
+ * A notifier whose subscriber is `client.duplicate()`, created on the first `listen`. A channel
+ * stays subscribed for `lingerMs` after its last listener leaves, so a waiter that listens
+ * anew between polls costs no SUBSCRIBE/UNSUBSCRIBE pair.
+ */
+export function createNotifier(
+  client: () => Promise<RedisClientLike>,
+  command: NotifyCommand,
+  lingerMs = 5_000,
+): Notifier {
   const sharded = command === 'SPUBLISH';
-  const listeners = new Map<string, Set<() => void>>();
+  const channels = new Map<string, { fns: Set<() => void>; linger?: NodeJS.Timeout }>();
   let sub: Promise<SubscriberLike | undefined> | undefined;
   let closed = false;
 
@@ -37,17 +45,16 @@ export function createNotifier(client: () => Promise<RedisClientLike>, command: 
     const c = await client();
     const s = duplicate(c, sharded);
     s.on('error', () => {});
-    const onMessage = (channel: string) => {
-      for (const fn of [...(listeners.get(channel) ?? [])]) {
+    s.on(sharded ? 'smessage' : 'message', (channel: string) => {
+      for (const fn of [...(channels.get(channel)?.fns ?? [])]) {
         try {
           fn();
         } catch {}
       }
-    };
-    s.on(sharded ? 'smessage' : 'message', onMessage);
+    });
     // After a reconnect, subscribe again to whatever the last connection may have missed.
     s.on('ready', () => {
-      for (const channel of listeners.keys()) send(s, true, channel);
+      for (const channel of channels.keys()) send(s, true, channel);
     });
     if (closed) s.disconnect();
     return closed ? undefined : s;
@@ -56,23 +63,31 @@ export function createNotifier(client: () => Promise<RedisClientLike>, command: 
   return {
     listen(channel, onChange) {
       if (command === '' || closed) return () => {};
-      let set = listeners.get(channel);
-      if (!set) {
-        set = new Set();
-        listeners.set(channel, set);
+      let entry = channels.get(channel);
+      if (!entry) {
+        const created = { fns: new Set<() => void>() };
+        channels.set(channel, created);
         sub ??= open().catch(() => undefined);
-        void sub.then((s) => s && listeners.has(channel) && send(s, true, channel));
+        void sub.then((s) => s && channels.get(channel) === created && send(s, true, channel));
+        entry = created;
       }
-      set.add(onChange);
+      const e = entry;
+      clearTimeout(e.linger);
+      e.fns.add(onChange);
       return () => {
-        if (!set.delete(onChange) || set.size > 0 || listeners.get(channel) !== set) return;
-        listeners.delete(channel);
-        void sub?.then((s) => s && !listeners.has(channel) && send(s, false, channel));
+        if (!e.fns.delete(onChange) || e.fns.size > 0 || channels.get(channel) !== e) return;
+        e.linger = setTimeout(() => {
+          if (e.fns.size > 0 || channels.get(channel) !== e) return;
+          channels.delete(channel);
+          void sub?.then((s) => s && !channels.has(channel) && send(s, false, channel));
+        }, lingerMs);
+        e.linger.unref();
       };
     },
     close() {
       closed = true;
-      listeners.clear();
+      for (const e of channels.values()) clearTimeout(e.linger);
+      channels.clear();
       void sub?.then((s) => s?.disconnect());
     },
   };
