@@ -173,10 +173,6 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         },
         channel,
         timeoutMs: o.timeout,
-        markAwaited: async (ids) => {
-          const r = await query('subscribe', sql.await, [ids]);
-          return new Set(r.rows.map((row) => String(row.id)));
-        },
       });
       return listener.subscribe(id, onChange);
     },

@@ -1,13 +1,14 @@
 /**
  * LISTEN/NOTIFY wake-ups for waiters. One connection per store, opened on the first
- * subscribe and held until `close()`. When it drops it is reopened with backoff, and every
+ * subscribe and held until `close()`. When it drops it is reopened with backoff and every
  * waiter is woken once (a notification may have been missed); the engine's polling covers
  * the gap in between.
  *
  * ```
- * subscribe(id) ─▶ LISTEN (once) ─▶ mark id awaited ─▶ not in progress any more? wake now
- * complete/release of an awaited record ─▶ NOTIFY channel, id ─▶ wake the id's waiters
- * connection lost ─▶ reconnect (100 ms … 5 s) ─▶ LISTEN ─▶ re-mark all ids ─▶ wake all
+ * claim finds a holder ─▶ row marked awaited ─▶ subscribe(id) ─▶ LISTEN (once per store)
+ * holder completes/releases an awaited row ─▶ NOTIFY channel, id ─▶ wake the id's waiters
+ * a NOTIFY that lands just before subscribe(id) ─▶ remembered 2 s ─▶ wakes it at once
+ * connection lost ─▶ reconnect (100 ms … 5 s) ─▶ LISTEN ─▶ wake every waiter once
  * ```
  *
  * @module
@@ -18,9 +19,7 @@ export interface ListenerOptions {
   pool: () => Promise<PgPoolLike>;
   channel: string;
   timeoutMs: number;
-  /** Marks ids as awaited; answers the ids still in progress. */
-  markAwaited: (ids: string[]) => Promise<Set<string>>;
-  /** How often the idle connection is pinged to find a silently dead socket. */
+  /** How often the held connection is pinged to find a silently dead socket. */
   pingMs?: number;
 }
 
@@ -29,10 +28,14 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/** How long a notification counts for a subscriber that arrives just after it. */
+const RECENT_MS = 2000;
+
 export function createListener(options: ListenerOptions): Listener {
-  const { channel, timeoutMs, markAwaited } = options;
+  const { channel, timeoutMs } = options;
   const pingMs = options.pingMs ?? 30_000;
   const subs = new Map<string, Set<() => void>>();
+  const recent = new Map<string, number>(); // id → when notified (monotonic ms)
   let client: PgClientLike | undefined;
   let opening: Promise<void> | undefined;
   let closed = false;
@@ -48,43 +51,40 @@ export function createListener(options: ListenerOptions): Listener {
   };
 
   const onNotification = (msg: { channel: string; payload?: string | undefined }) => {
-    if (msg.channel === channel && msg.payload) wake(msg.payload);
-  };
-
-  // Marks ids and wakes those no longer in progress; failures leave them to polling.
-  const mark = (ids: string[]) => {
-    if (ids.length === 0) return;
-    markAwaited(ids).then(
-      (live) => {
-        for (const id of ids) if (!live.has(id)) wake(id);
-      },
-      () => {},
-    );
+    if (msg.channel !== channel || !msg.payload) return;
+    const t = performance.now();
+    recent.set(msg.payload, t);
+    for (const [id, at] of recent) {
+      if (t - at < RECENT_MS) break; // insertion order: the rest are newer
+      recent.delete(id);
+    }
+    wake(msg.payload);
   };
 
   const drop = (c: PgClientLike, err: Error) => {
     if (client !== c) return;
     client = undefined;
     clearInterval(ping);
-    c.release(err); // destroyed, never handed back to the pool while LISTENing
+    c.release(err); // destroyed: a LISTENing connection never goes back to the pool
     if (!closed && subs.size > 0) scheduleOpen();
   };
 
   const scheduleOpen = () => {
     if (retry || closed) return;
-    const delay = Math.min(5000, 100 * 2 ** failures);
-    retry = setTimeout(() => {
-      retry = undefined;
-      ensureOpen();
-    }, delay);
+    retry = setTimeout(
+      () => {
+        retry = undefined;
+        ensureOpen();
+      },
+      Math.min(5000, 100 * 2 ** failures),
+    );
     retry.unref?.();
   };
 
-  const openHeld = async () => {
+  const open = async () => {
     const pool = await options.pool();
     const c = await withDeadline(pool.connect(), timeoutMs, (late) => late.release());
-    const onError = (err: Error) => drop(c, err);
-    c.on('error', onError);
+    c.on('error', (err: Error) => drop(c, err));
     c.on('notification', onNotification);
     try {
       await withDeadline(c.query({ text: `LISTEN "${channel}"` }), timeoutMs);
@@ -92,23 +92,19 @@ export function createListener(options: ListenerOptions): Listener {
       c.release(err instanceof Error ? err : new Error(String(err)));
       throw err;
     }
-    if (closed) {
-      c.release(new Error('idem: store closed'));
-      return;
-    }
+    if (closed) return c.release(new Error('idem: store closed'));
     client = c;
     failures = 0;
     ping = setInterval(() => {
-      withDeadline(c.query({ text: 'SELECT 1' }), timeoutMs).catch((err) => drop(c, err));
+      withDeadline(c.query({ text: 'SELECT 1' }), timeoutMs).catch((err: Error) => drop(c, err));
     }, pingMs);
     ping.unref?.();
-    mark([...subs.keys()]);
     wakeAll();
   };
 
   const ensureOpen = () => {
     if (client || opening || closed) return;
-    opening = openHeld()
+    opening = open()
       .catch(() => {
         failures++;
         scheduleOpen();
@@ -123,8 +119,9 @@ export function createListener(options: ListenerOptions): Listener {
       const set = subs.get(id) ?? new Set<() => void>();
       subs.set(id, set);
       set.add(onChange);
-      if (client) mark([id]);
-      else ensureOpen(); // marks every subscribed id once LISTEN is on
+      ensureOpen();
+      const at = recent.get(id);
+      if (at !== undefined && performance.now() - at < RECENT_MS) queueMicrotask(onChange);
       return () => {
         set.delete(onChange);
         if (set.size === 0 && subs.get(id) === set) subs.delete(id);
@@ -137,6 +134,7 @@ export function createListener(options: ListenerOptions): Listener {
       await opening;
       if (client) drop(client, new Error('idem: store closed'));
       subs.clear();
+      recent.clear();
     },
   };
 }

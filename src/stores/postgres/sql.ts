@@ -38,7 +38,10 @@ export function migrations(schema: string, table: string): string[][] {
  * The claim, as one function so it stays one round trip and reads the row that blocks it
  * with a fresh snapshot (a plain CTE could not see a row committed by a concurrent claimer).
  *
- * 1. Read the row. Completed, live lease, or another fingerprint: answer it, no write, no lock.
+ * 1. Read the row. Completed, live lease, or another fingerprint: answer it, with no write
+ *    and no lock, except that the first claimer to find a holder marks the row `awaited`,
+ *    so the holder's complete/release sends a NOTIFY (NOTIFY serializes commits cluster-wide,
+ *    so records nobody waits on never send one).
  * 2. Otherwise upsert: insert, or overwrite when expired (attempt 1) or when the lease ran
  *    out with the same fingerprint (takeover: attempt + 1), re-checked under the row lock.
  * 3. The upsert lost to a concurrent claimer: go back to 1, which now sees its row.
@@ -59,6 +62,13 @@ function claimFunction(schema: string, table: string): string {
       SELECT * INTO r FROM ${t} x WHERE x.id = p_id;
       IF FOUND AND r.expires_at > t
         AND (r.state = 'completed' OR r.lease_until > t OR r.fingerprint <> p_fingerprint) THEN
+        IF r.state = 'in_progress' AND NOT r.awaited THEN
+          -- someone waits on this holder: its complete/release will NOTIFY
+          UPDATE ${t} x SET awaited = true
+          WHERE x.id = p_id AND x.token = r.token AND x.state = 'in_progress' AND NOT x.awaited;
+          CONTINUE WHEN NOT FOUND; -- changed under us: read it again
+          r.awaited := true;
+        END IF;
         RETURN QUERY SELECT false, r.state, r.fingerprint, r.token, r.attempt, r.lease_until,
           r.expires_at, r.outcome, r.outcome_escaped, t;
         RETURN;
@@ -137,18 +147,6 @@ export function statements(schema: string, table: string, channel: string) {
         SELECT r.id FROM ${t} r WHERE r.expires_at <= (SELECT t FROM n)
         LIMIT $1 FOR UPDATE OF r SKIP LOCKED)
       DELETE FROM ${t} r USING v WHERE r.id = v.id`,
-
-    // $1 ids. Marks in-progress records as awaited (so complete/release will NOTIFY) and
-    // answers the ids still in progress; waiters on the others are woken at once.
-    await: `WITH n AS (SELECT ${NOW_MS} AS t),
-      u AS (
-        UPDATE ${t} r SET awaited = true FROM n
-        WHERE r.id = ANY($1::text[]) AND r.state = 'in_progress' AND r.expires_at > n.t AND NOT r.awaited
-        RETURNING r.id)
-      SELECT u.id FROM u
-      UNION
-      SELECT r.id FROM ${t} r, n
-      WHERE r.id = ANY($1::text[]) AND r.state = 'in_progress' AND r.expires_at > n.t AND r.awaited`,
 
     version: `SELECT max(version) AS version FROM "${schema}"."${table}_version"`,
     versionExists: `SELECT to_regclass('"${schema}"."${table}_version"') IS NOT NULL AS present`,
