@@ -1,0 +1,76 @@
+/**
+ * The Redis store on a real 3-master Redis Cluster (started here on spare ports): the
+ * transition tests, the conformance suite, and the slot layout.
+ */
+import { randomUUID } from 'node:crypto';
+import { testStore } from 'idem/testing';
+import { Cluster } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { redisStore } from '../../src/stores/redis/index.ts';
+import { type RedisCluster, redisBinariesAvailable, startCluster } from '../helpers/redis-cluster.ts';
+import { uniqueName } from '../helpers/services.ts';
+import { deletePrefix, redisStoreSuite } from './fixtures/redis-suite.ts';
+
+const binaries = await redisBinariesAvailable();
+const cluster: RedisCluster | undefined = binaries ? await startCluster() : undefined;
+afterAll(async () => cluster?.stop());
+
+if (cluster) {
+  const connect = () => new Cluster(cluster.nodes);
+  redisStoreSuite('cluster', connect);
+
+  describe('redis store on Cluster: layout', () => {
+    const prefix = uniqueName('idem_redis');
+    const client = connect();
+    const store = redisStore({ client, prefix });
+    afterAll(async () => {
+      await store.close?.();
+      await deletePrefix(client, prefix);
+      await client.quit();
+    });
+
+    it('spreads records over the masters, each record and its channel in one slot', async () => {
+      const ids = Array.from({ length: 60 }, (_, i) => `spread-${i}`);
+      for (const id of ids) {
+        const token = randomUUID();
+        await store.claim({ id, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token });
+        expect(await store.complete(id, token, `v${id}`, 60_000)).toBe(true);
+      }
+      const perNode = await Promise.all(
+        client.nodes('master').map(async (n) => (await n.keys(`${prefix}:*`)).length),
+      );
+      expect(perNode.filter((n) => n > 0).length).toBe(3);
+      expect(perNode.reduce((a, b) => a + b, 0)).toBe(ids.length);
+      for (const id of ids.slice(0, 5)) {
+        const slot = await client.cluster('KEYSLOT', `${prefix}:{${id}}`);
+        expect(await client.cluster('KEYSLOT', id)).toBe(slot); // the hash tag is the id
+        expect((await store.get(id))?.outcome).toBe(`v${id}`);
+      }
+    });
+  });
+
+  const prefix = uniqueName('idem_redis');
+  testStore({
+    name: 'redis cluster',
+    create: () => {
+      const client = connect();
+      const store = redisStore({ client, prefix });
+      return {
+        ...store,
+        async close() {
+          await store.close?.();
+          await deletePrefix(client, prefix);
+          await client.quit();
+        },
+      };
+    },
+    processStore: {
+      module: new URL('./fixtures/redis-factory.ts', import.meta.url).pathname,
+      arg: { cluster: cluster.nodes, prefix },
+    },
+  });
+} else {
+  describe.skip('redis store on Cluster (redis-server / redis-cli not installed)', () => {
+    it('skipped', () => {});
+  });
+}
