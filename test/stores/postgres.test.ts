@@ -1,0 +1,471 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidOptionError, StoreUnavailableError } from '../../src/core/errors.ts';
+import type { ClaimRequest } from '../../src/core/store.ts';
+import { type PostgresStore, postgresStore } from '../../src/stores/postgres/index.ts';
+import { SCHEMA_VERSION } from '../../src/stores/postgres/schema.ts';
+import { serviceAvailable, uniqueName } from '../helpers/services.ts';
+import { startProxy } from './fixtures/postgres-proxy.ts';
+import { adminPool, dropSchema, PG_URL, until } from './fixtures/postgres-suite.ts';
+
+const up = await serviceAvailable('postgres');
+const DAY = 86_400_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const req = (over: Partial<ClaimRequest> = {}): ClaimRequest => ({
+  id: `k-${randomUUID()}`,
+  fingerprint: 'fp',
+  leaseMs: 30_000,
+  ttlMs: DAY,
+  token: randomUUID(),
+  ...over,
+});
+
+describe('postgresStore options', () => {
+  const pool = { connect: async () => Promise.reject(new Error('unused')), end: async () => {} };
+  it.each([
+    [{}, /exactly one of/],
+    [{ pool, connectionString: 'postgres://x' }, /exactly one of/],
+    [{ pool, schema: 'Idem' }, /schema must be/],
+    [{ pool, schema: 'idem; drop table x' }, /schema must be/],
+    [{ pool, table: '1records' }, /table must be/],
+    [{ pool, table: 'x'.repeat(49) }, /table must be/],
+    [{ pool, statementTimeout: 0 }, /statementTimeout/],
+    [{ pool, statementTimeout: 1.5 }, /statementTimeout/],
+    [{ pool, max: 0 }, /max must be/],
+  ])('rejects %j with InvalidOptionError', (options, message) => {
+    expect(() => postgresStore(options)).toThrow(InvalidOptionError);
+    expect(() => postgresStore(options)).toThrow(message);
+  });
+});
+
+describe.skipIf(!up)('postgres store', () => {
+  const schema = uniqueName('idem_pg');
+  const admin = up ? adminPool() : (undefined as never);
+  const pool = new pg.Pool({ connectionString: PG_URL, max: 5 });
+  pool.on('error', () => {});
+  let store: PostgresStore;
+  const row = async (id: string) =>
+    (await admin.query(`SELECT * FROM "${schema}".idem_records WHERE id = $1`, [id])).rows[0];
+  const dbNow = async () =>
+    Number(
+      (await admin.query('SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS t')).rows[0].t,
+    );
+
+  beforeAll(async () => {
+    store = postgresStore({ pool, schema });
+    await store.ready();
+  });
+  afterAll(async () => {
+    await store.close();
+    await pool.end();
+    await dropSchema(admin, schema);
+    await admin.end();
+  });
+
+  describe('schema', () => {
+    it('creates the table, its index, the claim function and version row; TEXT outcome, bigint ms times', async () => {
+      const cols = await admin.query(
+        `SELECT column_name, data_type FROM information_schema.columns
+         WHERE table_schema = $1 AND table_name = 'idem_records' ORDER BY ordinal_position`,
+        [schema],
+      );
+      expect(Object.fromEntries(cols.rows.map((r) => [r.column_name, r.data_type]))).toEqual({
+        id: 'text',
+        state: 'text',
+        fingerprint: 'text',
+        token: 'text',
+        attempt: 'integer',
+        lease_until: 'bigint',
+        expires_at: 'bigint',
+        outcome: 'text',
+        outcome_escaped: 'boolean',
+        awaited: 'boolean',
+      });
+      const versions = await admin.query(`SELECT version FROM "${schema}".idem_records_version`);
+      expect(versions.rows).toEqual([{ version: SCHEMA_VERSION }]);
+      const idx = await admin.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1`, [schema]);
+      expect(idx.rows.map((r) => r.indexname).sort()).toEqual([
+        'idem_records_expires_at',
+        'idem_records_pkey',
+        'idem_records_version_pkey',
+      ]);
+    });
+
+    it('12 stores starting at once on a new schema: one migration, all ready', async () => {
+      const fresh = uniqueName('idem_pg_mig');
+      const stores = Array.from({ length: 12 }, () =>
+        postgresStore({ connectionString: PG_URL, schema: fresh }),
+      );
+      try {
+        await Promise.all(stores.map((s) => s.ready()));
+        const results = await Promise.all(stores.map((s) => s.claim(req({ id: 'same' }))));
+        expect(results.filter((r) => r.status === 'acquired')).toHaveLength(1);
+        const versions = await admin.query(`SELECT version FROM "${fresh}".idem_records_version`);
+        expect(versions.rows).toEqual([{ version: SCHEMA_VERSION }]);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+        await dropSchema(admin, fresh);
+      }
+    });
+
+    it('refuses a schema written by a newer idem, with StoreUnavailableError', async () => {
+      const fresh = uniqueName('idem_pg_new');
+      const s1 = postgresStore({ connectionString: PG_URL, schema: fresh });
+      await s1.ready();
+      await s1.close();
+      await admin.query(`INSERT INTO "${fresh}".idem_records_version (version) VALUES ($1)`, [
+        SCHEMA_VERSION + 1,
+      ]);
+      const s2 = postgresStore({ connectionString: PG_URL, schema: fresh });
+      try {
+        await expect(s2.get('x')).rejects.toThrow(StoreUnavailableError);
+        await expect(s2.get('x')).rejects.toThrow(/newer than this idem/);
+      } finally {
+        await s2.close();
+        await dropSchema(admin, fresh);
+      }
+    });
+
+    it('a second table in the same schema gets its own records, version table and channel', async () => {
+      const other = postgresStore({ pool, schema, table: 'other_records' });
+      const r = req();
+      expect((await other.claim(r)).status).toBe('acquired');
+      expect(await store.get(r.id)).toBeUndefined();
+      expect((await other.get(r.id))?.token).toBe(r.token);
+      await other.close();
+    });
+  });
+
+  describe('transitions', () => {
+    it('claim on an absent key: attempt 1, lease and retention from the database clock', async () => {
+      const before = await dbNow();
+      const r = req({ leaseMs: 10_000, ttlMs: 60_000 });
+      const c = await store.claim(r);
+      const after = await dbNow();
+      expect(c).toMatchObject({ status: 'acquired', attempt: 1, takeover: false });
+      if (c.status !== 'acquired') return;
+      expect(c.leaseUntil).toBeGreaterThanOrEqual(before + 10_000);
+      expect(c.leaseUntil).toBeLessThanOrEqual(after + 10_000);
+      const stored = await row(r.id);
+      expect(stored).toMatchObject({ state: 'in_progress', token: r.token, attempt: 1, outcome: null });
+      expect(Number(stored.expires_at) - Number(stored.lease_until)).toBe(50_000);
+    });
+
+    it('retention while in progress is max(lease, ttl)', async () => {
+      const r = req({ leaseMs: 5_000, ttlMs: 1_000 });
+      const c = await store.claim(r);
+      const stored = await row(r.id);
+      expect(c.status === 'acquired' && Number(stored.expires_at)).toBe(Number(stored.lease_until));
+    });
+
+    it('an existing record comes back with the database time, and the claim writes nothing', async () => {
+      const r = req();
+      await store.claim(r);
+      await store.complete(r.id, r.token, 'done', DAY);
+      const xmin = (await admin.query(`SELECT xmin FROM "${schema}".idem_records WHERE id = $1`, [r.id]))
+        .rows[0];
+      const c = await store.claim({ ...r, token: randomUUID() });
+      expect(c.status).toBe('existing');
+      if (c.status !== 'existing') return;
+      expect(c.record).toEqual({
+        id: r.id,
+        state: 'completed',
+        fingerprint: 'fp',
+        token: r.token,
+        attempt: 1,
+        leaseUntil: 0,
+        expiresAt: expect.any(Number),
+        outcome: 'done',
+      });
+      expect(Math.abs(c.now - (await dbNow()))).toBeLessThan(1000);
+      const after = (await admin.query(`SELECT xmin FROM "${schema}".idem_records WHERE id = $1`, [r.id]))
+        .rows[0];
+      expect(after).toEqual(xmin); // a replay is a pure read: no new row version
+    });
+
+    it('takeover: attempt + 1, takeover true; a replaced expired record starts again at attempt 1', async () => {
+      const r = req({ leaseMs: 200, ttlMs: 600 });
+      await store.claim(r);
+      await sleep(250);
+      const t2 = randomUUID();
+      expect(await store.claim({ ...r, token: t2 })).toMatchObject({ attempt: 2, takeover: true });
+      expect(await store.complete(r.id, r.token, 'zombie', DAY)).toBe(false);
+      await sleep(250);
+      expect(await store.claim({ ...r, token: randomUUID() })).toMatchObject({ attempt: 3, takeover: true });
+      await sleep(700); // past retention: the record is expired, not taken over
+      expect(await store.get(r.id)).toBeUndefined();
+      expect(await store.claim({ ...r, fingerprint: 'other', token: randomUUID() })).toMatchObject({
+        status: 'acquired',
+        attempt: 1,
+        takeover: false,
+      });
+      expect(await row(r.id)).toMatchObject({ fingerprint: 'other', attempt: 1, awaited: false });
+    });
+
+    it('complete: fenced, idempotent for the holder, first outcome kept, retention from now', async () => {
+      const r = req();
+      await store.claim(r);
+      expect(await store.complete(r.id, randomUUID(), 'zombie', DAY)).toBe(false);
+      const before = await dbNow();
+      expect(await store.complete(r.id, r.token, 'first', 60_000)).toBe(true);
+      const stored = await row(r.id);
+      expect(stored).toMatchObject({ state: 'completed', outcome: 'first', lease_until: '0' });
+      expect(Number(stored.expires_at)).toBeGreaterThanOrEqual(before + 60_000);
+      expect(await store.complete(r.id, r.token, 'second', DAY)).toBe(true);
+      expect(await row(r.id)).toMatchObject({ outcome: 'first', expires_at: stored.expires_at });
+      expect(await store.complete('absent', r.token, 'x', DAY)).toBe(false);
+    });
+
+    it('release: fenced, deletes the row, never a completed one', async () => {
+      const r = req();
+      await store.claim(r);
+      expect(await store.release(r.id, randomUUID())).toBe(false);
+      expect(await store.release(r.id, r.token)).toBe(true);
+      expect(await row(r.id)).toBeUndefined();
+      expect(await store.release(r.id, r.token)).toBe(false);
+      const done = req();
+      await store.claim(done);
+      await store.complete(done.id, done.token, 'x', DAY);
+      expect(await store.release(done.id, done.token)).toBe(false);
+    });
+
+    it('renew: now + lease on the database clock, fenced, never shortens retention', async () => {
+      const r = req({ leaseMs: 1_000, ttlMs: DAY });
+      await store.claim(r);
+      const expires = Number((await row(r.id)).expires_at);
+      expect(await store.renew(r.id, randomUUID(), 5_000)).toBeUndefined();
+      const before = await dbNow();
+      const until = await store.renew(r.id, r.token, 5_000);
+      expect(until).toBeGreaterThanOrEqual(before + 5_000);
+      expect(until).toBeLessThan(before + 6_000);
+      expect(Number((await row(r.id)).expires_at)).toBe(expires);
+      const short = req({ leaseMs: 100, ttlMs: 100 });
+      await store.claim(short);
+      const u2 = await store.renew(short.id, short.token, 60_000);
+      expect(Number((await row(short.id)).expires_at)).toBe(u2);
+    });
+
+    it('get: undefined when absent or expired', async () => {
+      expect(await store.get('never-claimed')).toBeUndefined();
+      const r = req({ leaseMs: 100, ttlMs: 100 });
+      await store.claim(r);
+      expect((await store.get(r.id))?.state).toBe('in_progress');
+      await sleep(150);
+      expect(await store.get(r.id)).toBeUndefined();
+      expect(await row(r.id)).toBeDefined(); // still there until purged
+    });
+  });
+
+  describe('outcomes', () => {
+    it('strings TEXT cannot hold (NUL, unpaired surrogates) round-trip exactly', async () => {
+      for (const outcome of ['a\u0000b', '\ud800', 'x\udc00y', '\u0000', 'plain "json" {}']) {
+        const r = req();
+        await store.claim(r);
+        await store.complete(r.id, r.token, outcome, DAY);
+        expect((await store.get(r.id))?.outcome).toBe(outcome);
+        const c = await store.claim({ ...r, token: randomUUID() });
+        expect(c.status === 'existing' && c.record.outcome).toBe(outcome);
+      }
+    });
+
+    it('a 32 MiB outcome is stored untruncated', async () => {
+      const r = req();
+      const outcome = `${'é'.repeat(16 * 1024 * 1024)}🚀`;
+      await store.claim(r);
+      expect(await store.complete(r.id, r.token, outcome, DAY)).toBe(true);
+      const got = (await store.get(r.id))?.outcome;
+      expect(got?.length).toBe(outcome.length);
+      expect(got === outcome).toBe(true);
+    });
+  });
+
+  describe('purgeExpired', () => {
+    it('deletes only expired rows, in bounded batches, answering the count', async () => {
+      const ids = Array.from({ length: 2500 }, (_, i) => `purge-${schema}-${i}`);
+      await admin.query(
+        `INSERT INTO "${schema}".idem_records (id, state, fingerprint, token, attempt, lease_until, expires_at, outcome)
+         SELECT unnest($1::text[]), 'completed', '', 't', 1, 0, 1, 'x'`,
+        [ids],
+      );
+      const live = req();
+      await store.claim(live);
+      expect(await store.purgeExpired(0)).toBe(0);
+      expect(await store.purgeExpired(1200)).toBe(1200);
+      expect(await store.purgeExpired(5000)).toBeGreaterThanOrEqual(1300);
+      expect(await store.purgeExpired(10)).toBe(0);
+      expect(await row(live.id)).toBeDefined();
+      await expect(store.purgeExpired(-1)).rejects.toThrow(InvalidOptionError);
+    });
+
+    it('skips rows another transaction holds instead of waiting for them', async () => {
+      const ids = ['locked-a', 'locked-b', 'free-c'].map((x) => `${x}-${randomUUID()}`);
+      await admin.query(
+        `INSERT INTO "${schema}".idem_records (id, state, fingerprint, token, attempt, lease_until, expires_at)
+         SELECT unnest($1::text[]), 'completed', '', 't', 1, 0, 1`,
+        [ids],
+      );
+      const holder = await admin.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM "${schema}".idem_records WHERE id = ANY($1) FOR UPDATE`, [
+          ids.slice(0, 2),
+        ]);
+        const started = Date.now();
+        expect(await store.purgeExpired(100)).toBe(1);
+        expect(Date.now() - started).toBeLessThan(1000);
+        await holder.query('ROLLBACK');
+        expect(await store.purgeExpired(100)).toBe(2);
+      } finally {
+        holder.release();
+      }
+    });
+  });
+
+  describe('round trips', () => {
+    it('every operation is one statement in one round trip, and the claim sends no app time', async () => {
+      const proxy = await startProxy(PG_URL);
+      const proxied = new pg.Pool({ connectionString: proxy.url, max: 1 });
+      const s = postgresStore({ pool: proxied, schema });
+      try {
+        await s.ready();
+        await s.get('warm-up'); // the pool's one connection is open and idle now
+        const r = req({ leaseMs: 150 });
+        const measure = async (op: () => Promise<unknown>) => {
+          proxy.reset();
+          await op();
+          return proxy.roundTrips();
+        };
+        const ops: [string, () => Promise<unknown>][] = [
+          ['claim (acquire)', () => s.claim(r)],
+          ['claim (existing, marks awaited)', () => s.claim({ ...r, token: 'other' })],
+          ['claim (existing)', () => s.claim({ ...r, token: 'other' })],
+          ['renew', () => s.renew(r.id, r.token, 150)],
+          ['claim (takeover)', () => sleep(200).then(() => s.claim({ ...r, token: 't2' }))],
+          ['complete', () => s.complete(r.id, 't2', 'out', DAY)],
+          ['claim (replay)', () => s.claim({ ...r, token: 't3' })],
+          ['get', () => s.get(r.id)],
+          ['release', () => s.release(r.id, 't2')],
+          ['purgeExpired', () => s.purgeExpired(10)],
+        ];
+        for (const [name, op] of ops) {
+          const trips = await measure(op);
+          expect({ name, count: trips.count, connections: trips.connections }).toEqual({
+            name,
+            count: 1,
+            connections: 0,
+          });
+        }
+        proxy.reset();
+        await s.claim(req());
+        const parse = proxy.roundTrips().messages.find((m) => m.startsWith('parse:'));
+        expect(parse).toMatch(/_claim"\(\$1, \$2, \$3, \$4, \$5\)/);
+      } finally {
+        await s.close();
+        await proxied.end();
+        await proxy.close();
+      }
+    });
+  });
+
+  describe('subscribe (LISTEN/NOTIFY)', () => {
+    it('a waiter that found the holder is woken by NOTIFY on complete and on release', async () => {
+      const waiter = postgresStore({ pool, schema });
+      try {
+        for (const end of ['complete', 'release'] as const) {
+          const r = req();
+          await store.claim(r);
+          expect((await waiter.claim({ ...r, token: randomUUID() })).status).toBe('existing');
+          expect((await row(r.id)).awaited).toBe(true);
+          let woken = 0;
+          const off = waiter.subscribe(r.id, () => woken++);
+          await sleep(300); // LISTEN is on
+          woken = 0;
+          const at = Date.now();
+          if (end === 'complete') await store.complete(r.id, r.token, 'x', DAY);
+          else await store.release(r.id, r.token);
+          expect(await until(() => woken > 0, 2000)).toBe(true);
+          expect(Date.now() - at).toBeLessThan(500);
+          off();
+        }
+      } finally {
+        await waiter.close();
+      }
+    });
+
+    it('records nobody waits on never NOTIFY (NOTIFY serializes commits cluster-wide)', async () => {
+      const listener = await admin.connect();
+      const heard: string[] = [];
+      const channel = `idem_${(await import('node:crypto')).createHash('sha256').update(`${schema}.idem_records`).digest('hex').slice(0, 24)}`;
+      listener.on('notification', (m) => heard.push(m.payload ?? ''));
+      try {
+        await listener.query(`LISTEN "${channel}"`);
+        const quiet = req();
+        await store.claim(quiet);
+        await store.complete(quiet.id, quiet.token, 'x', DAY);
+        const awaited = req();
+        await store.claim(awaited);
+        await store.claim({ ...awaited, token: randomUUID() });
+        await store.complete(awaited.id, awaited.token, 'x', DAY);
+        expect(await until(() => heard.length > 0, 2000)).toBe(true);
+        await sleep(100);
+        expect(heard).toEqual([awaited.id]);
+      } finally {
+        await listener.query('UNLISTEN *');
+        listener.release();
+      }
+    });
+
+    it('a notification that lands just before subscribe still wakes the subscriber', async () => {
+      const waiter = postgresStore({ pool, schema });
+      try {
+        const warm = waiter.subscribe('warm', () => {});
+        await sleep(300);
+        warm();
+        const r = req();
+        await store.claim(r);
+        await waiter.claim({ ...r, token: randomUUID() });
+        await store.complete(r.id, r.token, 'x', DAY);
+        await sleep(100); // the NOTIFY arrived with nobody subscribed
+        let woken = false;
+        waiter.subscribe(r.id, () => {
+          woken = true;
+        });
+        expect(await until(() => woken, 200)).toBe(true);
+      } finally {
+        await waiter.close();
+      }
+    });
+
+    it('listen: false never holds a connection and subscribe is a no-op', async () => {
+      const s = postgresStore({ pool, schema, listen: false });
+      const off = s.subscribe('x', () => {});
+      off();
+      expect(pool.totalCount - pool.idleCount).toBe(0);
+      await s.close();
+    });
+  });
+
+  describe('close', () => {
+    it("leaves the user's pool open and ends the pool it created; later calls reject", async () => {
+      const mine = postgresStore({ pool, schema });
+      await mine.get('x');
+      await mine.close();
+      await expect(mine.get('x')).rejects.toThrow(StoreUnavailableError);
+      expect((await pool.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+
+      const app = `idem-close-${randomUUID().slice(0, 8)}`;
+      const own = postgresStore({ connectionString: `${PG_URL}?application_name=${app}`, schema });
+      await Promise.all([own.get('x'), own.get('y')]);
+      own.subscribe('x', () => {});
+      const count = async () =>
+        Number(
+          (await admin.query('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app]))
+            .rows[0].n,
+        );
+      expect(await until(async () => (await count()) >= 2, 3000)).toBe(true);
+      await own.close();
+      expect(await until(async () => (await count()) === 0, 3000)).toBe(true);
+    });
+  });
+});
