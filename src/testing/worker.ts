@@ -56,7 +56,7 @@ if (cfg.mode === 'hold') {
         await new Promise((r) => setTimeout(r, Math.random() * 3));
         return `${process.pid}:${Math.random().toString(36).slice(2)}`;
       });
-      (seen[key] ??= []).push(value);
+      seen[key] = [...(seen[key] ?? []), value];
     }
   };
   await Promise.all(Array.from({ length: cfg.concurrency }, lane));
