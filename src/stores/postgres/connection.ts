@@ -23,7 +23,7 @@ export interface PgClientLike {
     event: 'notification',
     listener: (msg: { channel: string; payload?: string | undefined }) => void,
   ): unknown;
-  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+  removeListener(event: 'error', listener: (err: Error) => void): unknown;
 }
 
 /**
