@@ -76,7 +76,11 @@ describe.skipIf(!up)('postgres store outages', () => {
         const pool = new pg.Pool({ connectionString: PG_URL, application_name: app, max: 4 });
         pool.on('error', () => {});
         const store = postgresStore({ pool, schema, statementTimeout: TIMEOUT });
-        return { store, end: async () => (await store.close(), await pool.end()) };
+        const end = async () => {
+          await store.close();
+          await pool.end();
+        };
+        return { store, end };
       },
     ],
     [
