@@ -127,6 +127,8 @@ export async function startRedis(fromPort = 6390, extra: string[] = []): Promise
 /** A local Redis Cluster. */
 export interface RedisCluster {
   nodes: { host: string; port: number }[];
+  /** The masters, to crash or restart one (it rejoins from its nodes-<port>.conf). */
+  servers: RedisServer[];
   stop(): Promise<void>;
 }
 
@@ -172,5 +174,5 @@ export async function startCluster(fromPort = 7001): Promise<RedisCluster> {
     await stop();
     throw e;
   }
-  return { nodes: servers.map((s) => ({ host: '127.0.0.1', port: s.port })), stop };
+  return { nodes: servers.map((s) => ({ host: '127.0.0.1', port: s.port })), servers, stop };
 }

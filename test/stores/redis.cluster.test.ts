@@ -74,3 +74,47 @@ if (cluster) {
     it('skipped', () => {});
   });
 }
+
+// Runs last: it crashes a master and brings it back.
+if (cluster) {
+  describe('redis store on Cluster: a master crashes and comes back', () => {
+    const prefix = uniqueName('idem_redis');
+    const client = new Cluster(cluster.nodes);
+    const store = redisStore({ client, prefix, commandTimeout: 500 });
+    afterAll(async () => {
+      await store.close?.();
+      await deletePrefix(client, prefix).catch(() => {});
+      await client.quit();
+    });
+
+    it('rejects with StoreUnavailableError within commandTimeout, then recovers', async () => {
+      const victim = cluster.servers[0]!;
+      // an id whose slot lives on the victim
+      const slots = (await client.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
+      const [from, to] = slots.find(([, , [, port]]) => port === victim.port)!;
+      let id = '';
+      for (let i = 0; !id; i++) {
+        const slot = Number(await client.cluster('KEYSLOT', `n${i}`));
+        if (slot >= from && slot <= to) id = `n${i}`;
+      }
+      const claim = () =>
+        store.claim({ id, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: randomUUID() });
+      expect(await claim()).toMatchObject({ status: 'acquired' });
+      victim.signal('SIGKILL');
+      const start = performance.now();
+      await expect(store.get(id)).rejects.toMatchObject({ code: 'store_unavailable' });
+      expect(performance.now() - start).toBeLessThan(750);
+      await victim.start();
+      let back = false;
+      for (let i = 0; i < 100 && !back; i++) {
+        back = await store.get(id).then(
+          () => true,
+          () => false,
+        );
+        if (!back) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(back).toBe(true);
+      expect(await claim()).toMatchObject({ status: 'acquired', attempt: 1 }); // no persistence
+    });
+  });
+}
