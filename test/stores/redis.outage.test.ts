@@ -113,12 +113,17 @@ describe.skipIf(!binaries)('redis store outages', () => {
 
   it('freeze: a server that stops answering yields StoreUnavailableError within commandTimeout', async () => {
     const { store } = stores[0]!;
+    const closing = redisStore({ url: server.url, prefix: 'o', commandTimeout: TIMEOUT });
     expect(await store.get('nothing')).toBeUndefined();
+    expect(await closing.get('nothing')).toBeUndefined();
     server.signal('SIGSTOP');
     try {
       const { ms, error } = await rejection(() => store.get('nothing'));
       expect(error).toBeInstanceOf(StoreUnavailableError);
       expect(ms).toBeLessThan(TIMEOUT + SLACK);
+      const start = performance.now();
+      await closing.close?.(); // close does not hang on a frozen server either
+      expect(performance.now() - start).toBeLessThan(TIMEOUT + SLACK);
     } finally {
       server.signal('SIGCONT');
     }

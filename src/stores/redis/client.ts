@@ -9,6 +9,9 @@ import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts'
 /**
  * What the store needs from a client: an ioredis `Redis` or `Cluster` (Valkey too) fits.
  * Scripts are registered with `defineCommand`, so calls go by EVALSHA.
+ *
+ * @example
+ * const client: RedisClientLike = new Redis(process.env.REDIS_URL);
  */
 export interface RedisClientLike {
   /** ioredis connection status: 'wait' | 'connecting' | 'connect' | 'ready' | 'reconnecting' | 'end' … */

@@ -20,7 +20,12 @@ import { fromReply, toReply } from './record.ts';
 
 export type { RedisClientLike } from './client.ts';
 
-/** Options of {@link redisStore}: give a `client` or a `url`. */
+/**
+ * Options of {@link redisStore}: give a `client` or a `url`.
+ *
+ * @example
+ * const options: RedisStoreOptions = { url: 'redis://127.0.0.1:6379', prefix: 'billing', commandTimeout: 1000 };
+ */
 export interface RedisStoreOptions {
   /** An ioredis `Redis` or `Cluster` client. The store never closes it. */
   client?: RedisClientLike;
@@ -152,7 +157,15 @@ export function redisStore(options: RedisStoreOptions): Store {
       notifier.close();
       if (given || !connecting) return;
       const c = await connecting.catch(() => undefined);
-      await c?.quit().catch(() => c.disconnect());
+      if (!c) return;
+      // QUIT lets replies in flight arrive; a frozen server gets commandTimeout, then the socket closes.
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise((resolve) => {
+        timer = setTimeout(resolve, commandTimeout);
+      });
+      await Promise.race([c.quit().catch(() => {}), waited]);
+      clearTimeout(timer);
+      c.disconnect();
     },
   };
 }
