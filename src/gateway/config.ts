@@ -1,0 +1,166 @@
+/**
+ * The gateway's configuration: what `idem serve --config FILE` reads (JSON) and what
+ * `createGateway()` takes. Everything is validated once, at start-up, into compiled routes;
+ * a mistake is an `InvalidOptionError` naming the field, never a surprise at request time.
+ *
+ * ```json
+ * {
+ *   "upstream": "http://127.0.0.1:4000",
+ *   "store": "sqlite:.idem/gateway.db",
+ *   "defaults": { "ttl": "24h", "concurrency": "wait" },
+ *   "routes": [
+ *     { "path": "/v1/chat/completions", "methods": ["POST"], "key": "required",
+ *       "concurrency": "attach", "fingerprintHeaders": ["content-type", "openai-organization"],
+ *       "excludeFields": ["user"] },
+ *     { "path": "/payments", "outcomes": { "500": "release" } },
+ *     { "path": "/v1/*", "key": "ignore" }
+ *   ]
+ * }
+ * ```
+ *
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import type { Duration } from '../core/duration.ts';
+import { InvalidOptionError } from '../core/errors.ts';
+import type { Store } from '../core/store.ts';
+
+/** What a duplicate of an in-flight request gets. */
+export type Concurrency = 'reject' | 'wait' | 'attach';
+
+/** `'optional'` passes key-less requests through; `'required'` answers 400; `'ignore'` never enforces. */
+export type KeyMode = 'optional' | 'required' | 'ignore';
+
+/** The idempotency policy of the requests a route matches. Unset fields come from `defaults`. */
+export interface RoutePolicy {
+  /** A label for metrics and the policy document. Default: the path pattern. */
+  name?: string;
+  /**
+   * The path pattern: literal segments, `:name` for one segment, a final `*` for any rest
+   * (`/v1/*` matches `/v1/chat/completions`). Matched against the path without the query.
+   */
+  path: string;
+  /** Methods the policy applies to. Default `['POST', 'PATCH']`. GET, HEAD, OPTIONS are never keyed. */
+  methods?: string[];
+  /** Default `'optional'`. */
+  key?: KeyMode;
+  /** How long an outcome is kept and replayed. Default `'24h'`. */
+  ttl?: Duration;
+  /** The lease of the gateway instance forwarding a request, renewed while it streams. Default `'30s'`. */
+  lease?: Duration;
+  /** Default `'reject'` (409 + Retry-After). */
+  concurrency?: Concurrency;
+  /** How long `wait` / `attach` wait for another instance's outcome before answering 409. Default `'30s'`. */
+  waitTimeout?: Duration;
+  /** Request headers fingerprinted with the body. Default `['content-type']`. */
+  fingerprintHeaders?: string[];
+  /** Dot paths left out of a JSON body's fingerprint (`'metadata.trace_id'`, `'items.*.nonce'`). */
+  excludeFields?: string[];
+  /** Overrides of the outcome policy by status (`"500"`) or class (`"5xx"`): `'store'` or `'release'`. */
+  outcomes?: Record<string, 'store' | 'release'>;
+  /**
+   * A retry that takes over an expired lease (the previous instance died after forwarding):
+   * `'fail'` (default) stores a 502 `indeterminate-outcome`; `'reexecute'` forwards again.
+   */
+  onAbandoned?: 'fail' | 'reexecute';
+  /** Response headers replayed in addition to the default allow-list. */
+  replayHeaders?: string[];
+  /** Largest request body, in bytes; larger ones get 413 before the upstream is called. Default 1 MiB. */
+  maxRequestBytes?: number;
+  /**
+   * Largest response body stored, in bytes. A larger response still streams to the client
+   * whole; its record keeps status and headers and replays with an empty body and
+   * `Idempotency-Replay: body-omitted`. Default 16 MiB.
+   */
+  maxResponseBytes?: number;
+}
+
+/** Options of `createGateway()`, and the shape of the JSON config file. */
+export interface GatewayConfig {
+  /** The service behind the gateway: `http(s)://host:port[/base-path]`. */
+  upstream: string;
+  /** A `Store`, or a spec: `memory`, `sqlite:PATH`, `postgres://…`, `redis://…`. Default `sqlite:.idem/gateway.db`. */
+  store?: string | Store;
+  port?: number;
+  host?: string;
+  /** First scope part of every record, so several gateways can share one store. Default `'gateway'`. */
+  namespace?: string;
+  /** The request header carrying the client's key. Default `'idempotency-key'`. */
+  keyHeader?: string;
+  /**
+   * The header that carries the derived key to the upstream (never the client's raw key), or
+   * `false` to send none. Default `'idempotency-key'`.
+   */
+  downstreamKeyHeader?: string | false;
+  /** Request headers whose values (hashed) scope every key. Default `authorization`, `cookie`, `x-api-key`. */
+  scopeHeaders?: string[];
+  /** Longest wait for the upstream's headers, and between two body chunks. Default `'10m'`. */
+  upstreamTimeout?: Duration;
+  /** Longest wait for a TCP/TLS connection to the upstream. Default `'10s'`. */
+  connectTimeout?: Duration;
+  /** Connections kept to the upstream. Default 128. */
+  connections?: number;
+  /** When the store is down: `'closed'` (default) answers 503; `'open'` forwards, marked `Idempotency-Status: bypassed`. */
+  onStoreError?: 'closed' | 'open';
+  /** The policy of routes, and of the catch-all route when `routes` is empty. */
+  defaults?: Omit<RoutePolicy, 'path' | 'name'>;
+  /** First match wins. Requests no route matches pass through. Default: one route `/*`. */
+  routes?: RoutePolicy[];
+  /** Paths the gateway answers itself, or `false` to turn one off. */
+  endpoints?: { health?: string | false; metrics?: string | false; policy?: string | false };
+  /** Linked (`rel="describedby"`) from 400 `missing-key` answers. Default: the policy endpoint. */
+  docsUrl?: string;
+  /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
+  purgeEvery?: Duration | false;
+}
+
+const TOP_KEYS = new Set([
+  'upstream',
+  'store',
+  'port',
+  'host',
+  'namespace',
+  'keyHeader',
+  'downstreamKeyHeader',
+  'scopeHeaders',
+  'upstreamTimeout',
+  'connectTimeout',
+  'connections',
+  'onStoreError',
+  'defaults',
+  'routes',
+  'endpoints',
+  'docsUrl',
+  'purgeEvery',
+  '$schema',
+]);
+
+/**
+ * Reads a JSON config file and checks its top-level fields (routes are checked when the
+ * gateway compiles them).
+ *
+ * @example
+ * const config = await loadGatewayConfig('idem.gateway.json');
+ * const gateway = await createGateway({ ...config, port: 8080 });
+ */
+export async function loadGatewayConfig(path: string): Promise<Partial<GatewayConfig>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new InvalidOptionError(`cannot read the config file ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidOptionError(`the config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidOptionError(`the config file ${path} must hold a JSON object`);
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!TOP_KEYS.has(key)) throw new InvalidOptionError(`unknown field "${key}" in the config file ${path}`);
+  }
+  return parsed as Partial<GatewayConfig>;
+}

@@ -1,0 +1,196 @@
+/**
+ * `idem/gateway`: a reverse proxy that makes any HTTP service idempotent. Clients send
+ * `Idempotency-Key`; the gateway claims the key in a shared store, forwards once, streams the
+ * response back while recording it, and answers every retry from the record. Stateless: any
+ * number of instances share one Postgres or Redis store. See docs/gateway.md.
+ *
+ * @example
+ * import { createGateway } from 'idem/gateway';
+ * const gateway = await createGateway({
+ *   upstream: 'http://127.0.0.1:4000',
+ *   store: 'postgres://app@db/app',
+ *   routes: [{ path: '/v1/chat/completions', concurrency: 'attach', key: 'required' }],
+ * });
+ * console.log(await gateway.listen(8080));
+ *
+ * @module
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { toMs } from '../core/duration.ts';
+import { createIdem, type Idem } from '../core/engine.ts';
+import { InvalidOptionError } from '../core/errors.ts';
+import type { Store } from '../core/store.ts';
+import { CREDENTIAL_HEADERS } from '../http/scope.ts';
+import type { GatewayConfig } from './config.ts';
+import { createProxyHandler } from './handler.ts';
+import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
+import { policyDocument } from './policy-doc.ts';
+import { compileRoutes } from './routes.ts';
+import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from './store-spec.ts';
+import { createUpstream } from './upstream.ts';
+
+export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
+export { loadGatewayConfig } from './config.ts';
+export type { GatewayMetrics } from './metrics.ts';
+export { redact, storeFromSpec } from './store-spec.ts';
+
+/** A running (or ready to run) gateway. */
+export interface Gateway {
+  readonly server: http.Server;
+  readonly idem: Idem;
+  readonly store: Store;
+  readonly metrics: GatewayMetrics;
+  /** Listens on `port` / `host` (defaults from the config, then 8080 and 127.0.0.1); answers the URL. */
+  listen(port?: number, host?: string): Promise<string>;
+  /** Stops accepting, waits for in-flight requests, closes the upstream pool and the store it opened. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_ENDPOINTS = {
+  health: '/healthz',
+  metrics: '/metrics',
+  policy: '/.well-known/idempotency-policy',
+};
+const HEALTH_ID = 'idem-gateway-healthz';
+
+/**
+ * Builds a gateway from a config: opens the store (a spec is loaded lazily), compiles the
+ * routes, and prepares the server. Call `listen()` to start it.
+ *
+ * @example
+ * const gateway = await createGateway({ upstream: 'http://127.0.0.1:4000', store: 'sqlite:.idem/gw.db' });
+ * const url = await gateway.listen(0);
+ */
+export async function createGateway(config: GatewayConfig): Promise<Gateway> {
+  if (!config || typeof config.upstream !== 'string') {
+    throw new InvalidOptionError('createGateway needs { upstream: "http://host:port" }');
+  }
+  const routes = compileRoutes(config.routes, config.defaults);
+  const keyHeader = (config.keyHeader ?? 'idempotency-key').toLowerCase();
+  const downstreamKeyHeader: string | false =
+    config.downstreamKeyHeader === false
+      ? false
+      : (config.downstreamKeyHeader ?? 'idempotency-key').toLowerCase();
+  const scopeHeaders = (config.scopeHeaders ?? CREDENTIAL_HEADERS).map((h) => h.toLowerCase());
+  const onStoreError = config.onStoreError ?? 'closed';
+  if (onStoreError !== 'closed' && onStoreError !== 'open') {
+    throw new InvalidOptionError(
+      `onStoreError must be 'closed' or 'open', got ${JSON.stringify(onStoreError)}`,
+    );
+  }
+  const endpoints = { ...DEFAULT_ENDPOINTS, ...config.endpoints };
+  const upstream = createUpstream(config.upstream, {
+    timeoutMs: toMs(config.upstreamTimeout ?? '10m', 'upstreamTimeout'),
+    connectTimeoutMs: toMs(config.connectTimeout ?? '10s', 'connectTimeout'),
+    connections: config.connections ?? 128,
+  });
+  const ownsStore = typeof config.store !== 'object';
+  const store = ownsStore
+    ? await storeFromSpec((config.store as string) ?? `sqlite:${DEFAULT_SQLITE_PATH}`)
+    : (config.store as Store);
+  const metrics = gatewayMetrics();
+  const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
+  const idem = createIdem({
+    store: metrics.instrument(store),
+    onEvent: metrics.onEvent,
+    // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
+    maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
+  });
+  const facts = { keyHeader, downstreamKeyHeader, scopeHeaders, onStoreError };
+  const policyJson = JSON.stringify(policyDocument(routes, facts), null, 2);
+  const proxy = createProxyHandler({
+    idem,
+    upstream,
+    routes,
+    metrics,
+    namespace: config.namespace ?? 'gateway',
+    ...facts,
+    describedBy: `<${config.docsUrl ?? endpoints.policy ?? 'https://idem.dev/docs/gateway'}>; rel="describedby"`,
+  });
+
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    if (req.method === 'GET' && req.url) {
+      const url = req.url;
+      if (url === endpoints.health) return void health(store, res);
+      if (url === endpoints.metrics) return void sendMetrics(metrics, res);
+      if (url === endpoints.policy) {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
+        return void res.end(policyJson);
+      }
+    }
+    proxy(req, res).catch((error) => {
+      console.error('[idem gateway] request failed', error);
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
+
+  const purgeMs = config.purgeEvery === false ? 0 : toMs(config.purgeEvery ?? '5m', 'purgeEvery');
+  let purgeTimer: NodeJS.Timeout | undefined;
+  if (purgeMs > 0) {
+    purgeTimer = setInterval(() => {
+      idem.purgeExpired({ batchSize: 1000, maxBatches: 20 }).catch(() => {});
+    }, purgeMs);
+    purgeTimer.unref();
+  }
+
+  return {
+    server,
+    idem,
+    store,
+    metrics,
+    listen(port = config.port ?? 8080, host = config.host ?? '127.0.0.1') {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const a = server.address() as AddressInfo;
+          resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+        });
+      });
+    },
+    async close() {
+      clearInterval(purgeTimer);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await upstream.close();
+      if (ownsStore) await store.close?.();
+    },
+  };
+}
+
+/** Describes a store for start-up logs without secrets. */
+export function describeStore(spec: string | Store | undefined): string {
+  if (spec === undefined) return `sqlite:${DEFAULT_SQLITE_PATH}`;
+  return typeof spec === 'string' ? redact(spec) : spec.name;
+}
+
+async function health(store: Store, res: http.ServerResponse): Promise<void> {
+  const started = performance.now();
+  let error: string | undefined;
+  try {
+    await Promise.race([
+      store.get(HEALTH_ID),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('no answer within 2000 ms')), 2000).unref(),
+      ),
+    ]);
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+  const body = error
+    ? { status: 'unavailable', store: store.name, error, latencyMs }
+    : { status: 'ok', store: store.name, latencyMs };
+  res.writeHead(error ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse): Promise<void> {
+  const text = await metrics.registry.metrics();
+  res.writeHead(200, { 'content-type': metrics.registry.contentType });
+  res.end(text);
+}

@@ -1,0 +1,139 @@
+/**
+ * The action the engine runs for the holder of a key: forward the request, stream the
+ * response to the client as it arrives, record it, and resolve with what to store.
+ *
+ * ```
+ * upstream ──head──▶ client (chunked: the end is held until the outcome is stored)
+ *          ──chunk─▶ client, recording, attach joiners
+ *          ──end───▶ resolve StoredResponse ─▶ engine stores ─▶ handler ends the client
+ * ```
+ *
+ * - The client leaving does not stop the upstream: the response is recorded to the end, so
+ *   the retry gets it whole.
+ * - A body over `maxResponseBytes` keeps streaming to the client but is not stored (the
+ *   record says `omitted`); from then on a slow client slows the upstream.
+ * - Failures map to the outcome policy (§6.5): before a byte was sent → release and 502
+ *   `upstream-unavailable`; a timeout after sending → 504 `upstream-timeout`; a reset after
+ *   sending or mid-body → 502 `indeterminate-outcome`. The last three are stored unless the
+ *   route's `outcomes` release them. A response broken mid-body is never stored truncated.
+ *
+ * @module
+ */
+import type { ServerResponse } from 'node:http';
+import type { ActionContext } from '../core/engine.ts';
+import type { Flight } from './flight.ts';
+import type { GatewayMetrics } from './metrics.ts';
+import {
+  clientResponseHeaders,
+  type ForwardResult,
+  problem,
+  type StoredResponse,
+  storedHeaders,
+} from './respond.ts';
+import type { CompiledRoute } from './routes.ts';
+import type { ForwardRequest, Upstream } from './upstream.ts';
+
+/** What the handler needs to know about the holder's live response. */
+export interface LiveState {
+  /** The upstream's head went to the client: the handler only ends (or destroys) it. */
+  headWritten: boolean;
+  /** The upstream broke off mid-body: the client's response must be destroyed, not ended. */
+  broken: boolean;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Builds the action for one request.
+ *
+ * @example
+ * const state = { headWritten: false, broken: false };
+ * await idem.execute(key, recordingAction(deps, route, request, res, state, flight), options);
+ */
+export function recordingAction(
+  deps: { upstream: Upstream; metrics: GatewayMetrics; downstreamKeyHeader: string | false },
+  route: CompiledRoute,
+  request: ForwardRequest,
+  res: ServerResponse,
+  state: LiveState,
+  flight: Flight | undefined,
+) {
+  return (ctx: ActionContext): Promise<ForwardResult> | ForwardResult => {
+    if (ctx.mayHaveRun && route.onAbandoned === 'fail') {
+      return problem(
+        'indeterminate-outcome',
+        'an earlier attempt forwarded this request and stopped before its outcome was stored, so the upstream may have executed it; use a new key to run it again',
+      );
+    }
+    if (deps.downstreamKeyHeader) request.headers.push(deps.downstreamKeyHeader, ctx.downstreamKey);
+    return new Promise<ForwardResult>((resolve) => {
+      let chunks: Buffer[] | undefined = [];
+      let bytes = 0;
+      let status = 0;
+      let stored: [string, string][] = [];
+      let release = false;
+      let paused = false;
+      let control: { pause(): void; resume(): void } | undefined;
+      const resume = () => {
+        if (paused) {
+          paused = false;
+          control?.resume();
+        }
+      };
+      res.on('drain', resume);
+      res.once('close', resume);
+
+      deps.upstream.forward(request, {
+        onStart(s, headers, c) {
+          status = s;
+          control = c;
+          release = route.outcome(s) === 'release';
+          stored = storedHeaders(headers, route.replayHeaders);
+          const clientHeaders = clientResponseHeaders(headers, true);
+          if (!res.destroyed) res.writeHead(s, clientHeaders);
+          state.headWritten = true;
+          flight?.start({ status: s, headers: clientHeaders, release });
+        },
+        onData(chunk) {
+          bytes += chunk.byteLength;
+          if (chunks) {
+            chunks.push(chunk);
+            if (bytes > route.maxResponseBytes) {
+              chunks = undefined;
+              flight?.drop();
+            }
+          }
+          flight?.push(chunk);
+          if (!res.destroyed && !res.write(chunk) && !chunks && !paused) {
+            paused = true;
+            control?.pause();
+          }
+        },
+        onEnd() {
+          resolve({ status, headers: stored, bytes, ...bodyOf(chunks, bytes), ...(release && { release }) });
+        },
+        onError(error, sent, timeout) {
+          deps.metrics.upstreamError(sent ? 'after_send' : 'before_send');
+          const detail = `${(error as { code?: string }).code ?? error.name}: ${error.message}`;
+          if (!sent) {
+            resolve({ ...problem('upstream-unavailable', detail), release: true });
+            return;
+          }
+          if (state.headWritten) state.broken = true;
+          const p: StoredResponse = problem(timeout ? 'upstream-timeout' : 'indeterminate-outcome', detail);
+          resolve(route.outcome(p.status) === 'release' ? { ...p, release: true } : p);
+        },
+      });
+    });
+  };
+}
+
+function bodyOf(chunks: Buffer[] | undefined, bytes: number): Pick<StoredResponse, 'body' | 'omitted'> {
+  if (!chunks) return { body: null, omitted: true };
+  const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, bytes);
+  try {
+    return { body: utf8.decode(buf) };
+  } catch {
+    return { body: new Uint8Array(buf) }; // a copy: devalue stores a view's whole ArrayBuffer
+  }
+}

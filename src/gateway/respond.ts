@@ -1,0 +1,178 @@
+/**
+ * What the gateway stores for a response, how it replays one, and the header rules on both
+ * legs: hop-by-hop headers never cross the gateway; only allow-listed headers are stored.
+ *
+ * @module
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { isNeverReplayed } from '../http/headers.ts';
+import { PROBLEM_BASE, PROBLEMS, type ProblemType } from '../http/problem.ts';
+
+/** A response as stored in the record (serialized by the engine). */
+export interface StoredResponse {
+  status: number;
+  /** Allow-listed headers, in order; a repeated header is several entries. */
+  headers: [string, string][];
+  /** The body exactly as received: a string when it was valid UTF-8, bytes otherwise; null when omitted. */
+  body: string | Uint8Array | null;
+  /** The body's size in bytes, also when it was omitted. */
+  bytes: number;
+  /** True when the body was over `maxResponseBytes` and not stored. */
+  omitted?: boolean;
+}
+
+/** What the action hands back: the stored response, or one that released the key. */
+export interface ForwardResult extends StoredResponse {
+  /** The outcome policy released the key: not stored; the response is not a replay. */
+  release?: boolean;
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+const REQUEST_DROP = new Set([...HOP_BY_HOP, 'host', 'content-length', 'expect']);
+const RESPONSE_DROP_KEYED = new Set([...HOP_BY_HOP, 'content-length']);
+
+/** Names listed in a `Connection` header: hop-by-hop for this message only. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  return new Set(joined.split(',').map((s) => s.trim().toLowerCase()));
+}
+
+/**
+ * The request headers sent upstream, as a flat `[name, value, …]` list: the client's, minus
+ * hop-by-hop headers, `host`, `content-length` (recomputed), `expect` and the listed `drop`
+ * names (the client's key), plus `extra` pairs (`x-forwarded-*`, the derived key).
+ */
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  drop: ReadonlySet<string>,
+  keepLength: boolean,
+  extra: readonly string[],
+): string[] {
+  let conn: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
+      conn = connectionTokens(rawHeaders[i + 1]);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    const lower = name.toLowerCase();
+    if (REQUEST_DROP.has(lower) && !(keepLength && lower === 'content-length')) continue;
+    if (drop.has(lower) || conn?.has(lower)) continue;
+    out.push(name, rawHeaders[i + 1] as string);
+  }
+  for (const v of extra) out.push(v);
+  return out;
+}
+
+/**
+ * The upstream's response headers for the live client: everything except hop-by-hop
+ * headers; `content-length` too when `reframe` (the gateway holds the end of the body until
+ * the outcome is stored, so it sends chunked).
+ */
+export function clientResponseHeaders(headers: IncomingHttpHeaders, reframe: boolean): OutgoingHttpHeaders {
+  const conn = connectionTokens(headers.connection);
+  const drop = reframe ? RESPONSE_DROP_KEYED : HOP_BY_HOP;
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    if (drop.has(name) || conn?.has(name)) continue;
+    out[name] = headers[name];
+  }
+  return out;
+}
+
+/** The allow-listed headers worth storing, minus the never-replayed and `Connection`-named ones. */
+export function storedHeaders(headers: IncomingHttpHeaders, allow: ReadonlySet<string>): [string, string][] {
+  const conn = connectionTokens(headers.connection);
+  const out: [string, string][] = [];
+  for (const name in headers) {
+    if (!allow.has(name) || conn?.has(name) || isNeverReplayed(name)) continue;
+    const value = headers[name];
+    if (Array.isArray(value)) for (const v of value) out.push([name, v]);
+    else if (value !== undefined) out.push([name, value]);
+  }
+  return out;
+}
+
+/**
+ * Writes a stored response: its status, its headers, `Idempotent-Replayed: true` when it is
+ * a replay, `x-should-retry: false` for a stored 5xx, `Idempotency-Replay: body-omitted` when
+ * the body was over the limit, then the body, byte for byte.
+ */
+export function writeStored(res: ServerResponse, stored: StoredResponse, replayed: boolean): void {
+  if (res.headersSent || res.destroyed) return;
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of stored.headers) {
+    const prev = headers[name];
+    headers[name] =
+      prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  const body = stored.body ?? '';
+  if (replayed) {
+    headers['idempotent-replayed'] = 'true';
+    if (stored.status >= 500) headers['x-should-retry'] = 'false';
+    if (stored.omitted) headers['idempotency-replay'] = 'body-omitted';
+  }
+  headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  res.writeHead(stored.status, headers);
+  res.end(body);
+}
+
+/** Gateway-only problems, beside the shared ones of `src/http/problem.ts`. */
+const GATEWAY_PROBLEMS = {
+  'upstream-unavailable': { status: 502, title: 'The upstream could not be reached; it was not called' },
+  'indeterminate-outcome': {
+    status: 502,
+    title: 'The upstream may have executed this request, but its response was lost',
+  },
+  'upstream-timeout': {
+    status: 504,
+    title: 'The upstream did not answer in time after the request was sent',
+  },
+} as const;
+
+/** Every problem the gateway answers with. */
+export type GatewayProblem = ProblemType | keyof typeof GATEWAY_PROBLEMS;
+
+/** A problem+json response as a stored response (so it can be stored and replayed too). */
+export function problem(type: GatewayProblem, detail?: string): StoredResponse {
+  const { status, title } =
+    type in GATEWAY_PROBLEMS
+      ? GATEWAY_PROBLEMS[type as keyof typeof GATEWAY_PROBLEMS]
+      : PROBLEMS[type as ProblemType];
+  const body = JSON.stringify({ type: PROBLEM_BASE + type, title, status, ...(detail && { detail }) });
+  return {
+    status,
+    headers: [
+      ['content-type', 'application/problem+json'],
+      ['cache-control', 'no-store'],
+    ],
+    body,
+    bytes: Buffer.byteLength(body),
+  };
+}
+
+/** Writes a problem with extra headers (`Retry-After`, `Link`, `x-should-retry`). */
+export function writeProblem(
+  res: ServerResponse,
+  type: GatewayProblem,
+  detail?: string,
+  extra: [string, string][] = [],
+): void {
+  const p = problem(type, detail);
+  p.headers.push(...extra);
+  writeStored(res, p, false);
+}
