@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * The `idem` command.
+ *
+ * ```
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE]
+ * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
+ * idem check URL [--data JSON] [-H 'name: value']…
+ * ```
+ *
+ * See docs/cli.md.
+ *
+ * @module
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { isIdemError } from '../core/errors.ts';
+import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
+import { createGateway, describeStore } from '../gateway/index.ts';
+import { checkEndpoint, formatCheck } from './check.ts';
+import { startDemo } from './demo.ts';
+
+const program = new Command('idem')
+  .description('Make side effects happen once: idempotency keys, stored outcomes and replays.')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the idempotency gateway (a reverse proxy) in front of a service')
+  .option('--upstream <url>', 'the service behind the gateway, http(s)://host:port[/base]')
+  .option(
+    '--store <spec>',
+    'memory | sqlite:PATH | postgres://… | redis://… (default sqlite:.idem/gateway.db)',
+  )
+  .option('--port <n>', 'port to listen on (default 8080)', port)
+  .option('--host <host>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for all)')
+  .option('--config <file>', 'JSON config with routes and policies (flags override it)')
+  .action(
+    async (opts: { upstream?: string; store?: string; port?: number; host?: string; config?: string }) => {
+      const file = opts.config ? await loadGatewayConfig(opts.config) : {};
+      const config = {
+        ...file,
+        ...(opts.upstream !== undefined && { upstream: opts.upstream }),
+        ...(opts.store !== undefined && { store: opts.store }),
+        ...(opts.port !== undefined && { port: opts.port }),
+        ...(opts.host !== undefined && { host: opts.host }),
+      };
+      if (!config.upstream)
+        throw new InvalidArgumentError('--upstream (or "upstream" in --config) is required');
+      const gateway = await createGateway(config as GatewayConfig);
+      const url = await gateway.listen();
+      console.log(`idem gateway ${url} → ${config.upstream} (store ${describeStore(config.store)})`);
+      onSignal(() => gateway.close());
+    },
+  );
+
+program
+  .command('demo')
+  .description('start a demo service and a gateway in front of it, and print curl commands to try')
+  .option('--port <n>', 'gateway port (default 8080)', port)
+  .option('--upstream-port <n>', 'demo service port (default 4000)', port)
+  .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+  .option('--store <spec>', 'store spec (default sqlite:.idem/demo.db)')
+  .option('--delay <ms>', 'time one payment takes (default 250)', count)
+  .action(
+    async (opts: { port?: number; upstreamPort?: number; host?: string; store?: string; delay?: number }) => {
+      const demo = await startDemo({
+        ...(opts.port !== undefined && { port: opts.port }),
+        ...(opts.upstreamPort !== undefined && { upstreamPort: opts.upstreamPort }),
+        ...(opts.host !== undefined && { host: opts.host }),
+        ...(opts.store !== undefined && { store: opts.store }),
+        ...(opts.delay !== undefined && { delayMs: opts.delay }),
+      });
+      console.log(demo.banner);
+      onSignal(async () => {
+        await demo.gateway.close();
+        await demo.service.close();
+      });
+    },
+  );
+
+program
+  .command('check')
+  .description('check that a POST endpoint replays a retried key and refuses a reused one (exit 1 if not)')
+  .argument('<url>', 'the endpoint, e.g. http://127.0.0.1:8080/payments')
+  .option('-d, --data <json>', 'JSON body of the request (default: a small object with a random nonce)')
+  .option('-H, --header <header>', "extra request header 'name: value' (repeatable)", collect, [])
+  .option('--key-header <name>', 'the key header (default idempotency-key)')
+  .action(async (url: string, opts: { data?: string; header: string[]; keyHeader?: string }) => {
+    const headers: Record<string, string> = {};
+    for (const h of opts.header) {
+      const i = h.indexOf(':');
+      if (i <= 0) throw new InvalidArgumentError(`-H needs 'name: value', got ${JSON.stringify(h)}`);
+      headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+    }
+    const result = await checkEndpoint(url, {
+      headers,
+      ...(opts.data !== undefined && { data: opts.data }),
+      ...(opts.keyHeader !== undefined && { keyHeader: opts.keyHeader }),
+    });
+    console.log(formatCheck(url, result));
+    process.exitCode = result.ok ? 0 : 1;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const message = isIdemError(error) || error instanceof InvalidArgumentError ? error.message : String(error);
+  console.error(`idem: ${message}`);
+  process.exitCode = 2;
+}
+
+function onSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (signal: string) => {
+    if (closing) process.exit(130);
+    closing = true;
+    console.log(`\n${signal}: closing (again to force)`);
+    close().then(
+      () => process.exit(0),
+      (e) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port number');
+  return n;
+}
+
+function count(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('not a non-negative integer');
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
