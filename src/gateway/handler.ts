@@ -16,7 +16,13 @@ import { parseIdempotencyKey } from '../http/key.ts';
 import { createFlight, type Flight } from './flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
-import { type ForwardResult, upstreamRequestHeaders, writeProblem, writeStored } from './respond.ts';
+import {
+  clientResponseHeaders,
+  type ForwardResult,
+  upstreamRequestHeaders,
+  writeProblem,
+  writeStored,
+} from './respond.ts';
 import { type CompiledRoute, matchRoute } from './routes.ts';
 import type { ForwardRequest, Upstream } from './upstream.ts';
 
@@ -176,8 +182,12 @@ export function createProxyHandler(deps: HandlerDeps) {
   };
 }
 
+const NO_RETRY: [string, string][] = [['x-should-retry', 'false']];
+
 function finishHolder(res: ServerResponse, state: LiveState, value: ForwardResult): void {
-  if (!state.headWritten) writeStored(res, value, false);
+  // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
+  if (!state.headWritten)
+    writeStored(res, value, false, !value.release && value.status >= 500 ? NO_RETRY : []);
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
 }
@@ -212,7 +222,7 @@ function refuse(
 function bypass(upstream: Upstream, request: ForwardRequest, res: ServerResponse): void {
   upstream.forward(request, {
     onStart(status, headers) {
-      res.writeHead(status, { ...headers, 'idempotency-status': 'bypassed' });
+      res.writeHead(status, { ...clientResponseHeaders(headers, false), 'idempotency-status': 'bypassed' });
     },
     onData: (chunk) => void res.write(chunk),
     onEnd: () => res.end(),

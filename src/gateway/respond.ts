@@ -112,10 +112,15 @@ export function storedHeaders(headers: IncomingHttpHeaders, allow: ReadonlySet<s
  * a replay, `x-should-retry: false` for a stored 5xx, `Idempotency-Replay: body-omitted` when
  * the body was over the limit, then the body, byte for byte.
  */
-export function writeStored(res: ServerResponse, stored: StoredResponse, replayed: boolean): void {
+export function writeStored(
+  res: ServerResponse,
+  stored: StoredResponse,
+  replayed: boolean,
+  extra: readonly [string, string][] = [],
+): void {
   if (res.headersSent || res.destroyed) return;
   const headers: OutgoingHttpHeaders = {};
-  for (const [name, value] of stored.headers) {
+  for (const [name, value] of extra.length ? [...stored.headers, ...extra] : stored.headers) {
     const prev = headers[name];
     headers[name] =
       prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
@@ -126,7 +131,9 @@ export function writeStored(res: ServerResponse, stored: StoredResponse, replaye
     if (stored.status >= 500) headers['x-should-retry'] = 'false';
     if (stored.omitted) headers['idempotency-replay'] = 'body-omitted';
   }
-  headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  if (stored.status !== 204 && stored.status !== 304) {
+    headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  }
   res.writeHead(stored.status, headers);
   res.end(body);
 }
@@ -172,7 +179,5 @@ export function writeProblem(
   detail?: string,
   extra: [string, string][] = [],
 ): void {
-  const p = problem(type, detail);
-  p.headers.push(...extra);
-  writeStored(res, p, false);
+  writeStored(res, problem(type, detail), false, extra);
 }

@@ -47,6 +47,39 @@ describe('gateway: /healthz, /metrics, the policy document', () => {
     }
   });
 
+  for (const onStoreError of ['closed', 'open'] as const) {
+    it(`store down on claim, onStoreError '${onStoreError}'`, async () => {
+      const down: Store = {
+        ...memoryStore(),
+        name: 'down',
+        claim: () => Promise.reject(new Error('connection refused')),
+      };
+      const gateway = await createGateway({
+        upstream: s.upstreamUrl,
+        store: down,
+        purgeEvery: false,
+        onStoreError,
+      });
+      const url = await gateway.listen(0);
+      const before = s.demo.executions.payments;
+      try {
+        const r = await post(url, '/payments', { amount: 1 }, 'down-key');
+        if (onStoreError === 'closed') {
+          expect(r.status).toBe(503);
+          expect(JSON.parse(r.text).type).toMatch(/store-unavailable$/);
+          expect(r.headers['retry-after']).toBe('1');
+          expect(s.demo.executions.payments).toBe(before);
+        } else {
+          expect(r.status).toBe(201);
+          expect(r.headers['idempotency-status']).toBe('bypassed');
+          expect(s.demo.executions.payments).toBe(before + 1);
+        }
+      } finally {
+        await gateway.close();
+      }
+    });
+  }
+
   it('/metrics counts claims, replays, mismatches, requests without key, store latency', async () => {
     await post(s.url, '/payments', { a: 1 }, 'm-1');
     await post(s.url, '/payments', { a: 1 }, 'm-1');
