@@ -1,0 +1,141 @@
+/**
+ * Issue 2: `idem.run` on the SQLite store next to raw `node:sqlite` running the statements the
+ * store runs (exported by src/stores/sqlite/sql.ts), on its own file with the same pragmas.
+ *
+ * ```
+ * fresh key   store: select → claim upsert → complete        raw: the same three statements
+ * replay      store: select (record is completed)            raw: the same select
+ * ```
+ *
+ * @module
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { createIdem } from 'idem';
+import { sqliteStore } from 'idem/sqlite';
+import { schemaStatements, sqliteStatements } from '../../src/stores/sqlite/sql.ts';
+import type { RunConfig } from '../lib/config.ts';
+import { measure, ratioOf } from '../lib/measure.ts';
+import { emptySection, fmtPct, type SectionResult, throughputTable } from '../lib/report.ts';
+import {
+  API,
+  encodedOutcome,
+  idAt,
+  LEASE_MS,
+  REPLAY_KEYS,
+  randomIds,
+  send,
+  storeOnly,
+  TTL_MS,
+  token,
+} from '../lib/workload.ts';
+
+export async function sqliteSection(cfg: RunConfig): Promise<SectionResult> {
+  const s = emptySection('sqlite', 'SQLite store vs raw node:sqlite (issue 2)');
+  const dir = mkdtempSync(join(tmpdir(), 'idem-bench-'));
+  const store = sqliteStore({ path: join(dir, 'store.db') });
+  const idem = createIdem({ store, ttl: TTL_MS, lease: LEASE_MS });
+  const raw = new DatabaseSync(join(dir, 'raw.db'), { timeout: 5000 });
+  try {
+    raw.exec('PRAGMA journal_mode = WAL');
+    raw.exec('PRAGMA synchronous = NORMAL');
+    for (const ddl of schemaStatements('idem_records')) raw.exec(ddl);
+    const sql = sqliteStatements('idem_records');
+    const st = {
+      select: raw.prepare(sql.select),
+      claim: raw.prepare(sql.claim),
+      complete: raw.prepare(sql.complete),
+    };
+    const outcome = encodedOutcome(123456);
+    const tok = token();
+    const rawFresh = (id: string) => {
+      const t = Date.now();
+      st.select.get(id, t);
+      st.claim.get(id, '', tok, t + LEASE_MS, t + TTL_MS, t);
+      st.complete.run(outcome, t + TTL_MS, id, tok, t);
+    };
+
+    const freshIds = randomIds(Math.ceil(((cfg.durationMs + cfg.warmupMs) / 1000) * 150_000));
+    const apiIds = randomIds(freshIds.length);
+    const replayIds = randomIds(REPLAY_KEYS);
+    const api = storeOnly(store, '');
+    for (const id of replayIds) {
+      rawFresh(id);
+      await api.fresh(id);
+    }
+    for (let i = 0; i < REPLAY_KEYS; i++) await idem.run(`replay:${i}`, () => send(i));
+    let replayRuns = 0;
+
+    const opts = { concurrency: 1, durationMs: cfg.durationMs, rounds: cfg.rounds, warmupMs: cfg.warmupMs };
+    const fresh = await measure(
+      [
+        {
+          name: 'raw node:sqlite',
+          note: 'select + claim + complete',
+          op: (i) => rawFresh(idAt(freshIds, i)),
+        },
+        { name: API, baseline: 'raw node:sqlite', op: (i) => api.fresh(idAt(apiIds, i)) },
+        {
+          name: 'idem.run, sqliteStore',
+          baseline: 'raw node:sqlite',
+          op: (i) => idem.run(`fresh:${i}`, () => send(i)),
+        },
+      ],
+      opts,
+    );
+    const replay = await measure(
+      [
+        {
+          name: 'raw node:sqlite',
+          note: 'select',
+          op: (i) => st.select.get(replayIds[i % REPLAY_KEYS]!, Date.now()),
+        },
+        { name: API, baseline: 'raw node:sqlite', op: (i) => api.replay(replayIds[i % REPLAY_KEYS]!) },
+        {
+          name: 'idem.run, sqliteStore',
+          baseline: 'raw node:sqlite',
+          op: (i) =>
+            idem.run(`replay:${i % REPLAY_KEYS}`, () => {
+              replayRuns++;
+              return send(i);
+            }),
+        },
+      ],
+      opts,
+    );
+
+    s.facts.push(
+      `node:sqlite (SQLite ${String((raw.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v)}), ` +
+        'both databases in one temp folder, WAL + synchronous NORMAL, one connection each, sequential calls',
+    );
+    s.tables.push(throughputTable('Fresh key: claim, run, complete', fresh));
+    s.tables.push(throughputTable('Replay of a completed key', replay));
+    const freshRatio = ratioOf(fresh.at(-1)!, fresh);
+    const replayRatio = ratioOf(replay.at(-1)!, replay);
+    s.checks.push({
+      target: 'fresh key: sqliteStore ≥ 80 % of raw node:sqlite',
+      actual: fmtPct(freshRatio),
+      met: freshRatio === undefined ? undefined : freshRatio >= 0.8,
+    });
+    s.checks.push({
+      target: 'replay: sqliteStore ≥ 80 % of raw node:sqlite',
+      actual: fmtPct(replayRatio),
+      met: replayRatio === undefined ? undefined : replayRatio >= 0.8,
+    });
+    s.checks.push({
+      target: 'replays never run the action',
+      actual: `${replayRuns} runs during replay`,
+      met: replayRuns === 0,
+    });
+    s.notes.push(
+      'Raw binds the same parameters the store binds (random 43-character ids like the engine record ids, a 22-character token, the outcome string the engine stores for this action) and returns nothing.',
+    );
+    return s;
+  } finally {
+    await idem.close();
+    raw.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
