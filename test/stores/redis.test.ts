@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '../../src/core/errors.ts';
@@ -30,18 +29,25 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     for (const id of [...ids, ...ids]) {
       await store.claim({ id, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: randomUUID() });
     }
-    await sleep(200);
+    const clientCalls = (id: string) =>
+      seen.filter((c) => c.source !== 'lua' && c.args.includes(`${prefix}:{${id}}`)).map((c) => c.args[0]!);
+    // inside each script: TIME, then the read of the record (scripts run atomically, so adjacent)
+    const timeBeforeRead = () =>
+      seen.flatMap((c, i) =>
+        c.source === 'lua' && c.args[0]!.toLowerCase() === 'hmget' && c.args[1]!.startsWith(`${prefix}:{rt`)
+          ? [`${seen[i - 1]!.source} ${seen[i - 1]!.args[0]!.toLowerCase()}`]
+          : [],
+      );
+    // MONITOR output trails the replies: wait until every line is in
+    await until(() => ids.every((id) => clientCalls(id).length >= 2) && timeBeforeRead().length >= 20, 5_000);
     monitor.disconnect();
     await store.close?.();
     for (const id of ids) {
-      const key = `${prefix}:{${id}}`;
-      const fromClient = seen.filter((c) => c.source !== 'lua' && c.args.includes(key));
-      expect(fromClient.map((c) => c.args[0]!.toLowerCase())).toSatisfy(
+      expect(clientCalls(id).map((n) => n.toLowerCase())).toSatisfy(
         (names: string[]) => names.length === 2 && names.every((n) => n === 'evalsha' || n === 'eval'),
       );
     }
-    const inScripts = seen.filter((c) => c.source === 'lua').map((c) => c.args[0]!.toLowerCase());
-    expect(inScripts.filter((n) => n === 'time')).toHaveLength(20);
+    expect(timeBeforeRead()).toEqual(Array(20).fill('lua time'));
   });
 
   it('honours a client keyPrefix for keys and wake-up channels', async () => {
