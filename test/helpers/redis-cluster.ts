@@ -4,7 +4,7 @@
  * `startCluster()` a local 3-master Redis Cluster. Both need redis-server and redis-cli.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +70,34 @@ function alive(pid: number): boolean {
   }
 }
 
+const DIR_PREFIX = 'idem-redis-';
+
+/**
+ * Stops servers this helper started for a test process that has since died (a run killed
+ * before its afterAll): each server's directory names its owner pid.
+ */
+async function reapOrphans(): Promise<void> {
+  for (const name of readdirSync(tmpdir()).filter((n) => n.startsWith(DIR_PREFIX))) {
+    const dir = join(tmpdir(), name);
+    try {
+      const owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8'));
+      if (alive(owner)) continue;
+    } catch {
+      continue; // not made by this helper
+    }
+    try {
+      const pid = Number(readFileSync(join(dir, 'redis.pid'), 'utf8'));
+      if (alive(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('redis-server')) {
+        process.kill(pid, 'SIGKILL');
+        for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
+      }
+    } catch {
+      // no server (a cluster's own directory), or already gone
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** One redis-server on `port`, without persistence. */
 export interface RedisServer {
   port: number;
@@ -89,8 +117,10 @@ export interface RedisServer {
  * const server = await startRedis(6390); server.signal('SIGKILL'); await server.start();
  */
 export async function startRedis(fromPort = 6390, extra: string[] = []): Promise<RedisServer> {
+  await reapOrphans();
   const [port] = await freePorts(fromPort, 1);
-  const dir = mkdtempSync(join(tmpdir(), `idem-redis-${port}-`));
+  const dir = mkdtempSync(join(tmpdir(), `${DIR_PREFIX}${port}-`));
+  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
   const pidfile = join(dir, 'redis.pid');
   let pid = 0;
   const server: RedisServer = {
@@ -142,7 +172,9 @@ export interface RedisCluster {
 export async function startCluster(fromPort = 7001): Promise<RedisCluster> {
   const free = await freePorts(fromPort, 3);
   const servers: RedisServer[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'idem-redis-cluster-'));
+  await reapOrphans();
+  const dir = mkdtempSync(join(tmpdir(), `${DIR_PREFIX}cluster-`));
+  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
   const stop = async () => {
     await Promise.all(servers.map((s) => s.stop()));
     rmSync(dir, { recursive: true, force: true });

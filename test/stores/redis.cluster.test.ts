@@ -5,24 +5,35 @@
 import { randomUUID } from 'node:crypto';
 import { testStore } from 'idem/testing';
 import { Cluster } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisStore } from '../../src/stores/redis/index.ts';
 import { type RedisCluster, redisBinariesAvailable, startCluster } from '../helpers/redis-cluster.ts';
 import { uniqueName } from '../helpers/services.ts';
 import { deletePrefix, redisStoreSuite } from './fixtures/redis-suite.ts';
 
 const binaries = await redisBinariesAvailable();
-const cluster: RedisCluster | undefined = binaries ? await startCluster() : undefined;
-afterAll(async () => cluster?.stop());
+// Started in beforeAll, not at import, so collecting the tests never leaves servers behind.
+let cluster: RedisCluster;
+const nodes: { host: string; port: number }[] = [];
+const connect = () => new Cluster(nodes);
 
-if (cluster) {
-  const connect = () => new Cluster(cluster.nodes);
+if (binaries) {
+  beforeAll(async () => {
+    cluster = await startCluster();
+    nodes.push(...cluster.nodes);
+  });
+  afterAll(async () => cluster?.stop());
+
   redisStoreSuite('cluster', connect);
 
   describe('redis store on Cluster: layout', () => {
     const prefix = uniqueName('idem_redis');
-    const client = connect();
-    const store = redisStore({ client, prefix });
+    let client: Cluster;
+    let store: ReturnType<typeof redisStore>;
+    beforeAll(() => {
+      client = connect();
+      store = redisStore({ client, prefix });
+    });
     afterAll(async () => {
       await store.close?.();
       await deletePrefix(client, prefix);
@@ -66,7 +77,7 @@ if (cluster) {
     },
     processStore: {
       module: new URL('./fixtures/redis-factory.ts', import.meta.url).pathname,
-      arg: { cluster: cluster.nodes, prefix },
+      arg: { cluster: nodes, prefix }, // serialized when the workers start, after beforeAll
     },
   });
 } else {
@@ -76,11 +87,15 @@ if (cluster) {
 }
 
 // Runs last: it crashes a master and brings it back.
-if (cluster) {
+if (binaries) {
   describe('redis store on Cluster: a master crashes and comes back', () => {
     const prefix = uniqueName('idem_redis');
-    const client = new Cluster(cluster.nodes);
-    const store = redisStore({ client, prefix, commandTimeout: 500 });
+    let client: Cluster;
+    let store: ReturnType<typeof redisStore>;
+    beforeAll(() => {
+      client = connect();
+      store = redisStore({ client, prefix, commandTimeout: 500 });
+    });
     afterAll(async () => {
       await store.close?.();
       await deletePrefix(client, prefix).catch(() => {});
