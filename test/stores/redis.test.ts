@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '../../src/core/errors.ts';
@@ -22,9 +23,8 @@ describe.skipIf(!up)('redis store (standalone)', () => {
 
   it('claims in one round trip: one EVAL/EVALSHA per claim, Redis TIME inside', async () => {
     const store = redisStore({ url, prefix });
-    const monitor = await admin!.monitor();
-    const seen: { args: string[]; source: string }[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => seen.push({ args, source }));
+    const monitor = await startMonitor(url);
+    const { seen } = monitor;
     const ids = Array.from({ length: 10 }, (_, i) => `rt${i}`);
     for (const id of [...ids, ...ids]) {
       await store.claim({ id, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: randomUUID() });
@@ -40,7 +40,7 @@ describe.skipIf(!up)('redis store (standalone)', () => {
       );
     // MONITOR output trails the replies: wait until every line is in
     await until(() => ids.every((id) => clientCalls(id).length >= 2) && timeBeforeRead().length >= 20, 5_000);
-    monitor.disconnect();
+    monitor.stop();
     await store.close?.();
     for (const id of ids) {
       expect(clientCalls(id).map((n) => n.toLowerCase())).toSatisfy(
@@ -67,6 +67,20 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     client.disconnect();
   });
 
+  it('works with a client that answers integers as strings (stringNumbers)', async () => {
+    const client = new Redis(url, { stringNumbers: true });
+    const store = redisStore({ client, prefix });
+    const token = randomUUID();
+    const claim = { id: 'sn', fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token };
+    expect(await store.claim(claim)).toMatchObject({ status: 'acquired', attempt: 1, takeover: false });
+    expect(await store.claim({ ...claim, token: 'other' })).toMatchObject({ status: 'existing' });
+    expect(typeof (await store.renew('sn', token, 5_000))).toBe('number');
+    expect(await store.complete('sn', token, 'v', 60_000)).toBe(true);
+    expect(await store.get('sn')).toMatchObject({ attempt: 1, outcome: 'v' });
+    expect(await store.release('sn', token)).toBe(false);
+    client.disconnect();
+  });
+
   it('connects from a URL and closes only what it created', async () => {
     const store = redisStore({ url, prefix, commandTimeout: 1_000 });
     expect(await store.get('nothing')).toBeUndefined();
@@ -84,3 +98,34 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     expect(() => redisStore({ url, commandTimeout: 0 })).toThrow(InvalidOptionError);
   });
 });
+
+/**
+ * MONITOR on a raw socket (ioredis' monitor() can trip over lines that arrive while it
+ * disconnects): every command Redis runs, with `source` 'lua' for those run by scripts.
+ */
+async function startMonitor(redisUrl: string) {
+  const u = new URL(redisUrl);
+  const socket = net.connect({ host: u.hostname, port: Number(u.port) });
+  const seen: { args: string[]; source: string }[] = [];
+  let buffer = '';
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('utf8');
+      let nl = buffer.indexOf('\r\n');
+      while (nl >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 2);
+        if (line === '+OK') resolve();
+        const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+        if (m) {
+          const args = [...m[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => a[1]!);
+          seen.push({ source: m[1] === 'lua' ? 'lua' : m[1]!, args });
+        }
+        nl = buffer.indexOf('\r\n');
+      }
+    });
+    socket.write('MONITOR\r\n');
+  });
+  return { seen, stop: () => socket.destroy() };
+}

@@ -115,8 +115,9 @@ export function redisStore(options: RedisStoreOptions): Store {
         ms('leaseMs', req.leaseMs),
         ms('ttlMs', req.ttlMs),
       )) as unknown[];
-      if (reply[0] === 1) {
-        const [, , attempt, leaseUntil, takeover] = reply as number[];
+      // Number(): a client with `stringNumbers: true` answers integers as strings
+      if (Number(reply[0]) === 1) {
+        const [, , attempt, leaseUntil, takeover] = reply.map(Number);
         return { status: 'acquired', attempt: attempt!, leaseUntil: leaseUntil!, takeover: takeover === 1 };
       }
       return { status: 'existing', record: fromReply(req.id, reply.slice(2)), now: Number(reply[1]) };
@@ -124,11 +125,11 @@ export function redisStore(options: RedisStoreOptions): Store {
 
     async complete(id, token, outcome, ttlMs) {
       const [text, encoding] = toReply(outcome);
-      return (await call('complete', id, token, text, encoding, ms('ttlMs', ttlMs), notify)) === 1;
+      return Number(await call('complete', id, token, text, encoding, ms('ttlMs', ttlMs), notify)) === 1;
     },
 
     async release(id, token) {
-      return (await call('release', id, token, notify)) === 1;
+      return Number(await call('release', id, token, notify)) === 1;
     },
 
     async renew(id, token, leaseMs) {
