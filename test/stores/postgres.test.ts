@@ -109,6 +109,35 @@ describe.skipIf(!up)('postgres store', () => {
       }
     });
 
+    it('once the schema exists, a role with only DML and EXECUTE rights runs every operation', async () => {
+      const role = uniqueName('idem_role');
+      await admin.query(`CREATE ROLE ${role} LOGIN`);
+      await admin.query(`GRANT USAGE ON SCHEMA "${schema}" TO ${role}`);
+      await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${schema}".idem_records TO ${role}`);
+      await admin.query(`GRANT SELECT ON "${schema}".idem_records_version TO ${role}`);
+      await admin.query(`GRANT EXECUTE ON FUNCTION "${schema}".idem_records_claim TO ${role}`);
+      const url = new URL(PG_URL);
+      url.username = role;
+      const s = postgresStore({ connectionString: url.toString(), schema });
+      try {
+        const r = req();
+        expect((await s.claim(r)).status).toBe('acquired');
+        expect(await s.renew(r.id, r.token, 1000)).toBeGreaterThan(0);
+        expect(await s.complete(r.id, r.token, 'ok', DAY)).toBe(true);
+        expect((await s.claim({ ...r, token: 'x' })).status).toBe('existing');
+        expect((await s.get(r.id))?.outcome).toBe('ok');
+        expect(await s.purgeExpired(10)).toBeGreaterThanOrEqual(0);
+        await expect(admin.query(`SET ROLE ${role}; CREATE TABLE "${schema}".nope (x int)`)).rejects.toThrow(
+          /permission denied/,
+        );
+      } finally {
+        await s.close();
+        await admin.query('RESET ROLE');
+        await admin.query(`DROP OWNED BY ${role}`);
+        await admin.query(`DROP ROLE ${role}`);
+      }
+    });
+
     it('refuses a schema written by a newer idem, with StoreUnavailableError', async () => {
       const fresh = uniqueName('idem_pg_new');
       const s1 = postgresStore({ connectionString: PG_URL, schema: fresh });

@@ -52,7 +52,7 @@ export interface PostgresStore extends Store {
 export const MAX_OUTCOME_BYTES = 1024 ** 3 - 1024 ** 2;
 
 /**
- * A store backed by PostgreSQL (any version from 12). Creates its schema on first use,
+ * A store backed by PostgreSQL (9.5 or later; tested on 15). Creates its schema on first use,
  * safely when many processes start at once.
  *
  * @example
