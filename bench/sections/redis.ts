@@ -283,11 +283,14 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
         actual: fmtPct(ratio),
         met: ratio === undefined ? undefined : ratio >= 0.7,
       });
-      for (const peer of [PT, NI]) {
+      for (const [peer, short] of [
+        [PT, 'powertools'],
+        [NI, 'node-idempotency'],
+      ] as const) {
         const p = r.find((x) => x.name === peer)!;
         const times = mine.opsPerSec / p.opsPerSec;
         s.checks.push({
-          target: `${label}: idem ≥ 2× ${peer.split(' ')[0]}`,
+          target: `${label}: idem ≥ 2× ${short}`,
           actual: `${times.toFixed(2)}×`,
           met: times >= 2,
         });
