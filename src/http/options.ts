@@ -1,0 +1,180 @@
+/**
+ * Options shared by every HTTP integration (`idempotency()` for Hono, Express and Fastify,
+ * `withIdempotency()` and the core), and their validation into one frozen config.
+ *
+ * @module
+ */
+import { type Duration, toMs } from '../core/duration.ts';
+import { createIdem, type Idem, type InProgressPolicy } from '../core/engine.ts';
+import { InvalidOptionError } from '../core/errors.ts';
+import type { Store } from '../core/store.ts';
+import { DEFAULT_BODY_LIMIT } from './body.ts';
+import { DEFAULT_FINGERPRINT_HEADERS } from './fingerprint.ts';
+import { replayAllowList } from './headers.ts';
+import { defaultOutcomePolicy, type OutcomePolicy } from './policy.ts';
+import { PROBLEM_BASE } from './problem.ts';
+import type { ScopeFn } from './scope.ts';
+
+/** Where warnings and late errors (a store write that failed after the response left) go. */
+export interface IdempotencyLogger {
+  warn(message: string): void;
+  error(message: string, error?: unknown): void;
+}
+
+/** Options of every HTTP integration. Only `idem` (or `store`) is required. */
+export interface IdempotencyOptions {
+  /** The engine, from `createIdem()`. Share one across routes. */
+  idem?: Idem;
+  /** Shorthand: a store to build a private engine over (`ttl`, `lease`… apply to it). */
+  store?: Store;
+  /** Methods that honour the key. Default `['POST', 'PATCH']`; GET, HEAD and OPTIONS are never allowed. */
+  methods?: readonly string[];
+  /** Answer 400 `missing-key` when the key is absent. Default false (the request passes through). */
+  required?: boolean;
+  /** The request header. Default `'Idempotency-Key'`. */
+  header?: string;
+  /** How long a stored response is replayed. Default: the engine's (`'24h'`). */
+  ttl?: Duration;
+  /** How long the running request holds the key between heartbeats. Default: the engine's (`'30s'`). */
+  lease?: Duration;
+  /** `'reject'` answers 409 while the first request runs; `'wait'` waits for its response. */
+  onInProgress?: InProgressPolicy;
+  /** How long `'wait'` waits before answering 409. Default: the engine's (`'30s'`). */
+  waitTimeout?: Duration;
+  /** Request headers in the fingerprint. Default `['content-type']`. */
+  fingerprintHeaders?: readonly string[];
+  /** JSON body fields left out of the fingerprint, as dot paths (`'meta.traceId'`, `'items.*.ts'`). */
+  excludeFields?: readonly string[];
+  /** The caller's identity, part of the record id. Default: a hash of the request's credentials. */
+  scope?: ScopeFn;
+  /** Use one namespace for every caller (no scope). Logs a warning once. */
+  dangerouslyAllowGlobalKeys?: boolean;
+  /** Store or release a response, by status. Default {@link defaultOutcomePolicy}. */
+  outcomePolicy?: OutcomePolicy;
+  /** Response headers replayed in addition to the defaults. */
+  replayHeaders?: readonly string[];
+  /** Largest request body accepted, in bytes; 413 above. Default 1 MiB. */
+  bodyLimit?: number;
+  /** Largest response body stored; above it only status and headers are replayed. Default 2 MiB. */
+  maxStoredBodyBytes?: number;
+  /** Store down: `'closed'` answers 503 (default); `'open'` runs the handler without idempotency. */
+  onStoreError?: 'closed' | 'open';
+  /** Upper bound of the `Retry-After` sent with 409. Between 1s and 60s. Default `'5s'`. */
+  maxRetryAfter?: Duration;
+  /** Base of the problem `type` URIs. Default `'https://idem.dev/problems/'`. */
+  problemBase?: string;
+  /** The page describing the key requirement, sent as `Link: <…>; rel="describedby"`. */
+  docsUrl?: string;
+  /** A handler that throws: `'rethrow'` (default) to the framework, or `'problem'`: answer 500. */
+  handlerErrors?: 'rethrow' | 'problem';
+  /** Default `console`. */
+  logger?: IdempotencyLogger;
+}
+
+/** The validated form of {@link IdempotencyOptions}. */
+export interface ResolvedOptions {
+  idem: Idem;
+  methods: ReadonlySet<string>;
+  required: boolean;
+  header: string;
+  run: { ttl?: Duration; lease?: Duration; onInProgress?: InProgressPolicy; waitTimeout?: Duration };
+  fingerprintHeaders: readonly string[];
+  excludeFields: readonly string[];
+  scope: ScopeFn | undefined;
+  globalKeys: boolean;
+  policy: OutcomePolicy;
+  replayHeaders: ReadonlySet<string>;
+  bodyLimit: number;
+  maxStoredBodyBytes: number;
+  onStoreError: 'closed' | 'open';
+  maxRetryAfterSeconds: number;
+  problemBase: string;
+  docsUrl: string;
+  handlerErrors: 'rethrow' | 'problem';
+  logger: IdempotencyLogger;
+}
+
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/** Validates options once, at setup; throws `InvalidOptionError` naming the bad option. */
+export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
+  if (!options || typeof options !== 'object') throw new InvalidOptionError('idempotency() needs options');
+  const { idem, store } = options;
+  if ((idem === undefined) === (store === undefined)) {
+    throw new InvalidOptionError('pass exactly one of { idem: createIdem(…) } or { store }');
+  }
+  const methods = new Set((options.methods ?? ['POST', 'PATCH']).map((m) => String(m).toUpperCase()));
+  for (const m of methods) {
+    if (SAFE.has(m)) throw new InvalidOptionError(`${m} is a safe method: keys are ignored on it`);
+  }
+  const run = pick(options);
+  const engine = idem ?? createIdem({ store: store as Store, ...run });
+  if (typeof engine.execute !== 'function') throw new InvalidOptionError('idem must come from createIdem()');
+  const maxRetryAfterSeconds = Math.ceil(toMs(options.maxRetryAfter ?? '5s', 'maxRetryAfter') / 1000);
+  if (maxRetryAfterSeconds < 1 || maxRetryAfterSeconds > 60) {
+    throw new InvalidOptionError('maxRetryAfter must be between 1s and 60s');
+  }
+  const problemBase = options.problemBase ?? PROBLEM_BASE;
+  return Object.freeze({
+    idem: engine,
+    methods,
+    required: options.required ?? false,
+    header: checkHeader(options.header ?? 'Idempotency-Key'),
+    run,
+    fingerprintHeaders: options.fingerprintHeaders ?? DEFAULT_FINGERPRINT_HEADERS,
+    excludeFields: options.excludeFields ?? [],
+    scope: checkFn(options.scope, 'scope'),
+    globalKeys: options.dangerouslyAllowGlobalKeys === true,
+    policy: checkFn(options.outcomePolicy, 'outcomePolicy') ?? defaultOutcomePolicy,
+    replayHeaders: replayAllowList(options.replayHeaders),
+    bodyLimit: checkBytes(options.bodyLimit ?? DEFAULT_BODY_LIMIT, 'bodyLimit'),
+    maxStoredBodyBytes: checkBytes(options.maxStoredBodyBytes ?? 2 * 1024 * 1024, 'maxStoredBodyBytes'),
+    onStoreError: checkOneOf(options.onStoreError ?? 'closed', ['closed', 'open'], 'onStoreError'),
+    maxRetryAfterSeconds,
+    problemBase,
+    docsUrl: options.docsUrl ?? `${problemBase}missing-key`,
+    handlerErrors: checkOneOf(options.handlerErrors ?? 'rethrow', ['rethrow', 'problem'], 'handlerErrors'),
+    logger: options.logger ?? console,
+  });
+}
+
+function pick(o: IdemRunOptions): ResolvedOptions['run'] {
+  const run: ResolvedOptions['run'] = {};
+  for (const name of ['ttl', 'lease', 'waitTimeout'] as const) {
+    const value = o[name];
+    if (value === undefined) continue;
+    toMs(value, name); // validates now, not on the first request
+    run[name] = value;
+  }
+  if (o.onInProgress !== undefined) {
+    run.onInProgress = checkOneOf<InProgressPolicy>(o.onInProgress, ['reject', 'wait'], 'onInProgress');
+  }
+  return run;
+}
+
+type IdemRunOptions = Pick<IdempotencyOptions, 'ttl' | 'lease' | 'waitTimeout' | 'onInProgress'>;
+
+function checkHeader(name: string): string {
+  if (typeof name !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+    throw new InvalidOptionError(`header must be a header name, got ${JSON.stringify(name)}`);
+  }
+  return name.toLowerCase();
+}
+
+function checkBytes(n: number, option: string): number {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new InvalidOptionError(`${option} must be a whole number of bytes`);
+  return n;
+}
+
+function checkOneOf<T extends string>(value: T, allowed: readonly T[], option: string): T {
+  if (!allowed.includes(value))
+    throw new InvalidOptionError(`${option} must be one of ${allowed.join(', ')}`);
+  return value;
+}
+
+function checkFn<F>(fn: F | undefined, option: string): F | undefined {
+  if (fn !== undefined && typeof fn !== 'function')
+    throw new InvalidOptionError(`${option} must be a function`);
+  return fn;
+}

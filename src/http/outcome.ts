@@ -1,0 +1,114 @@
+/**
+ * The stored form of an HTTP response, and the two ways a response leaves idem: live (the
+ * first execution, streamed to the client while it is captured) and replayed (from the store).
+ *
+ * @module
+ */
+import { concatBytes } from './body.ts';
+
+/** A response as stored: status, allow-listed headers and the exact body bytes. */
+export interface HttpOutcome {
+  status: number;
+  /** Allow-listed headers, lower-cased, in response order. */
+  headers: [string, string][];
+  body: Uint8Array;
+  /** True when the body was over `maxStoredBodyBytes` and was not stored; `body` is empty. */
+  bodyOmitted?: boolean;
+}
+
+/** Statuses whose responses never carry a body. */
+export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * The replay of a stored outcome: the stored status, the stored headers, the byte-identical
+ * body, `Idempotent-Replayed: true`, and `x-should-retry: false` when the status is ≥ 500
+ * (the original may have had effects; retrying cannot change the answer).
+ *
+ * @example
+ * return replayResponse({ status: 201, headers: [['content-type', 'application/json']], body });
+ */
+export function replayResponse(outcome: HttpOutcome): Response {
+  const headers = new Headers();
+  for (const [name, value] of outcome.headers) headers.append(name, value);
+  headers.set('idempotent-replayed', 'true');
+  if (outcome.bodyOmitted) headers.set('idempotency-replay', 'body-omitted');
+  if (outcome.status >= 500) headers.set('x-should-retry', 'false');
+  const body = NULL_BODY_STATUSES.has(outcome.status) ? null : outcome.body;
+  return new Response(body as ConstructorParameters<typeof Response>[0], { status: outcome.status, headers });
+}
+
+/** A copy of `bytes` that owns its whole buffer (so serializers never write a pooled buffer). */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  const tight =
+    bytes.constructor === Uint8Array &&
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength;
+  return tight ? bytes : new Uint8Array(bytes);
+}
+
+/** What a tee collected: the whole body, or the error that ended it early. */
+export type Collected = { ok: true; body: Uint8Array } | { ok: false; error: unknown };
+
+/**
+ * Streams `response` to a client while collecting its bytes for the store. The client's
+ * stream stays open after the last chunk until `holdCloseUntil` settles, so a client that
+ * finishes reading and retries at once finds the outcome already stored. A client that goes
+ * away does not stop the collection: the handler's response is read to the end and stored.
+ *
+ * @example
+ * const { client, collected } = teeResponse(upstream, stored);
+ * respond(client); const c = await collected;
+ */
+export function teeResponse(
+  response: Response,
+  holdCloseUntil: Promise<unknown>,
+): { client: Response; collected: Promise<Collected> } {
+  const source = response.body;
+  if (source === null) {
+    return { client: response, collected: Promise.resolve({ ok: true, body: new Uint8Array(0) }) };
+  }
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let open = true;
+  const stream = new ReadableStream<Uint8Array>({
+    start: (c) => {
+      controller = c;
+    },
+    cancel: () => {
+      open = false;
+    },
+  });
+  const forward = (fn: () => void) => {
+    if (!open) return;
+    try {
+      fn();
+    } catch {
+      open = false;
+    }
+  };
+  const collected = (async (): Promise<Collected> => {
+    const reader = source.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        size += value.byteLength;
+        forward(() => controller.enqueue(value));
+      }
+    } catch (error) {
+      forward(() => controller.error(error));
+      return { ok: false, error };
+    }
+    const close = () => forward(() => controller.close());
+    holdCloseUntil.then(close, close);
+    return { ok: true, body: ownBytes(concatBytes(chunks, size)) };
+  })();
+  const client = new Response(stream, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  return { client, collected };
+}
