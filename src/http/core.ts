@@ -91,7 +91,6 @@ export interface HttpIdempotency {
 }
 
 const infoByRequest = new WeakMap<Request, IdempotencyInfo>();
-const warned = new Set<string>();
 
 /**
  * The {@link IdempotencyInfo} of the request a handler is running for, when it runs under idem.
@@ -119,7 +118,13 @@ export function idempotencyInfo(request: Request): IdempotencyInfo | undefined {
  */
 export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempotency {
   const cfg = resolveOptions(options);
-  if (cfg.globalKeys) warnOnce(cfg, GLOBAL_WARNING);
+  const warned = new Set<string>();
+  const warnOnce = (message: string) => {
+    if (warned.has(message)) return;
+    warned.add(message);
+    cfg.logger.warn(message);
+  };
+  if (cfg.globalKeys) warnOnce(GLOBAL_WARNING);
   const problem = (type: ProblemType, detail?: string, headers?: HeadersLike) =>
     problemResponse(type, { base: cfg.problemBase, ...(detail && { detail }), ...(headers && { headers }) });
   const noRetry = { 'x-should-retry': 'false' };
@@ -166,7 +171,7 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
   async function scopeOf(request: Request): Promise<string[]> {
     if (cfg.scope) {
       const parts = scopeParts(await cfg.scope(request));
-      if (isGlobalScope(parts)) warnOnce(cfg, GLOBAL_WARNING);
+      if (isGlobalScope(parts)) warnOnce(GLOBAL_WARNING);
       return parts;
     }
     return cfg.globalKeys ? [] : credentialScope(request);
@@ -320,7 +325,6 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
 
   async function bypass(plan: IdempotencyPlan, next: Next): Promise<Response> {
     warnOnce(
-      cfg,
       'idem: the store is unavailable; serving keyed requests WITHOUT idempotency (onStoreError: open)',
     );
     const recordId = recordIdOf(plan.scope, plan.key);
@@ -389,12 +393,6 @@ class HandlerFailure extends Error {
   constructor(cause: unknown) {
     super('the request handler failed', { cause });
   }
-}
-
-function warnOnce(cfg: ResolvedOptions, message: string) {
-  if (warned.has(message)) return;
-  warned.add(message);
-  cfg.logger.warn(message);
 }
 
 function describe(error: unknown): string {

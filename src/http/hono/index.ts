@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { readLimited } from '../body.ts';
 import { createHttpIdempotency, type IdempotencyInfo } from '../core.ts';
 import type { IdempotencyOptions } from '../options.ts';
@@ -46,12 +46,12 @@ export const idempotency = (options: IdempotencyOptions): MiddlewareHandler => {
     );
     if (prepared.action === 'pass') return next();
     if (prepared.action === 'respond') {
-      c.res = prepared.response;
+      answer(c, prepared.response);
       return;
     }
     let thrown: unknown;
     try {
-      c.res = await core.execute(prepared.plan, async (request, info) => {
+      const response = await core.execute(prepared.plan, async (request, info) => {
         c.req.raw = request;
         c.set('idempotency', info);
         await next();
@@ -61,9 +61,20 @@ export const idempotency = (options: IdempotencyOptions): MiddlewareHandler => {
         }
         return c.res;
       });
+      answer(c, response);
     } catch (error) {
       // `app.onError` already answered (c.res); the key is released. Anything else is ours.
       if (thrown === undefined || error !== thrown) throw error;
     }
   };
 };
+
+/**
+ * Sets the response. Reading `c.res` first materializes the headers earlier middleware set
+ * with `c.header()` (CORS, request ids); Hono's setter then merges them into ours, as it does
+ * for every response.
+ */
+function answer(c: Context, response: Response) {
+  void c.res;
+  c.res = response;
+}

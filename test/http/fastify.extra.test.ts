@@ -1,0 +1,129 @@
+import Fastify from 'fastify';
+import { createIdem, memoryStore } from 'idem';
+import { idempotency } from 'idem/fastify';
+import { describe, expect, it } from 'vitest';
+
+const keyed = (url: string, key: string, payload: unknown = { a: 1 }) => ({
+  method: 'POST' as const,
+  url,
+  headers: { 'idempotency-key': key },
+  payload: payload as Record<string, unknown>,
+});
+
+async function app() {
+  const f = Fastify();
+  await f.register(idempotency({ idem: createIdem({ store: memoryStore() }) }));
+  return f;
+}
+
+describe('fastify specifics', () => {
+  it('route config turns idempotency off or overrides options', async () => {
+    const f = await app();
+    let calls = 0;
+    f.post('/off', { config: { idempotency: false } }, async () => ({ calls: ++calls }));
+    f.post('/required', { config: { idempotency: { required: true } } }, async () => ({ calls: ++calls }));
+    f.post('/default', async () => ({ calls: ++calls }));
+    await f.inject(keyed('/off', 'k'));
+    expect((await f.inject(keyed('/off', 'k'))).headers['idempotent-replayed']).toBeUndefined();
+    expect((await f.inject({ method: 'POST', url: '/required', payload: {} })).statusCode).toBe(400);
+    expect((await f.inject({ method: 'POST', url: '/default', payload: {} })).statusCode).toBe(200);
+    expect(calls).toBe(3);
+    await f.close();
+  });
+
+  it('schema validation errors happen before the claim and are never stored', async () => {
+    const f = await app();
+    let calls = 0;
+    f.post(
+      '/v',
+      {
+        schema: {
+          body: { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } },
+        },
+      },
+      async (_req, reply) => reply.code(201).send({ calls: ++calls }),
+    );
+    expect((await f.inject(keyed('/v', 'k', { wrong: 1 }))).statusCode).toBe(400);
+    expect((await f.inject(keyed('/v', 'k', { wrong: 1 }))).statusCode).toBe(400);
+    const ok = await f.inject(keyed('/v', 'k', { amount: 5 }));
+    expect([ok.statusCode, ok.json()]).toEqual([201, { calls: 1 }]);
+    await f.close();
+  });
+
+  it('our own 409/422 replies are not captured by onSend, even next to other onSend hooks', async () => {
+    const f = await app();
+    f.addHook('onSend', async (_req, reply, payload) => {
+      reply.header('x-seen-by-app', '1');
+      return payload;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    f.post('/slow', async (_req, reply) => {
+      calls++;
+      await gate;
+      return reply.code(201).send({ done: true });
+    });
+    const first = f.inject(keyed('/slow', 'k'));
+    await new Promise((r) => setTimeout(r, 50));
+    const conflict = await f.inject(keyed('/slow', 'k'));
+    const mismatch = await f.inject(keyed('/slow', 'k', { a: 2 }));
+    expect([conflict.statusCode, mismatch.statusCode]).toEqual([409, 422]);
+    expect(conflict.headers['x-seen-by-app']).toBe('1');
+    release();
+    expect((await first).statusCode).toBe(201);
+    const replay = await f.inject(keyed('/slow', 'k'));
+    expect([replay.statusCode, replay.json(), replay.headers['idempotent-replayed'], calls]).toEqual([
+      201,
+      { done: true },
+      'true',
+      1,
+    ]);
+    await f.close();
+  });
+
+  it('serialized objects, Response payloads and streams replay byte-identical', async () => {
+    const f = await app();
+    f.post('/obj', async (_req, reply) =>
+      reply
+        .code(201)
+        .header('etag', '"x"')
+        .send({ b: 1, a: [1, 'é'] }),
+    );
+    f.post(
+      '/web',
+      async () =>
+        new Response('web body', {
+          status: 202,
+          headers: { 'content-type': 'text/x-web', 'x-request-id': 'r1' },
+        }),
+    );
+    for (const url of ['/obj', '/web']) {
+      const a = await f.inject(keyed(url, `k${url}`));
+      const b = await f.inject(keyed(url, `k${url}`));
+      expect(b.statusCode, url).toBe(a.statusCode);
+      expect(b.rawPayload.equals(a.rawPayload), url).toBe(true);
+      expect(b.headers['content-type'], url).toBe(a.headers['content-type']);
+      expect(b.headers['idempotent-replayed'], url).toBe('true');
+    }
+    const web = await f.inject(keyed('/web', 'k/web'));
+    expect([web.statusCode, web.body, web.headers['x-request-id']]).toEqual([202, 'web body', 'r1']);
+    await f.close();
+  });
+
+  it('a hijacked reply cannot be captured: the key is released', async () => {
+    const f = await app();
+    let calls = 0;
+    f.post('/raw', async (_req, reply) => {
+      calls++;
+      reply.hijack();
+      reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+      reply.raw.end('raw');
+    });
+    expect((await f.inject(keyed('/raw', 'k'))).body).toBe('raw');
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await f.inject(keyed('/raw', 'k'))).body).toBe('raw');
+    expect(calls).toBe(2);
+    await f.close();
+  });
+});

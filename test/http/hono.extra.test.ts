@@ -1,0 +1,46 @@
+import { Hono } from 'hono';
+import { createIdem, memoryStore } from 'idem';
+import { idempotency } from 'idem/hono';
+import { describe, expect, it } from 'vitest';
+
+const keyed = (key: string, body = '{"a":1}') => ({
+  method: 'POST',
+  headers: { 'idempotency-key': key, 'content-type': 'application/json' },
+  body,
+});
+
+describe('hono specifics', () => {
+  it('works when an earlier middleware already read the body through c.req.json()', async () => {
+    const app = new Hono();
+    app.use('*', async (c, next) => {
+      await c.req.json();
+      await next();
+    });
+    app.use('*', idempotency({ idem: createIdem({ store: memoryStore() }) }));
+    let calls = 0;
+    app.post('/x', async (c) => c.json({ calls: ++calls, body: await c.req.json() }, 201));
+    const a = await app.request('/x', keyed('k'));
+    expect(await a.json()).toEqual({ calls: 1, body: { a: 1 } });
+    const b = await app.request('/x', keyed('k', '{ "a": 1 }'));
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect((await app.request('/x', keyed('k', '{"a":2}'))).status).toBe(422);
+  });
+
+  it('exposes the key details as c.get("idempotency") and keeps CORS-style headers on replays', async () => {
+    const app = new Hono();
+    app.use('*', async (c, next) => {
+      c.header('access-control-allow-origin', '*');
+      await next();
+    });
+    app.post('/x', idempotency({ idem: createIdem({ store: memoryStore() }) }), (c) =>
+      c.json({ key: c.get('idempotency')?.key, dk: c.get('idempotency')?.downstreamKey }, 201),
+    );
+    const a = await app.request('/x', keyed('my-key'));
+    const body = (await a.json()) as { key: string; dk: string };
+    expect(body.key).toBe('my-key');
+    expect(body.dk).toMatch(/^idem_/);
+    const b = await app.request('/x', keyed('my-key'));
+    expect(b.headers.get('access-control-allow-origin')).toBe('*');
+    expect(await b.json()).toEqual(body);
+  });
+});

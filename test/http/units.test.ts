@@ -1,0 +1,260 @@
+import { createIdem, InvalidOptionError, memoryStore } from 'idem';
+import {
+  createHttpIdempotency,
+  credentialScope,
+  defaultOutcomePolicy,
+  httpFingerprint,
+  isJsonContentType,
+  parseIdempotencyKey,
+  problemResponse,
+  readLimited,
+  replayAllowList,
+  replayResponse,
+  storableHeaders,
+} from 'idem/http';
+import { describe, expect, it } from 'vitest';
+import { bodyStream } from './harness.ts';
+
+describe('parseIdempotencyKey', () => {
+  it.each([
+    ['abc', 'abc'],
+    ['"abc"', 'abc'],
+    ['  "abc"  ', 'abc'],
+    ['\tabc ', 'abc'],
+    ['"a\\"b"', 'a"b'],
+    ['"a\\\\b"', 'a\\b'],
+    ['"a,b"', 'a,b'],
+    ['8e03978e-40d5-43e8-bc93-6894a57f9324', '8e03978e-40d5-43e8-bc93-6894a57f9324'],
+    ['a"b', 'a"b'],
+  ])('accepts %j as %j', (field, key) => {
+    expect(parseIdempotencyKey(field)).toEqual({ ok: true, key });
+  });
+
+  it.each([
+    ['', 'empty'],
+    ['   ', 'empty'],
+    ['""', 'empty'],
+    ['a, b', 'list'],
+    ['a,b', 'list'],
+    ['"a", "b"', 'list'],
+    ['"a",b', 'list'],
+    ['"abc', 'syntax'],
+    ['"a\\nb"', 'syntax'],
+    ['"abc";p=1', 'syntax'],
+    ['"abc" x', 'syntax'],
+    ['a b', 'characters'],
+    ['"a b"', 'characters'],
+    ['caf\u00e9', 'characters'],
+    ['"caf\u00e9"', 'characters'],
+    ['a\u0001', 'characters'],
+    ['k'.repeat(256), 'too-long'],
+    [`"${'k'.repeat(256)}"`, 'too-long'],
+  ])('rejects %j (%s)', (field, reason) => {
+    const r = parseIdempotencyKey(field);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.reason).toBe(reason);
+      expect(r.detail.length).toBeGreaterThan(10);
+    }
+  });
+
+  it('the 255-character limit applies after unescaping', () => {
+    expect(parseIdempotencyKey(`"${'\\\\'.repeat(255)}"`)).toEqual({ ok: true, key: '\\'.repeat(255) });
+  });
+});
+
+describe('httpFingerprint', () => {
+  const h = (entries: Record<string, string> = { 'content-type': 'application/json' }) =>
+    new Headers(entries);
+  const enc = (s: string) => new TextEncoder().encode(s);
+  const fp = (url: string, body: string, headers = h(), opts = {}, method = 'POST') =>
+    httpFingerprint({ method, url, headers, body: enc(body) }, opts);
+
+  it('is stable under JSON key order and whitespace, and under query order', () => {
+    expect(fp('http://a/x?b=2&a=1', '{"a":1,"b":[1,2]}')).toBe(
+      fp('http://a/x?a=1&b=2', '{ "b": [1, 2], "a": 1 }'),
+    );
+  });
+
+  it('changes with method, path, query values, array order, body and selected headers', () => {
+    const base = fp('http://a/x?a=1', '{"a":1}');
+    expect(fp('http://a/x?a=1', '{"a":1}', h(), {}, 'PATCH')).not.toBe(base);
+    expect(fp('http://a/y?a=1', '{"a":1}')).not.toBe(base);
+    expect(fp('http://a/x?a=2', '{"a":1}')).not.toBe(base);
+    expect(fp('http://a/x?a=1', '{"a":2}')).not.toBe(base);
+    expect(fp('http://a/x?a=1&a=2', '{}')).not.toBe(fp('http://a/x?a=2&a=1', '{}'));
+    expect(fp('http://a/x?a=1', '{"a":1}', h({ 'content-type': 'application/merge-patch+json' }))).not.toBe(
+      base,
+    );
+  });
+
+  it('ignores the host and unselected headers; honours configured ones', () => {
+    const base = fp('http://a/x', '{}');
+    expect(
+      fp('http://other.example/x', '{}', h({ 'content-type': 'application/json', 'x-trace': '1' })),
+    ).toBe(base);
+    const opts = { headers: ['content-type', 'anthropic-version'] };
+    const v1 = fp(
+      'http://a/x',
+      '{}',
+      h({ 'content-type': 'application/json', 'anthropic-version': '1' }),
+      opts,
+    );
+    const v2 = fp(
+      'http://a/x',
+      '{}',
+      h({ 'content-type': 'application/json', 'anthropic-version': '2' }),
+      opts,
+    );
+    expect(v1).not.toBe(v2);
+  });
+
+  it('drops excluded JSON fields, with wildcards', () => {
+    const opts = { excludeFields: ['meta.ts', 'items.*.nonce'] };
+    const a = fp('http://a/x', '{"x":1,"meta":{"ts":1},"items":[{"n":1,"nonce":"a"}]}', h(), opts);
+    const b = fp('http://a/x', '{"x":1,"meta":{"ts":2},"items":[{"n":1,"nonce":"b"}]}', h(), opts);
+    const c = fp('http://a/x', '{"x":1,"meta":{"ts":2},"items":[{"n":2,"nonce":"b"}]}', h(), opts);
+    expect(a).toBe(b);
+    expect(a).not.toBe(c);
+  });
+
+  it('hashes non-JSON and malformed JSON bodies as raw bytes', () => {
+    const text = h({ 'content-type': 'text/plain' });
+    expect(fp('http://a/x', '{"a":1,"b":2}', text)).not.toBe(fp('http://a/x', '{"b":2,"a":1}', text));
+    expect(fp('http://a/x', '{not json', h())).not.toBe(fp('http://a/x', '{not  json', h()));
+    expect(fp('http://a/x', '{"a":1}')).toMatch(/^http1:[0-9a-f]{64}$/);
+  });
+});
+
+describe('headers, policy, problems, replay', () => {
+  it('storableHeaders keeps the allow-list, drops never-replayed and Connection-named headers', () => {
+    const headers = new Headers([
+      ['content-type', 'application/json'],
+      ['location', '/a'],
+      ['set-cookie', 'a=1'],
+      ['date', 'x'],
+      ['x-ratelimit-limit', '5'],
+      ['anthropic-ratelimit-requests-remaining', '5'],
+      ['ratelimit-policy', 'x'],
+      ['retry-after', '3'],
+      ['connection', 'x-trace'],
+      ['x-trace', '1'],
+      ['x-other', '1'],
+    ]);
+    expect(storableHeaders(headers, replayAllowList(['x-trace', 'x-other']))).toEqual([
+      ['content-type', 'application/json'],
+      ['location', '/a'],
+      ['x-other', '1'],
+    ]);
+  });
+
+  it('replayAllowList refuses headers that must never be replayed', () => {
+    for (const h of [
+      'Set-Cookie',
+      'date',
+      'content-length',
+      'transfer-encoding',
+      'x-ratelimit-remaining',
+      'retry-after',
+    ]) {
+      expect(() => replayAllowList([h])).toThrow(InvalidOptionError);
+    }
+  });
+
+  it('defaultOutcomePolicy follows the table', () => {
+    const release = [401, 403, 408, 409, 425, 429, 503, 529];
+    for (let s = 200; s < 600; s++) {
+      expect(defaultOutcomePolicy(s)).toBe(release.includes(s) ? 'release' : 'store');
+    }
+  });
+
+  it('problemResponse builds RFC 9457 bodies under the configured base', async () => {
+    const res = problemResponse('conflict', {
+      detail: 'd',
+      headers: { 'retry-after': '2' },
+      base: 'https://x/p/',
+    });
+    expect(res.status).toBe(409);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(res.headers.get('retry-after')).toBe('2');
+    expect(await res.json()).toEqual({
+      type: 'https://x/p/conflict',
+      title: 'A request is outstanding for this Idempotency-Key',
+      status: 409,
+      detail: 'd',
+    });
+  });
+
+  it('replayResponse marks replays, and ≥500 as not worth retrying', async () => {
+    const ok = replayResponse({ status: 201, headers: [['etag', '"1"']], body: new Uint8Array([1, 2]) });
+    expect(ok.headers.get('idempotent-replayed')).toBe('true');
+    expect(ok.headers.get('x-should-retry')).toBeNull();
+    expect(new Uint8Array(await ok.arrayBuffer())).toEqual(new Uint8Array([1, 2]));
+    expect(
+      replayResponse({ status: 502, headers: [], body: new Uint8Array() }).headers.get('x-should-retry'),
+    ).toBe('false');
+    expect(replayResponse({ status: 304, headers: [], body: new Uint8Array() }).body).toBeNull();
+  });
+
+  it('isJsonContentType', () => {
+    expect(isJsonContentType('application/json')).toBe(true);
+    expect(isJsonContentType('Application/JSON; charset=utf-8')).toBe(true);
+    expect(isJsonContentType('application/vnd.api+json')).toBe(true);
+    expect(isJsonContentType('text/json-ish')).toBe(false);
+    expect(isJsonContentType(null)).toBe(false);
+  });
+});
+
+describe('body limits and scope', () => {
+  it('readLimited stops reading as soon as the limit is passed', async () => {
+    let pulled = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(c) {
+        pulled++;
+        c.enqueue(new Uint8Array(1024));
+        if (pulled > 1000) c.close();
+      },
+    });
+    await expect(readLimited(stream, 4096)).rejects.toThrow(/over the limit of 4096 bytes/);
+    expect(pulled).toBeLessThan(10);
+    expect((await readLimited(bodyStream('hello'), 5)).byteLength).toBe(5);
+  });
+
+  it('credentialScope hashes credentials and never returns them raw', () => {
+    const a = credentialScope(new Request('http://x', { headers: { authorization: 'Bearer secret' } }));
+    const b = credentialScope(new Request('http://x', { headers: { cookie: 'sid=1' } }));
+    expect(a).toHaveLength(1);
+    expect(a[0]).toMatch(/^cred:[0-9a-f]{64}$/);
+    expect(a).not.toEqual(b);
+    expect(credentialScope(new Request('http://x'))).toEqual(['anonymous']);
+  });
+});
+
+describe('options', () => {
+  const idem = createIdem({ store: memoryStore() });
+  it.each([
+    [{}],
+    [{ idem, store: memoryStore() }],
+    [{ idem, methods: ['GET'] }],
+    [{ idem, header: 'bad header' }],
+    [{ idem, bodyLimit: -1 }],
+    [{ idem, maxRetryAfter: '2m' }],
+    [{ idem, ttl: '1 fortnight' }],
+    [{ idem, onStoreError: 'maybe' }],
+    [{ idem, onInProgress: 'queue' }],
+    [{ idem, replayHeaders: ['set-cookie'] }],
+    [{ idem, scope: 'tenant' }],
+  ])('rejects %j at setup', (options) => {
+    expect(() => createHttpIdempotency(options as never)).toThrow(InvalidOptionError);
+  });
+
+  it('accepts { store } and builds its own engine', async () => {
+    const core = createHttpIdempotency({ store: memoryStore(), ttl: '1h' });
+    const req = () =>
+      new Request('http://x/a', { method: 'POST', headers: { 'idempotency-key': 'k' }, body: 'b' });
+    let n = 0;
+    const next = async () => new Response(String(++n), { status: 201 });
+    await core.handle(req(), next);
+    expect(await (await core.handle(req(), next)).text()).toBe('1');
+  });
+});

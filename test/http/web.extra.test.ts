@@ -1,0 +1,167 @@
+import { createIdem, memoryStore, type Store } from 'idem';
+import { idempotencyInfo, withIdempotency } from 'idem/http';
+import { describe, expect, it } from 'vitest';
+import { pause, recordingLogger } from './harness.ts';
+
+const post = (key: string, body = '{"a":1}', headers: Record<string, string> = {}) =>
+  new Request('http://api.test/orders', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key, ...headers },
+    body,
+  });
+
+describe('withIdempotency specifics', () => {
+  it('passes extra handler arguments through (Next.js context, Workers env)', async () => {
+    const endpoint = withIdempotency(
+      async (_req: Request, ctx: { params: { id: string } }) => Response.json(ctx.params, { status: 201 }),
+      { idem: createIdem({ store: memoryStore() }) },
+    );
+    const res = await endpoint(post('k'), { params: { id: '42' } });
+    expect(await res.json()).toEqual({ id: '42' });
+  });
+
+  it("handlerErrors: 'problem' answers 500 handler-error and releases the key", async () => {
+    const logger = recordingLogger();
+    let n = 0;
+    const endpoint = withIdempotency(
+      async () => {
+        if (++n === 1) throw new Error('db down');
+        return new Response('ok', { status: 201 });
+      },
+      { idem: createIdem({ store: memoryStore() }), handlerErrors: 'problem', logger },
+    );
+    const first = await endpoint(post('k'));
+    expect(first.status).toBe(500);
+    expect(((await first.json()) as { type: string }).type).toBe('https://idem.dev/problems/handler-error');
+    expect((await endpoint(post('k'))).status).toBe(201);
+    expect(logger.lines.some((l) => l.includes('the handler threw'))).toBe(true);
+  });
+
+  it('the handler sees attempt, mayHaveRun and a downstream key stable for the record', async () => {
+    const seen: unknown[] = [];
+    const endpoint = withIdempotency(
+      async (req) => {
+        const info = idempotencyInfo(req);
+        seen.push({ attempt: info?.attempt, mayHaveRun: info?.mayHaveRun, dk: info?.downstreamKey });
+        return new Response(null, { status: 429 }); // released: runs again
+      },
+      { idem: createIdem({ store: memoryStore() }) },
+    );
+    await endpoint(post('k'));
+    await endpoint(post('k'));
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toEqual(seen[1]);
+    expect(seen[0]).toMatchObject({ attempt: 1, mayHaveRun: false });
+  });
+
+  it('warns once when keys are global (scope returns a constant like "global")', async () => {
+    const logger = recordingLogger();
+    const endpoint = withIdempotency(async () => new Response('ok'), {
+      idem: createIdem({ store: memoryStore() }),
+      scope: () => 'global',
+      logger,
+    });
+    await endpoint(post('a'));
+    await endpoint(post('b'));
+    expect(logger.lines.filter((l) => l.includes('keys are global'))).toHaveLength(1);
+    const logger2 = recordingLogger();
+    withIdempotency(async () => new Response('ok'), {
+      idem: createIdem({ store: memoryStore() }),
+      dangerouslyAllowGlobalKeys: true,
+      logger: logger2,
+    });
+    expect(logger2.lines.filter((l) => l.includes('keys are global'))).toHaveLength(1);
+  });
+
+  it('a client that abandons a streamed response does not stop it being stored in full', async () => {
+    let calls = 0;
+    const endpoint = withIdempotency(
+      async () => {
+        calls++;
+        const body = new ReadableStream<Uint8Array>({
+          async start(c) {
+            for (let i = 0; i < 5; i++) {
+              c.enqueue(new TextEncoder().encode(`data: ${i}\n\n`));
+              await pause(10);
+            }
+            c.close();
+          },
+        });
+        return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+      },
+      { idem: createIdem({ store: memoryStore() }), onInProgress: 'wait' },
+    );
+    const first = await endpoint(post('s'));
+    const reader = first.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const replay = await endpoint(post('s')); // waits for the stream to finish, then replays it
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(await replay.text()).toBe('data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n');
+    expect(calls).toBe(1);
+  });
+
+  it('a body that fails mid-stream is stored as 500 response-incomplete (never re-run)', async () => {
+    let calls = 0;
+    const logger = recordingLogger();
+    const endpoint = withIdempotency(
+      async () => {
+        calls++;
+        const body = new ReadableStream<Uint8Array>({
+          async start(c) {
+            c.enqueue(new TextEncoder().encode('partial'));
+            await pause(5);
+            c.error(new Error('upstream reset'));
+          },
+        });
+        return new Response(body, { status: 200 });
+      },
+      { idem: createIdem({ store: memoryStore() }), logger },
+    );
+    const first = await endpoint(post('x'));
+    await expect(first.text()).rejects.toThrow();
+    const again = await endpoint(post('x'));
+    expect(again.status).toBe(500);
+    expect(again.headers.get('x-should-retry')).toBe('false');
+    expect(((await again.json()) as { type: string }).type).toBe('https://idem.dev/problems/response-incomplete');
+    expect(calls).toBe(1);
+  });
+
+  it('the first response finishes only once its outcome is stored: an immediate retry replays', async () => {
+    const base = memoryStore();
+    const slowComplete: Store = {
+      ...base,
+      name: 'slow',
+      complete: async (...args) => {
+        await pause(150);
+        return base.complete(...args);
+      },
+    };
+    const endpoint = withIdempotency(async () => new Response('done', { status: 201 }), {
+      idem: createIdem({ store: slowComplete }),
+    });
+    expect(await (await endpoint(post('k'))).text()).toBe('done');
+    const again = await endpoint(post('k'));
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+  });
+
+  it('a store write that fails after the response left is logged; the client still gets it', async () => {
+    const base = memoryStore();
+    const failing: Store = {
+      ...base,
+      complete: async () => {
+        throw new Error('disk full');
+      },
+    };
+    const logger = recordingLogger();
+    const endpoint = withIdempotency(async () => new Response('made', { status: 201 }), {
+      idem: createIdem({ store: failing }),
+      logger,
+    });
+    const res = await endpoint(post('k'));
+    expect(await res.text()).toBe('made');
+    expect(logger.lines.some((l) => l.includes('storing the outcome failed'))).toBe(true);
+    // the key stays claimed (the action ran): a retry is told to wait, never re-run
+    expect((await endpoint(post('k'))).status).toBe(409);
+  });
+});
