@@ -123,7 +123,9 @@ describe('withIdempotency specifics', () => {
     const again = await endpoint(post('x'));
     expect(again.status).toBe(500);
     expect(again.headers.get('x-should-retry')).toBe('false');
-    expect(((await again.json()) as { type: string }).type).toBe('https://idem.dev/problems/response-incomplete');
+    expect(((await again.json()) as { type: string }).type).toBe(
+      'https://idem.dev/problems/response-incomplete',
+    );
     expect(calls).toBe(1);
   });
 
