@@ -203,7 +203,10 @@ describe('against an idem server: a lost response is recovered by the replay', (
     const endpoint = withIdempotency(
       async (req) => {
         runs++;
-        return Response.json({ charged: (await req.json()).amount, run: runs }, { status: 201 });
+        return Response.json(
+          { charged: ((await req.json()) as { amount: number }).amount, run: runs },
+          { status: 201 },
+        );
       },
       { idem: createIdem({ store: memoryStore() }), required: true },
     );
