@@ -1,0 +1,261 @@
+/**
+ * Running a prepared request under its key: claim through the engine, call the handler once,
+ * stream its response to the client while capturing it, then store or release by the outcome
+ * policy; or answer with the replay, 422, 409 or 503 the engine's answer calls for.
+ *
+ * @module
+ */
+import { toMs } from '../core/duration.ts';
+import {
+  FingerprintMismatchError,
+  InProgressError,
+  InvalidKeyError,
+  isIdemError,
+  OutcomeTooLargeError,
+  StoreUnavailableError,
+} from '../core/errors.ts';
+import { downstreamKeyOf, recordIdOf } from '../core/keys.ts';
+import { storableHeaders } from './headers.ts';
+import type { ResolvedOptions } from './options.ts';
+import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
+import { type ProblemType, problemBody } from './problem.ts';
+import type { IdempotencyInfo, IdempotencyPlan, Next } from './types.ts';
+
+const infoByRequest = new WeakMap<Request, IdempotencyInfo>();
+
+/**
+ * The {@link IdempotencyInfo} of the request a handler is running for, when it runs under idem.
+ *
+ * @example
+ * const handler = withIdempotency(async (req) => {
+ *   const info = idempotencyInfo(req);
+ *   await stripe.charges.create(charge, { idempotencyKey: info?.downstreamKey });
+ *   return Response.json({ ok: true }, { status: 201 });
+ * }, { idem });
+ */
+export function idempotencyInfo(request: Request): IdempotencyInfo | undefined {
+  return infoByRequest.get(request);
+}
+
+/** What the executor needs from its core. */
+export interface ExecutorTools {
+  cfg: ResolvedOptions;
+  warnOnce(message: string): void;
+  problem(type: ProblemType, detail?: string, headers?: HeadersLike): Response;
+}
+
+export type HeadersLike = ConstructorParameters<typeof Headers>[0];
+
+const NO_RETRY = { 'x-should-retry': 'false' };
+
+/** Builds `execute(plan, next)` for one core. */
+export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
+  const waitBudgetMs =
+    cfg.run.onInProgress === 'wait' ? toMs(cfg.run.waitTimeout ?? '30s', 'waitTimeout') + 50 : undefined;
+  const describedBy = { ...NO_RETRY, link: `<${cfg.docsUrl}>; rel="describedby"` };
+
+  async function execute(plan: IdempotencyPlan, next: Next): Promise<Response> {
+    // A caller that waited on another in-process request whose response was released (or
+    // whose handler threw) finds the key free again: it runs the handler itself.
+    const deadline = waitBudgetMs === undefined ? undefined : Date.now() + waitBudgetMs;
+    for (let round = 0; round < 4; round++) {
+      const result = await runOnce(plan, next, deadline);
+      if (result !== RETRY) return result;
+    }
+    return inProgress(0);
+  }
+
+  async function runOnce(
+    plan: IdempotencyPlan,
+    next: Next,
+    deadline?: number,
+  ): Promise<Response | typeof RETRY> {
+    let started = false;
+    let abandoned = false;
+    let failure: HandlerFailure | undefined;
+    let bodiless: Response | undefined;
+    let handed: Response | undefined;
+    let live!: (response: Response) => void;
+    const handedOver = new Promise<Response>((resolve) => (live = resolve));
+    let settled!: () => void;
+    const done = new Promise<void>((resolve) => (settled = resolve));
+
+    const run = cfg.idem.execute<HttpOutcome>(
+      plan.key,
+      async (ctx) => {
+        if (abandoned) throw new Abandoned(); // this request already answered 409
+        started = true;
+        const info: IdempotencyInfo = {
+          key: plan.key,
+          recordId: ctx.recordId,
+          attempt: ctx.attempt,
+          mayHaveRun: ctx.mayHaveRun,
+          downstreamKey: ctx.downstreamKey,
+          signal: ctx.signal,
+          bypassed: false,
+        };
+        infoByRequest.set(plan.request, info);
+        let response: Response;
+        try {
+          response = await next(plan.request, info);
+          if (!(response instanceof Response)) throw new TypeError('the handler did not return a Response');
+        } catch (error) {
+          failure = new HandlerFailure(error);
+          throw failure;
+        }
+        if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
+          bodiless = response;
+          return toOutcome(response, new Uint8Array(0));
+        }
+        const { client, collected } = teeResponse(response, done);
+        handed = client;
+        live(client);
+        const c = await collected;
+        if (!c.ok) {
+          cfg.logger.error(
+            'idem: the response body failed mid-stream; storing 500 response-incomplete',
+            c.error,
+          );
+          return incomplete();
+        }
+        return toOutcome(response, c.body);
+      },
+      {
+        ...cfg.run,
+        fingerprint: plan.fingerprint,
+        scope: plan.scope,
+        releaseIf: (o) => cfg.policy(o.status) === 'release',
+      },
+    );
+    run.then(settled, settled);
+
+    // Backstop for waiting: the engine's in-process single-flight waits for the holder
+    // without a deadline, so `waitTimeout` is enforced here too.
+    const outcome = Promise.race([
+      handedOver.then((response) => ({ response })),
+      run.then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      ),
+    ]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<{ gaveUp: true }>((resolve) => {
+      if (deadline !== undefined)
+        timer = setTimeout(() => resolve({ gaveUp: true }), Math.max(0, deadline - Date.now()));
+    });
+    let first = await Promise.race([outcome, gaveUp]);
+    clearTimeout(timer);
+    if ('gaveUp' in first) {
+      if (!started) {
+        abandoned = true;
+        return inProgress(0);
+      }
+      first = await outcome; // the handler runs for this very request: no deadline for it
+    }
+    if ('response' in first) {
+      run.catch((error) => cfg.logger.error(`idem: storing the outcome failed: ${describe(error)}`, error));
+      return first.response;
+    }
+    if ('result' in first) {
+      const { value, replayed } = first.result;
+      if (!replayed) return bodiless ?? handed ?? replayResponse(value);
+      // Shared from a concurrent in-process request whose response was released: not stored.
+      if (cfg.policy(value.status) === 'release') return RETRY;
+      return replayResponse(value);
+    }
+    const error = first.error;
+    if (error instanceof HandlerFailure) {
+      if (error !== failure) return RETRY;
+      if (cfg.handlerErrors === 'problem') {
+        cfg.logger.error('idem: the handler threw; the key was released', error.cause);
+        return problem('handler-error');
+      }
+      throw error.cause;
+    }
+    if (started && bodiless && isIdemError(error)) {
+      cfg.logger.error(`idem: storing the outcome failed: ${describe(error)}`, error);
+      return bodiless;
+    }
+    if (error instanceof FingerprintMismatchError) {
+      const detail = 'this key was first used with another method, path, query, headers or body';
+      return problem('fingerprint-mismatch', detail, NO_RETRY);
+    }
+    if (error instanceof InProgressError) return inProgress(error.retryAfterMs);
+    if (error instanceof StoreUnavailableError && !started) {
+      if (cfg.onStoreError === 'open') return bypass(plan, next);
+      return problem('store-unavailable', 'retry shortly, or send the request without an Idempotency-Key', {
+        'retry-after': '2',
+      });
+    }
+    if (error instanceof OutcomeTooLargeError && !started) {
+      return problem('outcome-too-large', error.message, { 'idempotent-replayed': 'true', ...NO_RETRY });
+    }
+    if (error instanceof InvalidKeyError) return problem('invalid-key', error.message, describedBy);
+    throw error;
+  }
+
+  function inProgress(retryAfterMs: number): Response {
+    const seconds = Math.min(cfg.maxRetryAfterSeconds, Math.max(1, Math.ceil(retryAfterMs / 1000)));
+    const detail = 'a request with this key is still running; retry after the indicated delay';
+    return problem('conflict', detail, { 'retry-after': String(seconds) });
+  }
+
+  async function bypass(plan: IdempotencyPlan, next: Next): Promise<Response> {
+    warnOnce(
+      'idem: the store is unavailable; serving keyed requests WITHOUT idempotency (onStoreError: open)',
+    );
+    const recordId = recordIdOf(plan.scope, plan.key);
+    const info: IdempotencyInfo = {
+      key: plan.key,
+      recordId,
+      attempt: 1,
+      mayHaveRun: true,
+      downstreamKey: downstreamKeyOf(recordId),
+      signal: new AbortController().signal,
+      bypassed: true,
+    };
+    infoByRequest.set(plan.request, info);
+    const response = await next(plan.request, info);
+    const marked = new Response(response.body, response);
+    marked.headers.set('idempotency-status', 'bypassed');
+    return marked;
+  }
+
+  function toOutcome(response: Response, body: Uint8Array): HttpOutcome {
+    const headers = storableHeaders(response.headers, cfg.replayHeaders);
+    if (body.byteLength > cfg.maxStoredBodyBytes) {
+      return { status: response.status, headers, body: new Uint8Array(0), bodyOmitted: true };
+    }
+    return { status: response.status, headers, body: ownBytes(body) };
+  }
+
+  function incomplete(): HttpOutcome {
+    const body = new TextEncoder().encode(
+      JSON.stringify(problemBody('response-incomplete', undefined, cfg.problemBase)),
+    );
+    return { status: 500, headers: [['content-type', 'application/problem+json']], body };
+  }
+
+  return execute;
+}
+
+// --- Internal helpers ---
+
+const RETRY = Symbol('retry');
+
+/** The request gave up waiting and answered 409 before the engine handed it the key. */
+class Abandoned extends Error {
+  override name = 'Abandoned';
+}
+
+/** Wraps what the handler threw, so it is told apart from errors of the engine and of other requests. */
+class HandlerFailure extends Error {
+  override name = 'HandlerFailure';
+  constructor(cause: unknown) {
+    super('the request handler failed', { cause });
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
