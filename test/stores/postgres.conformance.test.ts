@@ -17,7 +17,7 @@ if (up) {
     },
     processStore: {
       module: new URL('./fixtures/postgres-factory.ts', import.meta.url).pathname,
-      arg: { connectionString: PG_URL, schema },
+      arg: { connectionString: PG_URL, schema, max: 3 }, // 8 processes share max_connections
     },
   });
 }

@@ -33,7 +33,7 @@ describe.skipIf(!up)('postgres store: 8 processes × 500 keys × 4 deliveries', 
     const run = uniqueName('r');
     const keys = Array.from({ length: KEYS }, (_, i) => `${run}-${i}`);
     const cfg = {
-      store: { connectionString: PG_URL, schema },
+      store: { connectionString: PG_URL, schema, max: 3 }, // 8 processes share max_connections
       ledger,
       keys,
       deliveries: DELIVERIES,

@@ -53,6 +53,7 @@ export function createListener(options: ListenerOptions): Listener {
   const onNotification = (msg: { channel: string; payload?: string | undefined }) => {
     if (msg.channel !== channel || !msg.payload) return;
     const t = performance.now();
+    recent.delete(msg.payload); // re-insert at the end, so the map stays ordered by time
     recent.set(msg.payload, t);
     for (const [id, at] of recent) {
       if (t - at < RECENT_MS) break; // insertion order: the rest are newer
