@@ -1,5 +1,5 @@
+import { postgresStore } from 'idem/postgres';
 import { testStore } from 'idem/testing';
-import { postgresStore } from '../../src/stores/postgres/index.ts';
 import { serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { adminPool, dropSchema, PG_URL } from './fixtures/postgres-suite.ts';
 
