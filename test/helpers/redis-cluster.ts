@@ -56,8 +56,12 @@ async function waitFor(what: string, check: () => Promise<boolean>, ms = 10_000)
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** True while `pid` runs (a killed daemon nobody reaps stays a zombie: that counts as dead). */
+/**
+ * True while `pid` runs (a killed daemon nobody reaps stays a zombie: that counts as dead).
+ * Only ever a real pid: 0 or -1 would address a whole process group.
+ */
 function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 1) return false;
   try {
     process.kill(pid, 0);
   } catch {
@@ -67,6 +71,26 @@ function alive(pid: number): boolean {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return true;
+  }
+}
+
+/** True when `pid` is a live redis-server: the only processes this helper ever signals. */
+function isRedis(pid: number): boolean {
+  try {
+    return alive(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('redis-server');
+  } catch {
+    return false;
+  }
+}
+
+/** The pid in a pidfile, or 0 while the file is missing or half written. */
+function readPid(file: string): number {
+  try {
+    const text = readFileSync(file, 'utf8');
+    const pid = /^(\d+)\n$/.test(text) ? Number(text.trim()) : 0;
+    return pid > 1 ? pid : 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -86,8 +110,8 @@ async function reapOrphans(): Promise<void> {
       continue; // not made by this helper
     }
     try {
-      const pid = Number(readFileSync(join(dir, 'redis.pid'), 'utf8'));
-      if (alive(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('redis-server')) {
+      const pid = readPid(join(dir, 'redis.pid'));
+      if (isRedis(pid)) {
         process.kill(pid, 'SIGKILL');
         for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
       }
@@ -135,15 +159,16 @@ export async function startRedis(fromPort = 6390, extra: string[] = []): Promise
         ...extra,
       ]);
       await waitFor(`redis-server on ${port}`, async () => {
-        pid = Number(readFileSync(pidfile, 'utf8').trim());
+        pid = readPid(pidfile);
         return alive(pid) && (await cli(port!, 'PING')).trim() === 'PONG';
       });
     },
     signal(signal) {
+      if (!isRedis(pid)) throw new Error(`redis-server on ${port} is not running`);
       process.kill(pid, signal);
     },
     async stop() {
-      if (pid && alive(pid)) {
+      if (isRedis(pid)) {
         process.kill(pid, 'SIGCONT');
         process.kill(pid, 'SIGKILL');
       }
