@@ -6,10 +6,20 @@
  * @module
  */
 
-/** Statuses retried by default: transient, or in progress elsewhere. */
+/**
+ * Statuses retried by default: transient, or in progress elsewhere.
+ *
+ * @example
+ * RETRYABLE_STATUSES.has(429) // true
+ */
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 409, 425, 429, 500, 502, 503, 504, 529]);
 
-/** Statuses never retried, whatever the server hints: the request itself is wrong for this key. */
+/**
+ * Statuses never retried, whatever the server hints: the request itself is wrong for this key.
+ *
+ * @example
+ * NEVER_RETRIED_STATUSES.has(422) // true
+ */
 export const NEVER_RETRIED_STATUSES: ReadonlySet<number> = new Set([400, 422]);
 
 /**

@@ -6,7 +6,12 @@
  * @module
  */
 
-/** Default request body limit: 1 MiB. */
+/**
+ * Default request body limit: 1 MiB.
+ *
+ * @example
+ * idempotency({ idem, bodyLimit: 4 * DEFAULT_BODY_LIMIT })
+ */
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 /**

@@ -14,7 +14,12 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '../core/keys.ts';
 import { isJsonContentType } from './body.ts';
 
-/** Headers fingerprinted by default. */
+/**
+ * Headers fingerprinted by default.
+ *
+ * @example
+ * idempotency({ idem, fingerprintHeaders: [...DEFAULT_FINGERPRINT_HEADERS, 'api-version'] })
+ */
 export const DEFAULT_FINGERPRINT_HEADERS: readonly string[] = ['content-type'];
 
 /** The parts of a request that a fingerprint covers. */

@@ -7,7 +7,12 @@
  */
 import { InvalidOptionError } from '../core/errors.ts';
 
-/** Headers stored with an outcome and replayed by default. */
+/**
+ * Headers stored with an outcome and replayed by default.
+ *
+ * @example
+ * DEFAULT_REPLAY_HEADERS.includes('location') // true
+ */
 export const DEFAULT_REPLAY_HEADERS: readonly string[] = [
   'content-type',
   'content-encoding',
@@ -44,7 +49,12 @@ const NEVER = new Set([
 
 const NEVER_PATTERNS = [/^x-ratelimit-/, /^ratelimit/, /^x-rate-limit-/, /^[a-z0-9-]+-ratelimit-/];
 
-/** True for a header that must never be replayed (hop-by-hop, cookies, dates, rate limits). */
+/**
+ * True for a header that must never be replayed (hop-by-hop, cookies, dates, rate limits).
+ *
+ * @example
+ * isNeverReplayed('X-RateLimit-Remaining') // true
+ */
 export function isNeverReplayed(name: string): boolean {
   const n = name.toLowerCase();
   return NEVER.has(n) || NEVER_PATTERNS.some((p) => p.test(n));

@@ -16,7 +16,12 @@
  * @module
  */
 
-/** Longest accepted key, in characters (Stripe's limit). */
+/**
+ * Longest accepted key, in characters (Stripe's limit).
+ *
+ * @example
+ * parseIdempotencyKey('k'.repeat(MAX_HTTP_KEY_LENGTH + 1)).ok // false
+ */
 export const MAX_HTTP_KEY_LENGTH = 255;
 
 /** Why a key was rejected. Stable strings, used in the problem `detail`. */

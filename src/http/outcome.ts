@@ -16,7 +16,12 @@ export interface HttpOutcome {
   bodyOmitted?: boolean;
 }
 
-/** Statuses whose responses never carry a body. */
+/**
+ * Statuses whose responses never carry a body.
+ *
+ * @example
+ * NULL_BODY_STATUSES.has(204) // true
+ */
 export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
 
 /**

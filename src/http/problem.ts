@@ -6,10 +6,20 @@
  * @module
  */
 
-/** Default base of the problem `type` URIs. */
+/**
+ * Default base of the problem `type` URIs.
+ *
+ * @example
+ * idempotency({ idem, problemBase: 'https://api.example.com/problems/' })
+ */
 export const PROBLEM_BASE = 'https://idem.dev/problems/';
 
-/** Every problem idem answers with, by slug. */
+/**
+ * Every problem idem answers with, by slug.
+ *
+ * @example
+ * PROBLEMS.conflict.status // 409
+ */
 export const PROBLEMS = {
   'missing-key': { status: 400, title: 'Idempotency-Key is missing' },
   'invalid-key': { status: 400, title: 'Idempotency-Key is malformed' },

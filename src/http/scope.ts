@@ -12,7 +12,12 @@
  */
 import { createHash } from 'node:crypto';
 
-/** Request headers that carry credentials and make up the default scope. */
+/**
+ * Request headers that carry credentials and make up the default scope.
+ *
+ * @example
+ * CREDENTIAL_HEADERS.includes('authorization') // true
+ */
 export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'cookie', 'x-api-key'];
 
 /** What a `scope` function may answer: one part, several parts, or nothing (global). */

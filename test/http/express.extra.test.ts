@@ -203,3 +203,28 @@ describe('express specifics', () => {
     expect(problem.headers.get('access-control-allow-origin')).toBe('*');
   });
 });
+
+describe('express streaming', () => {
+  it('an SSE response reaches the client event by event, then replays whole', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const app = express();
+    app.post('/sse', idempotency({ idem: createIdem({ store: memoryStore() }) }), async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+      await gate;
+      res.end('data: 2\n\n');
+    });
+    const base = await serve(app);
+    const res = await fetch(`${base}/sse`, keyed('sse', '{}'));
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: 1\n\n');
+    open();
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      rest += new TextDecoder().decode(r.value);
+    expect(rest).toBe('data: 2\n\n');
+    const replay = await fetch(`${base}/sse`, keyed('sse', '{}'));
+    expect(await replay.text()).toBe('data: 1\n\ndata: 2\n\n');
+  });
+});

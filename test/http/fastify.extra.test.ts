@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import { createIdem, memoryStore } from 'idem';
 import { idempotency } from 'idem/fastify';
@@ -124,6 +125,47 @@ describe('fastify specifics', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect((await f.inject(keyed('/raw', 'k'))).body).toBe('raw');
     expect(calls).toBe(2);
+    await f.close();
+  });
+});
+
+describe('fastify streaming', () => {
+  it('a streamed reply (SSE) reaches the client event by event, then replays whole', async () => {
+    const f = await app();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    f.post('/sse', async (_req, reply) => {
+      reply.header('content-type', 'text/event-stream');
+      return reply.send(
+        Readable.from(
+          (async function* () {
+            yield Buffer.from('data: 1\n\n');
+            await gate;
+            yield Buffer.from('data: 2\n\n');
+          })(),
+        ),
+      );
+    });
+    const base = await f.listen({ port: 0, host: '127.0.0.1' });
+    const init = {
+      method: 'POST',
+      headers: { 'idempotency-key': 'sse', 'content-type': 'application/json' },
+      body: '{}',
+    };
+    const res = await fetch(`${base}/sse`, init);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toBe('data: 1\n\n'); // before the handler finished
+    open();
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      rest += new TextDecoder().decode(r.value);
+    expect(rest).toBe('data: 2\n\n');
+    const replay = await fetch(`${base}/sse`, init);
+    expect([await replay.text(), replay.headers.get('idempotent-replayed')]).toEqual([
+      'data: 1\n\ndata: 2\n\n',
+      'true',
+    ]);
     await f.close();
   });
 });

@@ -44,3 +44,31 @@ describe('hono specifics', () => {
     expect(await b.json()).toEqual(body);
   });
 });
+
+describe('hono streaming', () => {
+  it('an SSE response reaches the client event by event, then replays whole', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const app = new Hono();
+    app.post('/sse', idempotency({ idem: createIdem({ store: memoryStore() }) }), () => {
+      const body = new ReadableStream<Uint8Array>({
+        async start(c) {
+          c.enqueue(new TextEncoder().encode('data: 1\n\n'));
+          await gate;
+          c.enqueue(new TextEncoder().encode('data: 2\n\n'));
+          c.close();
+        },
+      });
+      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+    });
+    const res = await app.request('/sse', keyed('sse'));
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: 1\n\n');
+    open();
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      rest += new TextDecoder().decode(r.value);
+    expect(rest).toBe('data: 2\n\n');
+    expect(await (await app.request('/sse', keyed('sse'))).text()).toBe('data: 1\n\ndata: 2\n\n');
+  });
+});

@@ -19,8 +19,8 @@
  * @module
  */
 import { Readable } from 'node:stream';
+import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import { readLimited } from '../body.ts';
 import {
   createHttpIdempotency,
   type HttpIdempotency,
@@ -161,13 +161,19 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
         await state.result.catch(() => {}); // released
         return payload;
       }
-      settle(state, await capture(reply, payload));
-      const response = await state.result; // resolves once the outcome is stored or released
+      settle(state, capture(reply, payload));
+      const response = await state.result; // the live response: streams as the handler's did
       reply.code(response.status);
       // Headers the core added (Idempotency-Status) or a Response payload carried.
       for (const [name, value] of response.headers) {
         if (name === 'set-cookie' ? payload instanceof Response : !reply.hasHeader(name))
           reply.header(name, value);
+      }
+      if (response.body === null) return '';
+      // Strings and Buffers stay whole (with a Content-Length); streams stay streams (SSE),
+      // ending once the outcome is stored.
+      if (isNodeStream(payload) || isWebStream(payload) || payload instanceof Response) {
+        return Readable.fromWeb(response.body as NodeWebStream<Uint8Array>);
       }
       return Buffer.from(await response.arrayBuffer());
     });
@@ -197,25 +203,29 @@ async function sendOwn(reply: FastifyReply, response: Response) {
 }
 
 /** The handler's reply as a web `Response`, from the payload `onSend` sees. */
-async function capture(reply: FastifyReply, payload: unknown): Promise<Response> {
+function capture(reply: FastifyReply, payload: unknown): Response {
   const headers = new Headers();
   let status = reply.statusCode;
-  let body: Uint8Array | null = null;
+  let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
   if (payload instanceof Response) {
     status = payload.status;
     for (const [name, value] of payload.headers) headers.append(name, value);
-    body = payload.body === null ? null : new Uint8Array(await payload.arrayBuffer());
+    body = payload.body;
   } else if (typeof payload === 'string') body = new TextEncoder().encode(payload);
   else if (payload instanceof Uint8Array) body = new Uint8Array(payload);
-  else if (payload && typeof (payload as Readable).pipe === 'function') {
-    body = await readNodeBody(payload as Readable, Number.POSITIVE_INFINITY);
-  } else if (payload && typeof (payload as ReadableStream).getReader === 'function') {
-    body = await readLimited(payload as ReadableStream<Uint8Array>, Number.POSITIVE_INFINITY);
-  }
+  else if (isNodeStream(payload)) body = Readable.toWeb(payload) as ReadableStream<Uint8Array>;
+  else if (isWebStream(payload)) body = payload;
   for (const [name, value] of Object.entries(reply.getHeaders())) {
     if (value === undefined || headers.has(name)) continue;
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, String(v));
   }
   const bodiless = body === null || status === 204 || status === 304;
-  return new Response(bodiless ? null : (body as Uint8Array<ArrayBuffer>), { status, headers });
+  return new Response(bodiless ? null : (body as ConstructorParameters<typeof Response>[0]), {
+    status,
+    headers,
+  });
 }
+
+const isNodeStream = (p: unknown): p is Readable => !!p && typeof (p as Readable).pipe === 'function';
+const isWebStream = (p: unknown): p is ReadableStream<Uint8Array> =>
+  !!p && typeof (p as ReadableStream).getReader === 'function';
