@@ -66,7 +66,7 @@ describe('fastify specifics', () => {
       return reply.code(201).send({ done: true });
     });
     const first = f.inject(keyed('/slow', 'k'));
-    await new Promise((r) => setTimeout(r, 50));
+    while (calls === 0) await new Promise((r) => setTimeout(r, 5)); // the first request holds the key
     const conflict = await f.inject(keyed('/slow', 'k'));
     const mismatch = await f.inject(keyed('/slow', 'k', { a: 2 }));
     expect([conflict.statusCode, mismatch.statusCode]).toEqual([409, 422]);
