@@ -34,38 +34,69 @@ interface WaitArgs {
 export async function waitForTurn(args: WaitArgs): Promise<Turn> {
   const deadline = Date.now() + args.waitMs;
   let delay = WAIT_FIRST_MS;
-  let waited = false;
-  for (;;) {
-    const { result, token } = await args.claim();
-    if (result.status === 'acquired') {
-      return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover };
+  let wake: Wake | undefined;
+  try {
+    for (;;) {
+      const { result, token } = await args.claim();
+      if (result.status === 'acquired') {
+        return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover };
+      }
+      const { record, now } = result;
+      if (args.accept(record)) return { kind: 'completed', record };
+      const leaseLeft = Math.max(0, record.leaseUntil - now);
+      const left = deadline - Date.now();
+      if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
+      if (!wake) {
+        args.onWait();
+        wake = subscribe(args.store, args.recordId);
+      }
+      const jittered = delay * (0.8 + Math.random() * 0.4);
+      await wake.sleep(Math.max(1, Math.min(jittered, leaseLeft + 1, left)));
+      delay = Math.min(delay * 2, WAIT_MAX_MS);
     }
-    const { record, now } = result;
-    if (args.accept(record)) return { kind: 'completed', record };
-    const leaseLeft = Math.max(0, record.leaseUntil - now);
-    const left = deadline - Date.now();
-    if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: waited };
-    if (!waited) args.onWait();
-    waited = true;
-    const jittered = delay * (0.8 + Math.random() * 0.4);
-    await sleep(Math.max(1, Math.min(jittered, leaseLeft + 1, left)), args.store, args.recordId);
-    delay = Math.min(delay * 2, WAIT_MAX_MS);
+  } finally {
+    wake?.close();
   }
 }
 
-function sleep(ms: number, store: Store, id: string): Promise<void> {
-  return new Promise((resolve) => {
-    let unsubscribe: (() => void) | undefined;
-    const done = () => {
-      clearTimeout(timer);
+interface Wake {
+  /** Sleeps `ms`, or less when the store signals a change to the record. */
+  sleep(ms: number): Promise<void>;
+  close(): void;
+}
+
+/** One subscription for the whole wait; a signal that arrives between sleeps is not lost. */
+function subscribe(store: Store, id: string): Wake {
+  let signalled = false;
+  let resolveSleep: (() => void) | undefined;
+  let unsubscribe: (() => void) | undefined;
+  try {
+    unsubscribe = store.subscribe?.(id, () => {
+      signalled = true;
+      resolveSleep?.();
+    });
+  } catch {
+    // subscription is an optimisation; polling still wakes us
+  }
+  return {
+    sleep(ms) {
+      if (signalled) {
+        signalled = false;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          resolveSleep = undefined;
+          signalled = false;
+          resolve();
+        }
+        resolveSleep = done;
+      });
+    },
+    close() {
       unsubscribe?.();
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    try {
-      unsubscribe = store.subscribe?.(id, done);
-    } catch {
-      // subscription is an optimisation; polling still wakes us
-    }
-  });
+    },
+  };
 }
