@@ -115,6 +115,11 @@ export interface Idem {
   execute<T>(key: string, action: Action<T>, options?: RunOptions<T>): Promise<ExecuteResult<T>>;
   /** A deterministic key: `namespace:` + SHA-256 of the canonical JSON of `parts`. */
   key(namespace: string, ...parts: unknown[]): string;
+  /**
+   * The hashed record id and the downstream key a call with this key and scope would use,
+   * without touching the store (instance scope included).
+   */
+  ids(key: string, scope?: string | readonly string[]): { recordId: string; downstreamKey: string };
   /** Deletes expired records in batches of `batchSize`; answers how many. */
   purgeExpired(options?: { batchSize?: number; maxBatches?: number }): Promise<number>;
   /** Closes the store. */
@@ -127,6 +132,8 @@ interface Inflight {
   /** Resolves once this caller knows whether it holds the key. */
   phase: Promise<'holder' | 'other'>;
   localLeaseEnd: number;
+  /** Set when the holder released the key (error, releaseIf): joiners must claim for themselves. */
+  released: boolean;
   result: Promise<ExecuteResult<unknown>>;
 }
 
@@ -157,6 +164,8 @@ export function createIdem(options: IdemOptions): Idem {
   const baseScope = scopeParts(options.scope);
   const maxOutcomeBytes = options.maxOutcomeBytes ?? 4 * 1024 * 1024;
   const inflight = new Map<string, Inflight>();
+  const idOf = (key: string, scope: string | readonly string[] | undefined) =>
+    recordIdOf([...baseScope, ...scopeParts(scope)], key);
 
   const emit = (event: IdemEvent) => {
     try {
@@ -184,19 +193,20 @@ export function createIdem(options: IdemOptions): Idem {
   ): Promise<ExecuteResult<T>> {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
-    const recordId = recordIdOf([...baseScope, ...scopeParts(opts.scope)], key);
+    const recordId = idOf(key, opts.scope);
     const fingerprint =
       opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude));
     const policy = opts.onInProgress ? checkPolicy(opts.onInProgress) : defaults.policy;
 
     const shared = inflight.get(recordId);
-    if (shared) return joinInflight(shared, recordId, fingerprint, policy) as Promise<ExecuteResult<T>>;
+    if (shared) return joinInflight(shared, { key, action, opts, recordId, fingerprint, policy });
 
     let setPhase!: (p: 'holder' | 'other') => void;
     const entry: Inflight = {
       fingerprint,
       phase: new Promise((resolve) => (setPhase = resolve)),
       localLeaseEnd: 0,
+      released: false,
       result: Promise.resolve() as never,
     };
     entry.result = (async () => {
@@ -211,13 +221,19 @@ export function createIdem(options: IdemOptions): Idem {
     return entry.result as Promise<ExecuteResult<T>>;
   }
 
-  async function joinInflight(
+  async function joinInflight<T>(
     shared: Inflight,
-    recordId: string,
-    fingerprint: string,
-    policy: InProgressPolicy,
-  ) {
-    if (!sameFingerprint(shared.fingerprint, fingerprint)) {
+    call: {
+      key: string;
+      action: Action<T>;
+      opts: RunOptions<T>;
+      recordId: string;
+      fingerprint: string;
+      policy: InProgressPolicy;
+    },
+  ): Promise<ExecuteResult<T>> {
+    const { recordId, policy, opts } = call;
+    if (!sameFingerprint(shared.fingerprint, call.fingerprint)) {
       emit({ type: 'mismatch', recordId });
       throw new FingerprintMismatchError();
     }
@@ -225,9 +241,27 @@ export function createIdem(options: IdemOptions): Idem {
       emit({ type: 'in_progress', recordId });
       throw new InProgressError(shared.localLeaseEnd - Date.now());
     }
-    const r = await shared.result;
+    const waitMs = opts.waitTimeout === undefined ? defaults.waitMs : toMs(opts.waitTimeout, 'waitTimeout');
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        emit({ type: 'in_progress', recordId });
+        reject(new InProgressError(shared.localLeaseEnd - Date.now(), 'gave up waiting for the holder'));
+      }, waitMs);
+    });
+    let r: ExecuteResult<unknown>;
+    try {
+      r = await Promise.race([shared.result, gaveUp]);
+    } catch (error) {
+      if (shared.released) return execute(call.key, call.action, opts);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    // The holder's result was not stored (releaseIf): it is not ours to share.
+    if (shared.released) return execute(call.key, call.action, opts);
     emit({ type: 'replayed', recordId, attempt: r.attempt, shared: true });
-    return { ...r, replayed: true };
+    return { ...(r as ExecuteResult<T>), replayed: true };
   }
 
   async function claimAndRun<T>(
@@ -313,6 +347,7 @@ export function createIdem(options: IdemOptions): Idem {
         emit({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
       } else {
         heartbeat.stop();
+        entry.released = true;
         await releaseQuietly(recordId, token);
       }
       throw error;
@@ -320,6 +355,7 @@ export function createIdem(options: IdemOptions): Idem {
 
     if (opts.releaseIf?.(value)) {
       heartbeat.stop();
+      entry.released = true;
       await releaseQuietly(recordId, token);
       return { value, replayed: false, attempt, recordId };
     }
@@ -405,6 +441,10 @@ export function createIdem(options: IdemOptions): Idem {
     },
     key(namespace, ...parts) {
       return deriveKey(namespace, parts);
+    },
+    ids(key, scope) {
+      const recordId = idOf(validateKey(key), scope);
+      return { recordId, downstreamKey: downstreamKeyOf(recordId) };
     },
     async purgeExpired({ batchSize = 1000, maxBatches = Number.POSITIVE_INFINITY } = {}) {
       let total = 0;

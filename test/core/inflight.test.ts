@@ -1,0 +1,52 @@
+import { createIdem, InProgressError, memoryStore } from 'idem';
+import { expect, it, vi } from 'vitest';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+it('an in-process duplicate in wait mode gives up after waitTimeout', async () => {
+  const idem = createIdem({ store: memoryStore(), onInProgress: 'wait' });
+  const holder = idem.run('k', async () => (await sleep(500), 'late'));
+  const t0 = Date.now();
+  const err = await idem.run('k', () => 'dup', { waitTimeout: 100 }).catch((e) => e);
+  expect(err).toBeInstanceOf(InProgressError);
+  expect(Date.now() - t0).toBeLessThan(400);
+  expect(await holder).toBe('late');
+});
+
+it('when the holder fails and releases, in-process waiters claim for themselves: one re-runs, the rest share', async () => {
+  const idem = createIdem({ store: memoryStore(), onInProgress: 'wait' });
+  let calls = 0;
+  const action = vi.fn(async () => {
+    calls++;
+    await sleep(50);
+    if (calls === 1) throw new Error('transient');
+    return `run-${calls}`;
+  });
+  const results = await Promise.allSettled(Array.from({ length: 10 }, () => idem.execute('k', action)));
+  expect(results[0]).toMatchObject({ status: 'rejected', reason: { message: 'transient' } });
+  const values = results.slice(1).map((r) => (r.status === 'fulfilled' ? r.value : r.reason));
+  expect(action).toHaveBeenCalledTimes(2);
+  for (const v of values) expect(v).toMatchObject({ value: 'run-2' });
+  expect(values.filter((v) => v.replayed === false)).toHaveLength(1);
+});
+
+it('a releaseIf value is never shared with waiters as if it were stored', async () => {
+  const idem = createIdem({ store: memoryStore(), onInProgress: 'wait' });
+  let n = 0;
+  const action = async () => (await sleep(30), { status: ++n === 1 ? 429 : 200 });
+  const opts = { releaseIf: (v: { status: number }) => v.status === 429 };
+  const [first, second] = await Promise.all([
+    idem.execute('k', action, opts),
+    idem.execute('k', action, opts),
+  ]);
+  expect(first).toMatchObject({ value: { status: 429 }, replayed: false });
+  expect(second).toMatchObject({ value: { status: 200 }, replayed: false });
+});
+
+it('ids() answers the record id and downstream key a call would use, instance scope included', async () => {
+  const idem = createIdem({ store: memoryStore(), scope: 'svc' });
+  let seen = '';
+  const r = await idem.execute('k', (ctx) => void (seen = ctx.downstreamKey), { scope: 'tenant-1' });
+  expect(idem.ids('k', 'tenant-1')).toEqual({ recordId: r.recordId, downstreamKey: seen });
+  expect(idem.ids('k').recordId).not.toBe(r.recordId);
+});
