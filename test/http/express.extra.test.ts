@@ -1,4 +1,3 @@
-import './cjs-interop.ts';
 import { writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,4 +1,3 @@
-import './cjs-interop.ts';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { idempotency, idempotencyErrors } from 'idem/express';
