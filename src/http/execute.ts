@@ -14,7 +14,6 @@ import {
   OutcomeTooLargeError,
   StoreUnavailableError,
 } from '../core/errors.ts';
-import { downstreamKeyOf, recordIdOf } from '../core/keys.ts';
 import { storableHeaders } from './headers.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
@@ -204,13 +203,13 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
     warnOnce(
       'idem: the store is unavailable; serving keyed requests WITHOUT idempotency (onStoreError: open)',
     );
-    const recordId = recordIdOf(plan.scope, plan.key);
+    const { recordId, downstreamKey } = cfg.idem.ids(plan.key, plan.scope);
     const info: IdempotencyInfo = {
       key: plan.key,
       recordId,
       attempt: 1,
       mayHaveRun: true,
-      downstreamKey: downstreamKeyOf(recordId),
+      downstreamKey,
       signal: new AbortController().signal,
       bypassed: true,
     };
