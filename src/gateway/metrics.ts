@@ -99,6 +99,7 @@ export function gatewayMetrics(): GatewayMetrics {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600],
     registers: [registry],
   });
+  const byRoute = new Map<string, { inc(): void }>();
   const sharedTrue = replays.labels('true');
   const sharedFalse = replays.labels('false');
 
@@ -151,7 +152,15 @@ export function gatewayMetrics(): GatewayMetrics {
           break;
       }
     },
-    request: (route, result) => requests.labels(route, result).inc(),
+    request(route, result) {
+      const id = `${route}\0${result}`;
+      let child = byRoute.get(id);
+      if (!child) {
+        child = requests.labels(route, result);
+        byRoute.set(id, child);
+      }
+      child.inc();
+    },
     withoutKey: (route) => withoutKey.labels(route).inc(),
     upstreamError: (phase) => upstreamErrors.labels(phase).inc(),
     instrument(store) {
