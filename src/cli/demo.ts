@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../gateway/config.ts';
-import { createGateway, type Gateway } from '../gateway/index.ts';
+import { createGateway, type Gateway, redact } from '../gateway/index.ts';
 import { createDemoService, type DemoService } from './demo-service.ts';
 
 /** Options of {@link startDemo}. */
@@ -38,9 +38,7 @@ export const DEMO_ROUTES: GatewayConfig['routes'] = [
  * const demo = await startDemo({ port: 8080 });
  * console.log(demo.banner);
  */
-export async function startDemo(
-  options: DemoOptions = {},
-): Promise<{
+export async function startDemo(options: DemoOptions = {}): Promise<{
   service: DemoService;
   gateway: Gateway;
   gatewayUrl: string;
@@ -53,12 +51,13 @@ export async function startDemo(
     ...(options.tokenDelayMs !== undefined && { tokenDelayMs: options.tokenDelayMs }),
   });
   const upstreamUrl = await service.listen(options.upstreamPort ?? 4000, host);
+  const store = options.store ?? 'sqlite:.idem/demo.db';
   let gateway: Gateway;
   let gatewayUrl: string;
   try {
     gateway = await createGateway({
       upstream: upstreamUrl,
-      store: options.store ?? 'sqlite:.idem/demo.db',
+      store,
       routes: DEMO_ROUTES,
     });
     gatewayUrl = await gateway.listen(options.port ?? 8080, host);
@@ -66,15 +65,21 @@ export async function startDemo(
     await service.close();
     throw error;
   }
-  return { service, gateway, gatewayUrl, upstreamUrl, banner: banner(gatewayUrl, upstreamUrl) };
+  return {
+    service,
+    gateway,
+    gatewayUrl,
+    upstreamUrl,
+    banner: banner(gatewayUrl, upstreamUrl, redact(store)),
+  };
 }
 
-function banner(gw: string, up: string): string {
+function banner(gw: string, up: string, store: string): string {
   const key = `demo-${randomBytes(4).toString('hex')}`;
   return [
     `idem demo`,
     `  demo service (no idempotency of its own)  ${up}`,
-    `  idem gateway in front of it (SQLite)      ${gw}`,
+    `  idem gateway in front of it               ${gw}  (store ${store})`,
     ``,
     `Create a payment, then paste the same command again: the second answer is the stored one`,
     `(same payment id, Idempotent-Replayed: true) and the service did not run twice:`,
