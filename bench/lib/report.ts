@@ -101,8 +101,9 @@ export function renderTable(t: Table): string {
   ].join('\n');
 }
 
+/** The section as markdown; `level` is the heading level of its title, '' for no title. */
 export function renderSection(s: SectionResult, level = '###'): string {
-  const out: string[] = [`${level} ${s.title}`, ''];
+  const out: string[] = level ? [`${level} ${s.title}`, ''] : [];
   if (s.skipped) {
     out.push(`skipped: ${s.skipped}`);
     return out.join('\n');

@@ -75,4 +75,4 @@ export function storeOnly(store: Store, fingerprint: string): StoreOnly {
 }
 
 /** Table name of the store-API-only rows. */
-export const API = 'store API only (claim + complete, no engine)';
+export const API = 'store API only, no engine';

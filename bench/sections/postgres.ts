@@ -92,7 +92,7 @@ export async function postgresSection(cfg: RunConfig): Promise<SectionResult> {
       results[`fresh ${tag}`] = await measure(
         [
           { name: 'raw pg', note: 'claim + complete SQL', op: (i) => rawFresh(idAt(ids, i)) },
-          { name: API, baseline: 'raw pg', op: (i) => api.fresh(idAt(apiIds, i)) },
+          { name: API, note: 'claim + complete', baseline: 'raw pg', op: (i) => api.fresh(idAt(apiIds, i)) },
           {
             name: 'idem.run, postgresStore',
             baseline: 'raw pg',
@@ -110,7 +110,12 @@ export async function postgresSection(cfg: RunConfig): Promise<SectionResult> {
               if ((await rawClaim(replayIds[i % REPLAY_KEYS]!))?.acquired) throw new Error('replay acquired');
             },
           },
-          { name: API, baseline: 'raw pg', op: (i) => api.replay(replayIds[i % REPLAY_KEYS]!) },
+          {
+            name: API,
+            note: 'claim',
+            baseline: 'raw pg',
+            op: (i) => api.replay(replayIds[i % REPLAY_KEYS]!),
+          },
           {
             name: 'idem.run, postgresStore',
             baseline: 'raw pg',

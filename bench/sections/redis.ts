@@ -141,7 +141,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
       { name: RAW_IO, note: 'SET NX PX + SET', op: (i) => raw.io(`${prefix}_rawio:${tag}:${i}`) },
       { name: RAW_NR, note: 'SET NX PX + SET', op: (i) => raw.nr(`${prefix}_rawnr:${tag}:${i}`) },
       { name: RAW_R4, note: 'SET NX PX + SET', op: (i) => raw.r4(`${prefix}_rawr4:${tag}:${i}`) },
-      { name: API, baseline: RAW_IO, op: (i) => api.fresh(`api:${tag}:${i}`) },
+      { name: API, note: 'claim + complete', baseline: RAW_IO, op: (i) => api.fresh(`api:${tag}:${i}`) },
       {
         name: IDEM,
         baseline: RAW_IO,
@@ -154,7 +154,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
       { name: RAW_IO, note: 'GET', op: (i) => rawClient.get(`${prefix}_rawio:replay:${i % REPLAY_KEYS}`) },
       { name: RAW_NR, note: 'GET', op: (i) => nodeRedis.get(`${prefix}_rawnr:replay:${i % REPLAY_KEYS}`) },
       { name: RAW_R4, note: 'GET', op: (i) => adapter.get(`${prefix}_rawr4:replay:${i % REPLAY_KEYS}`) },
-      { name: API, baseline: RAW_IO, op: (i) => api.replay(`api:replay:${i % REPLAY_KEYS}`) },
+      { name: API, note: 'claim', baseline: RAW_IO, op: (i) => api.replay(`api:replay:${i % REPLAY_KEYS}`) },
       {
         name: IDEM,
         baseline: RAW_IO,

@@ -76,7 +76,12 @@ export async function sqliteSection(cfg: RunConfig): Promise<SectionResult> {
           note: 'select + claim + complete',
           op: (i) => rawFresh(idAt(freshIds, i)),
         },
-        { name: API, baseline: 'raw node:sqlite', op: (i) => api.fresh(idAt(apiIds, i)) },
+        {
+          name: API,
+          note: 'claim + complete',
+          baseline: 'raw node:sqlite',
+          op: (i) => api.fresh(idAt(apiIds, i)),
+        },
         {
           name: 'idem.run, sqliteStore',
           baseline: 'raw node:sqlite',
@@ -92,7 +97,12 @@ export async function sqliteSection(cfg: RunConfig): Promise<SectionResult> {
           note: 'select',
           op: (i) => st.select.get(replayIds[i % REPLAY_KEYS]!, Date.now()),
         },
-        { name: API, baseline: 'raw node:sqlite', op: (i) => api.replay(replayIds[i % REPLAY_KEYS]!) },
+        {
+          name: API,
+          note: 'claim',
+          baseline: 'raw node:sqlite',
+          op: (i) => api.replay(replayIds[i % REPLAY_KEYS]!),
+        },
         {
           name: 'idem.run, sqliteStore',
           baseline: 'raw node:sqlite',

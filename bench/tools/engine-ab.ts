@@ -4,8 +4,8 @@
  * a git worktree of another commit). Only the engine differs; the store is this checkout's.
  *
  * ```
- * cp -r src /tmp/idem-b/src && (cd /tmp/idem-b && patch -p1 < $PWD/bench/results/engine-fastpaths.diff)
- * ln -s $PWD/node_modules /tmp/idem-b/node_modules
+ * mkdir -p /tmp/idem-b && cp -r src package.json /tmp/idem-b/ && ln -s "$PWD/node_modules" /tmp/idem-b/node_modules
+ * patch -d /tmp/idem-b -p1 < bench/results/engine-fastpaths.diff
  * npx node --conditions=source bench/tools/engine-ab.ts /tmp/idem-b/src memory
  * npx node --conditions=source bench/tools/engine-ab.ts /tmp/idem-b/src redis
  * ```
