@@ -8,7 +8,7 @@ import { recordIdOf } from '../../src/core/keys.ts';
 import { createGateway } from '../../src/gateway/index.ts';
 import { httpFingerprint } from '../../src/http/fingerprint.ts';
 import { memoryStore } from '../../src/index.ts';
-import { freePort, post, request, type Stack, startStack, startUpstream } from './helpers.ts';
+import { freePort, post, request, type Stack, startStack, startUpstream, until } from './helpers.ts';
 
 describe('gateway: outcome policy', () => {
   let s: Stack;
@@ -200,7 +200,7 @@ describe('gateway: concurrency modes and the downstream key', () => {
   it('reject: a duplicate in flight gets 409 + Retry-After; after completion it is replayed', async () => {
     seen = [];
     const a = post(gatewayUrl, '/reject', { x: 1 }, 'r-1');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => seen.length === 1);
     const b = await post(gatewayUrl, '/reject', { x: 1 }, 'r-1');
     expect(b.status).toBe(409);
     expect(Number(b.headers['retry-after'])).toBeGreaterThanOrEqual(1);
@@ -225,7 +225,7 @@ describe('gateway: concurrency modes and the downstream key', () => {
   it('wait across instances: the duplicate on another instance waits for the stored outcome', async () => {
     seen = [];
     const a = post(gatewayUrl, '/wait', { x: 3 }, 'w-2');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => seen.length === 1);
     const b = await post(otherUrl, '/wait', { x: 3 }, 'w-2');
     const ra = await a;
     expect(b.status).toBe(201);
@@ -237,7 +237,7 @@ describe('gateway: concurrency modes and the downstream key', () => {
   it('wait past waitTimeout answers 409 + Retry-After', async () => {
     seen = [];
     const a = post(gatewayUrl, '/short-wait', { x: 3 }, 'w-3');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => seen.length === 1);
     const started = Date.now();
     const b = await post(otherUrl, '/short-wait', { x: 3 }, 'w-3');
     expect(b.status).toBe(409);
