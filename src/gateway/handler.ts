@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
-import { recordIdOf, sameFingerprint } from '../core/keys.ts';
+import { sameFingerprint } from '../core/keys.ts';
 import { BodyTooLargeError } from '../http/body.ts';
 import { httpFingerprint } from '../http/fingerprint.ts';
 import { parseIdempotencyKey } from '../http/key.ts';
@@ -108,7 +108,7 @@ export function createProxyHandler(deps: HandlerDeps) {
     let flight: Flight | undefined;
     let recordId = '';
     if (route.concurrency === 'attach') {
-      recordId = recordIdOf(scope, parsed.key);
+      recordId = idem.ids(parsed.key, scope).recordId;
       const live = flights.get(recordId);
       if (live) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
@@ -139,8 +139,9 @@ export function createProxyHandler(deps: HandlerDeps) {
     };
     let started = false;
     const action = recordingAction(deps, route, request, res, state, flight);
-    const run = () =>
-      idem.execute(
+    try {
+      // A duplicate whose holder released the key (503, refused) is re-run by the engine, with this action.
+      const r = await idem.execute(
         parsed.key,
         (ctx) => {
           started = true;
@@ -148,16 +149,12 @@ export function createProxyHandler(deps: HandlerDeps) {
         },
         options,
       );
-    try {
-      let r = await run();
-      // A shared outcome that released the key (a 503, a refused connection): try once more.
-      if (r.replayed && r.value.release) r = await run();
       if (!r.replayed) {
         metrics.request(route.name, 'executed');
         finishHolder(res, state, r.value);
       } else {
         metrics.request(route.name, 'replayed');
-        writeStored(res, r.value, !r.value.release);
+        writeStored(res, r.value, true);
       }
     } catch (error) {
       if (started) {
