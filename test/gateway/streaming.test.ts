@@ -4,6 +4,8 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway } from '../../src/gateway/index.ts';
+import { memoryStore } from '../../src/index.ts';
 import { post, type Stack, startStack, stream, until } from './helpers.ts';
 
 const CHAT = { model: 'demo-1', stream: true, messages: [{ role: 'user', content: 'hi' }] };
@@ -181,5 +183,29 @@ describe('gateway: large bodies', () => {
     expect(again.headers['content-type']).toBe('text/event-stream');
     expect(again.body.length).toBe(0);
     expect(s.demo.executions.completions).toBe(before + 1);
+  });
+});
+
+describe('gateway: a stream longer than the lease', () => {
+  it('keeps its key (the lease is renewed while it flows): a duplicate on another instance waits for it', async () => {
+    const store = memoryStore();
+    const routes = [{ path: '/v1/chat/completions', concurrency: 'wait' as const, lease: 150 }];
+    const s = await startStack({ store, routes }, { delayMs: 20, tokenDelayMs: 40 });
+    const other = await createGateway({ upstream: s.upstreamUrl, store, routes, purgeEvery: false });
+    const otherUrl = await other.listen(0);
+    try {
+      const a = stream(s.url, '/v1/chat/completions', CHAT, 'long-1');
+      await a.firstChunk;
+      await new Promise((r) => setTimeout(r, 400)); // well past the 150 ms lease
+      const b = await stream(otherUrl, '/v1/chat/completions', CHAT, 'long-1').done;
+      const ra = await a.done;
+      expect(b.status).toBe(200);
+      expect(b.headers['idempotent-replayed']).toBe('true');
+      expect(b.body.equals(ra.body)).toBe(true);
+      expect(s.demo.executions.completions).toBe(1);
+    } finally {
+      await other.close();
+      await s.close();
+    }
   });
 });
