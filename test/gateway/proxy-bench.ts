@@ -34,7 +34,11 @@ if (role === 'upstream') {
 } else if (role === 'gateway') {
   const { createGateway } = await import('../../src/gateway/index.ts');
   const store = process.argv[3] as string;
-  const gateway = await createGateway({ upstream: `http://127.0.0.1:${process.argv[4]}`, store, purgeEvery: false });
+  const gateway = await createGateway({
+    upstream: `http://127.0.0.1:${process.argv[4]}`,
+    store,
+    purgeEvery: false,
+  });
   process.send?.(Number(new URL(await gateway.listen(0)).port));
 } else if (role === 'proxy') {
   const kind = process.argv[3] as Kind;
@@ -48,7 +52,7 @@ if (role === 'upstream') {
   const connections = Number(process.argv[3] ?? 50);
   const upstream = await start(['upstream']);
   const rows: string[] = [];
-  for (const kind of (process.env.BENCH_SKIP_PROXIES ? [] : (['direct', ...KINDS] as const))) {
+  for (const kind of process.env.BENCH_SKIP_PROXIES ? [] : (['direct', ...KINDS] as const)) {
     const proxy = kind === 'direct' ? undefined : await start(['proxy', kind, String(upstream.port)]);
     const port = proxy?.port ?? upstream.port;
     await load(port, 1, connections); // warm up
