@@ -4,6 +4,9 @@
  * loopback. Not a test: run it by hand with
  * `npx node --conditions=source test/gateway/proxy-bench.ts [seconds] [connections]`.
  *
+ * Then the idem gateway itself: pass-through, a new key per request (memory, SQLite), and
+ * all replays. `BENCH_SKIP_PROXIES=1` runs only the gateway rows.
+ *
  * Every proxy runs in its own child process and the upstream in another, so the numbers are
  * not skewed by sharing one event loop with the load generator.
  */
