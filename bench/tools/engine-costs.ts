@@ -49,6 +49,16 @@ time('JSON.parse(json)                       (plain JSON)', () =>
 time('devalue.stringify(value)               (no envelope)', () => devalue.stringify(value));
 time('new AbortController()', () => new AbortController());
 time('startHeartbeat(…).stop()               (setTimeout + clearTimeout)', () =>
-  startHeartbeat(noopStore, 'id', 't', 30_000, 10_000, new AbortController(), () => {}).stop(),
+  startHeartbeat({
+    store: noopStore,
+    id: 'id',
+    token: 't',
+    leaseMs: 30_000,
+    intervalMs: 10_000,
+    leaseEnd: Date.now() + 30_000,
+    controller: new AbortController(),
+    onRenew: () => {},
+    onError: () => {},
+  }).stop(),
 );
 time('Buffer.byteLength(encoded)', () => Buffer.byteLength(encoded));

@@ -4,18 +4,20 @@
  *
  * @module
  */
+
 import { randomBytes } from 'node:crypto';
+import { withDeadline } from './deadline.ts';
 import { type Duration, toMs } from './duration.ts';
 import {
   FingerprintMismatchError,
   InProgressError,
   InvalidOptionError,
   isIdemError,
-  LeaseLostError,
   OutcomeTooLargeError,
   StoreUnavailableError,
 } from './errors.ts';
 import type { IdemEvent } from './events.ts';
+import { type ActionContext, createHolder } from './holder.ts';
 import {
   deriveKey,
   downstreamKeyOf,
@@ -24,17 +26,11 @@ import {
   sameFingerprint,
   validateKey,
 } from './keys.ts';
-import { startHeartbeat } from './lease.ts';
-import {
-  decodeOutcome,
-  encodeOutcome,
-  isDefinitive,
-  type Outcome,
-  reviveError,
-  serializeError,
-} from './outcome.ts';
+import { decodeOutcome, reviveError } from './outcome.ts';
 import type { Store, StoreRecord } from './store.ts';
 import { waitForTurn } from './wait.ts';
+
+export type { ActionContext } from './holder.ts';
 
 /** What to do when the key is held by another caller that is still running. */
 export type InProgressPolicy = 'reject' | 'wait';
@@ -79,22 +75,6 @@ export interface RunOptions<T = unknown> {
   definitive?: (error: unknown) => boolean;
 }
 
-/** What the action receives. */
-export interface ActionContext {
-  key: string;
-  recordId: string;
-  /** The fencing token of this holder. */
-  token: string;
-  /** 1 for the first holder; +1 for every takeover of an expired lease. */
-  attempt: number;
-  /** True when an earlier holder's lease expired mid-action: its effect may have happened. */
-  mayHaveRun: boolean;
-  /** Aborts with `LeaseLostError` when this holder loses the lease. */
-  signal: AbortSignal;
-  /** A key derived from the record, stable across attempts: pass it to downstream APIs. */
-  downstreamKey: string;
-}
-
 /** The action guarded by a key. */
 export type Action<T> = (ctx: ActionContext) => T | Promise<T>;
 
@@ -127,17 +107,31 @@ export interface Idem {
   readonly store: Store;
 }
 
+/** What a call for a record in flight in this process knows about it. */
 interface Inflight {
   fingerprint: string;
-  /** Resolves once this caller knows whether it holds the key. */
-  phase: Promise<'holder' | 'other'>;
-  localLeaseEnd: number;
+  /** 'claiming' until the first claim answers; then holding, waiting on another process, or done. */
+  state: 'claiming' | 'holder' | 'waiting' | 'done';
+  /** Resolves when state leaves 'claiming'. */
+  claimed: Promise<void>;
+  /** Local estimate of when the holder's lease ends (renewed by the heartbeat). */
+  leaseEnd: number;
   /** Set when the holder released the key (error, releaseIf): joiners must claim for themselves. */
   released: boolean;
   result: Promise<ExecuteResult<unknown>>;
 }
 
-const COMPLETE_RETRY_MS = [50, 150, 400];
+interface Call<T> {
+  key: string;
+  action: Action<T>;
+  opts: RunOptions<T>;
+  recordId: string;
+  fingerprint: string;
+  policy: InProgressPolicy;
+  leaseMs: number;
+  ttlMs: number;
+  waitMs: number;
+}
 
 /**
  * Creates an idem instance over a store.
@@ -162,7 +156,6 @@ export function createIdem(options: IdemOptions): Idem {
   };
   if (defaults.leaseMs < 50) throw new InvalidOptionError('lease must be at least 50ms');
   const baseScope = scopeParts(options.scope);
-  const maxOutcomeBytes = options.maxOutcomeBytes ?? 4 * 1024 * 1024;
   const inflight = new Map<string, Inflight>();
   const idOf = (key: string, scope: string | readonly string[] | undefined) =>
     recordIdOf([...baseScope, ...scopeParts(scope)], key);
@@ -174,17 +167,12 @@ export function createIdem(options: IdemOptions): Idem {
       // a metrics hook must never break the action
     }
   };
-  const storeCall = async <R>(recordId: string, fn: () => Promise<R>): Promise<R> => {
-    try {
-      return await fn();
-    } catch (error) {
-      emit({ type: 'store_error', recordId, error });
-      if (isIdemError(error)) throw error;
-      throw new StoreUnavailableError(`${store.name} store failed: ${(error as Error)?.message}`, {
-        cause: error,
-      });
-    }
-  };
+  const hold = createHolder({
+    store,
+    emit,
+    maxOutcomeBytes: options.maxOutcomeBytes ?? 4 * 1024 * 1024,
+    definitive: options.definitive,
+  });
 
   async function execute<T>(
     key: string,
@@ -193,99 +181,102 @@ export function createIdem(options: IdemOptions): Idem {
   ): Promise<ExecuteResult<T>> {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
-    const recordId = idOf(key, opts.scope);
-    const fingerprint =
-      opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude));
-    const policy = opts.onInProgress ? checkPolicy(opts.onInProgress) : defaults.policy;
+    const call: Call<T> = {
+      key,
+      action,
+      opts,
+      recordId: idOf(key, opts.scope),
+      fingerprint:
+        opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude)),
+      policy: opts.onInProgress ? checkPolicy(opts.onInProgress) : defaults.policy,
+      leaseMs: opts.lease === undefined ? defaults.leaseMs : toMs(opts.lease, 'lease'),
+      ttlMs: opts.ttl === undefined ? defaults.ttlMs : toMs(opts.ttl, 'ttl'),
+      waitMs: opts.waitTimeout === undefined ? defaults.waitMs : toMs(opts.waitTimeout, 'waitTimeout'),
+    };
+    const shared = inflight.get(call.recordId);
+    if (shared) return joinInflight(shared, call);
 
-    const shared = inflight.get(recordId);
-    if (shared) return joinInflight(shared, { key, action, opts, recordId, fingerprint, policy });
-
-    let setPhase!: (p: 'holder' | 'other') => void;
+    let leaveClaiming!: () => void;
     const entry: Inflight = {
-      fingerprint,
-      phase: new Promise((resolve) => (setPhase = resolve)),
-      localLeaseEnd: 0,
+      fingerprint: call.fingerprint,
+      state: 'claiming',
+      claimed: new Promise<void>((resolve) => (leaveClaiming = resolve)),
+      leaseEnd: 0,
       released: false,
-      result: Promise.resolve() as never,
+      result: undefined as never,
+    };
+    const setState = (state: Inflight['state'], leaseEnd = entry.leaseEnd) => {
+      entry.state = state;
+      entry.leaseEnd = leaseEnd;
+      leaveClaiming();
     };
     entry.result = (async () => {
       try {
-        return await claimAndRun(key, recordId, fingerprint, policy, action, opts, entry, setPhase);
+        return await claimAndRun(call, entry, setState);
       } finally {
-        setPhase('other');
-        inflight.delete(recordId);
+        setState('done');
+        inflight.delete(call.recordId);
       }
     })();
-    inflight.set(recordId, entry);
+    inflight.set(call.recordId, entry);
     return entry.result as Promise<ExecuteResult<T>>;
   }
 
-  async function joinInflight<T>(
-    shared: Inflight,
-    call: {
-      key: string;
-      action: Action<T>;
-      opts: RunOptions<T>;
-      recordId: string;
-      fingerprint: string;
-      policy: InProgressPolicy;
-    },
-  ): Promise<ExecuteResult<T>> {
-    const { recordId, policy, opts } = call;
+  /**
+   * A second call for a record this process is already working on: no store call. It keeps
+   * its own policy and deadline; when the first call's outcome is not stored (released) or
+   * ends in-progress while this one may still wait, it claims for itself.
+   */
+  async function joinInflight<T>(shared: Inflight, call: Call<T>): Promise<ExecuteResult<T>> {
+    const { recordId } = call;
     if (!sameFingerprint(shared.fingerprint, call.fingerprint)) {
       emit({ type: 'mismatch', recordId });
       throw new FingerprintMismatchError();
     }
-    if ((await shared.phase) === 'holder' && policy === 'reject' && inflight.get(recordId) === shared) {
-      emit({ type: 'in_progress', recordId });
-      throw new InProgressError(shared.localLeaseEnd - Date.now());
-    }
-    const waitMs = opts.waitTimeout === undefined ? defaults.waitMs : toMs(opts.waitTimeout, 'waitTimeout');
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    const deadline = Date.now() + call.waitMs;
+    const again = () =>
+      execute(call.key, call.action, { ...call.opts, waitTimeout: Math.max(0, deadline - Date.now()) });
+    if (call.policy === 'reject') {
+      await shared.claimed;
+      if (shared.state === 'holder' || shared.state === 'waiting') {
         emit({ type: 'in_progress', recordId });
-        reject(new InProgressError(shared.localLeaseEnd - Date.now(), 'gave up waiting for the holder'));
-      }, waitMs);
-    });
+        throw new InProgressError(shared.leaseEnd - Date.now());
+      }
+    }
     let r: ExecuteResult<unknown>;
     try {
-      r = await Promise.race([shared.result, gaveUp]);
+      r = await withDeadline(shared.result, deadline - Date.now(), () => {
+        emit({ type: 'in_progress', recordId });
+        return new InProgressError(shared.leaseEnd - Date.now(), 'gave up waiting for the holder');
+      });
     } catch (error) {
-      if (shared.released) return execute(call.key, call.action, opts);
+      const mayStillWait =
+        call.policy === 'wait' && error instanceof InProgressError && deadline > Date.now();
+      if (shared.released || (mayStillWait && inflight.get(recordId) !== shared)) return again();
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
-    // The holder's result was not stored (releaseIf): it is not ours to share.
-    if (shared.released) return execute(call.key, call.action, opts);
+    if (shared.released) return again(); // a releaseIf value is not ours to share
     emit({ type: 'replayed', recordId, attempt: r.attempt, shared: true });
     return { ...(r as ExecuteResult<T>), replayed: true };
   }
 
   async function claimAndRun<T>(
-    key: string,
-    recordId: string,
-    fingerprint: string,
-    policy: InProgressPolicy,
-    action: Action<T>,
-    opts: RunOptions<T>,
+    call: Call<T>,
     entry: Inflight,
-    setPhase: (p: 'holder' | 'other') => void,
+    setState: (state: Inflight['state'], leaseEnd?: number) => void,
   ): Promise<ExecuteResult<T>> {
-    const leaseMs = opts.lease === undefined ? defaults.leaseMs : toMs(opts.lease, 'lease');
-    const ttlMs = opts.ttl === undefined ? defaults.ttlMs : toMs(opts.ttl, 'ttl');
-    const waitMs = opts.waitTimeout === undefined ? defaults.waitMs : toMs(opts.waitTimeout, 'waitTimeout');
+    const { recordId, fingerprint, leaseMs, ttlMs } = call;
     const turn = await waitForTurn({
       store,
       recordId,
-      waitMs: policy === 'wait' ? waitMs : 0,
-      claim: () => {
+      waitMs: call.policy === 'wait' ? call.waitMs : 0,
+      claim: async () => {
         const token = randomBytes(16).toString('base64url');
-        return storeCall(recordId, () =>
+        const sentAt = Date.now();
+        const result = await storeCall(recordId, () =>
           store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
-        ).then((result) => ({ result, token }));
+        );
+        return { result, token, sentAt };
       },
       accept: (record) => {
         if (!sameFingerprint(record.fingerprint, fingerprint)) {
@@ -294,9 +285,11 @@ export function createIdem(options: IdemOptions): Idem {
         }
         return record.state === 'completed';
       },
-      onWait: () => emit({ type: 'wait', recordId }),
+      onWait: (leaseLeft) => {
+        setState('waiting', Date.now() + leaseLeft);
+        emit({ type: 'wait', recordId });
+      },
     });
-
     if (turn.kind === 'busy') {
       emit({ type: 'in_progress', recordId });
       throw new InProgressError(
@@ -306,80 +299,24 @@ export function createIdem(options: IdemOptions): Idem {
     }
     if (turn.kind === 'completed') return replay<T>(turn.record);
 
-    const { token, attempt, takeover } = turn;
-    entry.localLeaseEnd = Date.now() + leaseMs;
-    setPhase('holder');
-    emit({ type: takeover ? 'takeover' : 'acquired', recordId, attempt });
-    const controller = new AbortController();
-    const heartbeat = startHeartbeat(
-      store,
+    setState('holder', turn.sentAt + leaseMs);
+    emit({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
+    const value = await hold({
+      key: call.key,
       recordId,
-      token,
+      token: turn.token,
+      attempt: turn.attempt,
+      takeover: turn.takeover,
       leaseMs,
-      Math.max(10, leaseMs / 3),
-      controller,
-      (e) => emit({ type: 'store_error', recordId, error: e }),
-    );
-    const ctx: ActionContext = {
-      key,
-      recordId,
-      token,
-      attempt,
-      mayHaveRun: takeover,
-      signal: controller.signal,
-      downstreamKey: downstreamKeyOf(recordId),
-    };
-    const startedAt = Date.now();
-    const finish = async (outcome: Outcome, value: unknown) => {
-      try {
-        await completeOutcome(recordId, token, outcome, ttlMs, value);
-      } finally {
-        heartbeat.stop();
-      }
-    };
-
-    let value: T;
-    try {
-      value = await action(ctx);
-    } catch (error) {
-      if (isDefinitive(error) || opts.definitive?.(error) || options.definitive?.(error)) {
-        await finish({ kind: 'error', error: serializeError(error) }, undefined);
-        emit({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
-      } else {
-        heartbeat.stop();
-        entry.released = true;
-        await releaseQuietly(recordId, token);
-      }
-      throw error;
-    }
-
-    if (opts.releaseIf?.(value)) {
-      heartbeat.stop();
-      entry.released = true;
-      await releaseQuietly(recordId, token);
-      return { value, replayed: false, attempt, recordId };
-    }
-    let encoded: string;
-    try {
-      encoded = encodeOutcome({ kind: 'value', value });
-    } catch (cause) {
-      const error = new TypeError(`the action's result cannot be stored: ${(cause as Error).message}`);
-      await finish({ kind: 'error', error: serializeError(error) }, value);
-      throw error;
-    }
-    const bytes = Buffer.byteLength(encoded);
-    if (bytes > maxOutcomeBytes) {
-      await finish({ kind: 'too_large', bytes, limit: maxOutcomeBytes }, value);
-      emit({ type: 'too_large', recordId, bytes });
-      throw new OutcomeTooLargeError(bytes, maxOutcomeBytes, value);
-    }
-    try {
-      await completeEncoded(recordId, token, encoded, ttlMs, value);
-    } finally {
-      heartbeat.stop();
-    }
-    emit({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt });
-    return { value, replayed: false, attempt, recordId };
+      ttlMs,
+      claimSentAt: turn.sentAt,
+      action: call.action,
+      releaseIf: call.opts.releaseIf,
+      definitive: call.opts.definitive,
+      onRelease: () => (entry.released = true),
+      onRenew: (leaseEnd) => (entry.leaseEnd = leaseEnd),
+    });
+    return { value, replayed: false, attempt: turn.attempt, recordId };
   }
 
   function replay<T>(record: StoreRecord): ExecuteResult<T> {
@@ -390,46 +327,15 @@ export function createIdem(options: IdemOptions): Idem {
     return { value: outcome.value as T, replayed: true, attempt: record.attempt, recordId: record.id };
   }
 
-  function completeOutcome(id: string, token: string, outcome: Outcome, ttlMs: number, value: unknown) {
-    return completeEncoded(id, token, encodeOutcome(outcome), ttlMs, value);
-  }
-
-  /** Completes, retrying a failing store a few times; never releases after the action ran. */
-  async function completeEncoded(id: string, token: string, encoded: string, ttlMs: number, value: unknown) {
-    for (let i = 0; ; i++) {
-      let ok: boolean;
-      try {
-        ok = await store.complete(id, token, encoded, ttlMs);
-      } catch (error) {
-        emit({ type: 'store_error', recordId: id, error });
-        const delay = COMPLETE_RETRY_MS[i];
-        if (delay === undefined) {
-          throw new StoreUnavailableError(
-            'the action completed but its outcome could not be stored; the key stays claimed until its lease ends',
-            { cause: error, actionCompleted: true, value },
-          );
-        }
-        await new Promise((r) => setTimeout(r, delay));
-        continue;
-      }
-      if (!ok) {
-        emit({ type: 'lease_lost', recordId: id });
-        throw new LeaseLostError(
-          'the lease was lost before the outcome was stored; the new holder decides',
-          value,
-        );
-      }
-      return;
-    }
-  }
-
-  async function releaseQuietly(id: string, token: string) {
+  async function storeCall<R>(recordId: string, fn: () => Promise<R>): Promise<R> {
     try {
-      await store.release(id, token);
-      emit({ type: 'released', recordId: id });
+      return await fn();
     } catch (error) {
-      // the lease runs out on its own; the original error matters more
-      emit({ type: 'store_error', recordId: id, error });
+      emit({ type: 'store_error', recordId, error });
+      if (isIdemError(error)) throw error;
+      throw new StoreUnavailableError(`${store.name} store failed: ${(error as Error)?.message}`, {
+        cause: error,
+      });
     }
   }
 
@@ -467,7 +373,8 @@ function checkPolicy(p: string): InProgressPolicy {
   return p;
 }
 
-function scopeParts(scope: string | readonly string[] | undefined): string[] {
+/** Scope parts as strings; anything else is an InvalidOptionError. */
+export function scopeParts(scope: string | readonly string[] | undefined): string[] {
   if (scope === undefined) return [];
   const parts = typeof scope === 'string' ? [scope] : [...scope];
   for (const p of parts)

@@ -15,7 +15,7 @@ export const WAIT_MAX_MS = 1000;
 
 /** The outcome of trying to take a key. */
 export type Turn =
-  | { kind: 'acquired'; token: string; attempt: number; takeover: boolean }
+  | { kind: 'acquired'; token: string; attempt: number; takeover: boolean; sentAt: number }
   | { kind: 'completed'; record: StoreRecord }
   | { kind: 'busy'; retryAfterMs: number; timedOut: boolean };
 
@@ -24,10 +24,11 @@ interface WaitArgs {
   recordId: string;
   /** 0: answer busy at once. */
   waitMs: number;
-  claim: () => Promise<{ result: ClaimResult; token: string }>;
+  claim: () => Promise<{ result: ClaimResult; token: string; sentAt: number }>;
   /** Throws for a record the caller must not use; true when it is a completed outcome. */
   accept: (record: StoreRecord) => boolean;
-  onWait: () => void;
+  /** Called when this caller starts waiting, with the holder's lease time left. */
+  onWait: (leaseLeftMs: number) => void;
 }
 
 /** Claims until the key is ours, completed, or the wait is over. */
@@ -37,9 +38,9 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
   let wake: Wake | undefined;
   try {
     for (;;) {
-      const { result, token } = await args.claim();
+      const { result, token, sentAt } = await args.claim();
       if (result.status === 'acquired') {
-        return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover };
+        return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover, sentAt };
       }
       const { record, now } = result;
       if (args.accept(record)) return { kind: 'completed', record };
@@ -47,7 +48,7 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
       const left = deadline - Date.now();
       if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
       if (!wake) {
-        args.onWait();
+        args.onWait(leaseLeft);
         wake = subscribe(args.store, args.recordId);
       }
       const jittered = delay * (0.8 + Math.random() * 0.4);

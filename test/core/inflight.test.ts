@@ -50,3 +50,48 @@ it('ids() answers the record id and downstream key a call would use, instance sc
   expect(idem.ids('k', 'tenant-1')).toEqual({ recordId: r.recordId, downstreamKey: seen });
   expect(idem.ids('k').recordId).not.toBe(r.recordId);
 });
+
+it("joiners keep their own policy and deadline while the first call waits on another process's holder", async () => {
+  const store = memoryStore();
+  const other = createIdem({ store }); // "another process"
+  const holding = other.run('k', async () => (await sleep(1500), 'from-other'));
+  await sleep(20);
+  const idem = createIdem({ store });
+  const first = idem.run('k', () => 'never', { onInProgress: 'wait', waitTimeout: 5000 });
+  await sleep(50);
+  let t0 = Date.now();
+  await expect(idem.run('k', () => 'never', { onInProgress: 'reject' })).rejects.toBeInstanceOf(
+    InProgressError,
+  );
+  expect(Date.now() - t0).toBeLessThan(100);
+  t0 = Date.now();
+  await expect(
+    idem.run('k', () => 'never', { onInProgress: 'wait', waitTimeout: 100 }),
+  ).rejects.toBeInstanceOf(InProgressError);
+  expect(Date.now() - t0).toBeLessThan(400);
+  expect(await first).toBe('from-other');
+  expect(await holding).toBe('from-other');
+});
+
+it("a waiting joiner behind a 'reject' first call that got 409 keeps waiting on its own", async () => {
+  const store = memoryStore();
+  const other = createIdem({ store });
+  const holding = other.run('k', async () => (await sleep(400), 'from-other'));
+  await sleep(20);
+  const idem = createIdem({ store });
+  const first = idem.run('k', () => 'never', { onInProgress: 'reject' }).catch((e) => e);
+  const joiner = idem.run('k', () => 'never', { onInProgress: 'wait', waitTimeout: 3000 });
+  expect(await first).toBeInstanceOf(InProgressError);
+  expect(await joiner).toBe('from-other');
+  await holding;
+});
+
+it('in-process retryAfterMs follows the renewed lease, not the first one', async () => {
+  const idem = createIdem({ store: memoryStore(), lease: 300 });
+  const running = idem.run('k', async () => (await sleep(900), 'done'));
+  await sleep(700);
+  const err = await idem.run('k', () => 'dup').catch((e) => e);
+  expect(err).toBeInstanceOf(InProgressError);
+  expect(err.retryAfterMs).toBeGreaterThan(50);
+  await running;
+});
