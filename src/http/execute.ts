@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { toMs } from '../core/duration.ts';
 import {
   FingerprintMismatchError,
   InProgressError,
@@ -49,29 +48,16 @@ const NO_RETRY = { 'x-should-retry': 'false' };
 
 /** Builds `execute(plan, next)` for one core. */
 export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
-  const waitBudgetMs =
-    cfg.run.onInProgress === 'wait' ? toMs(cfg.run.waitTimeout ?? '30s', 'waitTimeout') + 50 : undefined;
   const describedBy = { ...NO_RETRY, link: `<${cfg.docsUrl}>; rel="describedby"` };
 
+  /**
+   * The engine does the waiting and the single-flight: a duplicate in this process waits (or
+   * not) by its own `onInProgress` and `waitTimeout`, and runs the handler itself when the
+   * first request's response was released or its handler threw. What it hands back as a
+   * replay is always a stored outcome, and is replayed as stored.
+   */
   async function execute(plan: IdempotencyPlan, next: Next): Promise<Response> {
-    // A caller that waited on another in-process request whose response was released (or
-    // whose handler threw) finds the key free again: it runs the handler itself.
-    const deadline = waitBudgetMs === undefined ? undefined : Date.now() + waitBudgetMs;
-    for (let round = 0; round < 4; round++) {
-      const result = await runOnce(plan, next, deadline);
-      if (result !== RETRY) return result;
-    }
-    return inProgress(0);
-  }
-
-  async function runOnce(
-    plan: IdempotencyPlan,
-    next: Next,
-    deadline?: number,
-  ): Promise<Response | typeof RETRY> {
     let started = false;
-    let abandoned = false;
-    let failure: HandlerFailure | undefined;
     let bodiless: Response | undefined;
     let handed: Response | undefined;
     let live!: (response: Response) => void;
@@ -82,7 +68,6 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
     const run = cfg.idem.execute<HttpOutcome>(
       plan.key,
       async (ctx) => {
-        if (abandoned) throw new Abandoned(); // this request already answered 409
         started = true;
         const info: IdempotencyInfo = {
           key: plan.key,
@@ -99,8 +84,7 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
           response = await next(plan.request, info);
           if (!(response instanceof Response)) throw new TypeError('the handler did not return a Response');
         } catch (error) {
-          failure = new HandlerFailure(error);
-          throw failure;
+          throw new HandlerFailure(error);
         }
         if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
           bodiless = response;
@@ -128,43 +112,24 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
     );
     run.then(settled, settled);
 
-    // Backstop for waiting: the engine's in-process single-flight waits for the holder
-    // without a deadline, so `waitTimeout` is enforced here too.
-    const outcome = Promise.race([
+    const first = await Promise.race([
       handedOver.then((response) => ({ response })),
       run.then(
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       ),
     ]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const gaveUp = new Promise<{ gaveUp: true }>((resolve) => {
-      if (deadline !== undefined)
-        timer = setTimeout(() => resolve({ gaveUp: true }), Math.max(0, deadline - Date.now()));
-    });
-    let first = await Promise.race([outcome, gaveUp]);
-    clearTimeout(timer);
-    if ('gaveUp' in first) {
-      if (!started) {
-        abandoned = true;
-        return inProgress(0);
-      }
-      first = await outcome; // the handler runs for this very request: no deadline for it
-    }
     if ('response' in first) {
       run.catch((error) => cfg.logger.error(`idem: storing the outcome failed: ${describe(error)}`, error));
       return first.response;
     }
     if ('result' in first) {
       const { value, replayed } = first.result;
-      if (!replayed) return bodiless ?? handed ?? replayResponse(value);
-      // Shared from a concurrent in-process request whose response was released: not stored.
-      if (cfg.policy(value.status) === 'release') return RETRY;
-      return replayResponse(value);
+      if (replayed) return replayResponse(value); // stored: replayed as stored, whatever the policy says now
+      return bodiless ?? handed ?? replayResponse(value);
     }
     const error = first.error;
     if (error instanceof HandlerFailure) {
-      if (error !== failure) return RETRY;
       if (cfg.handlerErrors === 'problem') {
         cfg.logger.error('idem: the handler threw; the key was released', error.cause);
         return problem('handler-error');
@@ -239,13 +204,6 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
 }
 
 // --- Internal helpers ---
-
-const RETRY = Symbol('retry');
-
-/** The request gave up waiting and answered 409 before the engine handed it the key. */
-class Abandoned extends Error {
-  override name = 'Abandoned';
-}
 
 /** Wraps what the handler threw, so it is told apart from errors of the engine and of other requests. */
 class HandlerFailure extends Error {

@@ -2,6 +2,7 @@
  * The rest of the shared HTTP suite: outcome policy (§6.5), scope, fingerprint options,
  * real concurrency, and body fidelity (binary, SSE, body-less, oversize outcomes).
  */
+import { createIdem, memoryStore } from 'idem';
 import { defaultOutcomePolicy } from 'idem/http';
 import { describe, expect, it } from 'vitest';
 import type { AdapterHarness } from './harness.ts';
@@ -47,6 +48,23 @@ export function suiteMore(
       await r.post('/status/500', 'k');
       await r.post('/status/500', 'k');
       expect(r.calls).toHaveLength(2);
+    });
+
+    it('a stored response is replayed after the policy changes to release its status', async () => {
+      const store = (suite.store ?? memoryStore)();
+      const before = await rig({}, store);
+      const a = await before.post('/status/500', 'changed');
+      expect(a.status).toBe(500);
+      // the route is redeployed with a policy that releases 500s; the record stays in the store
+      const after = await rig(
+        { outcomePolicy: (s) => (s === 500 ? 'release' : defaultOutcomePolicy(s)) },
+        store,
+      );
+      const b = await after.post('/status/500', 'changed');
+      expect(b.status).toBe(500);
+      expect(b.headers.get('idempotent-replayed')).toBe('true');
+      expect(b.body).toEqual(a.body);
+      expect(before.calls.length + after.calls.length).toBe(1);
     });
 
     it('a handler that throws releases the key: the retry runs and is stored', async () => {
@@ -163,6 +181,23 @@ export function suiteMore(
       expect(res.every((x) => x.status === 201)).toBe(true);
       for (const x of res) expect(x.body).toEqual(res[0]?.body);
       expect(res.filter((x) => x.headers.get('idempotent-replayed') === null)).toHaveLength(1);
+    });
+
+    it("wait mode set on the engine alone: a duplicate answers 409 after the engine's waitTimeout", async () => {
+      const r = await rig({
+        idem: createIdem({ store: (suite.store ?? memoryStore)(), onInProgress: 'wait', waitTimeout: 200 }),
+      });
+      const first = r.post('/slow', 'engine-wait');
+      await r.entered();
+      const started = Date.now();
+      const second = await r.post('/slow', 'engine-wait');
+      const waited = Date.now() - started;
+      expectProblem(second, 409, 'conflict');
+      expect(waited).toBeGreaterThanOrEqual(180);
+      expect(waited).toBeLessThan(2000);
+      r.open();
+      expect((await first).status).toBe(201);
+      expect(r.calls).toHaveLength(1);
     });
 
     it('different keys run concurrently', async () => {

@@ -73,6 +73,41 @@ describe('withIdempotency specifics', () => {
     expect(logger2.lines.filter((l) => l.includes('keys are global'))).toHaveLength(1);
   });
 
+  it.each([
+    ['throws', 'throw'],
+    ['answers a released 429', 'release'],
+  ])('wait mode: a duplicate of a request whose handler %s runs the handler itself', async (_, mode) => {
+    let calls = 0;
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    const endpoint = withIdempotency(
+      async () => {
+        const n = ++calls;
+        if (n > 1) return new Response(`run ${n}`, { status: 201 });
+        await gate;
+        if (mode === 'throw') throw new Error('boom');
+        return new Response('slow down', { status: 429 });
+      },
+      {
+        idem: createIdem({ store: memoryStore() }),
+        onInProgress: 'wait',
+        handlerErrors: 'problem',
+        logger: recordingLogger(),
+      },
+    );
+    const first = endpoint(post('k'));
+    await pause(20);
+    const second = endpoint(post('k'));
+    await pause(20);
+    openGate();
+    const [a, b] = await Promise.all([first, second]);
+    expect(a.status).toBe(mode === 'throw' ? 500 : 429);
+    expect(b.status).toBe(201);
+    expect(await b.text()).toBe('run 2');
+    expect(b.headers.get('idempotent-replayed')).toBeNull();
+    expect(calls).toBe(2);
+  });
+
   it('a client that abandons a streamed response does not stop it being stored in full', async () => {
     let calls = 0;
     const endpoint = withIdempotency(
