@@ -5,7 +5,7 @@
  * @module
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { withDeadline } from './deadline.ts';
 import { type Duration, toMs } from './duration.ts';
 import {
@@ -271,7 +271,7 @@ export function createIdem(options: IdemOptions): Idem {
       recordId,
       waitMs: call.policy === 'wait' ? call.waitMs : 0,
       claim: async () => {
-        const token = randomBytes(16).toString('base64url');
+        const token = randomUUID();
         const sentAt = Date.now();
         const result = await storeCall(recordId, () =>
           store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),

@@ -94,7 +94,9 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
           attempt,
           mayHaveRun: run.takeover,
           signal: controller.signal,
-          downstreamKey: downstreamKeyOf(recordId),
+          get downstreamKey() {
+            return downstreamKeyOf(recordId); // computed only when the action asks for it
+          },
         });
       } catch (error) {
         if (!isStoredError(error, run.definitive, definitive)) {

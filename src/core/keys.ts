@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { InvalidKeyError } from './errors.ts';
 
@@ -21,8 +21,6 @@ export function validateKey(key: unknown, what = 'idempotency key'): string {
   if (!PRINTABLE.test(key)) throw new InvalidKeyError(`${what} must be printable ASCII (0x20-0x7E)`);
   return key;
 }
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * RFC 8785 canonical JSON of `value`, after turning the values JSON cannot carry into tagged
@@ -41,7 +39,7 @@ export function canonicalJson(value: unknown, exclude: readonly string[] = []): 
  * fingerprintOf({ b: 1, a: 2 }) === fingerprintOf({ a: 2, b: 1 }) // true
  */
 export function fingerprintOf(input: unknown, exclude: readonly string[] = []): string {
-  return sha256(canonicalJson(input, exclude)).toString('hex');
+  return hash('sha256', canonicalJson(input, exclude), 'hex');
 }
 
 /**
@@ -61,16 +59,18 @@ export function deriveKey(namespace: string, parts: readonly unknown[]): string 
 
 /** The stored record id: base64url SHA-256 over the scope parts and the key. */
 export function recordIdOf(scope: readonly string[], key: string): string {
-  return sha256(JSON.stringify([...scope, key])).toString('base64url');
+  return hash('sha256', JSON.stringify(scope.length === 0 ? [key] : [...scope, key]), 'base64url');
 }
 
 /** The key handed to downstream APIs: stable per record across attempts and takeovers. */
 export function downstreamKeyOf(recordId: string): string {
-  return `idem_${sha256(`downstream:${recordId}`).toString('base64url').slice(0, 40)}`;
+  return `idem_${hash('sha256', `downstream:${recordId}`, 'base64url').slice(0, 40)}`;
 }
 
 /** Constant-time comparison of two fingerprints. */
 export function sameFingerprint(a: string, b: string): boolean {
+  if (a.length !== b.length) return false; // lengths are not secret: fingerprints are fixed-size hashes
+  if (a.length === 0) return true;
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);

@@ -23,16 +23,48 @@ export interface SerializedError {
 }
 
 const VERSION = 'i1:';
+/** Plain JSON values (the common case) skip devalue: `j1:` + JSON, parsed with JSON.parse. */
+const JSON_VERSION = 'j1:';
 
 /** Encodes an outcome for the store. Throws when the value cannot be serialized (a function, a class instance). */
 export function encodeOutcome(outcome: Outcome): string {
+  if (outcome.kind === 'value' && isPlainJson(outcome.value, 0))
+    return JSON_VERSION + JSON.stringify(outcome.value);
   return VERSION + devalue.stringify(outcome);
 }
 
 /** Decodes what {@link encodeOutcome} produced. */
 export function decodeOutcome(stored: string): Outcome {
+  if (stored.startsWith(JSON_VERSION))
+    return { kind: 'value', value: JSON.parse(stored.slice(JSON_VERSION.length)) };
   if (!stored.startsWith(VERSION)) throw new Error(`unknown outcome encoding: ${stored.slice(0, 8)}`);
   return devalue.parse(stored.slice(VERSION.length)) as Outcome;
+}
+
+/**
+ * True when JSON.stringify → JSON.parse gives back an equal value: null, booleans, strings,
+ * finite numbers other than -0, dense arrays and plain objects of those (no undefined, no
+ * toJSON, no prototypes), at most 64 levels deep. Anything else goes through devalue.
+ */
+function isPlainJson(v: unknown, depth: number): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v) && !Object.is(v, -0);
+  if (typeof v !== 'object' || depth > 64) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (!(i in v) || !isPlainJson(v[i], depth + 1)) return false;
+    return true;
+  }
+  if (Object.getPrototypeOf(v) !== Object.prototype) return false;
+  for (const k in v) {
+    if (
+      !Object.hasOwn(v, k) ||
+      k === 'toJSON' ||
+      !isPlainJson((v as Record<string, unknown>)[k], depth + 1)
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /**

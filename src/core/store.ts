@@ -4,12 +4,19 @@
  * transition atomic, fenced by the token, and timed by its own clock.
  *
  * ```
- * ABSENT ──claim──▶ IN_PROGRESS {token, leaseUntil, fingerprint, attempt}
- * IN_PROGRESS ──complete(token)──▶ COMPLETED {outcome, expiresAt}
- * IN_PROGRESS ──release(token)───▶ ABSENT
+ * ABSENT ──claim──▶ IN_PROGRESS {token, leaseUntil, fingerprint, attempt, expiresAt}
+ * IN_PROGRESS ──complete(token)──▶ COMPLETED {outcome, expiresAt = now + ttl}
+ * IN_PROGRESS, attempt 1 ──release(token)──▶ ABSENT
+ * IN_PROGRESS, attempt > 1 ──release(token)──▶ IN_PROGRESS {token '', leaseUntil = now}
  * IN_PROGRESS, lease over, same fingerprint ──claim──▶ IN_PROGRESS {new token, attempt+1}
  * any record past expiresAt ──▶ ABSENT (claim overwrites it; purgeExpired deletes it)
  * ```
+ *
+ * An in-progress record is kept until leaseUntil + max(leaseMs, ttlMs): the claim sets
+ * expiresAt so, and renew moves expiresAt by exactly as much as it moves leaseUntil. A holder
+ * that dies therefore leaves its record for a full retention margin after its lease, and the
+ * next claim learns that the action may have run (attempt + 1, takeover) instead of starting
+ * again at attempt 1.
  *
  * Run `testStore()` from `idem/testing` against your own store to check it keeps the contract.
  *
@@ -23,11 +30,14 @@ export interface StoreRecord {
   state: 'in_progress' | 'completed';
   /** Fixed at claim time; '' when the caller gave no input. */
   fingerprint: string;
-  /** The fencing token of the current (or completing) holder. */
+  /**
+   * The fencing token of the current (or completing) holder; '' for an in-progress record
+   * whose holder released it after a takeover (nobody holds it, the next claim takes over).
+   */
   token: string;
   /** 1 for the first holder, +1 on every takeover of an expired lease. */
   attempt: number;
-  /** While in progress: when the holder's lease runs out. 0 once completed. */
+  /** While in progress: when the holder's lease runs out (or ran out). 0 once completed. */
   leaseUntil: number;
   /** When the record stops counting and the key is new again. */
   expiresAt: number;
@@ -42,11 +52,11 @@ export interface ClaimRequest {
   /** Lease length for the new holder. */
   leaseMs: number;
   /**
-   * Retention while in progress: an abandoned record is purgeable after
-   * max(leaseMs, ttlMs) even if nobody takes it over.
+   * Retention while in progress: the record is kept until leaseUntil + max(leaseMs, ttlMs)
+   * (a takeover never shortens it), then it is purgeable even if nobody took it over.
    */
   ttlMs: number;
-  /** A fresh, unique fencing token chosen by the caller. */
+  /** A fresh, unique, non-empty fencing token chosen by the caller ('' marks a released record). */
   token: string;
 }
 
@@ -77,9 +87,10 @@ export interface Store {
   /** A short name for logs and metrics: 'memory', 'sqlite', 'postgres', 'redis'. */
   readonly name: string;
   /**
-   * Take the key when it is absent or expired, or when it is in progress with an expired
-   * lease and the same fingerprint (a takeover: attempt + 1). Otherwise return the record.
-   * Never overwrites a live record with another fingerprint.
+   * Take the key when it is absent or expired (attempt 1), or when it is in progress with an
+   * expired lease and the same fingerprint (a takeover: attempt + 1). Otherwise return the
+   * record. Never overwrites a live record with another fingerprint. Sets expiresAt to
+   * leaseUntil + max(leaseMs, ttlMs); a takeover keeps the old expiresAt when that is later.
    */
   claim(req: ClaimRequest): Promise<ClaimResult>;
   /**
@@ -88,11 +99,21 @@ export interface Store {
    * another holder took over or the record is gone.
    */
   complete(id: string, token: string, outcome: string, ttlMs: number): Promise<boolean>;
-  /** Delete the in-progress record, only if `token` still holds it. False otherwise. */
+  /**
+   * Give up the in-progress record, only if `token` still holds it; false otherwise. On
+   * attempt 1 the record is deleted and the key is new again: only the releasing holder ran
+   * the action, and it knows how that ended. On a later attempt an earlier holder's lease ended mid-action, so the
+   * effect may have happened: the record stays in progress with its lease ended (leaseUntil =
+   * now, token '', expiresAt unchanged) and the next same-fingerprint claim is a takeover with
+   * attempt + 1. Another fingerprint still finds the record until it expires. Either way,
+   * subscribers are notified.
+   */
   release(id: string, token: string): Promise<boolean>;
   /**
-   * Extend the lease to now + leaseMs, only if `token` still holds the in-progress record.
-   * Answers the new leaseUntil, or undefined when the lease was lost.
+   * Set the lease to now + leaseMs, only if `token` still holds the in-progress record, and
+   * move expiresAt by the same amount (expiresAt + newLeaseUntil − leaseUntil), so the
+   * retention margin after the lease stays what the claim made it. Answers the new
+   * leaseUntil, or undefined when the lease was lost.
    */
   renew(id: string, token: string, leaseMs: number): Promise<number | undefined>;
   /** The record, or undefined when absent or expired. */
@@ -101,7 +122,9 @@ export interface Store {
   purgeExpired(limit: number): Promise<number>;
   /**
    * Optional: call `onChange` soon after the record `id` is completed or released, so
-   * waiters wake without polling. Returns an unsubscribe function.
+   * waiters wake without polling. Returns an unsubscribe function. The engine subscribes
+   * after a claim found the record held; a store may notify only for such records (Postgres
+   * does), and may take a moment to start listening. Polling remains the engine's fallback.
    */
   subscribe?(id: string, onChange: () => void): () => void;
   /** Optional: release connections and timers the store owns. */
