@@ -134,6 +134,61 @@ export function contractTests(env: SuiteEnv): void {
     expect((await s.get(r.id))?.outcome).toBe('winner');
   });
 
+  it('in progress, the record is kept until leaseUntil + max(lease, ttl), and renew keeps that margin', async () => {
+    const s = env.store();
+    for (const [leaseMs, ttlMs] of [
+      [lease, 50],
+      [lease, DAY],
+    ] as const) {
+      const r = req({ leaseMs, ttlMs });
+      const c = await claimOk(s, r);
+      const margin = Math.max(leaseMs, ttlMs);
+      expect(await s.get(r.id)).toMatchObject({ leaseUntil: c.leaseUntil, expiresAt: c.leaseUntil + margin });
+      const until = await s.renew(r.id, r.token, 60_000);
+      expect(until).toBeGreaterThan(c.leaseUntil);
+      expect(await s.get(r.id)).toMatchObject({ leaseUntil: until, expiresAt: until! + margin });
+    }
+  });
+
+  it('a holder that stops with ttl <= lease is still taken over after its lease: attempt 2, takeover', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease, ttlMs: 50 });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    expect(await claimOk(s, { ...r, token: uid('t') })).toMatchObject({ attempt: 2, takeover: true });
+  });
+
+  it('a release after a takeover keeps the record: the next claim is a takeover with attempt + 1', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    const t2 = uid('t');
+    expect(await claimOk(s, { ...r, token: t2 })).toMatchObject({ attempt: 2, takeover: true });
+    expect(await s.release(r.id, r.token)).toBe(false);
+    expect(await s.release(r.id, t2)).toBe(true);
+    expect(await s.get(r.id)).toMatchObject({
+      state: 'in_progress',
+      fingerprint: 'fp-a',
+      attempt: 2,
+      token: '',
+    });
+    // released means no holder: the token that released can no longer act on the record
+    expect(await s.release(r.id, t2)).toBe(false);
+    expect(await s.renew(r.id, t2, 30_000)).toBeUndefined();
+    expect(await s.complete(r.id, t2, 'late', DAY)).toBe(false);
+    const other = await s.claim({ ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(other.status).toBe('existing');
+    if (other.status === 'existing') {
+      expect(other.record).toMatchObject({ state: 'in_progress', fingerprint: 'fp-a', attempt: 2 });
+      expect(other.record.leaseUntil).toBeLessThanOrEqual(other.now);
+    }
+    const t3 = uid('t');
+    expect(await claimOk(s, { ...r, token: t3 })).toMatchObject({ attempt: 3, takeover: true });
+    expect(await s.complete(r.id, t3, 'third', DAY)).toBe(true);
+    expect(await s.get(r.id)).toMatchObject({ state: 'completed', attempt: 3, outcome: 'third' });
+  });
+
   it('an expired lease is not taken over by another fingerprint', async () => {
     const s = env.store();
     const r = req({ leaseMs: lease });
@@ -172,6 +227,47 @@ export function contractTests(env: SuiteEnv): void {
     for (let i = 0; i < 100 && (await s.purgeExpired(2)) > 0; i++);
     for (const r of expired) expect(await s.get(r.id)).toBeUndefined();
     expect((await s.get(live.id))?.outcome).toBe('keep');
+  });
+
+  it('subscribe wakes a waiter on complete, on release, and on a release after a takeover', async ({
+    skip,
+  }) => {
+    const s = env.store();
+    if (!s.subscribe) return skip('the store has no subscribe: waiters poll');
+    // Like the engine: a claim finds the holder, then subscribes (some stores only notify
+    // records a claim found held), then the holder ends its turn.
+    const woken = async (r: ClaimRequest, end: () => Promise<boolean>) => {
+      expect((await s.claim({ ...r, token: uid('t') })).status).toBe('existing');
+      let fired = false;
+      const off = s.subscribe!(r.id, () => {
+        fired = true;
+      });
+      try {
+        await sleep(500); // a subscription may take a moment to start listening
+        expect(await end()).toBe(true);
+        const ended = Date.now();
+        while (!fired && Date.now() - ended < 1_000) await sleep(10);
+        return fired;
+      } finally {
+        off();
+      }
+    };
+    const completed = req();
+    await claimOk(s, completed);
+    const released = req();
+    await claimOk(s, released);
+    const retaken = req({ leaseMs: lease });
+    await claimOk(s, retaken);
+    await sleep(lease + 100);
+    const t2 = uid('t');
+    expect(await claimOk(s, { ...retaken, token: t2 })).toMatchObject({ attempt: 2 });
+    expect(
+      await Promise.all([
+        woken(completed, () => s.complete(completed.id, completed.token, 'done', DAY)),
+        woken(released, () => s.release(released.id, released.token)),
+        woken(retaken, () => s.release(retaken.id, t2)),
+      ]),
+    ).toEqual([true, true, true]);
   });
 
   it('50 concurrent claims on one key: exactly one acquires', async () => {

@@ -48,6 +48,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       }
       const attempt = r ? r.attempt + 1 : 1;
       const leaseUntil = t + req.leaseMs;
+      const keep = leaseUntil + Math.max(req.leaseMs, req.ttlMs);
       records.set(req.id, {
         id: req.id,
         state: 'in_progress',
@@ -55,7 +56,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         token: req.token,
         attempt,
         leaseUntil,
-        expiresAt: Math.max(r?.expiresAt ?? 0, t + Math.max(req.leaseMs, req.ttlMs)),
+        expiresAt: Math.max(r?.expiresAt ?? 0, keep),
       });
       return { status: 'acquired', attempt, leaseUntil, takeover: r !== undefined };
     },
@@ -71,8 +72,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async release(id, token) {
-      if (!holder(id, token, now())) return false;
-      records.delete(id);
+      const t = now();
+      const r = holder(id, token, t);
+      if (!r) return false;
+      // After a takeover an earlier attempt may have run: keep the record for the next claim.
+      if (r.attempt === 1) records.delete(id);
+      else records.set(id, { ...r, token: '', leaseUntil: t });
       notify(id);
       return true;
     },
@@ -81,9 +86,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const t = now();
       const r = holder(id, token, t);
       if (!r) return undefined;
-      r.leaseUntil = t + leaseMs;
-      r.expiresAt = Math.max(r.expiresAt, r.leaseUntil);
-      return r.leaseUntil;
+      const leaseUntil = t + leaseMs;
+      r.expiresAt += leaseUntil - r.leaseUntil; // the margin after the lease stays the same
+      r.leaseUntil = leaseUntil;
+      return leaseUntil;
     },
 
     async get(id) {

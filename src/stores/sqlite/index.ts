@@ -86,8 +86,9 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
           ) {
             return { status: 'existing', record: toRecord(row), now: t };
           }
-          const keep = t + Math.max(req.leaseMs, req.ttlMs);
-          const won = st.claim.get(req.id, req.fingerprint, req.token, t + req.leaseMs, keep, t) as
+          const leaseUntil = t + req.leaseMs;
+          const keep = leaseUntil + Math.max(req.leaseMs, req.ttlMs);
+          const won = st.claim.get(req.id, req.fingerprint, req.token, leaseUntil, keep, t) as
             | { attempt: number; token: string; lease_until: number }
             | undefined;
           if (won?.token === req.token) {
@@ -109,13 +110,19 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
         return st.completedBy.get(id, token, t) !== undefined;
       }),
 
-    release: (id, token) => guard(() => st.release.run(id, token, Date.now()).changes === 1),
+    // The attempt of a token never changes, so the two statements cannot both match.
+    release: (id, token) =>
+      guard(() => {
+        const t = Date.now();
+        if (st.release.run(id, token, t).changes === 1) return true;
+        return st.releaseTakeover.run(t, id, token).changes === 1;
+      }),
 
     renew: (id, token, leaseMs) =>
       guard(() => {
         const t = Date.now();
         const until = t + leaseMs;
-        return st.renew.run(until, until, id, token, t).changes === 1 ? until : undefined;
+        return st.renew.run(until, id, token, t).changes === 1 ? until : undefined;
       }),
 
     get: (id) =>

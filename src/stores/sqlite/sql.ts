@@ -35,6 +35,7 @@ export function sqliteStatements(table: string) {
     /**
      * (id, fingerprint, token, leaseUntil, keepUntil, now): insert, replace an expired record
      * (attempt 1), or take over an expired lease with the same fingerprint (attempt + 1).
+     * keepUntil is leaseUntil + max(lease, ttl); a takeover keeps a later expires_at.
      */
     claim: `INSERT INTO ${table} AS r (id, state, fingerprint, token, attempt, lease_until, expires_at, outcome)
       VALUES (?1, 1, ?2, ?3, 1, ?4, ?5, NULL)
@@ -55,11 +56,17 @@ export function sqliteStatements(table: string) {
       WHERE id = ? AND token = ? AND state = 1 AND expires_at > ?`,
     /** (id, token, now): was it already completed by this token? */
     completedBy: `SELECT 1 AS yes FROM ${table} WHERE id = ? AND token = ? AND state = 2 AND expires_at > ?`,
-    /** (id, token, now) */
-    release: `DELETE FROM ${table} WHERE id = ? AND token = ? AND state = 1 AND expires_at > ?`,
-    /** (leaseUntil, leaseUntil, id, token, now) */
-    renew: `UPDATE ${table} SET lease_until = ?, expires_at = max(expires_at, ?)
-      WHERE id = ? AND token = ? AND state = 1 AND expires_at > ?`,
+    /** (id, token, now): the holder of attempt 1 gives the key up. */
+    release: `DELETE FROM ${table} WHERE id = ? AND token = ? AND state = 1 AND expires_at > ? AND attempt = 1`,
+    /**
+     * (now, id, token): the holder of a later attempt gives up its lease; the record stays, so
+     * the next claim is a takeover (an earlier attempt may have run).
+     */
+    releaseTakeover: `UPDATE ${table} SET token = '', lease_until = ?1
+      WHERE id = ?2 AND token = ?3 AND state = 1 AND expires_at > ?1 AND attempt > 1`,
+    /** (leaseUntil, id, token, now): expires_at moves with the lease, keeping its margin. */
+    renew: `UPDATE ${table} SET lease_until = ?1, expires_at = expires_at + (?1 - lease_until)
+      WHERE id = ?2 AND token = ?3 AND state = 1 AND expires_at > ?4`,
     /** (now, limit) */
     purge: `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE expires_at <= ? LIMIT ?)`,
   };
