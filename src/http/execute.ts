@@ -90,7 +90,7 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
           bodiless = response;
           return toOutcome(response, new Uint8Array(0));
         }
-        const { client, collected } = teeResponse(response, done);
+        const { client, collected } = teeResponse(response, done, cfg.maxStoredBodyBytes);
         handed = client;
         live(client);
         const c = await collected;
@@ -101,7 +101,7 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
           );
           return incomplete();
         }
-        return toOutcome(response, c.body);
+        return toOutcome(response, c.omitted ? undefined : c.body);
       },
       {
         ...cfg.run,
@@ -185,9 +185,10 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
     return marked;
   }
 
-  function toOutcome(response: Response, body: Uint8Array): HttpOutcome {
+  /** The stored form of `response`; `body` undefined (or over the limit) stores it body-omitted. */
+  function toOutcome(response: Response, body: Uint8Array | undefined): HttpOutcome {
     const headers = storableHeaders(response.headers, cfg.replayHeaders);
-    if (body.byteLength > cfg.maxStoredBodyBytes) {
+    if (body === undefined || body.byteLength > cfg.maxStoredBodyBytes) {
       return { status: response.status, headers, body: new Uint8Array(0), bodyOmitted: true };
     }
     return { status: response.status, headers, body: ownBytes(body) };

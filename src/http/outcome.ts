@@ -51,37 +51,63 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
   return tight ? bytes : new Uint8Array(bytes);
 }
 
-/** What a tee collected: the whole body, or the error that ended it early. */
-export type Collected = { ok: true; body: Uint8Array } | { ok: false; error: unknown };
+/**
+ * What a tee collected: the whole body (`omitted` when it passed the limit and was dropped,
+ * `bytes` counting it all the same), or the error that ended it early.
+ */
+export type Collected =
+  | { ok: true; body: Uint8Array; bytes: number; omitted?: boolean }
+  | { ok: false; error: unknown };
+
+/** How far the handler's body may run ahead of a client that reads slowly. */
+const CLIENT_BUFFER_BYTES = 64 * 1024;
 
 /**
- * Streams `response` to a client while collecting its bytes for the store. The client's
- * stream stays open after the last chunk until `holdCloseUntil` settles, so a client that
- * finishes reading and retries at once finds the outcome already stored. A client that goes
- * away does not stop the collection: the handler's response is read to the end and stored.
+ * Streams `response` to a client while collecting its bytes for the store. The handler's body
+ * is read only as fast as the client reads, with 64 KiB of slack (a slow client slows the
+ * handler instead of being buffered for); the client must read or cancel the body.
+ * Past `maxBytes` the collected bytes are dropped and the body keeps streaming, only counted:
+ * the result is `omitted`, and memory stays at one limit's worth whatever the body's size.
+ * The client's stream stays open after the last chunk until `holdCloseUntil` settles, so a
+ * client that finishes reading and retries at once finds the outcome already stored. A client
+ * that goes away does not stop the collection: the handler's response is read to the end.
  *
  * @example
- * const { client, collected } = teeResponse(upstream, stored);
- * respond(client); const c = await collected;
+ * const { client, collected } = teeResponse(upstream, stored, 2 * 1024 * 1024);
+ * respond(client); const c = await collected; // c.omitted when over 2 MiB
  */
 export function teeResponse(
   response: Response,
   holdCloseUntil: Promise<unknown>,
+  maxBytes = Number.POSITIVE_INFINITY,
 ): { client: Response; collected: Promise<Collected> } {
   const source = response.body;
   if (source === null) {
-    return { client: response, collected: Promise.resolve({ ok: true, body: new Uint8Array(0) }) };
+    return {
+      client: response,
+      collected: Promise.resolve({ ok: true, body: new Uint8Array(0), bytes: 0 }),
+    };
   }
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let open = true;
-  const stream = new ReadableStream<Uint8Array>({
-    start: (c) => {
-      controller = c;
+  let resume: (() => void) | undefined;
+  const wake = () => {
+    resume?.();
+    resume = undefined;
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start: (c) => {
+        controller = c;
+      },
+      pull: wake,
+      cancel: () => {
+        open = false;
+        wake();
+      },
     },
-    cancel: () => {
-      open = false;
-    },
-  });
+    new ByteLengthQueuingStrategy({ highWaterMark: CLIENT_BUFFER_BYTES }),
+  );
   const forward = (fn: () => void) => {
     if (!open) return;
     try {
@@ -90,17 +116,24 @@ export function teeResponse(
       open = false;
     }
   };
+  /** Waits while the client's queue holds a buffer's worth (and the client is still there). */
+  const backpressure = () =>
+    open && (controller.desiredSize ?? 1) <= 0
+      ? new Promise<void>((resolve) => (resume = resolve))
+      : undefined;
   const collected = (async (): Promise<Collected> => {
     const reader = source.getReader();
-    const chunks: Uint8Array[] = [];
+    let chunks: Uint8Array[] | undefined = [];
     let size = 0;
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        chunks.push(value);
         size += value.byteLength;
+        if (chunks && size > maxBytes) chunks = undefined; // over the limit: stop collecting
+        chunks?.push(value);
         forward(() => controller.enqueue(value));
+        await backpressure();
       }
     } catch (error) {
       forward(() => controller.error(error));
@@ -108,7 +141,8 @@ export function teeResponse(
     }
     const close = () => forward(() => controller.close());
     holdCloseUntil.then(close, close);
-    return { ok: true, body: ownBytes(concatBytes(chunks, size)) };
+    if (!chunks) return { ok: true, body: new Uint8Array(0), bytes: size, omitted: true };
+    return { ok: true, body: ownBytes(concatBytes(chunks, size)), bytes: size };
   })();
   const client = new Response(stream, {
     status: response.status,

@@ -11,6 +11,7 @@ import {
   replayAllowList,
   replayResponse,
   storableHeaders,
+  teeResponse,
 } from 'idem/http';
 import { describe, expect, it } from 'vitest';
 import { bodyStream } from './harness.ts';
@@ -196,6 +197,37 @@ describe('headers, policy, problems, replay', () => {
     expect(replayResponse({ status: 304, headers: [], body: new Uint8Array() }).body).toBeNull();
   });
 
+  it('teeResponse collects up to maxBytes, then only counts: the result is omitted', async () => {
+    const source = () => new Response(bodyStream('x'.repeat(5000)));
+    const within = teeResponse(source(), Promise.resolve(), 5000);
+    expect(await within.client.text()).toHaveLength(5000);
+    expect(await within.collected).toMatchObject({ ok: true, bytes: 5000 });
+    expect(((await within.collected) as { body: Uint8Array }).body.byteLength).toBe(5000);
+    const over = teeResponse(source(), Promise.resolve(), 4999);
+    expect(await over.client.text()).toHaveLength(5000);
+    const c = await over.collected;
+    expect(c).toMatchObject({ ok: true, bytes: 5000, omitted: true });
+    expect((c as { body: Uint8Array }).body.byteLength).toBe(0);
+  });
+
+  it('teeResponse pulls from the handler only as fast as the client reads', async () => {
+    let pulled = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull(c) {
+        pulled++;
+        c.enqueue(new Uint8Array(4096));
+        if (pulled === 100) c.close();
+      },
+    });
+    const { client, collected } = teeResponse(new Response(source), Promise.resolve());
+    const reader = client.body!.getReader();
+    await reader.read();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(pulled).toBeLessThan(25); // 64 KiB of slack, not the whole 400 KiB
+    await reader.cancel(); // a client that goes away: the rest is read and collected anyway
+    expect(await collected).toMatchObject({ ok: true, bytes: 100 * 4096 });
+  });
+
   it('isJsonContentType', () => {
     expect(isJsonContentType('application/json')).toBe(true);
     expect(isJsonContentType('Application/JSON; charset=utf-8')).toBe(true);
@@ -216,7 +248,7 @@ describe('body limits and scope', () => {
       },
     });
     await expect(readLimited(stream, 4096)).rejects.toThrow(/over the limit of 4096 bytes/);
-    expect(pulled).toBeLessThan(10);
+    expect(pulled).toBeLessThan(25); // 64 KiB of slack, not the whole 400 KiB
     expect((await readLimited(bodyStream('hello'), 5)).byteLength).toBe(5);
   });
 
