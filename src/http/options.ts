@@ -45,7 +45,10 @@ export interface IdempotencyOptions {
   fingerprintHeaders?: readonly string[];
   /** JSON body fields left out of the fingerprint, as dot paths (`'meta.traceId'`, `'items.*.ts'`). */
   excludeFields?: readonly string[];
-  /** The caller's identity, part of the record id. Default: a hash of the request's credentials. */
+  /**
+   * The caller's identity, part of the record id. Default: a hash of the request's credentials;
+   * requests without credentials all share the `anonymous` scope (idem warns once).
+   */
   scope?: ScopeFn;
   /** Use one namespace for every caller (no scope). Logs a warning once. */
   dangerouslyAllowGlobalKeys?: boolean;

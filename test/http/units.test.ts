@@ -14,7 +14,7 @@ import {
   teeResponse,
 } from 'idem/http';
 import { describe, expect, it } from 'vitest';
-import { bodyStream } from './harness.ts';
+import { bodyStream, recordingLogger } from './harness.ts';
 
 describe('parseIdempotencyKey', () => {
   it.each([
@@ -259,6 +259,39 @@ describe('body limits and scope', () => {
     expect(a[0]).toMatch(/^cred:[0-9a-f]{64}$/);
     expect(a).not.toEqual(b);
     expect(credentialScope(new Request('http://x'))).toEqual(['anonymous']);
+  });
+
+  it('warns once that callers without credentials share one namespace; not for a custom scope', async () => {
+    const keyed = (headers: Record<string, string> = {}) =>
+      new Request('http://x/a', { method: 'POST', headers: { 'idempotency-key': 'k', ...headers } });
+    const logger = recordingLogger();
+    const core = createHttpIdempotency({ idem: createIdem({ store: memoryStore() }), logger });
+    await core.prepare(new Request('http://x/a', { method: 'POST' })); // no key: not served under one
+    await core.prepare(keyed({ authorization: 'Bearer t' }));
+    expect(logger.lines).toEqual([]);
+    await core.prepare(keyed());
+    await core.prepare(keyed());
+    const warnings = logger.lines.filter((l) => l.includes('without credentials'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/share one namespace/);
+    expect(warnings[0]).toMatch(/scope:/);
+    const scoped = recordingLogger();
+    const custom = createHttpIdempotency({
+      idem: createIdem({ store: memoryStore() }),
+      scope: () => 'tenant-1',
+      logger: scoped,
+    });
+    await custom.prepare(keyed());
+    expect(scoped.lines).toEqual([]);
+  });
+
+  it('a scope() answering non-strings is an InvalidOptionError', async () => {
+    const core = createHttpIdempotency({
+      idem: createIdem({ store: memoryStore() }),
+      scope: () => [42] as unknown as string[],
+    });
+    const req = new Request('http://x/a', { method: 'POST', headers: { 'idempotency-key': 'k' } });
+    await expect(core.prepare(req)).rejects.toBeInstanceOf(InvalidOptionError);
   });
 });
 
