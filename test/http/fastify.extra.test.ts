@@ -32,6 +32,21 @@ describe('fastify specifics', () => {
     await f.close();
   });
 
+  it('a 205 reply with a payload is sent and replayed without a body', async () => {
+    const f = await app();
+    let calls = 0;
+    f.post('/reset', async (_req, reply) => reply.code(205).send({ calls: ++calls }));
+    const first = await f.inject(keyed('/reset', 'r'));
+    expect(first.statusCode).toBe(205);
+    expect(first.body).toBe('');
+    const again = await f.inject(keyed('/reset', 'r'));
+    expect(again.statusCode).toBe(205);
+    expect(again.body).toBe('');
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(calls).toBe(1);
+    await f.close();
+  });
+
   it('schema validation errors happen before the claim and are never stored', async () => {
     const f = await app();
     let calls = 0;

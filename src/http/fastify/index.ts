@@ -29,6 +29,7 @@ import {
 } from '../core.ts';
 import { readNodeBody, webRequestOf } from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
+import { NULL_BODY_STATUSES } from '../outcome.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -219,7 +220,7 @@ function capture(reply: FastifyReply, payload: unknown): Response {
     if (value === undefined || headers.has(name)) continue;
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, String(v));
   }
-  const bodiless = body === null || status === 204 || status === 304;
+  const bodiless = body === null || NULL_BODY_STATUSES.has(status);
   return new Response(bodiless ? null : (body as ConstructorParameters<typeof Response>[0]), {
     status,
     headers,
