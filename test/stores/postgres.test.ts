@@ -82,8 +82,11 @@ describe.skipIf(!up)('postgres store', () => {
         outcome_escaped: 'boolean',
         awaited: 'boolean',
       });
-      const versions = await admin.query(`SELECT version FROM "${schema}".idem_records_version`);
-      expect(versions.rows).toEqual([{ version: SCHEMA_VERSION }]);
+      const versions = await admin.query(
+        `SELECT version FROM "${schema}".idem_records_version ORDER BY version`,
+      );
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(SCHEMA_VERSION).toBe(2);
       const idx = await admin.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1`, [schema]);
       expect(idx.rows.map((r) => r.indexname).sort()).toEqual([
         'idem_records_expires_at',
@@ -101,8 +104,10 @@ describe.skipIf(!up)('postgres store', () => {
         await Promise.all(stores.map((s) => s.ready()));
         const results = await Promise.all(stores.map((s) => s.claim(req({ id: 'same' }))));
         expect(results.filter((r) => r.status === 'acquired')).toHaveLength(1);
-        const versions = await admin.query(`SELECT version FROM "${fresh}".idem_records_version`);
-        expect(versions.rows).toEqual([{ version: SCHEMA_VERSION }]);
+        const versions = await admin.query(
+          `SELECT max(version) AS v, count(*)::int AS n FROM "${fresh}".idem_records_version`,
+        );
+        expect(versions.rows).toEqual([{ v: SCHEMA_VERSION, n: SCHEMA_VERSION }]);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
         await dropSchema(admin, fresh);
@@ -135,6 +140,38 @@ describe.skipIf(!up)('postgres store', () => {
         await admin.query('RESET ROLE');
         await admin.query(`DROP OWNED BY ${role}`);
         await admin.query(`DROP ROLE ${role}`);
+      }
+    });
+
+    it('upgrades a version 1 schema: migration 2 replaces the claim function, records stay', async () => {
+      const fresh = uniqueName('idem_pg_v1');
+      const s1 = postgresStore({ connectionString: PG_URL, schema: fresh });
+      const kept = req();
+      await s1.claim(kept);
+      await s1.complete(kept.id, kept.token, 'kept', DAY);
+      await s1.close();
+      // back to version 1, with a claim function that is not this version's
+      await admin.query(`DELETE FROM "${fresh}".idem_records_version WHERE version = 2`);
+      await admin.query(`CREATE OR REPLACE FUNCTION "${fresh}".idem_records_claim(
+          p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint)
+        RETURNS TABLE (acquired boolean, state text, fingerprint text, token text, attempt integer,
+          lease_until bigint, expires_at bigint, outcome text, outcome_escaped boolean, now_ms bigint)
+        LANGUAGE plpgsql AS $fn$ BEGIN RAISE EXCEPTION 'the version 1 function ran'; END $fn$`);
+      const s2 = postgresStore({ connectionString: PG_URL, schema: fresh });
+      try {
+        const r = req({ leaseMs: 5_000, ttlMs: 1_000 });
+        expect(await s2.claim(r)).toMatchObject({ status: 'acquired', attempt: 1 });
+        const stored = (await admin.query(`SELECT * FROM "${fresh}".idem_records WHERE id = $1`, [r.id]))
+          .rows[0];
+        expect(Number(stored.expires_at) - Number(stored.lease_until)).toBe(5_000);
+        expect((await s2.get(kept.id))?.outcome).toBe('kept');
+        const versions = await admin.query(
+          `SELECT version FROM "${fresh}".idem_records_version ORDER BY version`,
+        );
+        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
+      } finally {
+        await s2.close();
+        await dropSchema(admin, fresh);
       }
     });
 
@@ -178,14 +215,15 @@ describe.skipIf(!up)('postgres store', () => {
       expect(c.leaseUntil).toBeLessThanOrEqual(after + 10_000);
       const stored = await row(r.id);
       expect(stored).toMatchObject({ state: 'in_progress', token: r.token, attempt: 1, outcome: null });
-      expect(Number(stored.expires_at) - Number(stored.lease_until)).toBe(50_000);
+      expect(Number(stored.expires_at) - Number(stored.lease_until)).toBe(60_000);
     });
 
-    it('retention while in progress is max(lease, ttl)', async () => {
+    it('retention while in progress runs max(lease, ttl) past the lease end, also when ttl <= lease', async () => {
       const r = req({ leaseMs: 5_000, ttlMs: 1_000 });
       const c = await store.claim(r);
       const stored = await row(r.id);
-      expect(c.status === 'acquired' && Number(stored.expires_at)).toBe(Number(stored.lease_until));
+      expect(c.status === 'acquired' && c.leaseUntil).toBe(Number(stored.lease_until));
+      expect(Number(stored.expires_at) - Number(stored.lease_until)).toBe(5_000);
     });
 
     it('an existing record comes back with the database time, and the claim writes nothing', async () => {
@@ -222,7 +260,7 @@ describe.skipIf(!up)('postgres store', () => {
       expect(await store.complete(r.id, r.token, 'zombie', DAY)).toBe(false);
       await sleep(250);
       expect(await store.claim({ ...r, token: randomUUID() })).toMatchObject({ attempt: 3, takeover: true });
-      await sleep(700); // past retention: the record is expired, not taken over
+      await sleep(1000); // past retention (lease end + 600 ms): the record is expired, not taken over
       expect(await store.get(r.id)).toBeUndefined();
       expect(await store.claim({ ...r, fingerprint: 'other', token: randomUUID() })).toMatchObject({
         status: 'acquired',
@@ -246,7 +284,7 @@ describe.skipIf(!up)('postgres store', () => {
       expect(await store.complete('absent', r.token, 'x', DAY)).toBe(false);
     });
 
-    it('release: fenced, deletes the row, never a completed one', async () => {
+    it('release: fenced, deletes the row of attempt 1, never a completed one', async () => {
       const r = req();
       await store.claim(r);
       expect(await store.release(r.id, randomUUID())).toBe(false);
@@ -259,20 +297,40 @@ describe.skipIf(!up)('postgres store', () => {
       expect(await store.release(done.id, done.token)).toBe(false);
     });
 
-    it('renew: now + lease on the database clock, fenced, never shortens retention', async () => {
+    it('release after a takeover keeps the row: no token, lease ended now, retention unchanged', async () => {
+      const r = req({ leaseMs: 100 });
+      await store.claim(r);
+      await sleep(150);
+      const t2 = randomUUID();
+      expect(await store.claim({ ...r, token: t2 })).toMatchObject({ attempt: 2, takeover: true });
+      const before = await row(r.id);
+      const at = await dbNow();
+      expect(await store.release(r.id, t2)).toBe(true);
+      const after = await row(r.id);
+      expect(after).toMatchObject({
+        state: 'in_progress',
+        token: '',
+        attempt: 2,
+        expires_at: before.expires_at,
+      });
+      expect(Number(after.lease_until)).toBeGreaterThanOrEqual(at);
+      expect(Number(after.lease_until)).toBeLessThanOrEqual(await dbNow());
+      expect(await store.release(r.id, t2)).toBe(false);
+    });
+
+    it('renew: now + lease on the database clock, fenced, retention moves with the lease', async () => {
       const r = req({ leaseMs: 1_000, ttlMs: DAY });
       await store.claim(r);
-      const expires = Number((await row(r.id)).expires_at);
       expect(await store.renew(r.id, randomUUID(), 5_000)).toBeUndefined();
       const before = await dbNow();
       const until = await store.renew(r.id, r.token, 5_000);
       expect(until).toBeGreaterThanOrEqual(before + 5_000);
       expect(until).toBeLessThan(before + 6_000);
-      expect(Number((await row(r.id)).expires_at)).toBe(expires);
+      expect(Number((await row(r.id)).expires_at)).toBe(until! + DAY);
       const short = req({ leaseMs: 100, ttlMs: 100 });
       await store.claim(short);
       const u2 = await store.renew(short.id, short.token, 60_000);
-      expect(Number((await row(short.id)).expires_at)).toBe(u2);
+      expect(Number((await row(short.id)).expires_at)).toBe(u2! + 100);
     });
 
     it('get: undefined when absent or expired', async () => {
@@ -280,7 +338,7 @@ describe.skipIf(!up)('postgres store', () => {
       const r = req({ leaseMs: 100, ttlMs: 100 });
       await store.claim(r);
       expect((await store.get(r.id))?.state).toBe('in_progress');
-      await sleep(150);
+      await sleep(250); // lease end + max(lease, ttl)
       expect(await store.get(r.id)).toBeUndefined();
       expect(await row(r.id)).toBeDefined(); // still there until purged
     });

@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { loadPg, type PgPoolLike, withClient } from './connection.ts';
@@ -34,8 +35,8 @@ export interface PostgresStoreOptions {
   /** Size of the pool the store creates from `connectionString`. Default 10. */
   max?: number;
   /**
-   * Wake waiters with LISTEN/NOTIFY. Holds one connection of the pool while anyone has
-   * subscribed; set false for a pool of one connection. Default true.
+   * Wake waiters with LISTEN/NOTIFY. From the first `subscribe` until `close()` the store
+   * holds one connection of the pool; set false for a pool of one connection. Default true.
    */
   listen?: boolean;
 }
@@ -108,7 +109,12 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   const query = async (what: string, text: string, values: unknown[]) => {
     if (closed) throw new StoreUnavailableError('postgres store: the store is closed');
     const started = performance.now();
-    await within(ready(), o.timeout, what);
+    // the schema step of the first call counts against its deadline
+    await withDeadline(
+      ready(),
+      o.timeout,
+      () => new StoreUnavailableError(`postgres store: ${what} did not answer within ${o.timeout} ms`),
+    );
     const left = Math.max(1, Math.round(o.timeout - (performance.now() - started)));
     return withClient(await getPool(), left, what, (c) => c.query({ text, values }));
   };
@@ -224,18 +230,6 @@ function validate(options: PostgresStoreOptions) {
     listen: options.listen ?? true,
     connectionString: options.connectionString,
   };
-}
-
-/** Waits for `p` at most `ms`; the schema step of the first call counts against its deadline. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new StoreUnavailableError(`postgres store: ${what} did not answer within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** Durations go to bigint columns: whole, non-negative milliseconds. */

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { withDeadline } from '../../core/deadline.ts';
 import type { PgClientLike, PgPoolLike } from './connection.ts';
 
 export interface ListenerOptions {
@@ -33,6 +34,7 @@ const RECENT_MS = 2000;
 
 export function createListener(options: ListenerOptions): Listener {
   const { channel, timeoutMs } = options;
+  const noAnswer = () => new Error(`no answer within ${timeoutMs} ms`);
   const pingMs = options.pingMs ?? 30_000;
   const subs = new Map<string, Set<() => void>>();
   const recent = new Map<string, number>(); // id → when notified (monotonic ms)
@@ -84,11 +86,11 @@ export function createListener(options: ListenerOptions): Listener {
 
   const open = async () => {
     const pool = await options.pool();
-    const c = await withDeadline(pool.connect(), timeoutMs, (late) => late.release());
+    const c = await withDeadline(pool.connect(), timeoutMs, noAnswer, (late) => late.release());
     c.on('error', (err: Error) => drop(c, err));
     c.on('notification', onNotification);
     try {
-      await withDeadline(c.query({ text: `LISTEN "${channel}"` }), timeoutMs);
+      await withDeadline(c.query({ text: `LISTEN "${channel}"` }), timeoutMs, noAnswer);
     } catch (err) {
       c.release(err instanceof Error ? err : new Error(String(err)));
       throw err;
@@ -97,7 +99,7 @@ export function createListener(options: ListenerOptions): Listener {
     client = c;
     failures = 0;
     ping = setInterval(() => {
-      withDeadline(c.query({ text: 'SELECT 1' }), timeoutMs).catch((err: Error) => drop(c, err));
+      withDeadline(c.query({ text: 'SELECT 1' }), timeoutMs, noAnswer).catch((err: Error) => drop(c, err));
     }, pingMs);
     ping.unref?.();
     wakeAll();
@@ -138,26 +140,4 @@ export function createListener(options: ListenerOptions): Listener {
       recent.clear();
     },
   };
-}
-
-/** Rejects after `ms`; a value that arrives later is handed to `late` (to release it). */
-function withDeadline<T>(p: Promise<T>, ms: number, late?: (value: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let expired = false;
-    const timer = setTimeout(() => {
-      expired = true;
-      reject(new Error(`no answer within ${ms} ms`));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        if (expired) late?.(v);
-        else resolve(v);
-      },
-      (err) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }

@@ -29,8 +29,9 @@ export function migrations(schema: string, table: string): string[][] {
         outcome_escaped boolean NOT NULL DEFAULT false,
         awaited boolean NOT NULL DEFAULT false)`,
       `CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON ${t} (expires_at)`,
-      claimFunction(schema, table),
     ],
+    // 2: in-progress retention counts from the lease end (leaseUntil + max(lease, ttl))
+    [claimFunction(schema, table)],
   ];
 }
 
@@ -44,6 +45,7 @@ export function migrations(schema: string, table: string): string[][] {
  *    so records nobody waits on never send one).
  * 2. Otherwise upsert: insert, or overwrite when expired (attempt 1) or when the lease ran
  *    out with the same fingerprint (takeover: attempt + 1), re-checked under the row lock.
+ *    The record is kept until leaseUntil + max(lease, ttl); a takeover keeps a later expiry.
  * 3. The upsert lost to a concurrent claimer: go back to 1, which now sees its row.
  */
 function claimFunction(schema: string, table: string): string {
@@ -74,7 +76,8 @@ function claimFunction(schema: string, table: string): string {
         RETURN;
       END IF;
       INSERT INTO ${t} AS x (id, state, fingerprint, token, attempt, lease_until, expires_at)
-      VALUES (p_id, 'in_progress', p_fingerprint, p_token, 1, t + p_lease_ms, t + greatest(p_lease_ms, p_ttl_ms))
+      VALUES (p_id, 'in_progress', p_fingerprint, p_token, 1, t + p_lease_ms,
+        t + p_lease_ms + greatest(p_lease_ms, p_ttl_ms))
       ON CONFLICT (id) DO UPDATE SET
         state = 'in_progress',
         fingerprint = excluded.fingerprint,
@@ -123,17 +126,26 @@ export function statements(schema: string, table: string, channel: string) {
         RETURNING r.id, r.awaited)
       SELECT u.id, ${notify('u')} AS notified FROM u`,
 
-    // $1 id, $2 token
+    // $1 id, $2 token. Attempt 1 deletes the row. A later attempt keeps it in progress with
+    // the lease ended and no token, so the next claim is a takeover: an earlier attempt's
+    // lease ran out mid-action. The two branches exclude each other (a token's attempt is fixed).
     release: `WITH n AS (SELECT ${NOW_MS} AS t),
       d AS (
         DELETE FROM ${t} r USING n
         WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
-        RETURNING r.id, r.awaited)
-      SELECT d.id, ${notify('d')} AS notified FROM d`,
+          AND r.attempt = 1
+        RETURNING r.id, r.awaited),
+      u AS (
+        UPDATE ${t} r SET token = '', lease_until = n.t
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+          AND r.attempt > 1
+        RETURNING r.id, r.awaited),
+      x AS (SELECT * FROM d UNION ALL SELECT * FROM u)
+      SELECT x.id, ${notify('x')} AS notified FROM x`,
 
-    // $1 id, $2 token, $3 lease ms
+    // $1 id, $2 token, $3 lease ms. expires_at moves with the lease, keeping its margin.
     renew: `WITH n AS (SELECT ${NOW_MS} AS t)
-      UPDATE ${t} r SET lease_until = n.t + $3, expires_at = greatest(r.expires_at, n.t + $3)
+      UPDATE ${t} r SET lease_until = n.t + $3, expires_at = r.expires_at + (n.t + $3 - r.lease_until)
       FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
       RETURNING r.lease_until`,
 
