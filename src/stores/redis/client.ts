@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
 
 /**
@@ -93,11 +94,9 @@ export function whenReady(client: RedisClientLike, ms: number): Promise<void> {
     });
     pendingReady.set(client, ready);
   }
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new StoreUnavailableError(`redis is not connected (status "${client.status}") after ${ms} ms`));
-    }, ms);
-  });
-  return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
+  return withDeadline(
+    ready,
+    ms,
+    () => new StoreUnavailableError(`redis is not connected (status "${client.status}") after ${ms} ms`),
+  );
 }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
@@ -77,13 +78,6 @@ export function redisStore(options: RedisStoreOptions): Store {
   /** One script call within the deadline; every failure becomes StoreUnavailableError. */
   const call = async (name: keyof typeof SCRIPTS, id: string, ...args: (string | number)[]) => {
     if (closed) throw new StoreUnavailableError('the redis store is closed');
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`)),
-        commandTimeout,
-      );
-    });
     const start = performance.now();
     const run = async () => {
       const c = await client();
@@ -92,12 +86,14 @@ export function redisStore(options: RedisStoreOptions): Store {
       return fn.call(c, keyOf(id), ...args);
     };
     try {
-      return await Promise.race([run(), deadline]);
+      return await withDeadline(
+        run(),
+        commandTimeout,
+        () => new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`),
+      );
     } catch (e) {
       if (isIdemError(e)) throw e;
       throw new StoreUnavailableError(`redis ${name} failed: ${(e as Error)?.message ?? e}`, { cause: e });
-    } finally {
-      clearTimeout(timer);
     }
   };
   const keyOf = (id: string) => `${prefix}:{${id}}`;
@@ -160,12 +156,7 @@ export function redisStore(options: RedisStoreOptions): Store {
       const c = await connecting.catch(() => undefined);
       if (!c) return;
       // QUIT lets replies in flight arrive; a frozen server gets commandTimeout, then the socket closes.
-      let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise((resolve) => {
-        timer = setTimeout(resolve, commandTimeout);
-      });
-      await Promise.race([c.quit().catch(() => {}), waited]);
-      clearTimeout(timer);
+      await withDeadline(c.quit(), commandTimeout, () => new Error('quit timed out')).catch(() => {});
       c.disconnect();
     },
   };

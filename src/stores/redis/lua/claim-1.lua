@@ -7,7 +7,8 @@
   ARGV[1]  fingerprint
   ARGV[2]  fencing token of the new holder
   ARGV[3]  lease length, ms
-  ARGV[4]  retention while in progress, ms
+  ARGV[4]  retention while in progress, ms: the record is kept until
+           leaseUntil + max(lease, retention); a takeover keeps a later expiresAt
 
   Output
     acquired  {1, now, attempt, leaseUntil, takeover (0 | 1)}
@@ -31,7 +32,7 @@ end
 
 local lease = tonumber(ARGV[3])
 local leaseUntil = now + lease
-local expiresAt = math.max(floor, now + math.max(lease, tonumber(ARGV[4])))
+local expiresAt = math.max(floor, leaseUntil + math.max(lease, tonumber(ARGV[4])))
 if r[1] then rcall('DEL', key) end
 rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', string.format('%d', attempt),
   'l', string.format('%d', leaseUntil), 'e', string.format('%d', expiresAt))

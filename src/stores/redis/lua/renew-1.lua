@@ -1,6 +1,7 @@
 --[[
   Renew a lease: set leaseUntil to now + lease, only if the token still holds the
-  in-progress record. Retention grows to cover the new lease when it would end sooner.
+  in-progress record. expiresAt (and the key expiry) moves by as much as leaseUntil does, so
+  the retention margin after the lease stays what the claim made it.
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fencing token
@@ -16,13 +17,11 @@ local key = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local r = rcall('HMGET', key, 's', 't', 'e')
+local r = rcall('HMGET', key, 's', 't', 'e', 'l')
 if r[1] ~= 'p' or r[2] ~= ARGV[1] or tonumber(r[3]) <= now then return false end
 
 local leaseUntil = now + tonumber(ARGV[2])
-rcall('HSET', key, 'l', string.format('%d', leaseUntil))
-if leaseUntil > tonumber(r[3]) then
-  rcall('HSET', key, 'e', string.format('%d', leaseUntil))
-  rcall('PEXPIREAT', key, string.format('%d', leaseUntil))
-end
+local expiresAt = string.format('%d', tonumber(r[3]) + leaseUntil - tonumber(r[4]))
+rcall('HSET', key, 'l', string.format('%d', leaseUntil), 'e', expiresAt)
+rcall('PEXPIREAT', key, expiresAt)
 return leaseUntil
