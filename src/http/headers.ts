@@ -25,13 +25,15 @@ export const DEFAULT_REPLAY_HEADERS: readonly string[] = [
   'request-id',
 ];
 
-/** Never stored, never replayed: per-response, per-connection or per-moment headers. */
-const NEVER = new Set([
-  'set-cookie',
-  'set-cookie2',
-  'date',
-  'content-length',
-  'retry-after',
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `keep-alive`, `proxy-connection` and
+ * HTTP/2's `http2-settings`): they describe one connection and never cross a proxy, nor are
+ * they stored or replayed.
+ *
+ * @example
+ * HOP_BY_HOP.has('transfer-encoding') // true
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -41,6 +43,35 @@ const NEVER = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  'http2-settings',
+]);
+
+/**
+ * The header names a `Connection` header lists, lower-cased: hop-by-hop for that message only.
+ * Accepts a joined value, the repeated values Node gives, or nothing.
+ *
+ * @example
+ * connectionTokens('keep-alive, X-Trace') // Set { 'keep-alive', 'x-trace' }
+ */
+export function connectionTokens(value: string | readonly string[] | null | undefined): Set<string> {
+  if (value === null || value === undefined) return new Set();
+  const joined = typeof value === 'string' ? value : value.join(',');
+  return new Set(
+    joined
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+}
+
+/** Never stored, never replayed: per-connection, per-response or per-moment headers. */
+const NEVER = new Set([
+  ...HOP_BY_HOP,
+  'set-cookie',
+  'set-cookie2',
+  'date',
+  'content-length',
+  'retry-after',
   'idempotent-replayed',
   'idempotency-replayed',
   'idempotency-status',
@@ -50,7 +81,8 @@ const NEVER = new Set([
 const NEVER_PATTERNS = [/^x-ratelimit-/, /^ratelimit/, /^x-rate-limit-/, /^[a-z0-9-]+-ratelimit-/];
 
 /**
- * True for a header that must never be replayed (hop-by-hop, cookies, dates, rate limits).
+ * True for a header that must never be stored or replayed: every {@link HOP_BY_HOP} header,
+ * cookies, `date`, `content-length`, `retry-after`, idem's own markers and rate-limit headers.
  *
  * @example
  * isNeverReplayed('X-RateLimit-Remaining') // true
@@ -85,12 +117,7 @@ export function replayAllowList(extra: readonly string[] = []): ReadonlySet<stri
  * storableHeaders(response.headers, replayAllowList()) // [['content-type', 'application/json'], …]
  */
 export function storableHeaders(headers: Headers, allow: ReadonlySet<string>): [string, string][] {
-  const hopByHop = new Set(
-    (headers.get('connection') ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase())
-      .filter(Boolean),
-  );
+  const hopByHop = connectionTokens(headers.get('connection'));
   const out: [string, string][] = [];
   for (const [name, value] of headers) {
     if (allow.has(name) && !hopByHop.has(name) && !isNeverReplayed(name)) out.push([name, value]);

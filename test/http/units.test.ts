@@ -14,6 +14,7 @@ import {
   teeResponse,
 } from 'idem/http';
 import { describe, expect, it } from 'vitest';
+import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../../src/http/headers.ts';
 import { bodyStream, recordingLogger } from './harness.ts';
 
 describe('parseIdempotencyKey', () => {
@@ -147,6 +148,26 @@ describe('headers, policy, problems, replay', () => {
       ['location', '/a'],
       ['x-other', '1'],
     ]);
+  });
+
+  it('HOP_BY_HOP and connectionTokens: the sets the gateway shares; every hop-by-hop header is never replayed', () => {
+    for (const h of [
+      'connection',
+      'keep-alive',
+      'te',
+      'trailer',
+      'transfer-encoding',
+      'upgrade',
+      'http2-settings',
+    ]) {
+      expect(HOP_BY_HOP.has(h)).toBe(true);
+    }
+    for (const h of HOP_BY_HOP) expect(isNeverReplayed(h)).toBe(true);
+    expect(HOP_BY_HOP.has('content-type')).toBe(false);
+    expect(connectionTokens(' Keep-Alive ,X-Trace,, ')).toEqual(new Set(['keep-alive', 'x-trace']));
+    expect(connectionTokens(['close', 'X-A'])).toEqual(new Set(['close', 'x-a']));
+    expect(connectionTokens(undefined).size).toBe(0);
+    expect(connectionTokens(null).size).toBe(0);
   });
 
   it('replayAllowList refuses headers that must never be replayed', () => {
