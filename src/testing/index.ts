@@ -14,6 +14,7 @@
  * It checks the store contract directly (atomic claim, fencing, leases, retention), the
  * engine rules on top of it (replay, mismatch, waiting, takeover, failure policy, exact
  * outcomes), and, with `processStore`, real races between OS processes and a SIGKILLed holder.
+ * `raceProcesses()` runs a bigger race of your own size inside any test.
  *
  * @module
  */
@@ -22,6 +23,8 @@ import type { Store } from '../core/store.ts';
 import { contractTests } from './contract.ts';
 import { engineTests } from './engine.ts';
 import { processTests } from './processes.ts';
+
+export { type RaceOptions, type RaceReport, raceProcesses } from './processes.ts';
 
 /** Options of {@link testStore}. */
 export interface TestStoreOptions {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, expect, it } from 'vitest';
+import { withDeadline } from '../core/deadline.ts';
 import { createIdem } from '../core/engine.ts';
 import { InProgressError } from '../core/errors.ts';
 import { sleep, uid } from './contract.ts';
@@ -32,11 +33,109 @@ function startWorker(cfg: WorkerConfig): {
   return { child, lines, exit };
 }
 
-async function nextLine(lines: AsyncIterator<string>, what: string): Promise<string> {
-  const timeout = sleep(60_000).then(() => ({ done: true, value: undefined }));
-  const r = await Promise.race([lines.next(), timeout]);
+async function nextLine(lines: AsyncIterator<string>, what: string, ms = 60_000): Promise<string> {
+  const r = await withDeadline(
+    lines.next(),
+    ms,
+    () => new Error(`no ${what} from the worker within ${ms} ms`),
+  );
   if (r.done || r.value === undefined) throw new Error(`worker ended before ${what}`);
   return r.value;
+}
+
+/** Options of {@link raceProcesses}. */
+export interface RaceOptions {
+  /** The module (exporting `createStore(arg)`) and argument that build the store in each process. */
+  processStore: { module: string; arg?: unknown };
+  /** OS processes racing. */
+  processes: number;
+  /** Distinct keys; each process delivers every one of them `deliveries` times. */
+  keys: number;
+  deliveries: number;
+  /** Deliveries in flight at once inside each process. Default 8. */
+  concurrency?: number;
+  /** The engine's lease in each process, ms. Default 5000. */
+  leaseMs?: number;
+  /** How long the whole race may take, ms. Default 120 000. */
+  timeoutMs?: number;
+}
+
+/** What {@link raceProcesses} measured, once its checks passed. */
+export interface RaceReport {
+  /** processes × keys × deliveries. */
+  deliveries: number;
+  /** From the start signal to the last answer. */
+  elapsedMs: number;
+  /** Engine events summed over every process ('replayed' split into `_shared` / `_stored`). */
+  events: Record<string, number>;
+}
+
+/**
+ * Races `processes` OS processes on one store: each delivers every key `deliveries` times, in
+ * its own shuffled order, through `idem.run`. Checks, with vitest's `expect`, that every
+ * process ends cleanly, that the side-effect ledger (a file the actions append to) holds
+ * exactly one execution per key, and that every delivery of a key answered that execution's
+ * value. Call it inside a test.
+ *
+ * @example
+ * it('8 processes × 500 keys × 4 deliveries', async () => {
+ *   const report = await raceProcesses({ processStore, processes: 8, keys: 500, deliveries: 4 });
+ *   expect(report.events.wait).toBeGreaterThan(0);
+ * }, 180_000);
+ */
+export async function raceProcesses(options: RaceOptions): Promise<RaceReport> {
+  const { processes, deliveries, timeoutMs = 120_000 } = options;
+  const dir = mkdtempSync(join(tmpdir(), 'idem-race-'));
+  const workers: ReturnType<typeof startWorker>[] = [];
+  try {
+    const ledger = join(dir, 'ledger.log');
+    const keys = Array.from({ length: options.keys }, (_, i) => `race-${i}-${uid()}`);
+    const cfg: WorkerConfig = {
+      mode: 'race',
+      ...options.processStore,
+      ledger,
+      leaseMs: options.leaseMs ?? 5_000,
+      keys,
+      deliveries,
+      concurrency: options.concurrency ?? 8,
+    };
+    for (let i = 0; i < processes; i++) workers.push(startWorker(cfg));
+    for (const w of workers) expect(await nextLine(w.lines, 'READY')).toBe('READY');
+    const started = performance.now();
+    for (const w of workers) w.child.stdin!.write('GO\n');
+    const reports = await Promise.all(
+      workers.map(async (w) => JSON.parse(await nextLine(w.lines, 'results', timeoutMs)) as WorkerReport),
+    );
+    const elapsedMs = performance.now() - started;
+    expect(await Promise.all(workers.map((w) => w.exit))).toEqual(workers.map(() => 0));
+
+    const executed = new Map<string, string[]>();
+    for (const line of readFileSync(ledger, 'utf8').split('\n').filter(Boolean)) {
+      const [key, , value] = line.split(' ') as [string, string, string];
+      executed.set(key, [...(executed.get(key) ?? []), value]);
+    }
+    const twice = [...executed].filter(([, values]) => values.length !== 1);
+    expect(twice, 'keys executed more than once').toEqual([]);
+    expect(executed.size).toBe(keys.length);
+    for (const key of keys) {
+      const value = executed.get(key)?.[0];
+      const seen = reports.flatMap((r) => r.seen[key] ?? []);
+      expect(seen, key).toHaveLength(processes * deliveries);
+      expect(new Set(seen), key).toEqual(new Set([value]));
+    }
+    const events: Record<string, number> = {};
+    for (const r of reports) for (const [k, n] of Object.entries(r.events)) events[k] = (events[k] ?? 0) + n;
+    expect(events.acquired).toBe(keys.length);
+    return { deliveries: processes * keys.length * deliveries, elapsedMs, events };
+  } finally {
+    for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface WorkerReport {
+  seen: Record<string, string[]>;
+  events: Record<string, number>;
 }
 
 export function processTests(
@@ -56,31 +155,7 @@ export function processTests(
   };
 
   it(`${processes} OS processes racing on the same keys: exactly one execution per key, identical outcomes`, async () => {
-    const ledger = join(dir, `race-${uid()}.log`);
-    const keys = Array.from({ length: 150 }, (_, i) => `race-${i}-${uid()}`);
-    const cfg: WorkerConfig = {
-      mode: 'race',
-      ...processStore,
-      ledger,
-      leaseMs: 5_000,
-      keys,
-      deliveries: 2,
-      concurrency: 8,
-    };
-    const workers = Array.from({ length: processes }, () => startWorker(cfg));
-    for (const w of workers) expect(await nextLine(w.lines, 'READY')).toBe('READY');
-    for (const w of workers) w.child.stdin!.write('GO\n');
-    const seen = await Promise.all(workers.map(async (w) => JSON.parse(await nextLine(w.lines, 'results'))));
-    expect(await Promise.all(workers.map((w) => w.exit))).toEqual(workers.map(() => 0));
-
-    const counts = ledgerCounts(ledger);
-    for (const key of keys) expect(counts.get(key), key).toBe(1);
-    expect(counts.size).toBe(keys.length);
-    for (const key of keys) {
-      const values = seen.flatMap((s: Record<string, string[]>) => s[key] ?? []);
-      expect(values).toHaveLength(processes * 2);
-      expect(new Set(values).size, key).toBe(1);
-    }
+    await raceProcesses({ processStore, processes, keys: 150, deliveries: 2 });
   });
 
   it('a holder killed with SIGKILL mid-action is taken over after one lease, never before', async () => {

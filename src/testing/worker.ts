@@ -1,8 +1,12 @@
 /**
  * A child process of the conformance suite. Loads the store from the user's factory module,
  * then either races through shared keys (`race`) or claims one key and hangs until killed
- * (`hold`). Every execution appends one line to the side-effect ledger, a file opened in
- * append mode, so the parent can count executions independently of the store.
+ * (`hold`). Every execution appends `<key> <pid> <value>` to the side-effect ledger, a file
+ * opened in append mode, so the parent can count executions independently of the store.
+ *
+ * `race`: answers READY once the store works, waits for a line on stdin, delivers every key
+ * `deliveries` times in a shuffled order, `concurrency` at a time, then prints one JSON line
+ * `{ seen: { key: [value, …] }, events: { type: count } }` and exits.
  */
 import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -26,17 +30,28 @@ const factory = (await import(pathToFileURL(cfg.module).href)) as {
   createStore(arg: unknown): Store | Promise<Store>;
 };
 const store = await factory.createStore(cfg.arg);
-const idem = createIdem({ store, lease: cfg.leaseMs, onInProgress: 'wait', waitTimeout: '120s' });
+const events: Record<string, number> = {};
+const idem = createIdem({
+  store,
+  lease: cfg.leaseMs,
+  onInProgress: 'wait',
+  waitTimeout: '120s',
+  onEvent: (e) => {
+    const name = e.type === 'replayed' ? (e.shared ? 'replayed_shared' : 'replayed_stored') : e.type;
+    events[name] = (events[name] ?? 0) + 1;
+  },
+});
 
 if (cfg.mode === 'hold') {
   setInterval(() => {}, 60_000); // keep the process alive while the action hangs
   const key = cfg.keys[0]!;
   await idem.run(key, async () => {
-    appendFileSync(cfg.ledger, `${key} ${process.pid}\n`);
+    appendFileSync(cfg.ledger, `${key} ${process.pid} held\n`);
     process.stdout.write('HOLDING\n');
     await new Promise(() => {});
   });
 } else {
+  await store.get('idem-conformance-warm-up'); // connected (and migrated) before the start line
   process.stdout.write('READY\n');
   await new Promise<void>((resolve) =>
     createInterface({ input: process.stdin }).once('line', () => resolve()),
@@ -51,16 +66,21 @@ if (cfg.mode === 'hold') {
   const lane = async () => {
     while (next < jobs.length) {
       const key = jobs[next++]!;
-      const value = await idem.run(key, async () => {
-        appendFileSync(cfg.ledger, `${key} ${process.pid}\n`);
-        await new Promise((r) => setTimeout(r, Math.random() * 3));
-        return `${process.pid}:${Math.random().toString(36).slice(2)}`;
-      });
+      const value = await idem.run(
+        key,
+        async () => {
+          const v = `${process.pid}:${Math.random().toString(36).slice(2)}`;
+          appendFileSync(cfg.ledger, `${key} ${process.pid} ${v}\n`);
+          await new Promise((r) => setTimeout(r, Math.random() * 3));
+          return v;
+        },
+        { input: { key } },
+      );
       seen[key] = [...(seen[key] ?? []), value];
     }
   };
   await Promise.all(Array.from({ length: cfg.concurrency }, lane));
-  process.stdout.write(`${JSON.stringify(seen)}\n`);
+  process.stdout.write(`${JSON.stringify({ seen, events })}\n`);
   await store.close?.();
   process.exit(0);
 }
