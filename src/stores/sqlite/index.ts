@@ -26,7 +26,6 @@ export interface SqliteStoreOptions {
   synchronous?: 'normal' | 'full';
 }
 
-const IN_PROGRESS = 1;
 const COMPLETED = 2;
 
 interface Row {
