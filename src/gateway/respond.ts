@@ -5,7 +5,7 @@
  * @module
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { isNeverReplayed } from '../http/headers.ts';
+import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../http/headers.ts';
 import { PROBLEM_BASE, PROBLEMS, type ProblemType } from '../http/problem.ts';
 
 /** A response as stored in the record (serialized by the engine). */
@@ -27,27 +27,8 @@ export interface ForwardResult extends StoredResponse {
   release?: boolean;
 }
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'http2-settings',
-]);
 const REQUEST_DROP = new Set([...HOP_BY_HOP, 'host', 'content-length', 'expect']);
 const RESPONSE_DROP_KEYED = new Set([...HOP_BY_HOP, 'content-length']);
-
-/** Names listed in a `Connection` header: hop-by-hop for this message only. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
-  const joined = Array.isArray(value) ? value.join(',') : value;
-  return new Set(joined.split(',').map((s) => s.trim().toLowerCase()));
-}
 
 /**
  * The request headers sent upstream, as a flat `[name, value, …]` list: the client's, minus
