@@ -160,13 +160,17 @@ export function createIdem(options: IdemOptions): Idem {
   const idOf = (key: string, scope: string | readonly string[] | undefined) =>
     recordIdOf([...baseScope, ...scopeParts(scope)], key);
 
-  const emit = (event: IdemEvent) => {
-    try {
-      options.onEvent?.(event);
-    } catch {
-      // a metrics hook must never break the action
-    }
-  };
+  // Without a hook, events are never even built: `emit?.({...})` skips its argument.
+  const hook = options.onEvent;
+  const emit: ((event: IdemEvent) => void) | undefined = hook
+    ? (event) => {
+        try {
+          hook(event);
+        } catch {
+          // a metrics hook must never break the action
+        }
+      }
+    : undefined;
   const hold = createHolder({
     store,
     emit,
@@ -230,7 +234,7 @@ export function createIdem(options: IdemOptions): Idem {
   async function joinInflight<T>(shared: Inflight, call: Call<T>): Promise<ExecuteResult<T>> {
     const { recordId } = call;
     if (!sameFingerprint(shared.fingerprint, call.fingerprint)) {
-      emit({ type: 'mismatch', recordId });
+      emit?.({ type: 'mismatch', recordId });
       throw new FingerprintMismatchError();
     }
     const deadline = Date.now() + call.waitMs;
@@ -239,14 +243,14 @@ export function createIdem(options: IdemOptions): Idem {
     if (call.policy === 'reject') {
       await shared.claimed;
       if (shared.state === 'holder' || shared.state === 'waiting') {
-        emit({ type: 'in_progress', recordId });
+        emit?.({ type: 'in_progress', recordId });
         throw new InProgressError(shared.leaseEnd - Date.now());
       }
     }
     let r: ExecuteResult<unknown>;
     try {
       r = await withDeadline(shared.result, deadline - Date.now(), () => {
-        emit({ type: 'in_progress', recordId });
+        emit?.({ type: 'in_progress', recordId });
         return new InProgressError(shared.leaseEnd - Date.now(), 'gave up waiting for the holder');
       });
     } catch (error) {
@@ -256,7 +260,7 @@ export function createIdem(options: IdemOptions): Idem {
       throw error;
     }
     if (shared.released) return again(); // a releaseIf value is not ours to share
-    emit({ type: 'replayed', recordId, attempt: r.attempt, shared: true });
+    emit?.({ type: 'replayed', recordId, attempt: r.attempt, shared: true });
     return { ...(r as ExecuteResult<T>), replayed: true };
   }
 
@@ -280,18 +284,18 @@ export function createIdem(options: IdemOptions): Idem {
       },
       accept: (record) => {
         if (!sameFingerprint(record.fingerprint, fingerprint)) {
-          emit({ type: 'mismatch', recordId });
+          emit?.({ type: 'mismatch', recordId });
           throw new FingerprintMismatchError();
         }
         return record.state === 'completed';
       },
       onWait: (leaseLeft) => {
         setState('waiting', Date.now() + leaseLeft);
-        emit({ type: 'wait', recordId });
+        emit?.({ type: 'wait', recordId });
       },
     });
     if (turn.kind === 'busy') {
-      emit({ type: 'in_progress', recordId });
+      emit?.({ type: 'in_progress', recordId });
       throw new InProgressError(
         turn.retryAfterMs,
         turn.timedOut ? 'gave up waiting for the holder' : undefined,
@@ -300,7 +304,7 @@ export function createIdem(options: IdemOptions): Idem {
     if (turn.kind === 'completed') return replay<T>(turn.record);
 
     setState('holder', turn.sentAt + leaseMs);
-    emit({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
+    emit?.({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
     const value = await hold({
       key: call.key,
       recordId,
@@ -321,7 +325,7 @@ export function createIdem(options: IdemOptions): Idem {
 
   function replay<T>(record: StoreRecord): ExecuteResult<T> {
     const outcome = decodeOutcome(record.outcome ?? '');
-    emit({ type: 'replayed', recordId: record.id, attempt: record.attempt, shared: false });
+    emit?.({ type: 'replayed', recordId: record.id, attempt: record.attempt, shared: false });
     if (outcome.kind === 'error') throw reviveError(outcome.error);
     if (outcome.kind === 'too_large') throw new OutcomeTooLargeError(outcome.bytes, outcome.limit);
     return { value: outcome.value as T, replayed: true, attempt: record.attempt, recordId: record.id };
@@ -331,7 +335,7 @@ export function createIdem(options: IdemOptions): Idem {
     try {
       return await fn();
     } catch (error) {
-      emit({ type: 'store_error', recordId, error });
+      emit?.({ type: 'store_error', recordId, error });
       if (isIdemError(error)) throw error;
       throw new StoreUnavailableError(`${store.name} store failed: ${(error as Error)?.message}`, {
         cause: error,

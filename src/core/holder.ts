@@ -51,7 +51,7 @@ export interface HolderRun<T> {
 
 interface HolderDeps {
   store: Store;
-  emit: (event: IdemEvent) => void;
+  emit: ((event: IdemEvent) => void) | undefined;
   maxOutcomeBytes: number;
   definitive?: ((error: unknown) => boolean) | undefined;
 }
@@ -70,7 +70,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       leaseEnd: run.claimSentAt + leaseMs,
       controller,
       onRenew: run.onRenew,
-      onError: (error) => emit({ type: 'store_error', recordId, error }),
+      onError: (error) => emit?.({ type: 'store_error', recordId, error }),
     });
     const startedAt = Date.now();
     const release = async () => {
@@ -78,10 +78,10 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       run.onRelease();
       try {
         await store.release(recordId, token);
-        emit({ type: 'released', recordId });
+        emit?.({ type: 'released', recordId });
       } catch (error) {
         // the lease runs out on its own; the original error matters more
-        emit({ type: 'store_error', recordId, error });
+        emit?.({ type: 'store_error', recordId, error });
       }
     };
     try {
@@ -104,7 +104,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
           throw error;
         }
         await complete({ kind: 'error', error: serializeError(error) }, undefined);
-        emit({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
+        emit?.({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
         throw error;
       }
 
@@ -128,7 +128,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       const bytes = Buffer.byteLength(encoded);
       if (bytes > maxOutcomeBytes) await tooLarge(bytes, maxOutcomeBytes, value);
       await completeEncoded(encoded, value);
-      emit({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt });
+      emit?.({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt });
       if (classifierError !== undefined) throw classifierError;
       return value;
     } finally {
@@ -141,7 +141,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
 
     async function tooLarge(bytes: number, limit: number, value: unknown): Promise<never> {
       await complete({ kind: 'too_large', bytes, limit }, value);
-      emit({ type: 'too_large', recordId, bytes });
+      emit?.({ type: 'too_large', recordId, bytes });
       throw new OutcomeTooLargeError(bytes, limit, value);
     }
 
@@ -152,7 +152,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
         try {
           ok = await store.complete(recordId, token, encoded, ttlMs);
         } catch (error) {
-          emit({ type: 'store_error', recordId, error });
+          emit?.({ type: 'store_error', recordId, error });
           // The store refused the size: store the marker instead, so retries do not re-run.
           if (error instanceof OutcomeTooLargeError) return tooLarge(error.bytes, error.limit, value);
           const delay = COMPLETE_RETRY_MS[i];
@@ -166,7 +166,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
           continue;
         }
         if (!ok) {
-          emit({ type: 'lease_lost', recordId });
+          emit?.({ type: 'lease_lost', recordId });
           throw new LeaseLostError(
             'the lease was lost before the outcome was stored; the new holder decides',
             value,

@@ -52,6 +52,20 @@ describe('errors and events', () => {
     expect(events).toEqual(['store_error']);
   });
 
+  it('a store method that throws synchronously is still a StoreUnavailableError', async () => {
+    const sync = {
+      ...memoryStore(),
+      claim: () => {
+        throw new Error('driver bug');
+      },
+    };
+    const err = await createIdem({ store: sync })
+      .run('k', () => 1)
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+    expect(err.cause.message).toBe('driver bug');
+  });
+
   it('emits one event per transition, with record ids and never raw keys', async () => {
     const events: Array<{ type: string; recordId: string }> = [];
     const idem = createIdem({ store: memoryStore(), onEvent: (e) => events.push(e) });
