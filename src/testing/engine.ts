@@ -14,6 +14,13 @@ import {
 import { definitive } from '../core/outcome.ts';
 import type { Store } from '../core/store.ts';
 import { sleep, uid } from './contract.ts';
+
+/** Resolves `value()` after `ms`: a slow action. */
+const later = async <T>(ms: number, value: () => T): Promise<T> => {
+  await sleep(ms);
+  return value();
+};
+
 import type { SuiteEnv } from './index.ts';
 
 /** A store wrapper that counts calls and lets a test break single operations. */
@@ -21,11 +28,26 @@ function instrument(store: Store, faults: Partial<Record<'renew' | 'complete', (
   const calls = { claim: 0, complete: 0, release: 0, renew: 0, get: 0 };
   const wrapped: Store = {
     name: store.name,
-    claim: (r) => (calls.claim++, store.claim(r)),
-    complete: (...a) => (calls.complete++, faults.complete ? faults.complete() : store.complete(...a)),
-    release: (...a) => (calls.release++, store.release(...a)),
-    renew: (...a) => (calls.renew++, faults.renew ? faults.renew() : store.renew(...a)),
-    get: (id) => (calls.get++, store.get(id)),
+    claim: (r) => {
+      calls.claim++;
+      return store.claim(r);
+    },
+    complete: (...a) => {
+      calls.complete++;
+      return faults.complete ? faults.complete() : store.complete(...a);
+    },
+    release: (...a) => {
+      calls.release++;
+      return store.release(...a);
+    },
+    renew: (...a) => {
+      calls.renew++;
+      return faults.renew ? faults.renew() : store.renew(...a);
+    },
+    get: (id) => {
+      calls.get++;
+      return store.get(id);
+    },
     purgeExpired: (n) => store.purgeExpired(n),
     ...(store.subscribe ? { subscribe: store.subscribe.bind(store) } : {}),
   };
@@ -103,14 +125,14 @@ export function engineTests(env: SuiteEnv): void {
   it("in progress with 'wait' returns the holder's outcome, and gives up after waitTimeout", async () => {
     const [a, b] = [idemOn(env.store()), idemOn(env.store(), { onInProgress: 'wait' })];
     const key = uid();
-    const running = a.run(key, async () => (await sleep(400), 'from-holder'));
+    const running = a.run(key, () => later(400, () => 'from-holder'));
     await sleep(50);
     const waited = await b.execute(key, () => 'never');
     expect(waited).toMatchObject({ value: 'from-holder', replayed: true });
     await running;
 
     const slowKey = uid();
-    const slow = a.run(slowKey, async () => (await sleep(800), 'late'));
+    const slow = a.run(slowKey, () => later(800, () => 'late'));
     await sleep(50);
     const t0 = Date.now();
     const err = await b.run(slowKey, () => 'never', { waitTimeout: 200 }).catch((e) => e);
@@ -122,7 +144,7 @@ export function engineTests(env: SuiteEnv): void {
   it('duplicates inside one process share one promise and make no store calls', async () => {
     const { store, calls } = instrument(env.store());
     const idem = idemOn(store, { onInProgress: 'wait' });
-    const action = vi.fn(async () => (await sleep(100), { n: 1 }));
+    const action = vi.fn(() => later(100, () => ({ n: 1 })));
     const key = uid();
     const results = await Promise.all(
       Array.from({ length: 50 }, () => idem.execute(key, action, { input: 'x' })),
@@ -137,7 +159,7 @@ export function engineTests(env: SuiteEnv): void {
   it('the heartbeat renews the lease while a long action runs, so nobody takes over', async () => {
     const [a, b] = [idemOn(env.store(), { lease }), idemOn(env.store(), { lease })];
     const key = uid();
-    const running = a.execute(key, async () => (await sleep(lease * 3), 'done'));
+    const running = a.execute(key, () => later(lease * 3, () => 'done'));
     for (let i = 0; i < 5; i++) {
       await sleep(lease * 0.5);
       await expect(b.run(key, () => 'stolen')).rejects.toBeInstanceOf(InProgressError);
@@ -171,6 +193,24 @@ export function engineTests(env: SuiteEnv): void {
     expect(err).toBeInstanceOf(LeaseLostError);
     expect(err.value).toBe('zombie');
     expect(await rescuer.run(key, () => 'again')).toBe('rescuer');
+  });
+
+  it('a holder that took over and then failed leaves mayHaveRun for the next one (attempt 3)', async () => {
+    const { store: zombieStore } = instrument(env.store(), { renew: hang });
+    const zombie = idemOn(zombieStore, { lease });
+    const idem = idemOn(env.store(), { lease });
+    const key = uid();
+    void zombie.run(key, () => new Promise(() => {})).catch(() => {});
+    await sleep(lease + 150);
+    const failed = await idem
+      .run(key, (ctx) => {
+        expect(ctx).toMatchObject({ attempt: 2, mayHaveRun: true });
+        throw new Error('transient after takeover');
+      })
+      .catch((e) => e);
+    expect(failed.message).toBe('transient after takeover');
+    const third = await idem.execute(key, (ctx) => ({ attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun }));
+    expect(third.value).toEqual({ attempt: 3, mayHaveRun: true });
   });
 
   it('the action gets key, token, attempt, signal and a downstreamKey stable across attempts', async () => {

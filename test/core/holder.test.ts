@@ -1,12 +1,23 @@
-import { createIdem, InProgressError, memoryStore, OutcomeTooLargeError, type Store } from 'idem';
+import { createIdem, memoryStore, OutcomeTooLargeError, type Store } from 'idem';
 import { expect, it, vi } from 'vitest';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves `value()` after `ms`: a slow action. */
+const later = async <T>(ms: number, value: () => T): Promise<T> => {
+  await sleep(ms);
+  return value();
+};
 
 function renewCounting(store: Store) {
   const counter = { renew: 0 };
   return {
-    store: { ...store, renew: (...a: Parameters<Store['renew']>) => (counter.renew++, store.renew(...a)) },
+    store: {
+      ...store,
+      renew: (...a: Parameters<Store['renew']>) => {
+        counter.renew++;
+        return store.renew(...a);
+      },
+    },
     counter,
   };
 }
@@ -47,10 +58,11 @@ it('a store that refuses the outcome size gets the too-large marker instead, so 
   let refuse = true;
   const store: Store = {
     ...base,
-    complete: (id, token, outcome, ttl) =>
-      refuse && outcome.length > 100
-        ? ((refuse = false), Promise.reject(new OutcomeTooLargeError(outcome.length, 100)))
-        : base.complete(id, token, outcome, ttl),
+    complete: (id, token, outcome, ttl) => {
+      if (!refuse || outcome.length <= 100) return base.complete(id, token, outcome, ttl);
+      refuse = false;
+      return Promise.reject(new OutcomeTooLargeError(outcome.length, 100));
+    },
   };
   const idem = createIdem({ store });
   const action = vi.fn(() => 'z'.repeat(500));
@@ -68,6 +80,6 @@ it('no timers are left behind: heartbeat and renew deadlines are cleared after a
       .filter((h) => h === 'Timeout').length;
   const idem = createIdem({ store: memoryStore(), lease: 60 });
   const before = timeouts();
-  await idem.run('k', async () => (await sleep(150), 1)); // several renewals
+  await idem.run('k', () => later(150, () => 1)); // several renewals
   expect(timeouts()).toBeLessThanOrEqual(before);
 });

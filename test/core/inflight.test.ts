@@ -2,10 +2,15 @@ import { createIdem, InProgressError, memoryStore } from 'idem';
 import { expect, it, vi } from 'vitest';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves `value()` after `ms`: a slow action. */
+const later = async <T>(ms: number, value: () => T): Promise<T> => {
+  await sleep(ms);
+  return value();
+};
 
 it('an in-process duplicate in wait mode gives up after waitTimeout', async () => {
   const idem = createIdem({ store: memoryStore(), onInProgress: 'wait' });
-  const holder = idem.run('k', async () => (await sleep(500), 'late'));
+  const holder = idem.run('k', () => later(500, () => 'late'));
   const t0 = Date.now();
   const err = await idem.run('k', () => 'dup', { waitTimeout: 100 }).catch((e) => e);
   expect(err).toBeInstanceOf(InProgressError);
@@ -33,7 +38,7 @@ it('when the holder fails and releases, in-process waiters claim for themselves:
 it('a releaseIf value is never shared with waiters as if it were stored', async () => {
   const idem = createIdem({ store: memoryStore(), onInProgress: 'wait' });
   let n = 0;
-  const action = async () => (await sleep(30), { status: ++n === 1 ? 429 : 200 });
+  const action = () => later(30, () => ({ status: ++n === 1 ? 429 : 200 }));
   const opts = { releaseIf: (v: { status: number }) => v.status === 429 };
   const [first, second] = await Promise.all([
     idem.execute('k', action, opts),
@@ -46,7 +51,13 @@ it('a releaseIf value is never shared with waiters as if it were stored', async 
 it('ids() answers the record id and downstream key a call would use, instance scope included', async () => {
   const idem = createIdem({ store: memoryStore(), scope: 'svc' });
   let seen = '';
-  const r = await idem.execute('k', (ctx) => void (seen = ctx.downstreamKey), { scope: 'tenant-1' });
+  const r = await idem.execute(
+    'k',
+    (ctx) => {
+      seen = ctx.downstreamKey;
+    },
+    { scope: 'tenant-1' },
+  );
   expect(idem.ids('k', 'tenant-1')).toEqual({ recordId: r.recordId, downstreamKey: seen });
   expect(idem.ids('k').recordId).not.toBe(r.recordId);
 });
@@ -54,7 +65,7 @@ it('ids() answers the record id and downstream key a call would use, instance sc
 it("joiners keep their own policy and deadline while the first call waits on another process's holder", async () => {
   const store = memoryStore();
   const other = createIdem({ store }); // "another process"
-  const holding = other.run('k', async () => (await sleep(1500), 'from-other'));
+  const holding = other.run('k', () => later(1500, () => 'from-other'));
   await sleep(20);
   const idem = createIdem({ store });
   const first = idem.run('k', () => 'never', { onInProgress: 'wait', waitTimeout: 5000 });
@@ -76,7 +87,7 @@ it("joiners keep their own policy and deadline while the first call waits on ano
 it("a waiting joiner behind a 'reject' first call that got 409 keeps waiting on its own", async () => {
   const store = memoryStore();
   const other = createIdem({ store });
-  const holding = other.run('k', async () => (await sleep(400), 'from-other'));
+  const holding = other.run('k', () => later(400, () => 'from-other'));
   await sleep(20);
   const idem = createIdem({ store });
   const first = idem.run('k', () => 'never', { onInProgress: 'reject' }).catch((e) => e);
@@ -88,7 +99,7 @@ it("a waiting joiner behind a 'reject' first call that got 409 keeps waiting on 
 
 it('in-process retryAfterMs follows the renewed lease, not the first one', async () => {
   const idem = createIdem({ store: memoryStore(), lease: 300 });
-  const running = idem.run('k', async () => (await sleep(900), 'done'));
+  const running = idem.run('k', () => later(900, () => 'done'));
   await sleep(700);
   const err = await idem.run('k', () => 'dup').catch((e) => e);
   expect(err).toBeInstanceOf(InProgressError);

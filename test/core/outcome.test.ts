@@ -36,7 +36,7 @@ describe('outcome encoding', () => {
       new Map([[1, 2]]),
       new Set(['a']),
       [1, undefined, 3],
-      [1, , 3], // sparse
+      Object.assign(new Array(3), { 0: 1, 2: 3 }), // sparse: index 1 is a hole
       { a: undefined },
       { toJSON: 'not a function but still special' },
       Object.assign(Object.create(null), { a: 1 }),

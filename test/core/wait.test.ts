@@ -2,13 +2,26 @@ import { createIdem, memoryStore, type Store } from 'idem';
 import { expect, it } from 'vitest';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves `value()` after `ms`: a slow action. */
+const later = async <T>(ms: number, value: () => T): Promise<T> => {
+  await sleep(ms);
+  return value();
+};
 
 function counting(store: Store, subscribe: boolean) {
   const counts = { claim: 0, subscribe: 0 };
   const wrapped: Store = {
     ...store,
-    claim: (r) => (counts.claim++, store.claim(r)),
-    subscribe: subscribe ? (id, fn) => (counts.subscribe++, store.subscribe!(id, fn)) : undefined,
+    claim: (r) => {
+      counts.claim++;
+      return store.claim(r);
+    },
+    subscribe: subscribe
+      ? (id, fn) => {
+          counts.subscribe++;
+          return store.subscribe!(id, fn);
+        }
+      : undefined,
   };
   return { wrapped, counts };
 }
@@ -18,7 +31,7 @@ it('a waiter wakes on the store signal, subscribes once, and polls with capped b
   const holder = createIdem({ store });
   const { wrapped, counts } = counting(store, true);
   const waiter = createIdem({ store: wrapped, onInProgress: 'wait' });
-  const running = holder.run('k', async () => (await sleep(600), 'done'));
+  const running = holder.run('k', () => later(600, () => 'done'));
   await sleep(20);
   const started = Date.now();
   const value = await waiter.run('k', () => 'never');
@@ -36,7 +49,7 @@ it('without subscribe, waiters poll at 25, 50, 100 … capped at 1 s: a few clai
   const holder = createIdem({ store });
   const { wrapped, counts } = counting(store, false);
   const waiter = createIdem({ store: wrapped, onInProgress: 'wait' });
-  const running = holder.run('k', async () => (await sleep(3000), 'done'));
+  const running = holder.run('k', () => later(3000, () => 'done'));
   await sleep(20);
   expect(await waiter.run('k', () => 'never')).toBe('done');
   await running;
