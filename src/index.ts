@@ -24,5 +24,6 @@ export * from './core/errors.ts';
 export type { IdemEvent } from './core/events.ts';
 export { canonicalJson, deriveKey, fingerprintOf, MAX_KEY_LENGTH, validateKey } from './core/keys.ts';
 export { definitive, isDefinitive } from './core/outcome.ts';
+export type { ReplayCacheOptions } from './core/replay-cache.ts';
 export type { ClaimRequest, ClaimResult, Store, StoreRecord } from './core/store.ts';
 export { type MemoryStoreOptions, memoryStore } from './stores/memory/index.ts';

@@ -9,7 +9,7 @@
 export type IdemEvent =
   | { type: 'acquired' | 'takeover'; recordId: string; attempt: number }
   | { type: 'completed'; recordId: string; attempt: number; durationMs: number; error?: boolean }
-  | { type: 'replayed'; recordId: string; attempt: number; shared: boolean }
+  | { type: 'replayed'; recordId: string; attempt: number; shared: boolean; cached?: boolean }
   | { type: 'released' | 'mismatch' | 'in_progress' | 'wait' | 'lease_lost'; recordId: string }
   | { type: 'too_large'; recordId: string; bytes: number }
   | { type: 'store_error'; recordId: string; error: unknown };

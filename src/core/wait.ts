@@ -16,7 +16,7 @@ export const WAIT_MAX_MS = 1000;
 /** The outcome of trying to take a key. */
 export type Turn =
   | { kind: 'acquired'; token: string; attempt: number; takeover: boolean; sentAt: number }
-  | { kind: 'completed'; record: StoreRecord }
+  | { kind: 'completed'; record: StoreRecord; now: number }
   | { kind: 'busy'; retryAfterMs: number; timedOut: boolean };
 
 interface WaitArgs {
@@ -43,7 +43,7 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
         return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover, sentAt };
       }
       const { record, now } = result;
-      if (args.accept(record)) return { kind: 'completed', record };
+      if (args.accept(record)) return { kind: 'completed', record, now };
       const leaseLeft = Math.max(0, record.leaseUntil - now);
       const left = deadline - Date.now();
       if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
