@@ -19,7 +19,14 @@ import { httpFingerprint } from './fingerprint.ts';
 import { parseIdempotencyKey } from './key.ts';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import { type ProblemType, problemResponse } from './problem.ts';
-import { ANONYMOUS_SCOPE, credentialScope, isGlobalScope, scopeParts } from './scope.ts';
+import {
+  ANONYMOUS_SCOPE,
+  anonymousScopeWarning,
+  CREDENTIAL_HEADERS,
+  credentialScope,
+  isGlobalScope,
+  scopeParts,
+} from './scope.ts';
 import type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared } from './types.ts';
 
 export type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared };
@@ -134,7 +141,7 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
 const GLOBAL_WARNING =
   "idem: idempotency keys are global (no scope): one caller can replay or block another caller's key. " +
   'Pass scope: (req) => tenantOrUserId instead.';
-const ANONYMOUS_WARNING =
-  'idem: a keyed request came without credentials (Authorization, Cookie, X-API-Key): all such callers ' +
-  "share one namespace ('anonymous'), so one can replay or block another's key. " +
-  'Pass scope: (req) => tenantOrUserId to tell them apart.';
+const ANONYMOUS_WARNING = anonymousScopeWarning(
+  CREDENTIAL_HEADERS,
+  'Pass scope: (req) => tenantOrUserId to tell them apart.',
+);

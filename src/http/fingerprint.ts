@@ -22,11 +22,24 @@ import { isJsonContentType } from './body.ts';
  */
 export const DEFAULT_FINGERPRINT_HEADERS: readonly string[] = ['content-type'];
 
+/**
+ * Read access to request headers, by case-insensitive name: a `Headers` object, or a view
+ * over another header map (Node's `req.headers`). A repeated header reads as its values
+ * joined with `, `, as `Headers#get` answers it.
+ *
+ * @example
+ * const view: HeaderReader = { get: (name) => nodeHeaders[name.toLowerCase()]?.toString() ?? null };
+ */
+export interface HeaderReader {
+  get(name: string): string | null;
+}
+
 /** The parts of a request that a fingerprint covers. */
 export interface FingerprintRequest {
   method: string;
   url: string | URL;
-  headers: Headers;
+  /** A `Headers` object or any {@link HeaderReader}. */
+  headers: HeaderReader;
   body: Uint8Array;
 }
 

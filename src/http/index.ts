@@ -23,6 +23,7 @@ export {
   DEFAULT_FINGERPRINT_HEADERS,
   type FingerprintOptions,
   type FingerprintRequest,
+  type HeaderReader,
   httpFingerprint,
 } from './fingerprint.ts';
 export { DEFAULT_REPLAY_HEADERS, isNeverReplayed, replayAllowList, storableHeaders } from './headers.ts';
@@ -39,7 +40,13 @@ export {
   problemBody,
   problemResponse,
 } from './problem.ts';
-export { CREDENTIAL_HEADERS, credentialScope, type ScopeFn, type ScopeValue } from './scope.ts';
+export {
+  anonymousScopeWarning,
+  CREDENTIAL_HEADERS,
+  credentialScope,
+  type ScopeFn,
+  type ScopeValue,
+} from './scope.ts';
 
 /** A web-standard handler; extra arguments (Next.js context, Workers env) pass through. */
 export type WebHandler<A extends unknown[] = unknown[]> = (

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { scopeParts as engineScopeParts } from '../core/engine.ts';
+import type { HeaderReader } from './fingerprint.ts';
 
 /**
  * Request headers that carry credentials and make up the default scope.
@@ -32,16 +33,41 @@ export type ScopeFn = (request: Request) => ScopeValue | Promise<ScopeValue>;
 export const ANONYMOUS_SCOPE = 'anonymous';
 
 /**
- * The default scope: `cred:` + hex SHA-256 of the credential headers, or `anonymous` when the
- * request carries none (every such request shares it).
+ * The default scope: `cred:` + hex SHA-256 of the values of the credential headers (`names`,
+ * default {@link CREDENTIAL_HEADERS}; order matters), or `anonymous` when the request carries
+ * none of them (every such request shares it). `request` is a `Request` or anything with a
+ * {@link HeaderReader} as `headers`.
  *
  * @example
  * credentialScope(new Request('https://x', { headers: { authorization: 'Bearer t' } })) // ['cred:4f…']
+ * credentialScope(request, ['x-api-key', 'openai-organization'])
  */
-export function credentialScope(request: Request): string[] {
-  const values = CREDENTIAL_HEADERS.map((h) => request.headers.get(h));
-  if (values.every((v) => v === null)) return [ANONYMOUS_SCOPE];
+export function credentialScope(
+  request: { readonly headers: HeaderReader },
+  names: readonly string[] = CREDENTIAL_HEADERS,
+): string[] {
+  let any = false;
+  const values = names.map((h) => {
+    const v = request.headers.get(h);
+    if (v !== null) any = true;
+    return v;
+  });
+  if (!any) return [ANONYMOUS_SCOPE];
   return [`cred:${createHash('sha256').update(JSON.stringify(values)).digest('hex')}`];
+}
+
+/**
+ * The one-time warning logged when a keyed request falls into the shared `anonymous` scope:
+ * it names the credential headers looked for and how to tell callers apart.
+ *
+ * @example
+ * logger.warn(anonymousScopeWarning(CREDENTIAL_HEADERS, 'Pass scope: (req) => tenantOrUserId to tell them apart.'));
+ */
+export function anonymousScopeWarning(names: readonly string[], remedy: string): string {
+  return (
+    `idem: a keyed request came without credentials (${names.join(', ')}): all such callers ` +
+    `share one namespace ('${ANONYMOUS_SCOPE}'), so one can replay or block another's key. ${remedy}`
+  );
 }
 
 /** Scope values that mean "everyone shares one namespace". */
