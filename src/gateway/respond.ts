@@ -119,28 +119,9 @@ export function writeStored(
   res.end(body);
 }
 
-/** Gateway-only problems, beside the shared ones of `src/http/problem.ts`. */
-const GATEWAY_PROBLEMS = {
-  'upstream-unavailable': { status: 502, title: 'The upstream could not be reached; it was not called' },
-  'indeterminate-outcome': {
-    status: 502,
-    title: 'The upstream may have executed this request, but its response was lost',
-  },
-  'upstream-timeout': {
-    status: 504,
-    title: 'The upstream did not answer in time after the request was sent',
-  },
-} as const;
-
-/** Every problem the gateway answers with. */
-export type GatewayProblem = ProblemType | keyof typeof GATEWAY_PROBLEMS;
-
 /** A problem+json response as a stored response (so it can be stored and replayed too). */
-export function problem(type: GatewayProblem, detail?: string): StoredResponse {
-  const { status, title } =
-    type in GATEWAY_PROBLEMS
-      ? GATEWAY_PROBLEMS[type as keyof typeof GATEWAY_PROBLEMS]
-      : PROBLEMS[type as ProblemType];
+export function problem(type: ProblemType, detail?: string): StoredResponse {
+  const { status, title } = PROBLEMS[type];
   const body = JSON.stringify({ type: PROBLEM_BASE + type, title, status, ...(detail && { detail }) });
   return {
     status,
@@ -156,7 +137,7 @@ export function problem(type: GatewayProblem, detail?: string): StoredResponse {
 /** Writes a problem with extra headers (`Retry-After`, `Link`, `x-should-retry`). */
 export function writeProblem(
   res: ServerResponse,
-  type: GatewayProblem,
+  type: ProblemType,
   detail?: string,
   extra: [string, string][] = [],
 ): void {

@@ -30,6 +30,16 @@ export const PROBLEMS = {
   'outcome-too-large': { status: 500, title: 'The outcome was too large to store' },
   'response-incomplete': { status: 500, title: 'The original response failed while it was being sent' },
   'handler-error': { status: 500, title: 'The request handler failed' },
+  // the gateway's upstream leg (src/gateway)
+  'upstream-unavailable': { status: 502, title: 'The upstream could not be reached; it was not called' },
+  'indeterminate-outcome': {
+    status: 502,
+    title: 'The upstream may have executed this request, but its response was lost',
+  },
+  'upstream-timeout': {
+    status: 504,
+    title: 'The upstream did not answer in time after the request was sent',
+  },
 } as const;
 
 /** A problem slug: the last segment of its `type` URI. */
