@@ -112,6 +112,11 @@ export interface GatewayConfig {
   docsUrl?: string;
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
   purgeEvery?: Duration | false;
+  /**
+   * Where the one-time warning about keyed requests without any `scopeHeaders` (all such
+   * callers share the `anonymous` scope) goes. Default `console`. Not read from a config file.
+   */
+  logger?: { warn(message: string): void };
 }
 
 const TOP_KEYS = new Set([

@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
 import { BodyTooLargeError } from '../http/body.ts';
-import { httpFingerprint } from '../http/fingerprint.ts';
+import { type HeaderReader, httpFingerprint } from '../http/fingerprint.ts';
 import { parseIdempotencyKey } from '../http/key.ts';
+import { ANONYMOUS_SCOPE, anonymousScopeWarning, credentialScope } from '../http/scope.ts';
 import { createFlight, type Flight } from './flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
@@ -36,6 +36,8 @@ export interface HandlerDeps {
   keyHeader: string;
   downstreamKeyHeader: string | false;
   scopeHeaders: readonly string[];
+  /** Receives the one-time warning about keyed requests in the shared anonymous scope. */
+  logger: { warn(message: string): void };
   onStoreError: 'closed' | 'open';
   /** `Link` value of 400 `missing-key` answers. */
   describedBy: string;
@@ -53,6 +55,7 @@ export function createProxyHandler(deps: HandlerDeps) {
   const { idem, upstream, metrics, keyHeader } = deps;
   const drop = new Set([keyHeader, ...(deps.downstreamKeyHeader ? [deps.downstreamKeyHeader] : [])]);
   const flights = new Map<string, Flight>();
+  let warnedAnonymous = false;
 
   return async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
@@ -93,11 +96,21 @@ export function createProxyHandler(deps: HandlerDeps) {
       return;
     }
 
+    const headers = headerReader(req.headers);
     const fingerprint = httpFingerprint(
-      { method, url: new URL(url, 'http://gateway'), headers: getter(req.headers), body },
+      { method, url: new URL(url, 'http://gateway'), headers, body },
       route.fingerprint,
     );
-    const scope = [deps.namespace, scopeOf(req.headers, deps.scopeHeaders)];
+    const scope = [deps.namespace, ...credentialScope({ headers }, deps.scopeHeaders)];
+    if (scope[1] === ANONYMOUS_SCOPE && !warnedAnonymous) {
+      warnedAnonymous = true;
+      deps.logger.warn(
+        anonymousScopeWarning(
+          deps.scopeHeaders,
+          'Set scopeHeaders to the headers that identify a caller to tell them apart.',
+        ),
+      );
+    }
     const request: ForwardRequest = {
       method,
       url,
@@ -244,27 +257,14 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
-/** `cred:<sha256 of the scope headers>`, or `anonymous` when the request carries none. */
-function scopeOf(headers: IncomingHttpHeaders, names: readonly string[]): string {
-  let any = false;
-  const values = names.map((n) => {
-    const v = headers[n];
-    if (v === undefined) return null;
-    any = true;
-    return Array.isArray(v) ? v.join(', ') : v;
-  });
-  return any ? `cred:${createHash('sha256').update(JSON.stringify(values)).digest('hex')}` : 'anonymous';
-}
-
-/** The `Headers#get` that `httpFingerprint` uses, over Node's header object. */
-function getter(headers: IncomingHttpHeaders): Headers {
-  const view: Pick<Headers, 'get'> = {
-    get(name: string) {
+/** `Headers#get` over Node's header object (names are lower-case there). */
+function headerReader(headers: IncomingHttpHeaders): HeaderReader {
+  return {
+    get(name) {
       const v = headers[name.toLowerCase()];
       return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
     },
   };
-  return view as Headers;
 }
 
 function forwardedFor(req: IncomingMessage): string[] {

@@ -105,6 +105,7 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     routes,
     metrics,
     namespace: config.namespace ?? 'gateway',
+    logger: config.logger ?? console,
     ...facts,
     describedBy: `<${config.docsUrl ?? endpoints.policy ?? 'https://idem.dev/docs/gateway'}>; rel="describedby"`,
   });
