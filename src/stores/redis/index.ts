@@ -14,6 +14,7 @@
 import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import { createDeadlines, type Deadline } from '../deadlines.ts';
 import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
 import { SCRIPTS } from './lua.generated.ts';
 import { createNotifier, type NotifyCommand } from './notify.ts';
@@ -68,33 +69,53 @@ export function redisStore(options: RedisStoreOptions): Store {
   const notify: NotifyCommand = pubsub === 'sharded' ? 'SPUBLISH' : pubsub === 'classic' ? 'PUBLISH' : '';
 
   let connecting: Promise<RedisClientLike> | undefined;
+  /** The client once connected and its scripts defined: calls on a ready one skip every await. */
+  let live: RedisClientLike | undefined;
   const client = () => {
-    connecting ??= (given ? Promise.resolve(given) : connectUrl(url!, commandTimeout)).then(define);
+    connecting ??= (given ? Promise.resolve(given) : connectUrl(url!, commandTimeout)).then((c) => {
+      live = define(c);
+      return c;
+    });
     return connecting;
   };
   const notifier = createNotifier(client, notify);
+  const deadlines = createDeadlines(commandTimeout);
   let closed = false;
 
+  const timedOut = (name: ScriptName) =>
+    new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`);
+  const failed = (name: ScriptName, e: unknown) =>
+    isIdemError(e)
+      ? e
+      : new StoreUnavailableError(`redis ${name} failed: ${(e as Error)?.message ?? e}`, { cause: e });
+
   /** One script call within the deadline; every failure becomes StoreUnavailableError. */
-  const call = async (name: keyof typeof SCRIPTS, id: string, ...args: (string | number)[]) => {
-    if (closed) throw new StoreUnavailableError('the redis store is closed');
-    const start = performance.now();
-    const run = async () => {
-      const c = await client();
-      await whenReady(c, commandTimeout - (performance.now() - start));
-      const fn = (c as unknown as Record<string, ScriptCall>)[commandName(name)]!;
-      return fn.call(c, keyOf(id), ...args);
-    };
-    try {
-      return await withDeadline(
-        run(),
-        commandTimeout,
-        () => new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`),
+  const call = (name: ScriptName, id: string, ...args: (string | number)[]): Promise<unknown> => {
+    if (closed) return Promise.reject(new StoreUnavailableError('the redis store is closed'));
+    return new Promise((resolve, reject) => {
+      const d = deadlines.start(() => reject(timedOut(name)));
+      const c = live;
+      let sent: Promise<unknown>;
+      try {
+        // a ready connection takes the command at once; otherwise wait for it within the deadline
+        sent =
+          c?.status === 'ready'
+            ? run(c, name, keyOf(id), args)
+            : connected(d).then((ready) => run(ready, name, keyOf(id), args));
+      } catch (e) {
+        sent = Promise.reject(e);
+      }
+      sent.then(
+        (value) => deadlines.end(d) && resolve(value),
+        (e) => deadlines.end(d) && reject(failed(name, e)),
       );
-    } catch (e) {
-      if (isIdemError(e)) throw e;
-      throw new StoreUnavailableError(`redis ${name} failed: ${(e as Error)?.message ?? e}`, { cause: e });
-    }
+    });
+  };
+  /** The client once it is ready, waiting no longer than the deadline `d` leaves. */
+  const connected = async (d: Deadline) => {
+    const c = await client();
+    await whenReady(c, d.at - performance.now());
+    return c;
   };
   const keyOf = (id: string) => `${prefix}:{${id}}`;
   const channelOf = (id: string) => `${keyPrefixOf(given)}${keyOf(id)}`;
@@ -164,12 +185,22 @@ export function redisStore(options: RedisStoreOptions): Store {
 
 // --- Internal helpers ---
 
-const commandName = (name: keyof typeof SCRIPTS) => `idem_${name}_${SCRIPTS[name].sha1.slice(0, 10)}`;
+type ScriptName = keyof typeof SCRIPTS;
+
+/** The command each script is defined as; the sha in the name keeps two idem versions apart. */
+const COMMANDS = Object.fromEntries(
+  Object.entries(SCRIPTS).map(([name, s]) => [name, `idem_${name}_${s.sha1.slice(0, 10)}`]),
+) as Record<ScriptName, string>;
+
+/** Sends the script `name` on `c` (defined by {@link define}). */
+function run(c: RedisClientLike, name: ScriptName, key: string, args: (string | number)[]): Promise<unknown> {
+  return (c as unknown as Record<string, ScriptCall>)[COMMANDS[name]]!(key, ...args);
+}
 
 /** Registers the scripts; ioredis then sends EVALSHA (EVAL once per new connection). */
 function define(client: RedisClientLike): RedisClientLike {
   for (const [name, script] of Object.entries(SCRIPTS)) {
-    const key = commandName(name as keyof typeof SCRIPTS);
+    const key = COMMANDS[name as ScriptName];
     if (typeof (client as unknown as Record<string, unknown>)[key] !== 'function') {
       client.defineCommand(key, { numberOfKeys: script.numberOfKeys, lua: script.lua });
     }
