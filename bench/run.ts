@@ -7,9 +7,10 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseArgs, type RunConfig, type SectionId, USAGE, UsageError } from './lib/config.ts';
+import { parseArgs, type RunConfig, SECTIONS, type SectionId, USAGE, UsageError } from './lib/config.ts';
 import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts';
 import { renderSection, type SectionResult } from './lib/report.ts';
+import { gatewaySection } from './sections/gateway.ts';
 import { memorySection } from './sections/memory.ts';
 import { postgresSection } from './sections/postgres.ts';
 import { redisSection } from './sections/redis.ts';
@@ -20,6 +21,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   sqlite: sqliteSection,
   postgres: postgresSection,
   redis: redisSection,
+  gateway: gatewaySection,
 };
 
 function commandLine(argv: string[]): string {
@@ -122,7 +124,10 @@ async function main() {
 
   if (cfg.docs) {
     const docPath = resolve(ROOT, 'docs/BENCHMARKS.md');
-    const blocks: Record<string, string> = { env, targets: renderTargets(results) };
+    // A partial run (--only) refreshes its sections' blocks only: the run facts and the targets
+    // at a glance describe the published full run and stay as they are.
+    const full = SECTIONS.every((id) => cfg.only.includes(id));
+    const blocks: Record<string, string> = full ? { env, targets: renderTargets(results) } : {};
     for (const r of results) blocks[r.id] = renderSection(r, ''); // the doc has its own headings
     const { doc, filled } = fillMarkers(readFileSync(docPath, 'utf8'), blocks);
     writeFileSync(docPath, doc);

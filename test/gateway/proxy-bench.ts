@@ -4,8 +4,8 @@
  * loopback. Not a test: run it by hand with
  * `npx node --conditions=source test/gateway/proxy-bench.ts [seconds] [connections]`.
  *
- * Then the idem gateway itself: pass-through, a new key per request (memory, SQLite), and
- * all replays. `BENCH_SKIP_PROXIES=1` runs only the gateway rows.
+ * The gateway itself (pass-through, new keys and replays on SQLite, Postgres and Redis, against
+ * the upstream alone) is measured by `npm run bench -- --only gateway` (bench/sections/gateway.ts).
  *
  * Every proxy runs in its own child process and the upstream in another, so the numbers are
  * not skewed by sharing one event loop with the load generator.
@@ -34,15 +34,6 @@ if (role === 'upstream') {
   });
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () => process.send?.((server.address() as AddressInfo).port));
-} else if (role === 'gateway') {
-  const { createGateway } = await import('../../src/gateway/index.ts');
-  const store = process.argv[3] as string;
-  const gateway = await createGateway({
-    upstream: `http://127.0.0.1:${process.argv[4]}`,
-    store,
-    purgeEvery: false,
-  });
-  process.send?.(Number(new URL(await gateway.listen(0)).port));
 } else if (role === 'proxy') {
   const kind = process.argv[3] as Kind;
   const target = `http://127.0.0.1:${process.argv[4]}`;
@@ -55,7 +46,7 @@ if (role === 'upstream') {
   const connections = Number(process.argv[3] ?? 50);
   const upstream = await start(['upstream']);
   const rows: string[] = [];
-  for (const kind of process.env.BENCH_SKIP_PROXIES ? [] : (['direct', ...KINDS] as const)) {
+  for (const kind of ['direct', ...KINDS] as const) {
     const proxy = kind === 'direct' ? undefined : await start(['proxy', kind, String(upstream.port)]);
     const port = proxy?.port ?? upstream.port;
     await load(port, 1, connections); // warm up
@@ -64,22 +55,6 @@ if (role === 'upstream') {
       `| ${kind} | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.errors + r.non2xx} |`,
     );
     proxy?.child.kill();
-  }
-  const { rmSync } = await import('node:fs');
-  rmSync('.tmp/bench-gateway.db', { force: true });
-  for (const [label, store, keys] of [
-    ['idem gateway, no key (pass-through)', 'memory', 'none'],
-    ['idem gateway, memory, new key each', 'memory', 'unique'],
-    ['idem gateway, memory, one key (replays)', 'memory', 'same'],
-    ['idem gateway, sqlite, new key each', 'sqlite:.tmp/bench-gateway.db', 'unique'],
-  ] as const) {
-    const gw = await start(['gateway', store, String(upstream.port)]);
-    await load(gw.port, 1, connections, keys);
-    const r = await load(gw.port, seconds, connections, keys);
-    rows.push(
-      `| ${label} | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.errors + r.non2xx} |`,
-    );
-    gw.child.kill();
   }
   upstream.child.kill();
   console.log(`\n${seconds}s per run, ${connections} connections, POST 60-byte JSON, 201 + 70-byte JSON`);
@@ -188,20 +163,12 @@ function start(args: string[]): Promise<{ child: ChildProcess; port: number }> {
   });
 }
 
-function load(
-  port: number,
-  duration: number,
-  connections: number,
-  keys: 'none' | 'unique' | 'same' = 'none',
-): Promise<autocannon.Result> {
-  const run = `${process.pid}-${Date.now()}`;
-  const key = keys === 'unique' ? `k-${run}-[<id>]` : `same-${run}`;
+function load(port: number, duration: number, connections: number): Promise<autocannon.Result> {
   return autocannon({
     url: `http://127.0.0.1:${port}/payments`,
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(keys !== 'none' && { 'idempotency-key': key }) },
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ claimId: 'CLAIM-12345', amount: 1240.55, currency: 'EUR' }),
-    idReplacement: keys === 'unique',
     connections,
     duration,
   });
