@@ -105,6 +105,7 @@ describe.skipIf(!binaries)('redis store outages', () => {
     const owner = stores[0]!.store;
     const token = randomUUID();
     await owner.claim({ id: 'after', fingerprint: '', leaseMs: 10_000, ttlMs: 60_000, token });
+    await claim(stores[1]!.store, 'after'); // a waiter: the record is marked awaited
     await owner.complete('after', token, 'v', 60_000);
     expect(await until(() => woke.length === 2)).toBe(true);
     expect(woke.sort()).toEqual(['client', 'url']);

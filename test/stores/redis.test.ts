@@ -56,6 +56,7 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     const token = randomUUID();
     await store.claim({ id: 'k', fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token });
     expect(await admin!.exists(`kp:${prefix}:{k}`)).toBe(1);
+    await store.claim({ id: 'k', fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: 'waiter' });
     let woke = 0;
     store.subscribe!('k', () => woke++);
     await until(

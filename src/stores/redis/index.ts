@@ -5,8 +5,9 @@
  *
  * ```
  * key      <prefix>:{<id>}    hash: s state (p | c), f fingerprint, t token, a attempt,
- *                             l leaseUntil, e expiresAt, o outcome, x outcome encoding
- * channel  <prefix>:{<id>}    'c' on complete, 'r' on release (SPUBLISH in Cluster)
+ *                             l leaseUntil, e expiresAt, o outcome, x outcome encoding,
+ *                             w awaited (a claim found the record in progress)
+ * channel  <prefix>:{<id>}    'c' on complete, 'r' on release of an awaited record (SPUBLISH in Cluster)
  * ```
  *
  * @module
@@ -133,11 +134,11 @@ export function redisStore(options: RedisStoreOptions): Store {
         ms('ttlMs', req.ttlMs),
       )) as unknown[];
       // Number(): a client with `stringNumbers: true` answers integers as strings
-      if (Number(reply[0]) === 1) {
-        const [, , attempt, leaseUntil, takeover] = reply.map(Number);
-        return { status: 'acquired', attempt: attempt!, leaseUntil: leaseUntil!, takeover: takeover === 1 };
+      if (reply.length === 2) {
+        const attempt = Number(reply[0]);
+        return { status: 'acquired', attempt, leaseUntil: Number(reply[1]), takeover: attempt > 1 };
       }
-      return { status: 'existing', record: fromReply(req.id, reply.slice(2)), now: Number(reply[1]) };
+      return { status: 'existing', record: fromReply(req.id, reply[1], reply[2]), now: Number(reply[0]) };
     },
 
     async complete(id, token, outcome, ttlMs) {
@@ -156,7 +157,7 @@ export function redisStore(options: RedisStoreOptions): Store {
 
     async get(id): Promise<StoreRecord | undefined> {
       const reply = (await call('get', id)) as unknown[] | null;
-      return reply ? fromReply(id, reply.slice(1)) : undefined;
+      return reply ? fromReply(id, reply[1], reply[2]) : undefined;
     },
 
     /** Redis deletes expired records itself (PEXPIREAT), so there is never anything to purge. */

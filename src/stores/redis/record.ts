@@ -6,20 +6,34 @@
 import type { StoreRecord } from '../../core/store.ts';
 
 /**
- * A record from `[state, fingerprint, token, attempt, leaseUntil, expiresAt, outcome, encoding]`,
- * the order claim-1.lua and get-1.lua answer in.
+ * A record from the packed string claim-1.lua and get-1.lua answer (one reply element instead of
+ * eight: a client parses every element it receives) and the outcome element:
+ * `<state><attempt>,<leaseUntil>,<expiresAt>,<encoding>,<#fingerprint>,<fingerprint><token>`,
+ * where #fingerprint counts UTF-8 bytes.
  */
-export function fromReply(id: string, r: unknown[]): StoreRecord {
-  const completed = r[0] === 'c';
+export function fromReply(id: string, packed: unknown, outcome: unknown): StoreRecord {
+  const p = String(packed);
+  const a = p.indexOf(',');
+  const l = p.indexOf(',', a + 1);
+  const e = p.indexOf(',', l + 1);
+  const x = p.indexOf(',', e + 1);
+  const f = p.indexOf(',', x + 1);
+  const bytes = Number(p.slice(x + 1, f));
+  // byte and UTF-16 offsets agree while the text is ASCII (hex fingerprints, uuid tokens)
+  const rest = p.slice(f + 1);
+  const [fingerprint, token] = /[\u0080-\uffff]/.test(rest)
+    ? split(rest, bytes)
+    : [rest.slice(0, bytes), rest.slice(bytes)];
+  const completed = p[0] === 'c';
   return {
     id,
     state: completed ? 'completed' : 'in_progress',
-    fingerprint: String(r[1]),
-    token: String(r[2]),
-    attempt: Number(r[3]),
-    leaseUntil: Number(r[4]),
-    expiresAt: Number(r[5]),
-    outcome: completed ? decode(String(r[6] ?? ''), r[7]) : undefined,
+    fingerprint,
+    token,
+    attempt: Number(p.slice(1, a)),
+    leaseUntil: Number(p.slice(a + 1, l)),
+    expiresAt: Number(p.slice(l + 1, e)),
+    outcome: completed ? decode(String(outcome ?? ''), p.slice(e + 1, x)) : undefined,
   };
 }
 
@@ -31,6 +45,11 @@ export function toReply(outcome: string): [string, '' | 'j'] {
   return outcome.isWellFormed() ? [outcome, ''] : [JSON.stringify(outcome), 'j'];
 }
 
-function decode(text: string, encoding: unknown): string {
+function split(text: string, bytes: number): [string, string] {
+  const b = Buffer.from(text, 'utf8');
+  return [b.toString('utf8', 0, bytes), b.toString('utf8', bytes)];
+}
+
+function decode(text: string, encoding: string): string {
   return encoding === 'j' ? (JSON.parse(text) as string) : text;
 }

@@ -1,7 +1,10 @@
 --[[
   Claim a record in one step: take it when it is absent or expired, or when it is in
   progress with a lapsed lease and the same fingerprint (a takeover: attempt + 1).
-  Otherwise answer the record that stands in the way, untouched. Time is Redis TIME.
+  Otherwise answer the record that stands in the way, untouched, except that a live lease
+  found by a claim with the same fingerprint (a waiter) marks the record awaited (w = 1), so
+  its complete/release publish a wake-up. Replays of completed records only read.
+  Time is Redis TIME.
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fingerprint
@@ -10,10 +13,11 @@
   ARGV[4]  retention while in progress, ms: the record is kept until
            leaseUntil + max(lease, retention); a takeover keeps a later expiresAt
 
-  Output
-    acquired  {1, now, attempt, leaseUntil, takeover (0 | 1)}
-    existing  {0, now, state, fingerprint, token, attempt, leaseUntil, expiresAt,
-               outcome | nil, encoding | nil}
+  Output (few elements: a client parses each one)
+    acquired  {attempt, leaseUntil}; attempt > 1 is a takeover
+    existing  {now, record, outcome | nil}, record packed into one string:
+              <state><attempt>,<leaseUntil>,<expiresAt>,<encoding>,<#fingerprint>,<fingerprint><token>
+              (#fingerprint in bytes; encoding '' or 'j')
 ]]
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
@@ -21,20 +25,30 @@ local key = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local r = rcall('HMGET', key, 's', 'f', 't', 'a', 'l', 'e', 'o', 'x')
-local attempt, floor, takeover = 1, 0, 0
-if r[1] and tonumber(r[6]) > now then
-  if r[1] ~= 'p' or r[2] ~= ARGV[1] or tonumber(r[5]) > now then
-    return {0, now, r[1], r[2], r[3], tonumber(r[4]), tonumber(r[5]), tonumber(r[6]), r[7], r[8]}
-  end
-  attempt, floor, takeover = tonumber(r[4]) + 1, tonumber(r[6]), 1
+local r = rcall('HMGET', key, 's', 'f', 't', 'a', 'l', 'e', 'o', 'x', 'w')
+local live = r[1] and tonumber(r[6]) > now
+local takeover = live and r[1] == 'p' and r[2] == ARGV[1] and tonumber(r[5]) <= now
+if live and not takeover then
+  -- a waiter (same fingerprint, live lease) marks the record: its complete/release publish
+  if r[1] == 'p' and r[2] == ARGV[1] and not r[9] then rcall('HSET', key, 'w', '1') end
+  return {now, r[1] .. r[4] .. ',' .. r[5] .. ',' .. r[6] .. ',' .. (r[8] or '') .. ',' .. #r[2] .. ','
+    .. r[2] .. r[3], r[7]}
 end
 
 local lease = tonumber(ARGV[3])
 local leaseUntil = now + lease
-local expiresAt = math.max(floor, leaseUntil + math.max(lease, tonumber(ARGV[4])))
-if r[1] then rcall('DEL', key) end
-rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', string.format('%d', attempt),
-  'l', string.format('%d', leaseUntil), 'e', string.format('%d', expiresAt))
-rcall('PEXPIREAT', key, string.format('%d', expiresAt))
-return {1, now, attempt, leaseUntil, takeover}
+local keep = leaseUntil + math.max(lease, tonumber(ARGV[4]))
+local attempt = 1
+if takeover then
+  -- the same fingerprint, still in progress: s and f stay, and so does the awaited mark
+  attempt = tonumber(r[4]) + 1
+  keep = math.max(tonumber(r[6]), keep)
+  rcall('HSET', key, 't', ARGV[2], 'a', string.format('%d', attempt),
+    'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep))
+else
+  if r[1] then rcall('DEL', key) end
+  rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', '1',
+    'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep))
+end
+rcall('PEXPIREAT', key, string.format('%d', keep))
+return {attempt, leaseUntil}

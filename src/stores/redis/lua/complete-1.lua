@@ -1,7 +1,8 @@
 --[[
   Complete a record: store the outcome and keep the record until now + ttl, only if the
   token still holds it. Completing again with the same token answers 1 and changes nothing.
-  Wakes waiters by publishing 'c' on the channel named like the key.
+  Wakes waiters by publishing 'c' on the channel named like the key, when a claim marked the
+  record awaited.
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fencing token
@@ -20,12 +21,12 @@ local key = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local r = rcall('HMGET', key, 's', 't', 'e')
+local r = rcall('HMGET', key, 's', 't', 'e', 'w')
 if not r[1] or tonumber(r[3]) <= now or r[2] ~= ARGV[1] then return 0 end
 if r[1] == 'c' then return 1 end
 
 local expiresAt = string.format('%d', now + tonumber(ARGV[4]))
 rcall('HSET', key, 's', 'c', 'o', ARGV[2], 'x', ARGV[3], 'l', '0', 'e', expiresAt)
 rcall('PEXPIREAT', key, expiresAt)
-if ARGV[5] == 'PUBLISH' or ARGV[5] == 'SPUBLISH' then rcall(ARGV[5], key, 'c') end
+if r[4] and (ARGV[5] == 'PUBLISH' or ARGV[5] == 'SPUBLISH') then rcall(ARGV[5], key, 'c') end
 return 1

@@ -2,7 +2,8 @@
   Release a record, only if the token still holds it in progress. Attempt 1 deletes it. A
   later attempt keeps it in progress with the lease ended (l = now) and no token, so the next
   claim is a takeover: an earlier attempt's lease ran out mid-action, its effect may exist.
-  Either way wakes waiters by publishing 'r' on the channel named like the key.
+  Either way wakes waiters by publishing 'r' on the channel named like the key, when a claim
+  marked the record awaited.
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fencing token
@@ -18,7 +19,7 @@ local key = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local r = rcall('HMGET', key, 's', 't', 'e', 'a')
+local r = rcall('HMGET', key, 's', 't', 'e', 'a', 'w')
 if r[1] ~= 'p' or r[2] ~= ARGV[1] or tonumber(r[3]) <= now then return 0 end
 
 if tonumber(r[4]) == 1 then
@@ -26,5 +27,5 @@ if tonumber(r[4]) == 1 then
 else
   rcall('HSET', key, 't', '', 'l', string.format('%d', now))
 end
-if ARGV[2] == 'PUBLISH' or ARGV[2] == 'SPUBLISH' then rcall(ARGV[2], key, 'r') end
+if r[5] and (ARGV[2] == 'PUBLISH' or ARGV[2] == 'SPUBLISH') then rcall(ARGV[2], key, 'r') end
 return 1
