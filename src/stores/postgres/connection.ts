@@ -67,6 +67,19 @@ export function unavailable(what: string, err: unknown): Error {
 }
 
 const ignore = () => {};
+const listened = new WeakSet<PgClientLike>();
+
+/**
+ * Gives `client` a no-op 'error' listener, once per client for its whole life: a dead socket
+ * emits 'error' on a checked-out client, and without a listener that would crash the app. (The
+ * pool drops the broken client itself.) Adding and removing it around every query cost more
+ * than the query's own bookkeeping.
+ */
+export function listenForErrors(client: PgClientLike): void {
+  if (listened.has(client)) return;
+  listened.add(client);
+  client.on('error', ignore);
+}
 
 /**
  * Checks a client out of `pool`, runs `fn` on it and hands it back, all within `timeoutMs`
@@ -100,14 +113,12 @@ export function withClient<T>(
     pool.connect().then((c) => {
       if (settled) return c.release();
       client = c;
-      // a dead socket emits 'error' on the client; without a listener that would crash the app
-      c.on('error', ignore);
+      listenForErrors(c);
       fn(c).then(
         (value) => {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          c.removeListener('error', ignore);
           c.release();
           resolve(value);
         },

@@ -6,10 +6,17 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
-import { loadPg, type PgPoolLike, withClient } from './connection.ts';
+import { createDeadlines } from '../deadlines.ts';
+import {
+  listenForErrors,
+  loadPg,
+  type PgClientLike,
+  type PgPoolLike,
+  type PgResultLike,
+  unavailable,
+} from './connection.ts';
 import { createListener, type Listener } from './listener.ts';
 import { ensureSchema } from './schema.ts';
 import { IDENTIFIER, statements } from './sql.ts';
@@ -95,9 +102,14 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     return pool;
   };
 
+  /** The pool once the schema is known to be current: queries then skip the schema step. */
+  let readyPool: PgPoolLike | undefined;
   const ready = () => {
     schema ??= getPool()
-      .then((p) => ensureSchema(p, o.schema, o.table, o.timeout))
+      .then(async (p) => {
+        await ensureSchema(p, o.schema, o.table, o.timeout);
+        readyPool = p;
+      })
       .catch((err) => {
         schema = undefined; // try again on the next call
         throw err;
@@ -105,18 +117,48 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     return schema;
   };
 
-  /** One statement on one pooled connection, within the deadline. */
-  const query = async (what: string, text: string, values: unknown[]) => {
-    if (closed) throw new StoreUnavailableError('postgres store: the store is closed');
-    const started = performance.now();
-    // the schema step of the first call counts against its deadline
-    await withDeadline(
-      ready(),
-      o.timeout,
-      () => new StoreUnavailableError(`postgres store: ${what} did not answer within ${o.timeout} ms`),
-    );
-    const left = Math.max(1, Math.round(o.timeout - (performance.now() - started)));
-    return withClient(await getPool(), left, what, (c) => c.query({ text, values }));
+  const deadlines = createDeadlines(o.timeout);
+  /**
+   * One statement on one pooled connection, within the deadline (which also covers waiting for a
+   * connection and, on the first call, the schema step). On a timeout or an error the client is
+   * destroyed, not returned: it may hold a running statement or a dead socket.
+   */
+  const query = (what: string, text: string, values: unknown[]): Promise<PgResultLike> => {
+    if (closed) return Promise.reject(new StoreUnavailableError('postgres store: the store is closed'));
+    return new Promise((resolve, reject) => {
+      let client: PgClientLike | undefined;
+      const d = deadlines.start(() => {
+        client?.release(new Error(`idem: ${what} timed out`));
+        reject(new StoreUnavailableError(`postgres store: ${what} did not answer within ${o.timeout} ms`));
+      });
+      const fail = (err: unknown) => {
+        if (deadlines.end(d)) reject(unavailable(what, err));
+      };
+      const run = (pool: PgPoolLike) =>
+        pool.connect().then((c) => {
+          if (d.onExpire === undefined) return c.release(); // too late: straight back
+          client = c;
+          listenForErrors(c);
+          c.query({ text, values }).then(
+            (result) => {
+              if (!deadlines.end(d)) return;
+              c.release();
+              resolve(result);
+            },
+            (err) => {
+              if (!deadlines.end(d)) return;
+              c.release(err instanceof Error ? err : new Error(String(err)));
+              reject(unavailable(what, err));
+            },
+          );
+        }, fail);
+      try {
+        if (readyPool) run(readyPool);
+        else ready().then(getPool).then(run, fail);
+      } catch (err) {
+        fail(err);
+      }
+    });
   };
 
   return {
