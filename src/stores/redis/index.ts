@@ -19,7 +19,7 @@ import { createDeadlines, type Deadline } from '../deadlines.ts';
 import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
 import { SCRIPTS } from './lua.generated.ts';
 import { createNotifier, type NotifyCommand } from './notify.ts';
-import { fromReply, toReply } from './record.ts';
+import { fromReply, isRecord, toReply } from './record.ts';
 
 export type { RedisClientLike } from './client.ts';
 
@@ -125,20 +125,28 @@ export function redisStore(options: RedisStoreOptions): Store {
     name: 'redis',
 
     async claim(req: ClaimRequest): Promise<ClaimResult> {
-      const reply = (await call(
-        'claim',
-        req.id,
-        req.fingerprint,
-        req.token,
-        ms('leaseMs', req.leaseMs),
-        ms('ttlMs', req.ttlMs),
-      )) as unknown[];
-      // Number(): a client with `stringNumbers: true` answers integers as strings
-      if (reply.length === 2) {
-        const attempt = Number(reply[0]);
-        return { status: 'acquired', attempt, leaseUntil: Number(reply[1]), takeover: attempt > 1 };
+      const reply = String(
+        await call(
+          'claim',
+          req.id,
+          req.fingerprint,
+          req.token,
+          ms('leaseMs', req.leaseMs),
+          ms('ttlMs', req.ttlMs),
+        ),
+      );
+      if (isRecord(reply)) {
+        const { record, now } = fromReply(req.id, reply);
+        return { status: 'existing', record, now };
       }
-      return { status: 'existing', record: fromReply(req.id, reply[1], reply[2]), now: Number(reply[0]) };
+      const comma = reply.indexOf(',');
+      const attempt = Number(reply.slice(0, comma));
+      return {
+        status: 'acquired',
+        attempt,
+        leaseUntil: Number(reply.slice(comma + 1)),
+        takeover: attempt > 1,
+      };
     },
 
     async complete(id, token, outcome, ttlMs) {
@@ -156,8 +164,8 @@ export function redisStore(options: RedisStoreOptions): Store {
     },
 
     async get(id): Promise<StoreRecord | undefined> {
-      const reply = (await call('get', id)) as unknown[] | null;
-      return reply ? fromReply(id, reply[1], reply[2]) : undefined;
+      const reply = await call('get', id);
+      return reply == null ? undefined : fromReply(id, String(reply)).record;
     },
 
     /** Redis deletes expired records itself (PEXPIREAT), so there is never anything to purge. */

@@ -13,11 +13,10 @@
   ARGV[4]  retention while in progress, ms: the record is kept until
            leaseUntil + max(lease, retention); a takeover keeps a later expiresAt
 
-  Output (few elements: a client parses each one)
-    acquired  {attempt, leaseUntil}; attempt > 1 is a takeover
-    existing  {now, record, outcome | nil}, record packed into one string:
-              <state><attempt>,<leaseUntil>,<expiresAt>,<encoding>,<#fingerprint>,<fingerprint><token>
-              (#fingerprint in bytes; encoding '' or 'j')
+  Output, one string either way (a client decodes every reply element it receives)
+    acquired  <attempt>,<leaseUntil>; attempt > 1 is a takeover
+    existing  <state><attempt>,<leaseUntil>,<expiresAt>,<encoding>,<#fingerprint>,<#token>,<now>,
+              <fingerprint><token><outcome>   (# in bytes; encoding '' or 'j'; no outcome in progress)
 ]]
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
@@ -31,8 +30,8 @@ local takeover = live and r[1] == 'p' and r[2] == ARGV[1] and tonumber(r[5]) <= 
 if live and not takeover then
   -- a waiter (same fingerprint, live lease) marks the record: its complete/release publish
   if r[1] == 'p' and r[2] == ARGV[1] and not r[9] then rcall('HSET', key, 'w', '1') end
-  return {now, r[1] .. r[4] .. ',' .. r[5] .. ',' .. r[6] .. ',' .. (r[8] or '') .. ',' .. #r[2] .. ','
-    .. r[2] .. r[3], r[7]}
+  return string.format('%s%s,%s,%s,%s,%d,%d,%d,', r[1], r[4], r[5], r[6], r[8] or '', #r[2], #r[3], now)
+    .. r[2] .. r[3] .. (r[7] or '')
 end
 
 local lease = tonumber(ARGV[3])
@@ -51,4 +50,4 @@ else
     'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep))
 end
 rcall('PEXPIREAT', key, string.format('%d', keep))
-return {attempt, leaseUntil}
+return string.format('%d,%d', attempt, leaseUntil)
