@@ -6,7 +6,7 @@
  * ```
  * key      <prefix>:{<id>}    hash: s state (p | c), f fingerprint, t token, a attempt,
  *                             l leaseUntil, e expiresAt, o outcome, x outcome encoding,
- *                             w awaited (a claim found the record in progress)
+ *                             w awaited (a waiting claim found the record held)
  * channel  <prefix>:{<id>}    'c' on complete, 'r' on release of an awaited record (SPUBLISH in Cluster)
  * ```
  *
