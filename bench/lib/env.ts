@@ -4,32 +4,13 @@
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export const SERVICES = {
-  postgres: process.env.IDEM_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  redis: process.env.IDEM_REDIS_URL ?? 'redis://127.0.0.1:6379',
-} as const;
-
-/** True when a TCP connection to the URL's host:port opens within 1 s. */
-export function reachable(url: string): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: u.hostname, port: Number(u.port) }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.setTimeout(1000, () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on('error', () => resolve(false));
-  });
-}
+// The service addresses and the TCP probe are the test suites' own, so both read the same env vars.
+export { reachable, SERVICES } from '../../test/helpers/services.ts';
 
 /** True when the repository file exists (a store still being written may not). */
 export function sourceExists(relative: string): boolean {
