@@ -46,9 +46,15 @@ export async function sqliteSection(cfg: RunConfig): Promise<SectionResult> {
     raw.exec('PRAGMA synchronous = NORMAL');
     for (const ddl of schemaStatements('idem_records')) raw.exec(ddl);
     const sql = sqliteStatements('idem_records');
+    // Rows as arrays, as the store reads them (setReturnArrays), so raw pays no more than the store.
+    const arrays = (text: string) => {
+      const statement = raw.prepare(text);
+      statement.setReturnArrays(true);
+      return statement;
+    };
     const st = {
-      select: raw.prepare(sql.select),
-      claim: raw.prepare(sql.claim),
+      select: arrays(sql.select),
+      claim: arrays(sql.claim),
       complete: raw.prepare(sql.complete),
     };
     const outcome = encodedOutcome(123456);
