@@ -227,3 +227,145 @@ describe('express streaming', () => {
     expect(await replay.text()).toBe('data: 1\n\ndata: 2\n\n');
   });
 });
+
+describe('express: no unhandled rejection on any path', () => {
+  it('a handler error plus a logger that throws never rejects unhandled (forked probe)', async () => {
+    const { fork } = await import('node:child_process');
+    const { createRequire } = await import('node:module');
+    const { fileURLToPath } = await import('node:url');
+    const require = createRequire(import.meta.url);
+    const child = fork('--input-type=module', [], {
+      execArgv: ['--input-type=module', '-e', PROBE_SCRIPT],
+      env: {
+        ...process.env,
+        PROBE_EXPRESS: require.resolve('express'),
+        PROBE_IDEM: fileURLToPath(new URL('../../src/index.ts', import.meta.url)),
+        PROBE_IDEM_EXPRESS: fileURLToPath(new URL('../../src/http/express/index.ts', import.meta.url)),
+      },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d) => (stderr += d));
+    const report = await new Promise<{ statuses: unknown[]; rejections: string[] }>((resolve, reject) => {
+      child.once('message', (m) => resolve(m as { statuses: unknown[]; rejections: string[] }));
+      child.once('exit', (code) => reject(new Error(`probe exited ${code}: ${stderr}`)));
+    });
+    child.kill();
+    expect(report.rejections).toEqual([]);
+    // every request got an answer (none hung): the error handler's 500; the cut stream's headers
+    expect(report.statuses).toEqual([500, 200]);
+  }, 20_000);
+});
+
+/** Runs in a forked Node: counts unhandled rejections while the adapter's catch paths fail. */
+const PROBE_SCRIPT = `
+const { default: express } = await import(process.env.PROBE_EXPRESS);
+const { createIdem, memoryStore } = await import(process.env.PROBE_IDEM);
+const { idempotency, idempotencyErrors } = await import(process.env.PROBE_IDEM_EXPRESS);
+const rejections = [];
+process.on('unhandledRejection', (e) => rejections.push(String(e && e.message || e)));
+const logger = { warn() {}, error() { throw new Error('logger down'); } };
+const idem = createIdem({ store: memoryStore() });
+const app = express();
+app.post('/problem', idempotency({ idem, logger, handlerErrors: 'problem' }), () => { throw new Error('boom'); });
+app.post('/rethrow', idempotency({ idem, logger }), (_q, res) => {
+  res.write('partial');
+  setTimeout(() => res.destroy(new Error('cut')), 20);
+});
+app.use(idempotencyErrors());
+const server = app.listen(0, '127.0.0.1', async () => {
+  const base = 'http://127.0.0.1:' + server.address().port;
+  const post = (path) => fetch(base + path, {
+    method: 'POST', headers: { 'idempotency-key': 'k', 'content-type': 'application/json' }, body: '{}',
+    signal: AbortSignal.timeout(3000),
+  }).then(async (r) => { await r.arrayBuffer().catch(() => {}); return r.status; }, (e) => e.name);
+  const statuses = [await post('/problem'), await post('/rethrow')];
+  await new Promise((r) => setTimeout(r, 300));
+  process.send({ statuses, rejections }, () => process.exit(0));
+});
+`;
+
+describe('express: body-parser errors', () => {
+  it("the documented setup keeps express.json()'s own 413 a 413 (problem+json)", async () => {
+    let calls = 0;
+    const app = express();
+    app.use(express.json());
+    app.post('/payments', idempotency({ idem: createIdem({ store: memoryStore() }) }), (_q, res) => {
+      calls++;
+      res.status(201).json({ ok: true });
+    });
+    app.use(idempotencyErrors());
+    app.use((_e: Error, _q: express.Request, res: express.Response, _n: express.NextFunction) => {
+      res.status(500).json({ error: 'internal' });
+    });
+    const base = await serve(app);
+    const big = JSON.stringify({ pad: 'x'.repeat(200_000) });
+    const res = await fetch(`${base}/payments`, keyed('big', big));
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect((await res.json()) as Record<string, unknown>).toMatchObject({ status: 413 });
+    const ok = await fetch(`${base}/payments`, keyed('small', '{"a":1}'));
+    expect([ok.status, calls]).toEqual([201, 1]);
+  });
+});
+
+describe('express: a stalled client does not hold the key', () => {
+  it('the outcome is stored when the handler finishes, whatever the client reads', async () => {
+    const size = 12 * 1024 * 1024; // far more than the loopback socket buffers hold
+    const body = Buffer.from(noise(size, 3));
+    let calls = 0;
+    let finished!: () => void;
+    const handlerDone = new Promise<void>((r) => (finished = r));
+    const app = express();
+    const idem = createIdem({ store: memoryStore(), maxOutcomeBytes: 64 * 1024 * 1024 });
+    const mw = idempotency({ idem, maxStoredBodyBytes: 32 * 1024 * 1024 });
+    app.post('/big', mw, async (_q, res) => {
+      calls++;
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      for (let i = 0; i < size; i += 256 * 1024) {
+        // a well-behaved writer: waits for 'drain' when write() says so
+        if (!res.write(body.subarray(i, i + 256 * 1024))) await new Promise((r) => res.once('drain', r));
+      }
+      res.end();
+      finished();
+    });
+    const base = new URL(await serve(app));
+    // The stalled client: opens the response and reads nothing.
+    const stalled = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: base.hostname,
+          port: base.port,
+          path: '/big',
+          method: 'POST',
+          headers: { 'idempotency-key': 'stall', 'content-type': 'application/json' },
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.end('{}');
+    });
+    stalled.pause();
+    stalled.socket.pause();
+    const timeout = (ms: number) => new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref());
+    expect(await Promise.race([handlerDone.then(() => 'done' as const), timeout(3000)])).toBe('done');
+    const retry = await Promise.race([
+      fetch(`${base.origin}/big`, { ...keyed('stall', '{}'), signal: AbortSignal.timeout(5000) }).catch(
+        (e: Error) => e.name,
+      ),
+      timeout(2500),
+    ]);
+    expect(typeof retry === 'string' ? retry : retry.status).toBe(200);
+    const replay = retry as globalThis.Response;
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(Buffer.from(await replay.arrayBuffer()).equals(body)).toBe(true);
+    // The stalled client resumes and still gets every byte.
+    const chunks: Buffer[] = [];
+    stalled.on('data', (c: Buffer) => chunks.push(c));
+    stalled.socket.resume();
+    stalled.resume();
+    await new Promise((r) => stalled.once('end', r));
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    expect(calls).toBe(1);
+  }, 30_000);
+});

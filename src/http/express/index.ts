@@ -20,6 +20,7 @@ import { isJsonContentType } from '../body.ts';
 import { createHttpIdempotency, type IdempotencyInfo } from '../core.ts';
 import { readNodeBody, webRequestOf, writersOf, writeWebResponse } from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
+import { problemResponse } from '../problem.ts';
 import { type Capture, captureResponse } from './capture.ts';
 
 export type { IdempotencyInfo, IdempotencyOptions };
@@ -73,18 +74,23 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
       await writeWebResponse(res, response, cap?.writers ?? writersOf(res), cap !== undefined);
     } catch (error) {
       const failed = cap as Capture | undefined;
-      if (failed?.errorResponse && error === failed.failed) {
+      if (failed?.errorResponse && !res.headersSent) {
         // The handler threw and the key is released; send what the error handler wrote.
-        return writeWebResponse(res, failed.errorResponse, failed.writers, false);
+        if (error !== failed.failed) safely(() => logger.error('idem: failed after the handler ran', error));
+        return await writeWebResponse(res, failed.errorResponse, failed.writers, false);
       }
       if (!continued) return next(error);
-      logger.error('idem: failed after the handler ran', error);
-      if (!res.headersSent) res.destroy(error as Error);
+      safely(() => logger.error('idem: failed after the handler ran', error));
+      if (!res.writableFinished) res.destroy(error instanceof Error ? error : undefined);
     }
   }
 
   return function idempotency(req, res, next) {
-    void run(req, res, next);
+    // Last resort: whatever failed above (a logger that throws, a write that fails) ends this
+    // response instead of becoming an unhandled rejection.
+    run(req, res, next).catch(() => {
+      if (!res.writableFinished) res.destroy();
+    });
   };
 }
 
@@ -93,19 +99,56 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
  * and a retry runs the handler again. Mount it after your routes (before or instead of your
  * own error handlers; it passes the error on).
  *
+ * It also answers a body parser's own 413 (`express.json()` and friends, which run before
+ * `idempotency()` and throw `entity.too.large`) with a 413 `payload-too-large` problem, so an
+ * error handler that answers 500 to everything cannot turn it into a 500.
+ *
  * @example
+ * app.use(express.json());
  * app.post('/orders', idempotency({ idem }), createOrder);
  * app.use(idempotencyErrors());
  * app.use((err, req, res, next) => res.status(500).json({ error: 'internal' }));
  */
-export function idempotencyErrors(): ErrorRequestHandler {
-  return function idempotencyErrors(error, _req, res, next) {
-    captures.get(res)?.fail(error);
-    next(error);
+export function idempotencyErrors(options: { problemBase?: string } = {}): ErrorRequestHandler {
+  return function idempotencyErrors(error, req, res, next) {
+    const cap = captures.get(res);
+    if (cap) {
+      cap.fail(error);
+      return next(error);
+    }
+    if (!isParserTooLarge(error) || res.headersSent) return next(error);
+    const limit = (error as { limit?: unknown }).limit;
+    const response = problemResponse('payload-too-large', {
+      base: options.problemBase,
+      detail: typeof limit === 'number' ? `the limit is ${limit} bytes` : undefined,
+      headers: { 'x-should-retry': 'false', connection: 'close' },
+    });
+    writeWebResponse(res, response, writersOf(res), false).then(
+      () => {
+        if (!req.readableEnded) req.resume(); // discard the rest of the upload
+      },
+      (e: unknown) => next(e),
+    );
   };
 }
 
+/** A body parser's "request entity too large" (the `http-errors` shape body-parser throws). */
+function isParserTooLarge(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { type?: unknown; status?: unknown; statusCode?: unknown };
+  return e.type === 'entity.too.large' || e.status === 413 || e.statusCode === 413;
+}
+
 // --- Internal helpers ---
+
+/** Runs `fn` (a user logger), ignoring what it throws. */
+function safely(fn: () => void) {
+  try {
+    fn();
+  } catch {
+    // a logger that throws must not turn an answered request into an unhandled rejection
+  }
+}
 
 type BodyCarrier = Request & { rawBody?: Buffer };
 
