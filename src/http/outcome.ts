@@ -59,18 +59,21 @@ export type Collected =
   | { ok: true; body: Uint8Array; bytes: number; omitted?: boolean }
   | { ok: false; error: unknown };
 
-/** How far the handler's body may run ahead of a client that reads slowly. */
+/** How far the handler's body may run ahead of a slow client once it is past `maxBytes`. */
 const CLIENT_BUFFER_BYTES = 64 * 1024;
 
 /**
- * Streams `response` to a client while collecting its bytes for the store. The handler's body
- * is read only as fast as the client reads, with 64 KiB of slack (a slow client slows the
- * handler instead of being buffered for); the client must read or cancel the body.
- * Past `maxBytes` the collected bytes are dropped and the body keeps streaming, only counted:
- * the result is `omitted`, and memory stays at one limit's worth whatever the body's size.
+ * Streams `response` to a client while collecting its bytes for the store. Up to `maxBytes`,
+ * the handler's body is read as fast as the handler produces it, whatever the client does: the
+ * bytes the client has not read yet wait in its queue (the same buffers as the collected copy),
+ * so `collected` settles when the handler's response is complete, and a client that stalls
+ * cannot hold the key. Past `maxBytes` the collected bytes are dropped and the rest of the body
+ * is read only as fast as the client reads (64 KiB of slack), only counted: the result is
+ * `omitted`, and memory stays at about one limit's worth whatever the body's size.
  * The client's stream stays open after the last chunk until `holdCloseUntil` settles, so a
  * client that finishes reading and retries at once finds the outcome already stored. A client
  * that goes away does not stop the collection: the handler's response is read to the end.
+ * With the default `maxBytes` (no limit) a whole body may be held for a client that does not read.
  *
  * @example
  * const { client, collected } = teeResponse(upstream, stored, 2 * 1024 * 1024);
@@ -116,7 +119,7 @@ export function teeResponse(
       open = false;
     }
   };
-  /** Waits while the client's queue holds a buffer's worth (and the client is still there). */
+  /** Waits while the client's queue holds more than a buffer's worth (and the client is still there). */
   const backpressure = () =>
     open && (controller.desiredSize ?? 1) <= 0
       ? new Promise<void>((resolve) => (resume = resolve))
@@ -133,7 +136,7 @@ export function teeResponse(
         if (chunks && size > maxBytes) chunks = undefined; // over the limit: stop collecting
         chunks?.push(value);
         forward(() => controller.enqueue(value));
-        await backpressure();
+        if (!chunks) await backpressure(); // within the limit the client's queue is the collected copy
       }
     } catch (error) {
       forward(() => controller.error(error));

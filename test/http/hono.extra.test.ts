@@ -72,3 +72,37 @@ describe('hono streaming', () => {
     expect(await (await app.request('/sse', keyed('sse'))).text()).toBe('data: 1\n\ndata: 2\n\n');
   });
 });
+
+describe('hono: a client that does not read does not hold the key', () => {
+  it('the outcome is stored when the handler finishes, not when the client has read it', async () => {
+    const size = 4 * 1024 * 1024; // far beyond the tee's 64 KiB of client slack
+    const bytes = new Uint8Array(size).map((_, i) => (i * 31) & 255);
+    let calls = 0;
+    const app = new Hono();
+    const idem = createIdem({ store: memoryStore(), maxOutcomeBytes: 16 * 1024 * 1024 });
+    app.post('/big', idempotency({ idem, maxStoredBodyBytes: 8 * 1024 * 1024 }), () => {
+      calls++;
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < size; i += 128 * 1024) c.enqueue(bytes.slice(i, i + 128 * 1024));
+          c.close();
+        },
+      });
+      return new Response(body, { headers: { 'content-type': 'application/octet-stream' } });
+    });
+    const stalled = await app.request('/big', keyed('stall'));
+    expect(stalled.status).toBe(200);
+    // The first client reads nothing; retries come at once and for at most two seconds.
+    let replay = await app.request('/big', keyed('stall'));
+    for (const until = Date.now() + 2000; replay.status === 409 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      replay = await app.request('/big', keyed('stall'));
+    }
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(new Uint8Array(await replay.arrayBuffer())).toEqual(bytes);
+    // The stalled client reads later and gets every byte.
+    expect(new Uint8Array(await stalled.arrayBuffer())).toEqual(bytes);
+    expect(calls).toBe(1);
+  });
+});

@@ -231,7 +231,7 @@ describe('headers, policy, problems, replay', () => {
     expect((c as { body: Uint8Array }).body.byteLength).toBe(0);
   });
 
-  it('teeResponse pulls from the handler only as fast as the client reads', async () => {
+  it('teeResponse, past its limit, pulls from the handler only as fast as the client reads', async () => {
     let pulled = 0;
     const source = new ReadableStream<Uint8Array>({
       pull(c) {
@@ -240,13 +240,13 @@ describe('headers, policy, problems, replay', () => {
         if (pulled === 100) c.close();
       },
     });
-    const { client, collected } = teeResponse(new Response(source), Promise.resolve());
+    const { client, collected } = teeResponse(new Response(source), Promise.resolve(), 16 * 1024);
     const reader = client.body!.getReader();
     await reader.read();
     await new Promise((r) => setTimeout(r, 50));
-    expect(pulled).toBeLessThan(25); // 64 KiB of slack, not the whole 400 KiB
-    await reader.cancel(); // a client that goes away: the rest is read and collected anyway
-    expect(await collected).toMatchObject({ ok: true, bytes: 100 * 4096 });
+    expect(pulled).toBeLessThan(25); // the 16 KiB limit + 64 KiB of slack, not the whole 400 KiB
+    await reader.cancel(); // a client that goes away: the rest is read and counted anyway
+    expect(await collected).toMatchObject({ ok: true, bytes: 100 * 4096, omitted: true });
   });
 
   it('isJsonContentType', () => {

@@ -2,7 +2,10 @@
  * Captures what an Express handler writes (`res.writeHead`, `res.write`, `res.end` and so
  * everything built on them: `res.json`, `res.send`, `res.sendFile`, piped streams) as a web
  * `Response` whose body streams as the handler writes. Nothing reaches the socket until the
- * adapter writes the response with the original methods.
+ * adapter writes the response with the original methods. `res.write` applies backpressure like
+ * the socket would: it returns false once 64 KiB wait unread in the capture, and `res` emits
+ * `'drain'` when they are taken (the core takes them as fast as they come up to the stored-body
+ * limit, then as fast as the client reads).
  *
  * @module
  */
@@ -26,6 +29,9 @@ export interface Capture {
 
 type Callback = (error?: Error | null) => void;
 
+/** Bytes the handler may write ahead of the reader before `res.write` returns false. */
+const CAPTURE_BUFFER_BYTES = 64 * 1024;
+
 /** Starts capturing `res`. */
 export function captureResponse(res: ServerResponse): Capture {
   const writers = writersOf(res);
@@ -39,6 +45,13 @@ export function captureResponse(res: ServerResponse): Capture {
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   let begun = false;
   let failed = false;
+  let needDrain = false;
+  /** False once the capture holds a buffer's worth the reader has not taken (like a full socket). */
+  const accepting = () => {
+    if (controller === undefined || (controller.desiredSize ?? 1) > 0) return true;
+    needDrain = true;
+    return false;
+  };
 
   const cap: Capture = {
     writers,
@@ -63,11 +76,19 @@ export function captureResponse(res: ServerResponse): Capture {
     const bodiless = NULL_BODY_STATUSES.has(res.statusCode) || res.req?.method === 'HEAD';
     const body = bodiless
       ? null
-      : new ReadableStream<Uint8Array>({
-          start: (c) => {
-            controller = c;
+      : new ReadableStream<Uint8Array>(
+          {
+            start: (c) => {
+              controller = c;
+            },
+            pull: () => {
+              if (!needDrain) return;
+              needDrain = false;
+              res.emit('drain');
+            },
           },
-        });
+          new ByteLengthQueuingStrategy({ highWaterMark: CAPTURE_BUFFER_BYTES }),
+        );
     const captured = new Response(body, { status: res.statusCode, headers });
     if (failed) {
       cap.errorResponse = captured;
@@ -94,7 +115,7 @@ export function captureResponse(res: ServerResponse): Capture {
     begin();
     push(chunk, typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : undefined);
     if (cb) process.nextTick(cb);
-    return true;
+    return accepting();
   } as ServerResponse['write'];
 
   res.end = function end(this: ServerResponse, ...args: unknown[]) {
