@@ -127,8 +127,11 @@ describe('fastify specifics', () => {
     await f.close();
   });
 
-  it('a hijacked reply cannot be captured: the key is released', async () => {
-    const f = await app();
+  it('a hijacked reply cannot be captured: the key is released, with one warning naming the route', async () => {
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m), error: () => {} };
+    const f = Fastify();
+    await f.register(idempotency({ idem: createIdem({ store: memoryStore() }), logger }));
     let calls = 0;
     f.post('/raw', async (_req, reply) => {
       calls++;
@@ -140,6 +143,9 @@ describe('fastify specifics', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect((await f.inject(keyed('/raw', 'k'))).body).toBe('raw');
     expect(calls).toBe(2);
+    const hijacks = warnings.filter((w) => w.includes('hijack'));
+    expect(hijacks).toHaveLength(1);
+    expect(hijacks[0]).toContain('POST /raw');
     await f.close();
   });
 });

@@ -14,7 +14,8 @@
  * - `onError`: a handler that throws releases the key; the error reply is sent as usual.
  *
  * Validation (400) and content-type (415) errors happen before the claim and are never stored.
- * Replies written to `reply.raw` after `reply.hijack()` cannot be captured: the key is released.
+ * Replies written to `reply.raw` after `reply.hijack()` cannot be captured: the key is released
+ * (a retry runs the handler again) and a warning naming the route is logged once.
  *
  * @module
  */
@@ -129,10 +130,13 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
           state.resolve = resolve;
           state.reject = reject;
         });
-        // A hijacked reply finishes without passing onSend: give the key back.
-        reply.raw.once('finish', () =>
-          settle(state, undefined, new Error('the reply bypassed Fastify (hijacked)')),
-        );
+        // A hijacked reply finishes without passing onSend: give the key back, and say so once
+        // per route (the handler will run again on a retry).
+        reply.raw.once('finish', () => {
+          if (state.settled) return;
+          warnHijacked(core, `${request.method} ${request.routeOptions.url ?? request.url}`);
+          settle(state, undefined, new Error('the reply bypassed Fastify (hijacked)'));
+        });
         proceed();
         return captured;
       });
@@ -188,6 +192,25 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
 }
 
 // --- Internal helpers ---
+
+const hijackWarned = new WeakMap<HttpIdempotency, Set<string>>();
+
+/** Warns once per core and route that a hijacked reply released its key. */
+function warnHijacked(core: HttpIdempotency, route: string) {
+  const routes = hijackWarned.get(core) ?? new Set<string>();
+  hijackWarned.set(core, routes);
+  if (routes.has(route)) return;
+  routes.add(route);
+  try {
+    core.options.logger.warn(
+      `idem: ${route} replied with reply.hijack(): the reply cannot be captured, so its Idempotency-Key ` +
+        'was released and a retry runs the handler again. Turn idempotency off for this route ' +
+        '(config: { idempotency: false }) or reply through Fastify.',
+    );
+  } catch {
+    // a logger that throws must not break the reply
+  }
+}
 
 function settle(state: State, response?: Response, error?: unknown) {
   if (state.settled) return;
