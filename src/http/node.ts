@@ -60,13 +60,28 @@ export function webRequestOf(req: IncomingMessage, path: string): Request {
       // a header value the Fetch API refuses cannot matter to idempotency
     }
   }
-  let url: URL;
+  return new Request(targetUrl(path, req.headers.host), { method: req.method ?? 'GET', headers });
+}
+
+/**
+ * The URL of a request target, whatever the client put on the request line. An origin-form
+ * target is appended to the origin rather than resolved against it, so `//[x/p` or `//a:99999/p`
+ * stay paths instead of failing as authorities; a Host that is no valid authority gives way to
+ * `localhost`; other forms (`*`, absolute-form) resolve as URLs, and what still fails is
+ * percent-encoded into one path segment.
+ */
+function targetUrl(path: string, host: string | undefined): URL {
+  let origin = 'http://localhost';
   try {
-    url = new URL(path, `http://${req.headers.host ?? 'localhost'}`);
+    if (host) origin = new URL(`http://${host}`).origin;
   } catch {
-    url = new URL(path, 'http://localhost');
+    // a Host header that is not a valid authority
   }
-  return new Request(url, { method: req.method ?? 'GET', headers });
+  try {
+    return path.startsWith('/') ? new URL(origin + path) : new URL(path, origin);
+  } catch {
+    return new URL(`${origin}/${encodeURIComponent(path)}`);
+  }
 }
 
 /** The `writeHead`, `write` and `end` to send with (the originals when an adapter wrapped them). */

@@ -421,3 +421,36 @@ describe('express: backpressure past the stored-body limit', () => {
     expect([replay.status, replay.headers.get('idempotency-replay')]).toEqual([200, 'body-omitted']);
   }, 30_000);
 });
+
+describe('express: request targets new URL() refuses', () => {
+  it('"//[x/…", "//a:99999/…" and a garbage Host run under the key like any path (no 500)', async () => {
+    const { sendRaw } = await import('../fuzz/wire.ts');
+    let calls = 0;
+    const app = express();
+    app.use(idempotency({ idem: createIdem({ store: memoryStore() }) }));
+    app.use((_q, res) => {
+      calls++;
+      res.status(201).json({ calls });
+    });
+    const port = Number(new URL(await serve(app)).port);
+    const raw = (target: string, host: string) =>
+      Buffer.from(
+        `POST ${target} HTTP/1.1\r\nHost: ${host}\r\nIdempotency-Key: k-${target}\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+      );
+    for (const [target, host] of [
+      ['//[x/payments', '127.0.0.1'],
+      ['//a:99999/p', '127.0.0.1'],
+      ['//', '127.0.0.1'],
+      ['/p', 'a:99999'],
+    ]) {
+      const before = calls;
+      const first = await sendRaw(port, raw(target as string, host as string), { timeoutMs: 3000 });
+      const again = await sendRaw(port, raw(target as string, host as string), { timeoutMs: 3000 });
+      const status = (r: typeof first) => (r.kind === 'response' ? r.status : r.kind);
+      expect([status(first), status(again)], target).toEqual([201, 201]);
+      expect(again.kind === 'response' && again.headers.get('idempotent-replayed')?.[0], target).toBe('true');
+      expect(calls - before, target).toBe(1);
+    }
+  });
+});

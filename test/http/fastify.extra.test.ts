@@ -190,3 +190,37 @@ describe('fastify streaming', () => {
     await f.close();
   });
 });
+
+describe('fastify: request targets new URL() refuses', () => {
+  it('"//[x/…", "//a:99999/…" and a garbage Host get no 500 from idem', async () => {
+    const { sendRaw } = await import('../fuzz/wire.ts');
+    const f = await app();
+    let calls = 0;
+    f.post('/*', async (_req, reply) => reply.code(201).send({ calls: ++calls }));
+    const port = Number(new URL(await f.listen({ port: 0, host: '127.0.0.1' })).port);
+    const raw = (target: string, host: string) =>
+      Buffer.from(
+        `POST ${target} HTTP/1.1\r\nHost: ${host}\r\nIdempotency-Key: k-${target}\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+      );
+    for (const [target, host] of [
+      ['//[x/payments', '127.0.0.1'],
+      ['//a:99999/p', '127.0.0.1'],
+      ['/p', 'a:99999'],
+    ] as const) {
+      const before = calls;
+      const first = await sendRaw(port, raw(target, host), { timeoutMs: 3000 });
+      const again = await sendRaw(port, raw(target, host), { timeoutMs: 3000 });
+      const status = (r: typeof first) => (r.kind === 'response' ? r.status : r.kind);
+      expect(status(first), target).toBeLessThan(500);
+      expect(status(again), target).toBe(status(first));
+      if (status(first) === 201) {
+        expect(again.kind === 'response' && again.headers.get('idempotent-replayed')?.[0], target).toBe(
+          'true',
+        );
+        expect(calls - before, target).toBe(1);
+      }
+    }
+    await f.close();
+  });
+});
