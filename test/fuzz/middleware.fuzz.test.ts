@@ -1,0 +1,160 @@
+/**
+ * Fuzz slice, middleware: the same generated hostile requests against the web-standard
+ * `withIdempotency` (served by a minimal node:http bridge, as a runtime would) and the Express
+ * adapter, over raw sockets and fetch, each handler counting its runs per key + scope.
+ * Seeded: set IDEM_FUZZ_SEED to replay a run. See check.ts for what is asserted.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import express from 'express';
+import { createIdem, memoryStore } from 'idem';
+import { idempotency, idempotencyErrors } from 'idem/express';
+import { withIdempotency } from 'idem/http';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type FuzzCase, generateGroups, SEED } from './cases.ts';
+import {
+  createLedger,
+  doubleRuns,
+  EXEC_HEADER,
+  execBody,
+  probeUnhandled,
+  report,
+  runGroups,
+  type Violation,
+} from './check.ts';
+
+const REQUESTS = 2600; // per middleware
+const servers: http.Server[] = [];
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+async function listen(server: http.Server): Promise<{ port: number; url: string }> {
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return { port, url: `http://127.0.0.1:${port}` };
+}
+
+/** Quiet logger that keeps what idem reported. */
+function quietLogger() {
+  const errors: string[] = [];
+  return { errors, logger: { warn: () => {}, error: (m: string) => void errors.push(m) } };
+}
+
+const tag = (h: Headers | http.IncomingHttpHeaders, name: string) =>
+  (h instanceof Headers ? h.get(name) : (h[name] as string | undefined)) ?? undefined;
+
+/** The web-standard middleware behind a bridge that builds a `Request` like a runtime would. */
+async function startWeb(ledger: ReturnType<typeof createLedger>, log: ReturnType<typeof quietLogger>) {
+  const throws: [string, string][] = [];
+  const handler = withIdempotency(
+    async (req: Request) => {
+      const body = new Uint8Array(await req.arrayBuffer());
+      const id = tag(req.headers, 'x-fuzz-case');
+      ledger.record(id, tag(req.headers, 'x-fuzz-logical'));
+      return new Response(execBody(id, body), {
+        status: 201,
+        headers: { 'content-type': 'application/json', [EXEC_HEADER]: '1' },
+      });
+    },
+    { idem: createIdem({ store: memoryStore() }), logger: log.logger },
+  );
+  const server = http.createServer(async (req, res) => {
+    let request: Request;
+    try {
+      const headers = new Headers();
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+        headers.append(req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string);
+      const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+      request = new Request(new URL(req.url ?? '/', 'http://127.0.0.1'), {
+        method: req.method,
+        headers,
+        ...(hasBody && { body: Readable.toWeb(req) as ReadableStream, duplex: 'half' }),
+      } as RequestInit);
+    } catch {
+      // What a runtime does with a request it cannot represent; not idem's answer.
+      res.writeHead(400, { 'x-fuzz-bridge': '1', [EXEC_HEADER]: 'bridge' }).end();
+      return;
+    }
+    try {
+      const response = await handler(request);
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      res.end(Buffer.from(await response.arrayBuffer()));
+    } catch (error) {
+      if (req.errored && error === req.errored) {
+        // The client's own body stream failed (it hung up mid-body, or Node's parser refused
+        // the framing): passed on to the platform as is, which answers like a transport error.
+        res.writeHead(400).end();
+        return;
+      }
+      throws.push([req.headers['x-fuzz-case'] as string, String((error as Error)?.stack ?? error)]);
+      res.writeHead(599).end();
+    }
+  });
+  return { ...(await listen(server)), throws };
+}
+
+async function startExpress(ledger: ReturnType<typeof createLedger>, log: ReturnType<typeof quietLogger>) {
+  const app = express();
+  app.use(idempotency({ idem: createIdem({ store: memoryStore() }), logger: log.logger }));
+  app.use((req: express.Request & { rawBody?: Buffer }, res) => {
+    const id = req.get('x-fuzz-case');
+    ledger.record(id, req.get('x-fuzz-logical'));
+    res
+      .status(201)
+      .set(EXEC_HEADER, '1')
+      .type('application/json')
+      .send(execBody(id, req.rawBody ?? Buffer.alloc(0)));
+  });
+  app.use(idempotencyErrors());
+  return { ...(await listen(http.createServer(app))), throws: [] as [string, string][] };
+}
+
+describe('fuzz: middleware', () => {
+  for (const name of ['web', 'express'] as const) {
+    it(`${name}: ${REQUESTS} generated requests: documented answers only, no 5xx, no hang, at most one run per key`, async () => {
+      const probe = probeUnhandled();
+      const ledger = createLedger();
+      const log = quietLogger();
+      const target = name === 'web' ? await startWeb(ledger, log) : await startExpress(ledger, log);
+      const groups = generateGroups(SEED ^ (name === 'web' ? 0x5eb : 0xe4b), REQUESTS, name[0] as string);
+      const cases = new Map<string, FuzzCase>(groups.flatMap((g) => g.cases.map((c) => [c.id, c])));
+      const { violations, sent } = await runGroups(groups, target, 16);
+      const all: Violation[] = [...violations, ...doubleRuns(ledger, cases)];
+      const throws = target.throws;
+      for (const [id, stack] of throws) {
+        const c = cases.get(id) as FuzzCase;
+        all.push({
+          cause: `withIdempotency threw: ${stack.split('\n')[0]}`,
+          case: c,
+          detail: stack.replace(/\s+/g, ' '),
+        });
+      }
+      probe.stop();
+      const after = await fetch(`${target.url}/payments`, {
+        method: 'POST',
+        headers: {
+          'idempotency-key': 'after-fuzz',
+          authorization: 'Bearer after',
+          'content-type': 'application/json',
+        },
+        body: '{"ok":true}',
+        signal: AbortSignal.timeout(5000),
+      }).catch((e: Error) => e);
+      const text = `${report(name, SEED, sent, all)}\n  (idem logged ${log.errors.length} errors)`;
+      console.log(text);
+      expect(sent).toBeGreaterThanOrEqual(REQUESTS);
+      expect(probe.seen, 'unhandled rejections / uncaught exceptions').toEqual([]);
+      expect(
+        after instanceof Response ? after.status : String(after),
+        'a normal request after the fuzz',
+      ).toBe(201);
+      expect(all.length, text).toBe(0);
+    }, 120_000);
+  }
+});
