@@ -59,9 +59,8 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
         return next();
       }
       if (prepared.action === 'respond') {
-        await writeWebResponse(res, prepared.response, writersOf(res), false);
-        if (!req.readableEnded) req.resume(); // discard the rest of an over-limit body
-        return;
+        if (req.readableEnded) return await writeWebResponse(res, prepared.response, writersOf(res), false);
+        return await answerBeforeDiscarding(req, res, prepared.response); // an over-limit body
       }
       const response = await core.execute(prepared.plan, (_request, info) => {
         res.locals.idempotency = info;
@@ -140,6 +139,46 @@ function isParserTooLarge(error: unknown): boolean {
 }
 
 // --- Internal helpers ---
+
+/** How much of an unread request body is read and dropped after an early answer (413), and for how long. */
+const DISCARD_BYTES = 64 * 1024 * 1024;
+const DISCARD_MS = 10_000;
+
+/**
+ * Sends `response` whole (with its `Content-Length`) while the client may still be sending,
+ * then reads and drops the rest of the request body before ending it: closing the connection
+ * with unread bytes would make the kernel reset it, and a client still sending would lose the
+ * answer. Past {@link DISCARD_BYTES} or {@link DISCARD_MS} the connection is closed anyway.
+ */
+async function answerBeforeDiscarding(req: Request, res: Response, response: globalThis.Response) {
+  const bytes = Buffer.from(await response.arrayBuffer());
+  for (const [name, value] of response.headers) res.setHeader(name, value);
+  res.setHeader('content-length', bytes.byteLength);
+  res.writeHead(response.status);
+  res.write(bytes);
+  await new Promise<void>((resolve) => {
+    let dropped = 0;
+    const done = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('close', done);
+      req.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      dropped += chunk.byteLength;
+      if (dropped > DISCARD_BYTES) done();
+    };
+    const timer = setTimeout(done, DISCARD_MS);
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('close', done);
+    req.once('error', done);
+    req.resume();
+  });
+  res.end();
+}
 
 /** Runs `fn` (a user logger), ignoring what it throws. */
 function safely(fn: () => void) {
