@@ -154,3 +154,50 @@ export async function writeWebResponse(
     res.off('close', onClose);
   }
 }
+
+/** How much of an unread request body is read and dropped after an early answer (413), and for how long. */
+const DISCARD_BYTES = 64 * 1024 * 1024;
+const DISCARD_MS = 10_000;
+
+/**
+ * Sends `response` whole (with its `Content-Length`) while the client may still be sending,
+ * then reads and drops the rest of the request body before ending it: closing the connection
+ * with unread bytes would make the kernel reset it, and a client still sending would lose the
+ * answer. Past {@link DISCARD_BYTES} or {@link DISCARD_MS} the connection is closed anyway.
+ *
+ * @example
+ * if (!req.readableEnded) await answerBeforeDiscarding(req, res, problem413);
+ */
+export async function answerBeforeDiscarding(
+  req: IncomingMessage,
+  res: ServerResponse,
+  response: Response,
+): Promise<void> {
+  const bytes = Buffer.from(await response.arrayBuffer());
+  for (const [name, value] of response.headers) res.setHeader(name, value);
+  res.setHeader('content-length', bytes.byteLength);
+  res.writeHead(response.status);
+  res.write(bytes);
+  await new Promise<void>((resolve) => {
+    let dropped = 0;
+    const done = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('close', done);
+      req.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      dropped += chunk.byteLength;
+      if (dropped > DISCARD_BYTES) done();
+    };
+    const timer = setTimeout(done, DISCARD_MS);
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('close', done);
+    req.once('error', done);
+    req.resume();
+  });
+  res.end();
+}

@@ -224,3 +224,25 @@ describe('fastify: request targets new URL() refuses', () => {
     await f.close();
   });
 });
+
+describe('fastify: a 413 survives a client that keeps sending', () => {
+  it('a client sending 6 MiB in pieces with Connection: close still reads the 413 (no reset)', async () => {
+    const { sendRaw } = await import('../fuzz/wire.ts');
+    const f = Fastify({ bodyLimit: 32 * 1024 * 1024 });
+    await f.register(idempotency({ idem: createIdem({ store: memoryStore() }), bodyLimit: 64 * 1024 }));
+    f.post('/p', async (_req, reply) => reply.code(201).send({ ok: true }));
+    const port = Number(new URL(await f.listen({ port: 0, host: '127.0.0.1' })).port);
+    const body = Buffer.alloc(6 * 1024 * 1024, 0x61);
+    const head =
+      'POST /p HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: big\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    for (let i = 0; i < 3; i++) {
+      const reply = await sendRaw(port, Buffer.concat([Buffer.from(head), body]), {
+        timeoutMs: 10_000,
+        trickle: true,
+      });
+      expect(reply.kind === 'response' ? reply.status : `${reply.kind}`).toBe(413);
+    }
+    await f.close();
+  }, 30_000);
+});

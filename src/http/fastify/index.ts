@@ -28,7 +28,7 @@ import {
   type IdempotencyInfo,
   type IdempotencyPlan,
 } from '../core.ts';
-import { readNodeBody, webRequestOf } from '../node.ts';
+import { answerBeforeDiscarding, readNodeBody, webRequestOf } from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
 import { NULL_BODY_STATUSES } from '../outcome.ts';
 
@@ -105,8 +105,17 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
       request[STATE] = state;
       if (prepared.action === 'respond') {
         state.ours = true;
-        await sendOwn(reply, prepared.response);
-        if (!request.raw.readableEnded) request.raw.resume(); // discard an over-limit body
+        if (request.raw.readableEnded) {
+          await sendOwn(reply, prepared.response);
+          return undefined;
+        }
+        // The client may still be sending (over the limit): answer, then drop the rest of the
+        // upload before the connection closes, so the client reads the answer instead of a reset.
+        reply.hijack();
+        for (const [name, value] of Object.entries(reply.getHeaders())) {
+          if (value !== undefined) reply.raw.setHeader(name, value as string | string[]);
+        }
+        await answerBeforeDiscarding(request.raw, reply.raw, prepared.response);
         return undefined;
       }
       state.plan = prepared.plan;
