@@ -100,9 +100,9 @@ describe('hono: a client that does not read does not hold the key', () => {
     }
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
-    expect(new Uint8Array(await replay.arrayBuffer())).toEqual(bytes);
+    expect(Buffer.from(await replay.arrayBuffer()).equals(bytes)).toBe(true);
     // The stalled client reads later and gets every byte.
-    expect(new Uint8Array(await stalled.arrayBuffer())).toEqual(bytes);
+    expect(Buffer.from(await stalled.arrayBuffer()).equals(bytes)).toBe(true);
     expect(calls).toBe(1);
   });
 });
