@@ -246,3 +246,67 @@ describe('fastify: a 413 survives a client that keeps sending', () => {
     await f.close();
   }, 30_000);
 });
+
+describe('fastify: a stalled client does not hold the key', () => {
+  it('a streamed reply is stored when the handler finishes, whatever the client reads', async () => {
+    const { request: httpRequest } = await import('node:http');
+    const size = 12 * 1024 * 1024; // far more than the loopback socket buffers hold
+    const body = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) body[i] = (i * 13) & 255;
+    const f = Fastify();
+    const idem = createIdem({ store: memoryStore(), maxOutcomeBytes: 64 * 1024 * 1024 });
+    await f.register(idempotency({ idem, maxStoredBodyBytes: 32 * 1024 * 1024 }));
+    let calls = 0;
+    f.post('/big', async (_req, reply) => {
+      calls++;
+      reply.header('content-type', 'application/octet-stream');
+      return reply.send(
+        Readable.from(
+          (function* () {
+            for (let i = 0; i < size; i += 256 * 1024) yield body.subarray(i, i + 256 * 1024);
+          })(),
+        ),
+      );
+    });
+    const base = new URL(await f.listen({ port: 0, host: '127.0.0.1' }));
+    const stalled = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: base.hostname,
+          port: base.port,
+          path: '/big',
+          method: 'POST',
+          headers: { 'idempotency-key': 'stall', 'content-type': 'application/json' },
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.end('{"a":1}');
+    });
+    stalled.pause();
+    stalled.socket.pause();
+    const retry = () =>
+      fetch(`${base.origin}/big`, {
+        method: 'POST',
+        headers: { 'idempotency-key': 'stall', 'content-type': 'application/json' },
+        body: '{"a":1}',
+        signal: AbortSignal.timeout(3000),
+      });
+    let replay = await retry();
+    for (const until = Date.now() + 2000; replay.status === 409 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      replay = await retry();
+    }
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(Buffer.from(await replay.arrayBuffer()).equals(body)).toBe(true);
+    const chunks: Buffer[] = [];
+    stalled.on('data', (c: Buffer) => chunks.push(c));
+    stalled.socket.resume();
+    stalled.resume();
+    await new Promise((r) => stalled.once('end', r));
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    expect(calls).toBe(1);
+    await f.close();
+  }, 30_000);
+});
