@@ -252,7 +252,7 @@ function makeGroup(rng: Rng, gid: string): FuzzGroup {
     const framing = rng.pick<Framing>(['length', 'chunked']);
     const trickle = rng.chance(0.5);
     const c = base('over-limit', `${framing}${trickle ? '+keeps-sending' : ''}`, {
-      body: Buffer.alloc((trickle ? 6 : 1) * 1024 * 1024 + 1 + rng.int(512 * 1024), 0x61),
+      body: Buffer.alloc((trickle ? 3 : 1) * 1024 * 1024 + 1 + rng.int(512 * 1024), 0x61),
       framing,
       trickle,
       expect: [413],

@@ -64,9 +64,29 @@ export async function runGroups(
         sent++;
         const reply = await sendCase(c, target);
         for (const v of judge(c, reply)) violations.push(v);
+        return reply;
       };
-      if (group.concurrent) await Promise.all(group.cases.map(send));
-      else for (const c of group.cases) await send(c);
+      if (group.concurrent) {
+        await Promise.all(group.cases.map((c) => send(c)));
+        continue;
+      }
+      // In order: once a request got its whole answer, a retry of the same request gets the
+      // replay, never a 409 (the response ends only after the outcome is stored).
+      const answered = new Set<string>();
+      for (const c of group.cases) {
+        const reply = await send(c);
+        const same = c.logical && `${c.logical}|${sha(c.body)}`;
+        if (!same || reply.kind !== 'response') continue;
+        if (reply.status === 409 && answered.has(same)) {
+          violations.push({
+            cause: '409 for a retry sent after the first answer was complete (documented: the replay)',
+            case: c,
+            detail: `retry-after: ${header(reply, 'retry-after')}`,
+          });
+        }
+        if (header(reply, EXEC_HEADER) === '1' || header(reply, 'idempotent-replayed') === 'true')
+          answered.add(same);
+      }
     }
   };
   await Promise.all(Array.from({ length: parallel }, worker));
