@@ -230,12 +230,11 @@ describe('express streaming', () => {
 
 describe('express: no unhandled rejection on any path', () => {
   it('a handler error plus a logger that throws never rejects unhandled (forked probe)', async () => {
-    const { fork } = await import('node:child_process');
+    const { spawn } = await import('node:child_process');
     const { createRequire } = await import('node:module');
     const { fileURLToPath } = await import('node:url');
     const require = createRequire(import.meta.url);
-    const child = fork('--input-type=module', [], {
-      execArgv: ['--input-type=module', '-e', PROBE_SCRIPT],
+    const child = spawn(process.execPath, ['--input-type=module', '-e', PROBE_SCRIPT], {
       env: {
         ...process.env,
         PROBE_EXPRESS: require.resolve('express'),
