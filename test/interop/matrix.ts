@@ -62,98 +62,101 @@ function expectError(out: Outcome, status: number, code?: string) {
  * clientMatrix({ name: 'gateway', start: startGatewayFront, afterReset: 'indeterminate' });
  */
 export function clientMatrix(options: MatrixOptions): void {
-  describe.each(CLIENTS.map((make) => [make.name.replace(/Client$/, ''), make] as const))(
-    `${options.name} × %s`,
-    (_label, make) => {
-      let service: CustomerService;
-      let front: Front;
-      let client: Client;
-      beforeAll(async () => {
-        service = await startCustomerService();
-        front = await options.start(service);
-        client = make(front.url);
-      });
-      afterAll(async () => {
-        await client?.close?.();
-        await front?.close();
-        await service?.close();
-      });
+  // Clients run side by side (each has its own upstream and front); a client's rows run in order.
+  for (const make of CLIENTS) {
+    const label = make.name.replace(/Client$/, '');
+    describe.concurrent(`${options.name} × ${label}`, () => {
+      describe.sequential('rows', () => {
+        let service: CustomerService;
+        let front: Front;
+        let client: Client;
+        beforeAll(async () => {
+          service = await startCustomerService();
+          front = await options.start(service);
+          client = make(front.url);
+        });
+        afterAll(async () => {
+          await client?.close?.();
+          await front?.close();
+          await service?.close();
+        });
 
-      const run = async (scenario: Scenario, params = ADA, key = randomUUID()) => {
-        service.scenario(scenario);
-        return timed(() => client.create(params, key));
-      };
+        const run = async (scenario: Scenario, params = ADA, key = randomUUID()) => {
+          service.scenario(scenario);
+          return timed(() => client.create(params, key));
+        };
 
-      it('upstream slower than the client timeout: one execution, the customer', async () => {
-        const { value, ms } = await run({ first: 'slow', slowMs: 1500 });
-        await sleep(Math.max(0, 1700 - ms)); // a late duplicate would have arrived by now
-        expectCustomer(value);
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('upstream slower than the client timeout: one execution, the customer', async () => {
+          const { value, ms } = await run({ first: 'slow', slowMs: 1500 });
+          await sleep(Math.max(0, 1700 - ms)); // a late duplicate would have arrived by now
+          expectCustomer(value);
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('5 concurrent duplicates: one execution, the same customer for all', async () => {
-        service.scenario({ delayMs: 600 });
-        const key = randomUUID();
-        const { value: outs, ms } = await timed(() =>
-          Promise.all(Array.from({ length: 5 }, () => client.create(ADA, key))),
-        );
-        for (const out of outs) expectCustomer(out);
-        expect(new Set(outs.map((o) => (o.ok ? o.id : o.error))).size).toBe(1);
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('5 concurrent duplicates: one execution, the same customer for all', async () => {
+          service.scenario({ delayMs: 600 });
+          const key = randomUUID();
+          const { value: outs, ms } = await timed(() =>
+            Promise.all(Array.from({ length: 5 }, () => client.create(ADA, key))),
+          );
+          for (const out of outs) expectCustomer(out);
+          expect(new Set(outs.map((o) => (o.ok ? o.id : o.error))).size).toBe(1);
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('first call 500: one execution, a typed 500 error (replayed, not retried into a second one)', async () => {
-        const { value, ms } = await run({ first: '500' });
-        expectError(value, 500);
-        expect(service.received).toBe(1);
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('first call 500: one execution, a typed 500 error (replayed, not retried into a second one)', async () => {
+          const { value, ms } = await run({ first: '500' });
+          expectError(value, 500);
+          expect(service.received).toBe(1);
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('first call 503 (nothing done): retried, one execution, the customer', async () => {
-        const { value, ms } = await run({ first: '503' });
-        expectCustomer(value);
-        expect(service.received).toBe(2);
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('first call 503 (nothing done): retried, one execution, the customer', async () => {
+          const { value, ms } = await run({ first: '503' });
+          expectCustomer(value);
+          expect(service.received).toBe(2);
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('first call 429 (nothing done): the key is released, one execution, the customer', async () => {
-        const key = randomUUID();
-        const { value, ms } = await run({ first: '429' }, ADA, key);
-        if (client.retries429) expectCustomer(value);
-        else {
-          // stripe-node surfaces a 429 as StripeRateLimitError; the app calls again with the same key
-          expectError(value, 429);
-          expect(value.ok || value.error).toBe('StripeRateLimitError');
-          expect(service.executions).toBe(0);
-          expectCustomer(await client.create(ADA, key));
-        }
-        expect(service.received).toBe(2);
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('first call 429 (nothing done): the key is released, one execution, the customer', async () => {
+          const key = randomUUID();
+          const { value, ms } = await run({ first: '429' }, ADA, key);
+          if (client.retries429) expectCustomer(value);
+          else {
+            // stripe-node surfaces a 429 as StripeRateLimitError; the app calls again with the same key
+            expectError(value, 429);
+            expect(value.ok || value.error).toBe('StripeRateLimitError');
+            expect(service.executions).toBe(0);
+            expectCustomer(await client.create(ADA, key));
+          }
+          expect(service.received).toBe(2);
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('connection reset after the request was received: one execution, an honest answer', async () => {
-        const { value, ms } = await run({ first: 'reset' });
-        await sleep(200);
-        if (options.afterReset === 'customer') expectCustomer(value);
-        else expectError(value, 502, 'indeterminate_outcome');
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
-      });
+        it('connection reset after the request was received: one execution, an honest answer', async () => {
+          const { value, ms } = await run({ first: 'reset' });
+          await sleep(200);
+          if (options.afterReset === 'customer') expectCustomer(value);
+          else expectError(value, 502, 'indeterminate_outcome');
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
 
-      it('key reused with another body: a typed 422 error, no second execution', async () => {
-        const key = randomUUID();
-        const first = await run({}, ADA, key);
-        expectCustomer(first.value);
-        const { value, ms } = await timed(() => client.create({ ...ADA, name: 'Bob' }, key));
-        expectError(value, 422, 'idempotency_key_reused');
-        expect(service.executions).toBe(1);
-        expect(ms).toBeLessThan(FAST_MS);
+        it('key reused with another body: a typed 422 error, no second execution', async () => {
+          const key = randomUUID();
+          const first = await run({}, ADA, key);
+          expectCustomer(first.value);
+          const { value, ms } = await timed(() => client.create({ ...ADA, name: 'Bob' }, key));
+          expectError(value, 422, 'idempotency_key_reused');
+          expect(service.executions).toBe(1);
+          expect(ms).toBeLessThan(FAST_MS);
+        });
       });
-    },
-  );
+    });
+  }
 }
