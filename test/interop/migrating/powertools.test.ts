@@ -62,6 +62,32 @@ describe('migrating from @aws-lambda-powertools/idempotency', () => {
     expect(runs).toBe(2);
   });
 
+  it('to store an error instead of releasing the key → definitive: (error) => …', async () => {
+    class PaymentDeclined extends Error {
+      override name = 'PaymentDeclined';
+    }
+    const idem = createIdem({ store: memoryStore(), definitive: (e) => e instanceof PaymentDeclined });
+    let runs = 0;
+    const pay = () =>
+      idem.run('pay-o1', async () => {
+        runs += 1;
+        throw new PaymentDeclined('card declined');
+      });
+    await expect(pay()).rejects.toThrow('card declined');
+    await expect(pay()).rejects.toThrow('card declined');
+    expect(runs).toBe(1);
+  });
+
+  it('in-progress expiry → lease, renewed while the function runs', async () => {
+    const store = memoryStore(); // two Lambda instances sharing one store
+    const first = createIdem({ store, lease: 200 });
+    const other = createIdem({ store, lease: 200, onInProgress: 'reject' });
+    const long = first.run('long', () => new Promise((r) => setTimeout(() => r('done'), 600)));
+    await new Promise((r) => setTimeout(r, 400)); // past one lease: the heartbeat kept it
+    await expect(other.run('long', async () => 'second')).rejects.toBeInstanceOf(InProgressError);
+    expect(await long).toBe('done');
+  });
+
   it('IdempotencyAlreadyInProgressError → InProgressError (onInProgress "reject"), or wait for the result', async () => {
     const slow = () => new Promise((r) => setTimeout(() => r('done'), 200));
     const rejecting = createIdem({ store: memoryStore(), onInProgress: 'reject' });
