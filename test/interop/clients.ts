@@ -9,10 +9,14 @@ import ky, { HTTPError as KyHTTPError } from 'ky';
 import Stripe from 'stripe';
 import { Agent, RetryAgent, request, errors as undiciErrors } from 'undici';
 
-/** What the application got back. `error` is the class of the client's error. */
-export type Outcome =
+/**
+ * What the application got back. `error` is the class of the client's error; `attempts` is
+ * known for clients that report it (idem/fetch).
+ */
+export type Outcome = (
   | { ok: true; id: string | undefined; replayed: boolean }
-  | { ok: false; error: string; status: number | undefined; code: string | undefined };
+  | { ok: false; error: string; status: number | undefined; code: string | undefined }
+) & { attempts?: number };
 
 export interface Client {
   name: string;
@@ -221,8 +225,10 @@ export function idemFetchClient(baseUrl: string): Client {
         { key },
       );
       const body = parse(await res.text());
-      if (res.status >= 400) return { ok: false, error: 'response', status: res.status, code: codeOf(body) };
-      return success(body, res.replayed);
+      const attempts = res.attempts;
+      if (res.status >= 400)
+        return { ok: false, error: 'response', status: res.status, code: codeOf(body), attempts };
+      return { ...success(body, res.replayed), attempts };
     },
   };
 }
