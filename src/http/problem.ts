@@ -19,10 +19,20 @@
  */
 export const PROBLEM_BASE = 'https://idem.dev/problems/';
 
-/** Stripe's error classes, as `error.type` names them. */
+/**
+ * Stripe's error classes, as `error.type` names them.
+ *
+ * @example
+ * const cls: ErrorClass = PROBLEMS['fingerprint-mismatch'].errorType; // 'idempotency_error'
+ */
 export type ErrorClass = 'invalid_request_error' | 'idempotency_error' | 'api_error';
 
-/** What one problem is: status, title, stable code, Stripe error class and default detail. */
+/**
+ * What one problem is: status, title, stable code, Stripe error class and default detail.
+ *
+ * @example
+ * const spec: ProblemSpec = PROBLEMS.conflict; // { status: 409, code: 'idempotency_key_in_use', … }
+ */
 export interface ProblemSpec {
   readonly status: number;
   readonly title: string;
@@ -132,10 +142,20 @@ export const PROBLEMS = {
   },
 } as const satisfies Record<string, ProblemSpec>;
 
-/** A problem slug: the last segment of its `type` URI. */
+/**
+ * A problem slug: the last segment of its `type` URI.
+ *
+ * @example
+ * const slug: ProblemType = 'fingerprint-mismatch';
+ */
 export type ProblemType = keyof typeof PROBLEMS;
 
-/** The Stripe-shaped `error` member of a problem. */
+/**
+ * The Stripe-shaped `error` member of a problem.
+ *
+ * @example
+ * if (body.error?.code === 'idempotency_key_reused') useANewKey();
+ */
 export interface ProblemError {
   /** Stripe's error class: `idempotency_error` (422), `invalid_request_error` (400, 409, 413), `api_error` (5xx). */
   type: ErrorClass;
@@ -146,7 +166,13 @@ export interface ProblemError {
   doc_url: string;
 }
 
-/** The JSON body of a problem. */
+/**
+ * The JSON body of a problem.
+ *
+ * @example
+ * const body = (await res.json()) as ProblemBody;
+ * if (body.code === 'idempotency_key_in_use') retryLater();
+ */
 export interface ProblemBody {
   type: string;
   title: string;
@@ -156,7 +182,12 @@ export interface ProblemBody {
   error: ProblemError;
 }
 
-/** Options of {@link problemResponse}. */
+/**
+ * Options of {@link problemResponse}.
+ *
+ * @example
+ * problemResponse('conflict', { detail: 'retry in a second', headers: { 'retry-after': '1' } });
+ */
 export interface ProblemOptions {
   /** Human-readable explanation of this occurrence. Default: the problem's own. */
   detail?: string;
