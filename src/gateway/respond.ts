@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../http/headers.ts';
-import { PROBLEM_BASE, PROBLEMS, type ProblemType } from '../http/problem.ts';
+import { PROBLEMS, type ProblemType, problemBody } from '../http/problem.ts';
 
 /** A response as stored in the record (serialized by the engine). */
 export interface StoredResponse {
@@ -121,8 +121,8 @@ export function writeStored(
 
 /** A problem+json response as a stored response (so it can be stored and replayed too). */
 export function problem(type: ProblemType, detail?: string): StoredResponse {
-  const { status, title } = PROBLEMS[type];
-  const body = JSON.stringify({ type: PROBLEM_BASE + type, title, status, ...(detail && { detail }) });
+  const { status } = PROBLEMS[type];
+  const body = JSON.stringify(problemBody(type, detail));
   return {
     status,
     headers: [

@@ -135,7 +135,7 @@ describe('identity helpers shared with src/http', () => {
       expect(PROBLEMS[type].status).toBe(status);
       const p = problem(type, 'why');
       expect(p.status).toBe(status);
-      expect(JSON.parse(p.body as string)).toEqual({
+      expect(JSON.parse(p.body as string)).toMatchObject({
         type: PROBLEM_BASE + type,
         title: PROBLEMS[type].title,
         status,
