@@ -7,7 +7,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { withDeadline } from './deadline.ts';
-import { type Duration, toMs } from './duration.ts';
+import type { Duration } from './duration.ts';
 import {
   FingerprintMismatchError,
   InProgressError,
@@ -26,6 +26,7 @@ import {
   sameFingerprint,
   validateKey,
 } from './keys.ts';
+import { type InProgressPolicy, resolveRunOptions } from './options.ts';
 import { decodeOutcome, reviveError } from './outcome.ts';
 import { createReplayCache, type ReplayCacheOptions } from './replay-cache.ts';
 import type { Store } from './store.ts';
@@ -33,8 +34,11 @@ import { waitForTurn } from './wait.ts';
 
 export type { ActionContext } from './holder.ts';
 
-/** What to do when the key is held by another caller that is still running. */
-export type InProgressPolicy = 'reject' | 'wait';
+export type { InProgressPolicy } from './options.ts';
+
+const DEFAULT_TTL_MS = 86_400_000;
+const DEFAULT_LEASE_MS = 30_000;
+const DEFAULT_WAIT_MS = 30_000;
 
 /** Options of {@link createIdem}; every per-call option in {@link RunOptions} overrides these. */
 export interface IdemOptions {
@@ -155,13 +159,13 @@ export function createIdem(options: IdemOptions): Idem {
     throw new InvalidOptionError('createIdem needs { store }, e.g. memoryStore() or sqliteStore({ path })');
   }
   const store = options.store;
+  const given = resolveRunOptions(options);
   const defaults = {
-    ttlMs: toMs(options.ttl ?? '24h', 'ttl'),
-    leaseMs: toMs(options.lease ?? '30s', 'lease'),
-    waitMs: toMs(options.waitTimeout ?? '30s', 'waitTimeout'),
-    policy: checkPolicy(options.onInProgress ?? 'reject'),
+    ttlMs: given.ttlMs ?? DEFAULT_TTL_MS,
+    leaseMs: given.leaseMs ?? DEFAULT_LEASE_MS,
+    waitMs: given.waitMs ?? DEFAULT_WAIT_MS,
+    policy: given.onInProgress ?? 'reject',
   };
-  if (defaults.leaseMs < 50) throw new InvalidOptionError('lease must be at least 50ms');
   const baseScope = scopeParts(options.scope);
   const inflight = new Map<string, Inflight>();
   const cache = createReplayCache(options.replayCache);
@@ -193,6 +197,7 @@ export function createIdem(options: IdemOptions): Idem {
   ): Promise<ExecuteResult<T>> {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
+    const own = resolveRunOptions(opts);
     const call: Call<T> = {
       key,
       action,
@@ -200,10 +205,10 @@ export function createIdem(options: IdemOptions): Idem {
       recordId: idOf(key, opts.scope),
       fingerprint:
         opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude)),
-      policy: opts.onInProgress ? checkPolicy(opts.onInProgress) : defaults.policy,
-      leaseMs: opts.lease === undefined ? defaults.leaseMs : toMs(opts.lease, 'lease'),
-      ttlMs: opts.ttl === undefined ? defaults.ttlMs : toMs(opts.ttl, 'ttl'),
-      waitMs: opts.waitTimeout === undefined ? defaults.waitMs : toMs(opts.waitTimeout, 'waitTimeout'),
+      policy: own.onInProgress ?? defaults.policy,
+      leaseMs: own.leaseMs ?? defaults.leaseMs,
+      ttlMs: own.ttlMs ?? defaults.ttlMs,
+      waitMs: own.waitMs ?? defaults.waitMs,
     };
     const cached = cache?.get(call.recordId);
     if (cached) {
@@ -394,12 +399,6 @@ export function createIdem(options: IdemOptions): Idem {
       await store.close?.();
     },
   };
-}
-
-function checkPolicy(p: string): InProgressPolicy {
-  if (p !== 'reject' && p !== 'wait')
-    throw new InvalidOptionError(`onInProgress must be 'reject' or 'wait', got ${p}`);
-  return p;
 }
 
 /** Scope parts as strings; anything else is an InvalidOptionError. */
