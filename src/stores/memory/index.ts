@@ -33,6 +33,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     if (set) for (const fn of [...set]) queueMicrotask(fn);
   };
   const holder = (id: string, token: string, t: number) => {
+    if (!token) return undefined; // '' marks a released record: nobody holds it
     const r = live(id, t);
     return r && r.state === 'in_progress' && r.token === token ? r : undefined;
   };
@@ -63,9 +64,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async complete(id, token, outcome, ttlMs) {
       const t = now();
+      if (!token) return false; // '' marks a released record: nobody holds it
       const r = live(id, t);
       if (!r || r.token !== token) return false;
-      if (r.state === 'completed') return true;
+      if (r.state === 'completed') return true; // this token's own outcome: never overwritten
       records.set(id, { ...r, state: 'completed', outcome, leaseUntil: 0, expiresAt: t + ttlMs });
       notify(id);
       return true;

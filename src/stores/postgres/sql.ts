@@ -122,7 +122,7 @@ export function statements(schema: string, table: string, channel: string) {
           outcome_escaped = CASE WHEN r.state = 'completed' THEN r.outcome_escaped ELSE $4 END,
           lease_until = 0,
           expires_at = CASE WHEN r.state = 'completed' THEN r.expires_at ELSE n.t + $5 END
-        FROM n WHERE r.id = $1 AND r.token = $2 AND r.expires_at > n.t
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.expires_at > n.t
         RETURNING r.id, r.awaited)
       SELECT u.id, ${notify('u')} AS notified FROM u`,
 
@@ -132,12 +132,12 @@ export function statements(schema: string, table: string, channel: string) {
     release: `WITH n AS (SELECT ${NOW_MS} AS t),
       d AS (
         DELETE FROM ${t} r USING n
-        WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+        WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress' AND r.expires_at > n.t
           AND r.attempt = 1
         RETURNING r.id, r.awaited),
       u AS (
         UPDATE ${t} r SET token = '', lease_until = n.t
-        FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress' AND r.expires_at > n.t
           AND r.attempt > 1
         RETURNING r.id, r.awaited),
       x AS (SELECT * FROM d UNION ALL SELECT * FROM u)
@@ -146,7 +146,7 @@ export function statements(schema: string, table: string, channel: string) {
     // $1 id, $2 token, $3 lease ms. expires_at moves with the lease, keeping its margin.
     renew: `WITH n AS (SELECT ${NOW_MS} AS t)
       UPDATE ${t} r SET lease_until = n.t + $3, expires_at = r.expires_at + (n.t + $3 - r.lease_until)
-      FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+      FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress' AND r.expires_at > n.t
       RETURNING r.lease_until`,
 
     // $1 id

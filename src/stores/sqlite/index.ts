@@ -100,6 +100,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
 
     complete: (id, token, outcome, ttlMs) =>
       guard(() => {
+        if (!token) return false; // '' marks a released record: nobody holds it
         const t = Date.now();
         if (st.complete.run(outcome, t + ttlMs, id, token, t).changes === 1) return true;
         return st.completedBy.get(id, token, t) !== undefined;
@@ -108,6 +109,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
     // The attempt of a token never changes, so the two statements cannot both match.
     release: (id, token) =>
       guard(() => {
+        if (!token) return false;
         const t = Date.now();
         if (st.release.run(id, token, t).changes === 1) return true;
         return st.releaseTakeover.run(t, id, token).changes === 1;
@@ -115,6 +117,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
 
     renew: (id, token, leaseMs) =>
       guard(() => {
+        if (!token) return undefined;
         const t = Date.now();
         const until = t + leaseMs;
         return st.renew.run(until, id, token, t).changes === 1 ? until : undefined;

@@ -13,6 +13,8 @@
     1  released
     0  fenced off: completed, taken over, or gone
 ]]
+-- '' marks a released record: nobody holds it, so an empty token never acts
+if ARGV[1] == '' then return 0 end
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
 local key = KEYS[1]
