@@ -314,6 +314,8 @@ export function createIdem(options: IdemOptions): Idem {
         setState('waiting', Date.now() + leaseLeft);
         emit?.({ type: 'wait', recordId });
       },
+      // every re-claim sees the holder's renewed lease: later joiners get a current retryAfterMs
+      onLease: (leaseLeft) => (entry.leaseEnd = Date.now() + leaseLeft),
     });
     if (turn.kind === 'busy') {
       emit?.({ type: 'in_progress', recordId });
