@@ -22,7 +22,14 @@ export type {
 export { createIdem } from './core/engine.ts';
 export * from './core/errors.ts';
 export type { IdemEvent } from './core/events.ts';
-export { canonicalJson, deriveKey, fingerprintOf, MAX_KEY_LENGTH, validateKey } from './core/keys.ts';
+export {
+  canonicalJson,
+  deriveKey,
+  fingerprintOf,
+  MAX_INPUT_DEPTH,
+  MAX_KEY_LENGTH,
+  validateKey,
+} from './core/keys.ts';
 export {
   type ResolvedRunOptions,
   type RunOptionsInput,
