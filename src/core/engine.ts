@@ -26,6 +26,7 @@ import {
   sameFingerprint,
   validateKey,
 } from './keys.ts';
+import { createLateClaimUndo } from './late-claim.ts';
 import { type InProgressPolicy, resolveRunOptions } from './options.ts';
 import { decodeOutcome, reviveError } from './outcome.ts';
 import { createReplayCache, type ReplayCacheOptions } from './replay-cache.ts';
@@ -183,6 +184,7 @@ export function createIdem(options: IdemOptions): Idem {
         }
       }
     : undefined;
+  const lateClaims = createLateClaimUndo(store, emit);
   const hold = createHolder({
     store,
     emit,
@@ -298,10 +300,16 @@ export function createIdem(options: IdemOptions): Idem {
       claim: async () => {
         const token = randomUUID();
         const sentAt = Date.now();
-        const result = await storeCall(recordId, () =>
-          store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
-        );
-        return { result, token, sentAt };
+        try {
+          const result = await storeCall(recordId, () =>
+            store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
+          );
+          return { result, token, sentAt };
+        } catch (error) {
+          // the claim was sent and may still land: undo it once the store answers again
+          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token);
+          throw error;
+        }
       },
       accept: (record) => {
         if (!sameFingerprint(record.fingerprint, fingerprint)) {
@@ -398,6 +406,7 @@ export function createIdem(options: IdemOptions): Idem {
       return total;
     },
     async close() {
+      lateClaims.cancel();
       await store.close?.();
     },
   };
