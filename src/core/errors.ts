@@ -76,8 +76,8 @@ export class InvalidInputError extends IdemError {
  */
 export class InvalidOptionError extends IdemError {
   override name = 'InvalidOptionError';
-  constructor(message: string) {
-    super('invalid_option', 500, message);
+  constructor(message: string, options?: ErrorOptions) {
+    super('invalid_option', 500, message, options);
   }
 }
 

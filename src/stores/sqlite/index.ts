@@ -53,7 +53,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
   const table = options.table ?? 'idem_records';
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table))
     throw new InvalidOptionError(`invalid table name: ${table}`);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') createFolder(path);
 
   const db = open(path, options);
   const sql = sqliteStatements(table);
@@ -138,6 +138,18 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
 }
 
 // --- Internal helpers ---
+
+/** Creates the folder of `path`; a parent that is a file (or unwritable) is an InvalidOptionError. */
+function createFolder(path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (error) {
+    throw new InvalidOptionError(
+      `sqliteStore: cannot create the folder of ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
 
 function open(path: string, options: SqliteStoreOptions): DatabaseSync {
   try {
