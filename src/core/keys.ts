@@ -6,7 +6,7 @@
  */
 import { hash, timingSafeEqual } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { InvalidInputError, InvalidKeyError } from './errors.ts';
+import { InvalidInputError, InvalidKeyError, InvalidOptionError } from './errors.ts';
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
 export const MAX_KEY_LENGTH = 255;
@@ -65,6 +65,21 @@ export function deriveKey(namespace: string, parts: readonly unknown[]): string 
     throw new InvalidKeyError(`key namespace is over ${MAX_KEY_LENGTH - 65} characters`);
   }
   return `${namespace}:${fingerprintOf(parts)}`;
+}
+
+/**
+ * Scope parts as strings (a string is one part); anything else is an InvalidOptionError.
+ *
+ * @example
+ * scopeParts('tenant-a') // ['tenant-a']
+ * scopeParts(['tenant-a', 'user-7']) // ['tenant-a', 'user-7']
+ */
+export function scopeParts(scope: string | readonly string[] | undefined): string[] {
+  if (scope === undefined) return [];
+  const parts = typeof scope === 'string' ? [scope] : [...scope];
+  for (const p of parts)
+    if (typeof p !== 'string') throw new InvalidOptionError('scope parts must be strings');
+  return parts;
 }
 
 /** The stored record id: base64url SHA-256 over the scope parts and the key. */
