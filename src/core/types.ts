@@ -11,7 +11,13 @@ import type { InProgressPolicy } from './options.ts';
 import type { ReplayCacheOptions } from './replay-cache.ts';
 import type { Store } from './store.ts';
 
-/** Options of {@link createIdem}; every per-call option in {@link RunOptions} overrides these. */
+/**
+ * Options of `createIdem`; every per-call option in {@link RunOptions} overrides these.
+ * Checked by `resolveRunOptions` (see docs/engine.md, *Option validation*).
+ *
+ * @example
+ * const options: IdemOptions = { store: memoryStore(), ttl: '24h', lease: '30s', onInProgress: 'wait' };
+ */
 export interface IdemOptions {
   store: Store;
   /** How long a completed outcome is kept and replayed. Default `'24h'`. */
@@ -38,7 +44,12 @@ export interface IdemOptions {
   onEvent?: (event: IdemEvent) => void;
 }
 
-/** Per-call options of `run` / `execute`. */
+/**
+ * Per-call options of `run` / `execute`, checked before anything touches the store.
+ *
+ * @example
+ * await idem.run(key, pay, { input: body, exclude: ['meta.*'], lease: '10s' });
+ */
 export interface RunOptions<T = unknown> {
   /** The input whose canonical JSON fingerprint is bound to the key at claim time. */
   input?: unknown;
@@ -57,10 +68,20 @@ export interface RunOptions<T = unknown> {
   definitive?: (error: unknown) => boolean;
 }
 
-/** The action guarded by a key. */
+/**
+ * The action guarded by a key.
+ *
+ * @example
+ * const action: Action<Receipt> = (ctx) => payments.post(claim, { idempotencyKey: ctx.downstreamKey });
+ */
 export type Action<T> = (ctx: ActionContext) => T | Promise<T>;
 
-/** What `execute` answers. */
+/**
+ * What `execute` answers.
+ *
+ * @example
+ * const { value, replayed, attempt, recordId } = await idem.execute(key, action);
+ */
 export interface ExecuteResult<T> {
   value: T;
   /** True when the action did not run for this call and the value is a stored (or shared) one. */
@@ -69,7 +90,13 @@ export interface ExecuteResult<T> {
   recordId: string;
 }
 
-/** The idem instance. */
+/**
+ * The idem instance `createIdem` answers.
+ *
+ * @example
+ * const idem: Idem = createIdem({ store: memoryStore() });
+ * const { recordId, downstreamKey } = idem.ids('order-42');
+ */
 export interface Idem {
   /** Runs `action` once per key and answers every later call with the stored outcome. */
   run<T>(key: string, action: Action<T>, options?: RunOptions<T>): Promise<T>;
