@@ -99,6 +99,55 @@ export function contractTests(env: SuiteEnv): void {
     expect(await claimOk(s, { ...r, token: uid('t') })).toMatchObject({ attempt: 1, takeover: false });
   });
 
+  it('a release on attempt 1 with a guard window keeps the fingerprint: another input is refused, the same claims attempt 1', async () => {
+    const s = env.store();
+    const guard = lease * 2;
+    const r = req();
+    await claimOk(s, r);
+    expect(await s.release(r.id, r.token, guard)).toBe(true);
+    // the marker: nobody holds it, attempt 0, the fingerprint kept until the guard ends
+    expect(await s.get(r.id)).toMatchObject({
+      state: 'in_progress',
+      fingerprint: 'fp-a',
+      token: '',
+      attempt: 0,
+    });
+    for (const token of ['', r.token]) {
+      expect(await s.complete(r.id, token, 'x', DAY)).toBe(false);
+      expect(await s.renew(r.id, token, 30_000)).toBeUndefined();
+      expect(await s.release(r.id, token, guard)).toBe(false);
+    }
+    const other = await s.claim({ ...r, fingerprint: 'fp-b', token: uid('t') });
+    expect(other.status === 'existing' && other.record).toMatchObject({ fingerprint: 'fp-a', attempt: 0 });
+    const t2 = uid('t');
+    expect(await claimOk(s, { ...r, token: t2 })).toMatchObject({ attempt: 1, takeover: false });
+    expect(await s.complete(r.id, t2, 'done', DAY)).toBe(true);
+    expect(await s.get(r.id)).toMatchObject({ state: 'completed', attempt: 1, outcome: 'done' });
+
+    // after the guard window the key is new again, for any input
+    const g = req();
+    await claimOk(s, g);
+    expect(await s.release(g.id, g.token, guard)).toBe(true);
+    await sleep(guard + 100);
+    expect(await s.get(g.id)).toBeUndefined();
+    expect(await claimOk(s, { ...g, fingerprint: 'fp-b', token: uid('t') })).toMatchObject({
+      attempt: 1,
+      takeover: false,
+    });
+  });
+
+  it('a release after a takeover ignores the guard window: the next claim is still a takeover', async () => {
+    const s = env.store();
+    const r = req({ leaseMs: lease });
+    await claimOk(s, r);
+    await sleep(lease + 100);
+    const t2 = uid('t');
+    await claimOk(s, { ...r, token: t2 });
+    expect(await s.release(r.id, t2, 60_000)).toBe(true);
+    expect(await s.get(r.id)).toMatchObject({ state: 'in_progress', token: '', attempt: 2 });
+    expect(await claimOk(s, { ...r, token: uid('t') })).toMatchObject({ attempt: 3, takeover: true });
+  });
+
   it('a completed record cannot be released or renewed', async () => {
     const s = env.store();
     const r = req();

@@ -59,7 +59,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         leaseUntil,
         expiresAt: Math.max(r?.expiresAt ?? 0, keep),
       });
-      return { status: 'acquired', attempt, leaseUntil, takeover: r !== undefined };
+      // a released marker (attempt 0) is taken as attempt 1: nothing may have run
+      return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
     },
 
     async complete(id, token, outcome, ttlMs) {
@@ -73,13 +74,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       return true;
     },
 
-    async release(id, token) {
+    async release(id, token, guardMs = 0) {
       const t = now();
       const r = holder(id, token, t);
       if (!r) return false;
       // After a takeover an earlier attempt may have run: keep the record for the next claim.
-      if (r.attempt === 1) records.delete(id);
-      else records.set(id, { ...r, token: '', leaseUntil: t });
+      if (r.attempt > 1) records.set(id, { ...r, token: '', leaseUntil: t });
+      else if (guardMs > 0)
+        records.set(id, { ...r, token: '', attempt: 0, leaseUntil: t, expiresAt: t + guardMs });
+      else records.delete(id);
       notify(id);
       return true;
     },

@@ -185,9 +185,9 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       return r.rows.length > 0;
     },
 
-    async release(id, token) {
+    async release(id, token, guardMs = 0) {
       if (!token) return false;
-      return (await query('release', sql.release, [id, token])).rows.length > 0;
+      return (await query('release', sql.release, [id, token, ms(guardMs)])).rows.length > 0;
     },
 
     async renew(id, token, leaseMs) {

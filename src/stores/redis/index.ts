@@ -155,9 +155,9 @@ export function redisStore(options: RedisStoreOptions): Store {
       return Number(await call('complete', id, token, text, encoding, ms('ttlMs', ttlMs), notify)) === 1;
     },
 
-    async release(id, token) {
+    async release(id, token, guardMs = 0) {
       if (!token) return false;
-      return Number(await call('release', id, token, notify)) === 1;
+      return Number(await call('release', id, token, notify, ms('guardMs', guardMs))) === 1;
     },
 
     async renew(id, token, leaseMs) {

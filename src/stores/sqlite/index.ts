@@ -107,11 +107,15 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
       }),
 
     // The attempt of a token never changes, so the two statements cannot both match.
-    release: (id, token) =>
+    release: (id, token, guardMs = 0) =>
       guard(() => {
         if (!token) return false;
         const t = Date.now();
-        if (st.release.run(id, token, t).changes === 1) return true;
+        const first =
+          guardMs > 0
+            ? st.releaseGuarded.run(t, id, token, Math.ceil(guardMs))
+            : st.release.run(id, token, t);
+        if (first.changes === 1) return true;
         return st.releaseTakeover.run(t, id, token).changes === 1;
       }),
 

@@ -61,6 +61,12 @@ export function sqliteStatements(table: string) {
     release: `DELETE FROM ${table}
       WHERE id = ? AND token = ? AND token <> '' AND state = 1 AND expires_at > ? AND attempt = 1`,
     /**
+     * (now, id, token, guardMs): the holder of attempt 1 gives the key up but keeps a released
+     * marker (attempt 0, no token) until now + guardMs, so another input is refused meanwhile.
+     */
+    releaseGuarded: `UPDATE ${table} SET token = '', attempt = 0, lease_until = ?1, expires_at = ?1 + ?4
+      WHERE id = ?2 AND token = ?3 AND token <> '' AND state = 1 AND expires_at > ?1 AND attempt = 1`,
+    /**
      * (now, id, token): the holder of a later attempt gives up its lease; the record stays, so
      * the next claim is a takeover (an earlier attempt may have run).
      */
