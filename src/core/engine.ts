@@ -41,6 +41,7 @@ export type { Action, ExecuteResult, Idem, IdemOptions, RunOptions } from './typ
 const DEFAULT_TTL_MS = 86_400_000;
 const DEFAULT_LEASE_MS = 30_000;
 const DEFAULT_WAIT_MS = 30_000;
+const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -63,6 +64,7 @@ export function createIdem(options: IdemOptions): Idem {
     ttlMs: given.ttlMs ?? DEFAULT_TTL_MS,
     leaseMs: given.leaseMs ?? DEFAULT_LEASE_MS,
     waitMs: given.waitMs ?? DEFAULT_WAIT_MS,
+    releaseGuardMs: given.releaseGuardMs ?? DEFAULT_RELEASE_GUARD_MS,
     policy: given.onInProgress ?? 'reject',
   };
   const baseScope = scopeParts(options.scope);
@@ -97,6 +99,7 @@ export function createIdem(options: IdemOptions): Idem {
       leaseMs: own.leaseMs ?? defaults.leaseMs,
       ttlMs: own.ttlMs ?? defaults.ttlMs,
       waitMs: own.waitMs ?? defaults.waitMs,
+      releaseGuardMs: own.releaseGuardMs ?? defaults.releaseGuardMs,
     };
   }
 

@@ -38,6 +38,8 @@ export interface HolderRun<T> {
   takeover: boolean;
   leaseMs: number;
   ttlMs: number;
+  /** How long a release on attempt 1 keeps the fingerprint (0: the key is new at once). */
+  releaseGuardMs: number;
   /** When the winning claim was sent: the lease surely ends by this + leaseMs. */
   claimSentAt: number;
   action: (ctx: ActionContext) => T | Promise<T>;
@@ -78,7 +80,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       run.onRelease();
       try {
         // refused: another holder took over (or the record is gone); nothing was released
-        const released = await store.release(recordId, token);
+        const released = await store.release(recordId, token, run.releaseGuardMs);
         emit?.({ type: released ? 'released' : 'lease_lost', recordId });
       } catch (error) {
         // the lease runs out on its own; the original error matters more

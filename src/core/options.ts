@@ -22,6 +22,7 @@ export interface RunOptionsInput {
   ttl?: Duration | undefined;
   lease?: Duration | undefined;
   waitTimeout?: Duration | undefined;
+  releaseGuard?: Duration | undefined;
   onInProgress?: InProgressPolicy | undefined;
   fingerprint?: string | undefined;
   exclude?: readonly string[] | undefined;
@@ -37,6 +38,7 @@ export interface ResolvedRunOptions {
   ttlMs?: number;
   leaseMs?: number;
   waitMs?: number;
+  releaseGuardMs?: number;
   onInProgress?: InProgressPolicy;
 }
 
@@ -46,7 +48,7 @@ const HOOKS = ['releaseIf', 'definitive', 'onEvent'] as const;
  * Checks `options` and converts its durations to milliseconds, or throws `InvalidOptionError`
  * naming the option, prefixed by `label` (`routes[0].lease must be at least 50 ms…`). Rules:
  * lease 50 ms to ~24.8 days, ttl more than 0 (at most 100 years), waitTimeout 0 to ~24.8
- * days, `onInProgress` `'reject'` or `'wait'`, hooks functions, `exclude` an array of
+ * days, releaseGuard 0 to 100 years, `onInProgress` `'reject'` or `'wait'`, hooks functions, `exclude` an array of
  * strings, `scope` a string or strings, `fingerprint` a string. Undefined means absent.
  *
  * @example
@@ -60,10 +62,13 @@ export function resolveRunOptions(options: RunOptionsInput | undefined, label = 
     throw new InvalidOptionError(`${label || 'options'} must be an object, got ${describe(options)}`);
   }
   const name = (option: string) => (label ? `${label}.${option}` : option);
-  const { ttl, lease, waitTimeout, onInProgress } = options;
+  const { ttl, lease, waitTimeout, releaseGuard, onInProgress } = options;
   if (lease !== undefined) out.leaseMs = duration(lease, name('lease'), MIN_LEASE_MS, MAX_TIMER_MS);
   if (ttl !== undefined) out.ttlMs = duration(ttl, name('ttl'), 1, MAX_TTL_MS);
   if (waitTimeout !== undefined) out.waitMs = duration(waitTimeout, name('waitTimeout'), 0, MAX_TIMER_MS);
+  if (releaseGuard !== undefined) {
+    out.releaseGuardMs = duration(releaseGuard, name('releaseGuard'), 0, MAX_TTL_MS);
+  }
   if (onInProgress !== undefined) {
     if (onInProgress !== 'reject' && onInProgress !== 'wait') {
       throw new InvalidOptionError(

@@ -45,6 +45,7 @@ export interface Call<T> {
   leaseMs: number;
   ttlMs: number;
   waitMs: number;
+  releaseGuardMs: number;
 }
 
 interface TurnDeps {
@@ -149,6 +150,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
       takeover: turn.takeover,
       leaseMs,
       ttlMs,
+      releaseGuardMs: call.releaseGuardMs,
       claimSentAt: turn.sentAt,
       action: call.action,
       releaseIf: call.opts.releaseIf,

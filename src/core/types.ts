@@ -28,6 +28,12 @@ export interface IdemOptions {
   onInProgress?: InProgressPolicy;
   /** How long `'wait'` waits before throwing `InProgressError`. Default `'30s'`. */
   waitTimeout?: Duration;
+  /**
+   * After a first attempt releases the key (an error, `releaseIf`), how long its fingerprint
+   * is kept: a retry with another input gets `FingerprintMismatchError`, the same input runs
+   * as attempt 1. `0` frees the key for any input at once. Default `'1m'`.
+   */
+  releaseGuard?: Duration;
   /** Scope parts prefixed to every key (service, tenant…). Part of the hashed record id. */
   scope?: string | readonly string[];
   /** Largest serialized outcome stored, in bytes. Default 4 MiB. */
@@ -63,6 +69,7 @@ export interface RunOptions<T = unknown> {
   lease?: Duration;
   onInProgress?: InProgressPolicy;
   waitTimeout?: Duration;
+  releaseGuard?: Duration;
   /** Return true to hand this value to the caller but release the key (a transient result). */
   releaseIf?: (value: T) => boolean;
   definitive?: (error: unknown) => boolean;
