@@ -9,8 +9,9 @@
  * claim(token) ─✗ timeout ─▶ caller gets StoreUnavailableError at once
  *        └ background: release(token) at +100 ms, +400, +1 s, +2 s, +4 s, +8 s, +16 s
  *            true  ─▶ the late claim is undone (event 'released'); stop
- *            false ─▶ not landed (yet): after 3 such answers, stop
+ *            false ─▶ not landed (yet: a claim may wait behind a lock): try at the next step
  *            error ─▶ the store is still away: try at the next step
+ *        after the last step, give up: the key then waits out its lease as before
  * ```
  *
  * A release is fenced by the token, so it can only ever undo this caller's own claim.
@@ -22,8 +23,6 @@ import type { Store } from './store.ts';
 
 /** Delays between release attempts, in ms (about 16 s in all). */
 export const UNDO_DELAYS_MS = [100, 300, 600, 1000, 2000, 4000, 8000];
-/** Answers "nothing to release" after which the claim is taken as never landed. */
-const NOT_LANDED_ANSWERS = 3;
 
 /** The background releaser of one engine. */
 export interface LateClaimUndo {
@@ -58,7 +57,6 @@ export function createLateClaimUndo(
 
   return {
     undo(recordId, token) {
-      let notLanded = 0;
       const attempt = (step: number) => {
         if (cancelled) return;
         let pending: Promise<boolean>;
@@ -69,8 +67,8 @@ export function createLateClaimUndo(
         }
         pending.then(
           (released) => {
-            if (released) return emit?.({ type: 'released', recordId });
-            if (++notLanded < NOT_LANDED_ANSWERS) next(step);
+            if (released) emit?.({ type: 'released', recordId });
+            else next(step);
           },
           (error: unknown) => {
             emit?.({ type: 'store_error', recordId, error });

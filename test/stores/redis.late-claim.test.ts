@@ -31,7 +31,8 @@ describe.skipIf(!binaries)('redis: a claim that lands after its timeout', () => 
 
   it('is released once Redis answers again: nothing ran, the next call is attempt 1', async () => {
     const store = redisStore({ url: server.url, prefix: 'late', commandTimeout: TIMEOUT });
-    const idem = createIdem({ store, lease: '30s' });
+    const events: string[] = [];
+    const idem = createIdem({ store, lease: '30s', onEvent: (e) => events.push(e.type) });
     const { recordId } = idem.ids('pay');
     expect(await store.get('warm-up')).toBeUndefined(); // connected, scripts defined
     let runs = 0;
@@ -46,7 +47,8 @@ describe.skipIf(!binaries)('redis: a claim that lands after its timeout', () => 
       server.signal('SIGCONT');
     }
     // The claim sat in the socket and lands now; the release the engine sends follows it.
-    expect(await until(async () => (await admin.exists(`late:{${recordId}}`)) === 0, 5_000)).toBe(true);
+    expect(await until(() => events.includes('released'), 5_000)).toBe(true);
+    expect(await admin.exists(`late:{${recordId}}`)).toBe(0);
     const r = await idem.execute('pay', (ctx) => ({ attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun }));
     expect(r).toMatchObject({ replayed: false, value: { attempt: 1, mayHaveRun: false } });
     expect(runs).toBe(0);
