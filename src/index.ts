@@ -22,7 +22,19 @@ export type {
 export { createIdem } from './core/engine.ts';
 export * from './core/errors.ts';
 export type { IdemEvent } from './core/events.ts';
-export { canonicalJson, deriveKey, fingerprintOf, MAX_KEY_LENGTH, validateKey } from './core/keys.ts';
+export {
+  canonicalJson,
+  deriveKey,
+  fingerprintOf,
+  MAX_INPUT_DEPTH,
+  MAX_KEY_LENGTH,
+  validateKey,
+} from './core/keys.ts';
+export {
+  type ResolvedRunOptions,
+  type RunOptionsInput,
+  resolveRunOptions,
+} from './core/options.ts';
 export { definitive, isDefinitive } from './core/outcome.ts';
 export type { ReplayCacheOptions } from './core/replay-cache.ts';
 export type { ClaimRequest, ClaimResult, Store, StoreRecord } from './core/store.ts';

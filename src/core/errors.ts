@@ -8,6 +8,7 @@
 /** Machine-readable codes, stable across versions. */
 export type IdemErrorCode =
   | 'invalid_key'
+  | 'invalid_input'
   | 'invalid_option'
   | 'in_progress'
   | 'fingerprint_mismatch'
@@ -52,6 +53,21 @@ export class InvalidKeyError extends IdemError {
 }
 
 /**
+ * An input cannot be fingerprinted: nested deeper than `MAX_INPUT_DEPTH` (or cyclic), or
+ * holding a string with a lone surrogate (not well-formed Unicode, which RFC 8785 refuses).
+ * HTTP 400.
+ *
+ * @example
+ * await idem.run(key, action, { input: JSON.parse('{"a":"\\ud800"}') }) // throws InvalidInputError
+ */
+export class InvalidInputError extends IdemError {
+  override name = 'InvalidInputError';
+  constructor(message: string) {
+    super('invalid_input', 400, message);
+  }
+}
+
+/**
  * An option has a value idem cannot use (a malformed duration, an unknown policy). Raised at
  * configuration time, never mid-action.
  *
@@ -60,8 +76,8 @@ export class InvalidKeyError extends IdemError {
  */
 export class InvalidOptionError extends IdemError {
   override name = 'InvalidOptionError';
-  constructor(message: string) {
-    super('invalid_option', 500, message);
+  constructor(message: string, options?: ErrorOptions) {
+    super('invalid_option', 500, message, options);
   }
 }
 
@@ -115,19 +131,33 @@ export class StoreUnavailableError extends IdemError {
 }
 
 /**
- * This holder's lease ran out and another holder took the key over: its writes are fenced
- * off. Raised from `ctx.signal` and from a late `complete`. `value` holds what the zombie's
- * action produced, which was not stored.
+ * Why a holder lost its key: `'taken_over'` (its lease ran out and another holder claimed the
+ * key: that holder decides the outcome), `'record_lost'` (the record vanished: the store lost
+ * it, e.g. Redis restarted without persistence, or it expired; nobody holds the key and the
+ * next call runs the action again), `'unconfirmed'` (the store did not confirm the lease
+ * before it ran out).
+ */
+export type LeaseLostReason = 'taken_over' | 'record_lost' | 'unconfirmed';
+
+/**
+ * This holder can no longer write the record: see `reason`. Raised from `ctx.signal` and
+ * from a late `complete`. `value` holds what the action produced, which was not stored.
  *
  * @example
- * ctx.signal.addEventListener('abort', () => console.warn(ctx.signal.reason)) // a LeaseLostError
+ * catch (e) { if (e instanceof LeaseLostError && e.reason === 'record_lost') alert('store lost records') }
  */
 export class LeaseLostError extends IdemError {
   override name = 'LeaseLostError';
   readonly value: unknown;
-  constructor(message = 'the lease on this key was lost to another holder', value?: unknown) {
+  readonly reason: LeaseLostReason;
+  constructor(
+    message = 'the lease on this key was lost to another holder',
+    value?: unknown,
+    reason: LeaseLostReason = 'taken_over',
+  ) {
     super('lease_lost', 409, message);
     this.value = value;
+    this.reason = reason;
   }
 }
 

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
+import { OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
-import { startHeartbeat } from './lease.ts';
+import { leaseLost, lostBecause, startHeartbeat } from './lease.ts';
 import { encodeOutcome, isDefinitive, type Outcome, serializeError } from './outcome.ts';
 import type { Store } from './store.ts';
 
@@ -38,6 +38,8 @@ export interface HolderRun<T> {
   takeover: boolean;
   leaseMs: number;
   ttlMs: number;
+  /** How long a release on attempt 1 keeps the fingerprint (0: the key is new at once). */
+  releaseGuardMs: number;
   /** When the winning claim was sent: the lease surely ends by this + leaseMs. */
   claimSentAt: number;
   action: (ctx: ActionContext) => T | Promise<T>;
@@ -77,8 +79,9 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       heartbeat.stop();
       run.onRelease();
       try {
-        await store.release(recordId, token);
-        emit?.({ type: 'released', recordId });
+        // refused: another holder took over (or the record is gone); nothing was released
+        const released = await store.release(recordId, token, run.releaseGuardMs);
+        emit?.({ type: released ? 'released' : 'lease_lost', recordId });
       } catch (error) {
         // the lease runs out on its own; the original error matters more
         emit?.({ type: 'store_error', recordId, error });
@@ -98,12 +101,14 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
             return downstreamKeyOf(recordId); // computed only when the action asks for it
           },
         });
+        heartbeat.settle();
       } catch (error) {
+        heartbeat.settle();
         if (!isStoredError(error, run.definitive, definitive)) {
           await release();
           throw error;
         }
-        await complete({ kind: 'error', error: serializeError(error) }, undefined);
+        await complete({ kind: 'error', error: serializeError(error) }, undefined, error);
         emit?.({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
         throw error;
       }
@@ -135,8 +140,9 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       heartbeat.stop();
     }
 
-    function complete(outcome: Outcome, value: unknown) {
-      return completeEncoded(encodeOutcome(outcome), value);
+    /** `failure`: the action's own error, when that is the outcome being stored. */
+    function complete(outcome: Outcome, value: unknown, failure?: unknown) {
+      return completeEncoded(encodeOutcome(outcome), value, failure);
     }
 
     async function tooLarge(bytes: number, limit: number, value: unknown): Promise<never> {
@@ -146,7 +152,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
     }
 
     /** Completes, retrying a failing store a few times; never releases after the action ran. */
-    async function completeEncoded(encoded: string, value: unknown): Promise<void> {
+    async function completeEncoded(encoded: string, value: unknown, failure?: unknown): Promise<void> {
       for (let i = 0; ; i++) {
         let ok: boolean;
         try {
@@ -156,26 +162,37 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
           // The store refused the size: store the marker instead, so retries do not re-run.
           if (error instanceof OutcomeTooLargeError) return tooLarge(error.bytes, error.limit, value);
           const delay = COMPLETE_RETRY_MS[i];
-          if (delay === undefined) {
-            throw new StoreUnavailableError(
-              'the action completed but its outcome could not be stored; the key stays claimed until its lease ends',
-              { cause: error, actionCompleted: true, value },
-            );
-          }
+          if (delay === undefined) throw notStored(error, value, failure);
           await new Promise((r) => setTimeout(r, delay));
           continue;
         }
         if (!ok) {
           emit?.({ type: 'lease_lost', recordId });
-          throw new LeaseLostError(
-            'the lease was lost before the outcome was stored; the new holder decides',
-            value,
-          );
+          throw leaseLost(await lostBecause(store, recordId, token, leaseMs), value);
         }
         return;
       }
     }
   };
+}
+
+/**
+ * The store failed to take the outcome. A failed action's own error stays the `cause`, so it
+ * is never lost behind the store's.
+ */
+function notStored(storeError: unknown, value: unknown, failure: unknown): StoreUnavailableError {
+  const why = (storeError as Error)?.message ?? String(storeError);
+  if (failure === undefined) {
+    return new StoreUnavailableError(
+      `the action completed but its outcome could not be stored (${why}); the key stays claimed until its lease ends`,
+      { cause: storeError, actionCompleted: true, value },
+    );
+  }
+  const f = failure as Error;
+  return new StoreUnavailableError(
+    `the action failed with ${f?.name ?? 'Error'}: ${f?.message ?? String(failure)}, and that error could not be stored (${why}); the key stays claimed until its lease ends; the action's error is this error's cause`,
+    { cause: failure, actionCompleted: true },
+  );
 }
 
 /** A thrown error is stored when marked or classified definitive; a throwing classifier means no. */

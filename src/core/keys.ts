@@ -6,10 +6,15 @@
  */
 import { hash, timingSafeEqual } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { InvalidKeyError } from './errors.ts';
+import { InvalidInputError, InvalidKeyError, InvalidOptionError } from './errors.ts';
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
 export const MAX_KEY_LENGTH = 255;
+/**
+ * The deepest nesting of objects and arrays an input may have to be fingerprinted; deeper
+ * (or cyclic) inputs are an `InvalidInputError`, never a stack overflow.
+ */
+export const MAX_INPUT_DEPTH = 1000;
 
 /** Throws `InvalidKeyError` unless `key` is 1–255 printable ASCII characters. */
 export function validateKey(key: unknown, what = 'idempotency key'): string {
@@ -25,9 +30,14 @@ export function validateKey(key: unknown, what = 'idempotency key'): string {
 /**
  * RFC 8785 canonical JSON of `value`, after turning the values JSON cannot carry into tagged
  * objects (bigint, Uint8Array, Map, Set, undefined in arrays) and dropping `exclude` paths.
+ * Own keys only, `__proto__` included as data (as `JSON.parse` makes it). Throws
+ * `InvalidInputError` for a string with a lone surrogate, or nesting past `MAX_INPUT_DEPTH`.
+ *
+ * @example
+ * canonicalJson({ b: 1, a: { traceId: 'x', n: 2 } }, ['a.traceId']) // '{"a":{"n":2},"b":1}'
  */
 export function canonicalJson(value: unknown, exclude: readonly string[] = []): string {
-  const normalized = normalize(value);
+  const normalized = normalize(value, 0);
   for (const path of exclude) dropPath(normalized, path.split('.'));
   return canonicalize(normalized) ?? 'null';
 }
@@ -57,6 +67,21 @@ export function deriveKey(namespace: string, parts: readonly unknown[]): string 
   return `${namespace}:${fingerprintOf(parts)}`;
 }
 
+/**
+ * Scope parts as strings (a string is one part); anything else is an InvalidOptionError.
+ *
+ * @example
+ * scopeParts('tenant-a') // ['tenant-a']
+ * scopeParts(['tenant-a', 'user-7']) // ['tenant-a', 'user-7']
+ */
+export function scopeParts(scope: string | readonly string[] | undefined): string[] {
+  if (scope === undefined) return [];
+  const parts = typeof scope === 'string' ? [scope] : [...scope];
+  for (const p of parts)
+    if (typeof p !== 'string') throw new InvalidOptionError('scope parts must be strings');
+  return parts;
+}
+
 /** The stored record id: base64url SHA-256 over the scope parts and the key. */
 export function recordIdOf(scope: readonly string[], key: string): string {
   return hash('sha256', JSON.stringify(scope.length === 0 ? [key] : [...scope, key]), 'base64url');
@@ -78,33 +103,60 @@ export function sameFingerprint(a: string, b: string): boolean {
 
 // --- Internal helpers ---
 
-function normalize(value: unknown): unknown {
+/**
+ * A JSON-ready copy of `value`. Objects come out without a prototype, so a `__proto__` key is
+ * kept as an own property (an ordinary object would turn it into its prototype and drop it).
+ */
+function normalize(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') {
+    if (typeof value === 'string') return wellFormed(value);
     if (typeof value === 'bigint') return { $bigint: value.toString() };
     if (typeof value === 'number' && !Number.isFinite(value)) return { $number: String(value) };
     return value;
+  }
+  if (++depth > MAX_INPUT_DEPTH) {
+    throw new InvalidInputError(
+      `the input is nested deeper than ${MAX_INPUT_DEPTH} levels (or refers to itself): it cannot be fingerprinted`,
+    );
   }
   if (value instanceof Date) return { $date: value.getTime() };
   if (ArrayBuffer.isView(value)) {
     return { $bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
   }
-  if (value instanceof Map) return { $map: [...value].map(([k, v]) => [normalize(k), normalize(v)]) };
-  if (value instanceof Set) return { $set: [...value].map(normalize) };
-  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : normalize(v)));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = normalize(v);
+  if (value instanceof Map) {
+    return { $map: [...value].map(([k, v]) => [normalize(k, depth), normalize(v, depth)]) };
+  }
+  if (value instanceof Set) return { $set: [...value].map((v) => normalize(v, depth)) };
+  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : normalize(v, depth)));
+  const out: Record<string, unknown> = Object.create(null);
+  for (const k of Object.keys(value)) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v !== undefined) out[wellFormed(k)] = normalize(v, depth);
+  }
   return out;
 }
 
+/** RFC 8785 refuses lone surrogates: they have no UTF-8 form, so two inputs could hash alike. */
+function wellFormed(s: string): string {
+  if (s.isWellFormed()) return s;
+  throw new InvalidInputError(
+    'the input holds a string with a lone surrogate (not well-formed Unicode): it cannot be fingerprinted',
+  );
+}
+
+/** Deletes what `path` names; `*` stands for every key or index at its level. */
 function dropPath(target: unknown, path: string[]): void {
   if (target === null || typeof target !== 'object' || path.length === 0) return;
   const [head, ...rest] = path as [string, ...string[]];
   const obj = target as Record<string, unknown>;
-  if (head === '*') {
+  if (head !== '*') {
+    if (rest.length === 0) delete obj[head];
+    else dropPath(obj[head], rest);
+  } else if (rest.length > 0) {
     for (const child of Object.values(obj)) dropPath(child, rest);
-  } else if (rest.length === 0) {
-    delete obj[head];
+  } else if (Array.isArray(obj)) {
+    obj.length = 0;
   } else {
-    dropPath(obj[head], rest);
+    for (const k of Object.keys(obj)) delete obj[k];
   }
 }

@@ -15,10 +15,15 @@
  * @module
  */
 import { withDeadline } from './deadline.ts';
-import { LeaseLostError } from './errors.ts';
+import { LeaseLostError, type LeaseLostReason } from './errors.ts';
 import type { Store } from './store.ts';
 
 export interface Heartbeat {
+  /**
+   * The action is done: keep renewing while its outcome is stored, but never abort the
+   * signal any more (a renew that lands after the complete finds the record completed).
+   */
+  settle(): void;
   /** Stops renewing; safe to call twice. */
   stop(): void;
 }
@@ -45,11 +50,14 @@ const TIMED_OUT = new Error('renew timed out');
 export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
   let leaseEnd = a.leaseEnd;
   let stopped = false;
+  let settled = false;
   let timer: NodeJS.Timeout | undefined;
 
-  const lose = (message: string) => {
+  const lose = (message: string, reason: LeaseLostReason) => {
     stopped = true;
-    if (!a.controller.signal.aborted) a.controller.abort(new LeaseLostError(message));
+    if (!settled && !a.controller.signal.aborted) {
+      a.controller.abort(new LeaseLostError(message, undefined, reason));
+    }
   };
   const beat = async () => {
     if (stopped) return;
@@ -62,14 +70,22 @@ export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
         () => TIMED_OUT,
       );
       if (stopped) return;
-      if (until === undefined) return lose('the lease on this key was lost to another holder');
+      if (until === undefined) {
+        stopped = true;
+        const reason = await lostBecause(a.store, a.id, a.token, a.leaseMs);
+        return lose(LOST_MESSAGE[reason], reason);
+      }
       leaseEnd = sentAt + a.leaseMs;
       a.onRenew(leaseEnd);
     } catch (error) {
       if (stopped) return;
-      if (error === TIMED_OUT) return lose('the store did not confirm the lease before it ran out');
+      if (error === TIMED_OUT) {
+        return lose('the store did not confirm the lease before it ran out', 'unconfirmed');
+      }
       a.onError(error);
-      if (Date.now() >= leaseEnd) return lose('the lease could not be renewed before it ran out');
+      if (Date.now() >= leaseEnd) {
+        return lose('the lease could not be renewed before it ran out', 'unconfirmed');
+      }
     }
     schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - Date.now())));
   };
@@ -81,9 +97,58 @@ export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
   schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - Date.now())));
 
   return {
+    settle() {
+      settled = true;
+    },
     stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
     },
   };
+}
+
+const LOST_MESSAGE: Record<LeaseLostReason, string> = {
+  taken_over:
+    'the lease on this key was lost: the key was taken over by another holder, which decides its outcome',
+  record_lost:
+    'the record of this key was lost (the store no longer has it: expired, or the store lost its data): nobody holds the key, and the next call runs the action again',
+  unconfirmed: 'the store did not confirm the lease before it ran out',
+};
+
+/**
+ * Why `token` no longer holds record `id`: one read of the record, within the lease length.
+ * Absent: the record was lost; anything else: another holder has (or had) it.
+ *
+ * @example
+ * const reason = await lostBecause(store, recordId, token, 30_000); // 'taken_over' | 'record_lost' | 'unconfirmed'
+ */
+export async function lostBecause(
+  store: Store,
+  id: string,
+  token: string,
+  waitMs: number,
+): Promise<LeaseLostReason> {
+  try {
+    const record = await withDeadline(store.get(id), waitMs, () => TIMED_OUT);
+    if (record === undefined) return 'record_lost';
+    return record.token === token && record.state === 'in_progress' ? 'unconfirmed' : 'taken_over';
+  } catch {
+    return 'unconfirmed';
+  }
+}
+
+/**
+ * The `LeaseLostError` for a holder whose `complete` was refused: taken over, or record lost.
+ *
+ * @example
+ * throw leaseLost('taken_over', value)
+ */
+export function leaseLost(reason: LeaseLostReason, value: unknown): LeaseLostError {
+  const message =
+    reason === 'record_lost'
+      ? 'the record of this key was lost before the outcome was stored (the store no longer has it: expired, or the store lost its data); nothing was stored and nobody holds the key, so the next call runs the action again'
+      : reason === 'taken_over'
+        ? 'the lease was lost before the outcome was stored: the key was taken over by another holder, which decides its outcome'
+        : 'the store refused the outcome and could not say why; nothing was stored';
+  return new LeaseLostError(message, value, reason);
 }

@@ -1,5 +1,5 @@
 /**
- * The store contract: the five operations every backend implements. The engine owns all
+ * The store contract: the six operations every backend implements (plus two optional). The engine owns all
  * policy (fingerprint comparison, waiting, failure handling); a store only makes each state
  * transition atomic, fenced by the token, and timed by its own clock.
  *
@@ -7,6 +7,8 @@
  * ABSENT ──claim──▶ IN_PROGRESS {token, leaseUntil, fingerprint, attempt, expiresAt}
  * IN_PROGRESS ──complete(token)──▶ COMPLETED {outcome, expiresAt = now + ttl}
  * IN_PROGRESS, attempt 1 ──release(token)──▶ ABSENT
+ * IN_PROGRESS, attempt 1 ──release(token, guardMs)──▶ RELEASED {token '', attempt 0, expiresAt = now + guardMs}
+ * RELEASED, same fingerprint ──claim──▶ IN_PROGRESS {new token, attempt 1, takeover false}
  * IN_PROGRESS, attempt > 1 ──release(token)──▶ IN_PROGRESS {token '', leaseUntil = now}
  * IN_PROGRESS, lease over, same fingerprint ──claim──▶ IN_PROGRESS {new token, attempt+1}
  * any record past expiresAt ──▶ ABSENT (claim overwrites it; purgeExpired deletes it)
@@ -35,7 +37,11 @@ export interface StoreRecord {
    * whose holder released it after a takeover (nobody holds it, the next claim takes over).
    */
   token: string;
-  /** 1 for the first holder, +1 on every takeover of an expired lease. */
+  /**
+   * 1 for the first holder, +1 on every takeover of an expired lease. 0 marks a released
+   * marker: attempt 1 released with a guard window, which keeps the fingerprint (another
+   * input is refused) until it expires; the next same-fingerprint claim is attempt 1 again.
+   */
   attempt: number;
   /** While in progress: when the holder's lease runs out (or ran out). 0 once completed. */
   leaseUntil: number;
@@ -107,8 +113,13 @@ export interface Store {
    * now, token '', expiresAt unchanged) and the next same-fingerprint claim is a takeover with
    * attempt + 1. Another fingerprint still finds the record until it expires. Either way,
    * subscribers are notified.
+   *
+   * `guardMs` > 0 on attempt 1 keeps a released marker instead of deleting: in progress, token
+   * '', attempt 0, leaseUntil = now, expiresAt = now + guardMs. A claim with the same
+   * fingerprint takes it as attempt 1 (not a takeover); another fingerprint finds the record
+   * (the engine answers a mismatch) until the marker expires. Later attempts ignore `guardMs`.
    */
-  release(id: string, token: string): Promise<boolean>;
+  release(id: string, token: string, guardMs?: number): Promise<boolean>;
   /**
    * Set the lease to now + leaseMs, only if `token` still holds the in-progress record, and
    * move expiresAt by the same amount (expiresAt + newLeaseUntil − leaseUntil), so the

@@ -29,6 +29,8 @@ interface WaitArgs {
   accept: (record: StoreRecord) => boolean;
   /** Called when this caller starts waiting, with the holder's lease time left. */
   onWait: (leaseLeftMs: number) => void;
+  /** Called with the holder's lease time left every time a claim finds the record held. */
+  onLease?: (leaseLeftMs: number) => void;
 }
 
 /** Claims until the key is ours, completed, or the wait is over. */
@@ -45,6 +47,7 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
       const { record, now } = result;
       if (args.accept(record)) return { kind: 'completed', record, now };
       const leaseLeft = Math.max(0, record.leaseUntil - now);
+      args.onLease?.(leaseLeft);
       const left = deadline - Date.now();
       if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
       if (!wake) {

@@ -43,6 +43,11 @@ export interface TestStoreOptions {
   processes?: number;
   /** Short lease used by the expiry tests, in ms. Default 300. */
   leaseMs?: number;
+  /**
+   * The store deletes expired records on its own (Redis key expiry), so `purgeExpired` finds
+   * nothing to delete. Otherwise the suite requires it to delete expired records.
+   */
+  selfExpiring?: boolean;
 }
 
 /**
@@ -65,8 +70,11 @@ export function testStore(options: TestStoreOptions): void {
 /** What the suite's parts share. */
 export interface SuiteEnv {
   store: () => Store;
+  /** A second, fresh store from `create`, for tests that close it; closed by the test. */
+  create: () => Store | Promise<Store>;
   leaseMs: number;
   name: string;
+  selfExpiring: boolean;
 }
 
 function storeEnv(options: TestStoreOptions): SuiteEnv {
@@ -82,6 +90,8 @@ function storeEnv(options: TestStoreOptions): SuiteEnv {
   return {
     name: options.name,
     leaseMs: options.leaseMs ?? 300,
+    selfExpiring: options.selfExpiring ?? false,
+    create: options.create,
     store: () => {
       if (!store) throw new Error('store not created yet');
       return store;

@@ -106,3 +106,20 @@ it('in-process retryAfterMs follows the renewed lease, not the first one', async
   expect(err.retryAfterMs).toBeGreaterThan(50);
   await running;
 });
+
+it("a later in-process joiner gets the holder's current lease as retryAfterMs, not the one seen when waiting began", async () => {
+  const store = memoryStore();
+  const holder = createIdem({ store, lease: 3000 });
+  const waiter = createIdem({ store, lease: 3000 });
+  let finish!: () => void;
+  const running = holder.run('k', () => new Promise<string>((r) => (finish = () => r('done'))));
+  await sleep(50);
+  const waiting = waiter.run('k', () => 'never', { onInProgress: 'wait', waitTimeout: 10_000 });
+  await sleep(4000); // the holder renewed its 3 s lease several times meanwhile
+  const err = await waiter.run('k', () => 'dup', { onInProgress: 'reject' }).catch((e) => e);
+  expect(err).toBeInstanceOf(InProgressError);
+  expect(err.retryAfterMs).toBeGreaterThan(500);
+  finish();
+  expect(await running).toBe('done');
+  expect(await waiting).toBe('done');
+}, 15_000);

@@ -21,7 +21,7 @@ describe('durations', () => {
     const store = memoryStore();
     expect(() => createIdem({ store, lease: 'soon' as never })).toThrow(InvalidOptionError);
     expect(() => createIdem({ store, ttl: -5 })).toThrow(InvalidOptionError);
-    expect(() => createIdem({ store, lease: 10 })).toThrow(/at least 50ms/);
+    expect(() => createIdem({ store, lease: 10 })).toThrow(/at least 50 ms/);
     expect(() => createIdem({ store, onInProgress: 'retry' as never })).toThrow(InvalidOptionError);
     expect(() => createIdem({} as never)).toThrow(InvalidOptionError);
   });

@@ -10,6 +10,7 @@ const prefix = uniqueName('idem_redis');
 if (up) {
   testStore({
     name: 'redis',
+    selfExpiring: true,
     create: () => redisStore({ url: SERVICES.redis, prefix }),
     destroy: async () => {
       const admin = new Redis(SERVICES.redis);

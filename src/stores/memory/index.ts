@@ -33,6 +33,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     if (set) for (const fn of [...set]) queueMicrotask(fn);
   };
   const holder = (id: string, token: string, t: number) => {
+    if (!token) return undefined; // '' marks a released record: nobody holds it
     const r = live(id, t);
     return r && r.state === 'in_progress' && r.token === token ? r : undefined;
   };
@@ -58,26 +59,30 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         leaseUntil,
         expiresAt: Math.max(r?.expiresAt ?? 0, keep),
       });
-      return { status: 'acquired', attempt, leaseUntil, takeover: r !== undefined };
+      // a released marker (attempt 0) is taken as attempt 1: nothing may have run
+      return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
     },
 
     async complete(id, token, outcome, ttlMs) {
       const t = now();
+      if (!token) return false; // '' marks a released record: nobody holds it
       const r = live(id, t);
       if (!r || r.token !== token) return false;
-      if (r.state === 'completed') return true;
+      if (r.state === 'completed') return true; // this token's own outcome: never overwritten
       records.set(id, { ...r, state: 'completed', outcome, leaseUntil: 0, expiresAt: t + ttlMs });
       notify(id);
       return true;
     },
 
-    async release(id, token) {
+    async release(id, token, guardMs = 0) {
       const t = now();
       const r = holder(id, token, t);
       if (!r) return false;
       // After a takeover an earlier attempt may have run: keep the record for the next claim.
-      if (r.attempt === 1) records.delete(id);
-      else records.set(id, { ...r, token: '', leaseUntil: t });
+      if (r.attempt > 1) records.set(id, { ...r, token: '', leaseUntil: t });
+      else if (guardMs > 0)
+        records.set(id, { ...r, token: '', attempt: 0, leaseUntil: t, expiresAt: t + guardMs });
+      else records.delete(id);
       notify(id);
       return true;
     },

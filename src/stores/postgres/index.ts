@@ -177,6 +177,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     },
 
     async complete(id, token, outcome, ttlMs) {
+      if (!token) return false; // '' marks a released record: nobody holds it
       const [text, escaped] = encodeOutcome(outcome);
       const bytes = Buffer.byteLength(text);
       if (bytes > MAX_OUTCOME_BYTES) throw new OutcomeTooLargeError(bytes, MAX_OUTCOME_BYTES);
@@ -184,11 +185,13 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       return r.rows.length > 0;
     },
 
-    async release(id, token) {
-      return (await query('release', sql.release, [id, token])).rows.length > 0;
+    async release(id, token, guardMs = 0) {
+      if (!token) return false;
+      return (await query('release', sql.release, [id, token, ms(guardMs)])).rows.length > 0;
     },
 
     async renew(id, token, leaseMs) {
+      if (!token) return undefined;
       const row = (await query('renew', sql.renew, [id, token, ms(leaseMs)])).rows[0];
       return row ? Number(row.lease_until) : undefined;
     },

@@ -46,7 +46,9 @@ export function createListener(options: ListenerOptions): Listener {
   let ping: ReturnType<typeof setInterval> | undefined;
 
   const wake = (id: string) => {
-    for (const fn of subs.get(id) ?? []) queueMicrotask(fn);
+    const set = subs.get(id);
+    // a callback unsubscribed between here and the microtask is not called
+    if (set) for (const fn of set) queueMicrotask(() => set.has(fn) && fn());
   };
   const wakeAll = () => {
     for (const id of subs.keys()) wake(id);

@@ -122,31 +122,38 @@ export function statements(schema: string, table: string, channel: string) {
           outcome_escaped = CASE WHEN r.state = 'completed' THEN r.outcome_escaped ELSE $4 END,
           lease_until = 0,
           expires_at = CASE WHEN r.state = 'completed' THEN r.expires_at ELSE n.t + $5 END
-        FROM n WHERE r.id = $1 AND r.token = $2 AND r.expires_at > n.t
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.expires_at > n.t
         RETURNING r.id, r.awaited)
       SELECT u.id, ${notify('u')} AS notified FROM u`,
 
-    // $1 id, $2 token. Attempt 1 deletes the row. A later attempt keeps it in progress with
-    // the lease ended and no token, so the next claim is a takeover: an earlier attempt's
-    // lease ran out mid-action. The two branches exclude each other (a token's attempt is fixed).
+    // $1 id, $2 token, $3 guard ms. Attempt 1 deletes the row, or with a guard ($3 > 0) keeps a
+    // released marker (attempt 0, no token) until now + $3, so another input is refused
+    // meanwhile. A later attempt keeps it in progress with the lease ended and no token, so the
+    // next claim is a takeover: an earlier attempt's lease ran out mid-action. The branches
+    // exclude each other (a token's attempt is fixed; $3 picks delete or marker).
     release: `WITH n AS (SELECT ${NOW_MS} AS t),
       d AS (
         DELETE FROM ${t} r USING n
-        WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
-          AND r.attempt = 1
+        WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress' AND r.expires_at > n.t
+          AND r.attempt = 1 AND $3::bigint = 0
+        RETURNING r.id, r.awaited),
+      g AS (
+        UPDATE ${t} r SET token = '', attempt = 0, lease_until = n.t, expires_at = n.t + $3::bigint
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress'
+          AND r.expires_at > n.t AND r.attempt = 1 AND $3::bigint > 0
         RETURNING r.id, r.awaited),
       u AS (
         UPDATE ${t} r SET token = '', lease_until = n.t
-        FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
-          AND r.attempt > 1
+        FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress'
+          AND r.expires_at > n.t AND r.attempt > 1
         RETURNING r.id, r.awaited),
-      x AS (SELECT * FROM d UNION ALL SELECT * FROM u)
+      x AS (SELECT * FROM d UNION ALL SELECT * FROM g UNION ALL SELECT * FROM u)
       SELECT x.id, ${notify('x')} AS notified FROM x`,
 
     // $1 id, $2 token, $3 lease ms. expires_at moves with the lease, keeping its margin.
     renew: `WITH n AS (SELECT ${NOW_MS} AS t)
       UPDATE ${t} r SET lease_until = n.t + $3, expires_at = r.expires_at + (n.t + $3 - r.lease_until)
-      FROM n WHERE r.id = $1 AND r.token = $2 AND r.state = 'in_progress' AND r.expires_at > n.t
+      FROM n WHERE r.id = $1 AND r.token = $2 AND r.token <> '' AND r.state = 'in_progress' AND r.expires_at > n.t
       RETURNING r.lease_until`,
 
     // $1 id

@@ -150,15 +150,18 @@ export function redisStore(options: RedisStoreOptions): Store {
     },
 
     async complete(id, token, outcome, ttlMs) {
+      if (!token) return false; // '' marks a released record: nobody holds it
       const [text, encoding] = toReply(outcome);
       return Number(await call('complete', id, token, text, encoding, ms('ttlMs', ttlMs), notify)) === 1;
     },
 
-    async release(id, token) {
-      return Number(await call('release', id, token, notify)) === 1;
+    async release(id, token, guardMs = 0) {
+      if (!token) return false;
+      return Number(await call('release', id, token, notify, ms('guardMs', guardMs))) === 1;
     },
 
     async renew(id, token, leaseMs) {
+      if (!token) return undefined;
       const leaseUntil = await call('renew', id, token, ms('leaseMs', leaseMs));
       return leaseUntil == null ? undefined : Number(leaseUntil);
     },

@@ -53,7 +53,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
   const table = options.table ?? 'idem_records';
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table))
     throw new InvalidOptionError(`invalid table name: ${table}`);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') createFolder(path);
 
   const db = open(path, options);
   const sql = sqliteStatements(table);
@@ -100,21 +100,28 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
 
     complete: (id, token, outcome, ttlMs) =>
       guard(() => {
+        if (!token) return false; // '' marks a released record: nobody holds it
         const t = Date.now();
         if (st.complete.run(outcome, t + ttlMs, id, token, t).changes === 1) return true;
         return st.completedBy.get(id, token, t) !== undefined;
       }),
 
     // The attempt of a token never changes, so the two statements cannot both match.
-    release: (id, token) =>
+    release: (id, token, guardMs = 0) =>
       guard(() => {
+        if (!token) return false;
         const t = Date.now();
-        if (st.release.run(id, token, t).changes === 1) return true;
+        const first =
+          guardMs > 0
+            ? st.releaseGuarded.run(t, id, token, Math.ceil(guardMs))
+            : st.release.run(id, token, t);
+        if (first.changes === 1) return true;
         return st.releaseTakeover.run(t, id, token).changes === 1;
       }),
 
     renew: (id, token, leaseMs) =>
       guard(() => {
+        if (!token) return undefined;
         const t = Date.now();
         const until = t + leaseMs;
         return st.renew.run(until, id, token, t).changes === 1 ? until : undefined;
@@ -135,6 +142,18 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
 }
 
 // --- Internal helpers ---
+
+/** Creates the folder of `path`; a parent that is a file (or unwritable) is an InvalidOptionError. */
+function createFolder(path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (error) {
+    throw new InvalidOptionError(
+      `sqliteStore: cannot create the folder of ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
 
 function open(path: string, options: SqliteStoreOptions): DatabaseSync {
   try {

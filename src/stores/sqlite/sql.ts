@@ -53,20 +53,28 @@ export function sqliteStatements(table: string) {
       RETURNING attempt, token, lease_until`,
     /** (outcome, expiresAt, id, token, now) */
     complete: `UPDATE ${table} SET state = 2, outcome = ?, lease_until = 0, expires_at = ?
-      WHERE id = ? AND token = ? AND state = 1 AND expires_at > ?`,
+      WHERE id = ? AND token = ? AND token <> '' AND state = 1 AND expires_at > ?`,
     /** (id, token, now): was it already completed by this token? */
-    completedBy: `SELECT 1 AS yes FROM ${table} WHERE id = ? AND token = ? AND state = 2 AND expires_at > ?`,
+    completedBy: `SELECT 1 AS yes FROM ${table}
+      WHERE id = ? AND token = ? AND token <> '' AND state = 2 AND expires_at > ?`,
     /** (id, token, now): the holder of attempt 1 gives the key up. */
-    release: `DELETE FROM ${table} WHERE id = ? AND token = ? AND state = 1 AND expires_at > ? AND attempt = 1`,
+    release: `DELETE FROM ${table}
+      WHERE id = ? AND token = ? AND token <> '' AND state = 1 AND expires_at > ? AND attempt = 1`,
+    /**
+     * (now, id, token, guardMs): the holder of attempt 1 gives the key up but keeps a released
+     * marker (attempt 0, no token) until now + guardMs, so another input is refused meanwhile.
+     */
+    releaseGuarded: `UPDATE ${table} SET token = '', attempt = 0, lease_until = ?1, expires_at = ?1 + ?4
+      WHERE id = ?2 AND token = ?3 AND token <> '' AND state = 1 AND expires_at > ?1 AND attempt = 1`,
     /**
      * (now, id, token): the holder of a later attempt gives up its lease; the record stays, so
      * the next claim is a takeover (an earlier attempt may have run).
      */
     releaseTakeover: `UPDATE ${table} SET token = '', lease_until = ?1
-      WHERE id = ?2 AND token = ?3 AND state = 1 AND expires_at > ?1 AND attempt > 1`,
+      WHERE id = ?2 AND token = ?3 AND token <> '' AND state = 1 AND expires_at > ?1 AND attempt > 1`,
     /** (leaseUntil, id, token, now): expires_at moves with the lease, keeping its margin. */
     renew: `UPDATE ${table} SET lease_until = ?1, expires_at = expires_at + (?1 - lease_until)
-      WHERE id = ?2 AND token = ?3 AND state = 1 AND expires_at > ?4`,
+      WHERE id = ?2 AND token = ?3 AND token <> '' AND state = 1 AND expires_at > ?4`,
     /** (now, limit) */
     purge: `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE expires_at <= ? LIMIT ?)`,
   };

@@ -15,6 +15,8 @@
     1  completed (now or before, by this token)
     0  fenced off: another holder took over, or the record is gone
 ]]
+-- '' marks a released record: nobody holds it, so an empty token never acts
+if ARGV[1] == '' then return 0 end
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
 local key = KEYS[1]

@@ -11,6 +11,8 @@
     leaseUntil  renewed
     nil         the lease was lost: completed, taken over, or gone
 ]]
+-- '' marks a released record: nobody holds it, so an empty token never acts
+if ARGV[1] == '' then return false end
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
 local key = KEYS[1]

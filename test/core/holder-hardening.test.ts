@@ -1,0 +1,137 @@
+/**
+ * The holder after its action: what it reports when the store refuses a release, that the
+ * action's signal never aborts once the action is done, that a failed store keeps the
+ * action's error, and why a lease was lost.
+ */
+import {
+  createIdem,
+  definitive,
+  type IdemEvent,
+  LeaseLostError,
+  memoryStore,
+  type Store,
+  StoreUnavailableError,
+} from 'idem';
+import { expect, it } from 'vitest';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const DAY = 86_400_000;
+
+/** A memory store on a clock the test moves. */
+function fakeClockStore() {
+  const clock = { now: Date.now() };
+  return { store: memoryStore({ now: () => clock.now }), clock };
+}
+
+it('a release the store refuses (the key was taken over) is reported as lease_lost, never released', async () => {
+  const { store, clock } = fakeClockStore();
+  const events: IdemEvent['type'][] = [];
+  const idem = createIdem({ store, lease: 1000, onEvent: (e) => events.push(e.type) });
+  const { recordId } = idem.ids('k');
+  const err = await idem
+    .run('k', async () => {
+      clock.now += 2000; // the lease ran out on the store's clock…
+      const other = await store.claim({
+        id: recordId,
+        fingerprint: '',
+        leaseMs: 1000,
+        ttlMs: DAY,
+        token: 'other',
+      });
+      expect(other).toMatchObject({ status: 'acquired', takeover: true }); // …and another holder took over
+      throw new Error('transient');
+    })
+    .catch((e) => e);
+  expect(err.message).toBe('transient');
+  expect(events).toEqual(['acquired', 'lease_lost']);
+  expect(await store.get(recordId)).toMatchObject({ token: 'other', attempt: 2 });
+});
+
+it("the action's signal never aborts once the action returned, even when a renew lands after the complete", async () => {
+  const base = memoryStore();
+  let completes = 0;
+  // The first complete lands but its answer is lost; the retry 50 ms later answers true.
+  // Meanwhile the heartbeat (every 20 ms) renews a record that is already completed.
+  const store: Store = {
+    ...base,
+    complete: async (...a) => {
+      const ok = await base.complete(...a);
+      if (++completes === 1) throw new Error('connection reset after the write');
+      return ok;
+    },
+  };
+  const idem = createIdem({ store, lease: 60 });
+  let signal: AbortSignal | undefined;
+  const value = await idem.run('k', (ctx) => {
+    signal = ctx.signal;
+    return 'paid';
+  });
+  expect(value).toBe('paid');
+  expect(completes).toBe(2);
+  await sleep(100);
+  expect(signal?.aborted).toBe(false);
+  expect(await idem.run('k', () => 'again')).toBe('paid');
+});
+
+it("when storing a definitive error fails, the StoreUnavailableError keeps the action's error as cause and says so", async () => {
+  const base = memoryStore();
+  const store: Store = { ...base, complete: () => Promise.reject(new Error('ECONNRESET')) };
+  const idem = createIdem({ store });
+  const declined = definitive(new Error('card declined'));
+  const err = await idem
+    .run('k', () => {
+      throw declined;
+    })
+    .catch((e) => e);
+  expect(err).toBeInstanceOf(StoreUnavailableError);
+  expect(err.cause).toBe(declined);
+  expect(err.message).toMatch(/card declined/);
+  expect(err.message).toMatch(/ECONNRESET/);
+  expect(err.actionCompleted).toBe(true);
+});
+
+it('a holder whose record vanished learns the record was lost, not taken over', async () => {
+  const { store, clock } = fakeClockStore();
+  const idem = createIdem({ store, lease: '30s', ttl: '1h' });
+  const err = await idem
+    .run('k', () => {
+      clock.now += 10 * DAY; // the record is gone from the store (expired / Redis restarted)
+      return 'v';
+    })
+    .catch((e) => e);
+  expect(err).toBeInstanceOf(LeaseLostError);
+  expect(err.reason).toBe('record_lost');
+  expect(err.message).toMatch(/record .*(lost|vanished)/);
+  expect(err.message).not.toMatch(/new holder decides/);
+  expect(err.value).toBe('v');
+});
+
+it('a holder that was taken over learns it was taken over', async () => {
+  const { store, clock } = fakeClockStore();
+  const idem = createIdem({ store, lease: '30s' });
+  const { recordId } = idem.ids('k');
+  const err = await idem
+    .run('k', async () => {
+      clock.now += 31_000;
+      await store.claim({ id: recordId, fingerprint: '', leaseMs: 30_000, ttlMs: DAY, token: 'other' });
+      return 'v';
+    })
+    .catch((e) => e);
+  expect(err).toBeInstanceOf(LeaseLostError);
+  expect(err.reason).toBe('taken_over');
+  expect(err.message).toMatch(/taken over/);
+});
+
+it('the signal of a holder whose record vanished aborts with reason record_lost', async () => {
+  const { store, clock } = fakeClockStore();
+  const idem = createIdem({ store, lease: 150, ttl: '1h' });
+  const err = await idem
+    .run('k', async (ctx) => {
+      clock.now += 10 * DAY;
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+      throw ctx.signal.reason;
+    })
+    .catch((e) => e);
+  expect(err).toBeInstanceOf(LeaseLostError);
+  expect(err.reason).toBe('record_lost');
+});

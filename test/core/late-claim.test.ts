@@ -1,0 +1,70 @@
+/**
+ * A claim that failed for the caller (timeout, outage) may still land in the store later.
+ * The engine releases the token it sent once the store answers again, so the key is not left
+ * "in progress" for a lease and then taken over as "may have run" although nothing ran.
+ */
+import { type ClaimRequest, createIdem, memoryStore, type Store, StoreUnavailableError } from 'idem';
+import { expect, it } from 'vitest';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A store whose claims time out for the caller but land `landMs` later (a paused server). */
+function lateLandingClaims(landMs: number) {
+  const base = memoryStore();
+  let late = true;
+  const store: Store = {
+    ...base,
+    claim: (req: ClaimRequest) => {
+      if (!late) return base.claim(req);
+      setTimeout(() => void base.claim(req), landMs);
+      return Promise.reject(new StoreUnavailableError('memory did not answer within 100 ms'));
+    },
+  };
+  return { base, store, heal: () => (late = false) };
+}
+
+it('a claim that timed out but landed later is released in the background: nothing ran, the next call is attempt 1', async () => {
+  const { base, store, heal } = lateLandingClaims(300);
+  const idem = createIdem({ store, lease: '30s' });
+  const { recordId } = idem.ids('k');
+  let runs = 0;
+  const started = Date.now();
+  const err = await idem.run('k', () => ++runs).catch((e) => e);
+  expect(err).toBeInstanceOf(StoreUnavailableError);
+  expect(Date.now() - started).toBeLessThan(100); // the caller never waits for the clean-up
+  await sleep(350);
+  heal();
+  // the late claim landed; the engine's release follows it within a few seconds
+  const deadline = Date.now() + 5_000;
+  while ((await base.get(recordId)) && Date.now() < deadline) await sleep(50);
+  expect(await base.get(recordId)).toBeUndefined();
+  const r = await idem.execute('k', (ctx) => ({ attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun }));
+  expect(r.value).toEqual({ attempt: 1, mayHaveRun: false });
+  expect(runs).toBe(0);
+  await idem.close();
+});
+
+it('the clean-up only ever releases the token it sent: a claim that never landed leaves others alone', async () => {
+  const base = memoryStore();
+  let fail = true;
+  const releases: string[] = [];
+  const store: Store = {
+    ...base,
+    claim: (req) => (fail ? Promise.reject(new Error('ECONNRESET')) : base.claim(req)),
+    release: (id, token) => {
+      releases.push(token);
+      return base.release(id, token);
+    },
+  };
+  const idem = createIdem({ store });
+  await expect(idem.run('k', () => 1)).rejects.toBeInstanceOf(StoreUnavailableError);
+  fail = false;
+  let finish!: () => void;
+  const holding = idem.run('other', () => new Promise<number>((r) => (finish = () => r(2))));
+  await sleep(1_500);
+  expect(releases.length).toBeGreaterThan(0);
+  expect(new Set(releases).size).toBe(1); // one token: the failed claim's
+  finish();
+  expect(await holding).toBe(2);
+  await idem.close();
+});
