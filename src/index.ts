@@ -30,6 +30,7 @@ export {
   MAX_KEY_LENGTH,
   validateKey,
 } from './core/keys.ts';
+export { parseJsonExact } from './core/json.ts';
 export {
   type ResolvedRunOptions,
   type RunOptionsInput,

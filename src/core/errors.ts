@@ -62,8 +62,8 @@ export class InvalidKeyError extends IdemError {
  */
 export class InvalidInputError extends IdemError {
   override name = 'InvalidInputError';
-  constructor(message: string) {
-    super('invalid_input', 400, message);
+  constructor(message: string, options?: ErrorOptions) {
+    super('invalid_input', 400, message, options);
   }
 }
 
