@@ -22,6 +22,7 @@ export type {
 export { createIdem } from './core/engine.ts';
 export * from './core/errors.ts';
 export type { IdemEvent } from './core/events.ts';
+export { parseJsonExact } from './core/json.ts';
 export {
   canonicalJson,
   deriveKey,
@@ -30,7 +31,6 @@ export {
   MAX_KEY_LENGTH,
   validateKey,
 } from './core/keys.ts';
-export { parseJsonExact } from './core/json.ts';
 export {
   type ResolvedRunOptions,
   type RunOptionsInput,
