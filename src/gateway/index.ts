@@ -27,13 +27,13 @@ import { createProxyHandler } from './handler.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { compileRoutes } from './routes.ts';
-import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from './store-spec.ts';
+import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import { createUpstream } from './upstream.ts';
 
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export type { GatewayMetrics } from './metrics.ts';
-export { redact, storeFromSpec } from './store-spec.ts';
+export { redact, storeFromSpec } from '../stores/spec.ts';
 
 /** A running (or ready to run) gateway. */
 export interface Gateway {
