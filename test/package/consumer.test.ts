@@ -10,6 +10,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeVersionProblem } from '../../src/runtime.ts';
 import { SERVICES, serviceAvailable } from '../helpers/services.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -89,10 +90,13 @@ describe('the packed package, installed in a consumer app', () => {
     );
   });
 
-  it('the library: memory, SQLite, Postgres, Redis and the Express middleware', () => {
+  it('every exported entry loads; the library: memory, SQLite, Postgres, Redis and the Express middleware', () => {
     const withServices = services.postgres && services.redis ? [SERVICES.postgres, SERVICES.redis] : [];
     const out = run(process.execPath, ['library.ts', work, ...withServices], app);
+    const entries =
+      Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).exports).length - 1;
     const expected = [
+      `ok ${entries} entries`,
       'ok memory',
       'ok sqlite',
       ...(withServices.length ? ['ok postgres', 'ok redis'] : []),
@@ -169,8 +173,9 @@ describe.skipIf(!OLD_NODE)('the installed package on a Node older than 24', () =
   it('the idem command: one line, exit code 1', () => {
     const v = execFileSync(OLD_NODE!, ['--version'], { encoding: 'utf8' }).trim();
     expect(expectOneLine(['node_modules/.bin/idem', '--version'])).toBe(
-      `idem: idem needs Node ≥ 24, found ${v} (it uses node:sqlite and other Node 24 APIs): install Node 24 (nvm, fnm, volta) or run with npx -p node@24 (see the README, "Install")`,
+      `idem: ${nodeVersionProblem(v.slice(1))}`,
     );
+    expect(nodeVersionProblem(v.slice(1))).toContain(`idem needs Node ≥ 24, found ${v} (`);
   });
 
   it('idem/sqlite: an error that says which Node it needs, not one about node:sqlite', () => {

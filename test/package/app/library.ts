@@ -6,6 +6,7 @@
  *   node library.ts DIR [POSTGRES_URL REDIS_URL]
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express from 'express';
 import { createIdem, isIdemError, memoryStore, type Store } from 'idem';
@@ -16,6 +17,17 @@ import { sqliteStore } from 'idem/sqlite';
 import pg from 'pg';
 
 const [dir, pgUrl, redisUrl] = process.argv.slice(2) as [string, string?, string?];
+
+// Every entry in the installed package's "exports" loads and exports something.
+const { exports } = JSON.parse(readFileSync('node_modules/idem/package.json', 'utf8')) as {
+  exports: Record<string, unknown>;
+};
+const entries = Object.keys(exports).filter((e) => e !== './package.json');
+for (const entry of entries) {
+  const loaded = (await import(`idem${entry.slice(1)}`)) as object;
+  assert.ok(Object.keys(loaded).length > 0, `idem${entry.slice(1)} exports nothing`);
+}
+console.log(`ok ${entries.length} entries`);
 
 async function runsOnce(name: string, store: Store): Promise<void> {
   const idem = createIdem({ store, ttl: '1m' });
