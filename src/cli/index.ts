@@ -123,6 +123,11 @@ program
   });
 
 try {
+  if (process.argv.length <= 2) {
+    throw new InvalidArgumentError(
+      'no command: use idem serve, idem demo or idem check (idem --help lists them)',
+    );
+  }
   await program.parseAsync(process.argv);
 } catch (error) {
   const { line, exitCode } = describeFailure(error);

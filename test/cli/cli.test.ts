@@ -183,6 +183,7 @@ describe('every failure is one line on stderr and a non-zero exit code', () => {
     [['serve', '--upstream', 'http://127.0.0.1:9', '--port', '99999'], "'99999' is invalid"],
     [['serve', '--upstream', 'http://127.0.0.1:9', '--store', 'mysql://x'], 'unknown store "mysql://x"'],
     [['nope'], "unknown command 'nope'"],
+    [[], 'no command: use idem serve, idem demo or idem check'],
   ])('usage error %j (exit 2)', async (args, text) => {
     const r = await idem(args);
     expect(r.code).toBe(2);
