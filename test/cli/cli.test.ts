@@ -184,6 +184,12 @@ describe('every failure is one line on stderr and a non-zero exit code', () => {
     [['serve', '--upstream', 'http://127.0.0.1:9', '--store', 'mysql://x'], 'unknown store "mysql://x"'],
     [['nope'], "unknown command 'nope'"],
     [[], 'no command: use idem serve, idem demo or idem check'],
+    [
+      ['serve', '--config', '/nonexistent/gateway.json'],
+      'cannot read the config file /nonexistent/gateway.json',
+    ],
+    [['serve', '--upstream', 'localhost:4000', '--store', 'memory'], 'upstream must be http: or https:'],
+    [['check', 'http://127.0.0.1:9/x', '-d', '{bad'], '--data must be JSON'],
   ])('usage error %j (exit 2)', async (args, text) => {
     const r = await idem(args);
     expect(r.code).toBe(2);

@@ -6,7 +6,15 @@
  * one-line refusal of a Node older than 24.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +62,7 @@ beforeAll(async () => {
   services.redis = await serviceAvailable('redis');
   run('npm', ['pack', '--pack-destination', work], ROOT); // prepack builds dist/
   tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
-  run('mkdir', ['-p', app], work);
+  mkdirSync(app);
   writeFileSync(
     join(app, 'package.json'),
     JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
