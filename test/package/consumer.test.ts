@@ -111,7 +111,7 @@ describe('the packed package, installed in a consumer app', () => {
       'ok express',
     ];
     expect(out.trim().split('\n')).toEqual(expected);
-  });
+  }, 120_000);
 
   it('the CLI: npx idem --version and --help, idem demo checked by idem check, stopped by SIGTERM', async () => {
     expect(run('npx', ['--offline', 'idem', '--version'], app).trim()).toBe(version('../'));
@@ -136,7 +136,7 @@ describe('the packed package, installed in a consumer app', () => {
     expect(run('npx', ['--offline', 'idem', 'check', url], app)).toContain('result: idempotent');
     demo.kill('SIGTERM');
     expect(await exited).toBe(0);
-  });
+  }, 120_000);
 
   it("testStore() from idem/testing, its multi-process tests included, in the app's own vitest", () => {
     const out = run(
@@ -151,7 +151,7 @@ describe('the packed package, installed in a consumer app', () => {
     expect(out).toMatch(/✓ .*a holder killed with SIGKILL mid-action is taken over after one lease/);
     expect(out).toMatch(/Tests\s+\d+ passed/);
     expect(out).not.toMatch(/\d+ failed/);
-  });
+  }, 180_000);
 });
 
 /** A Node older than 24 on this machine (the system one), if any. */
