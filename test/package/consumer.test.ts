@@ -113,6 +113,12 @@ describe('the packed package, installed in a consumer app', () => {
     expect(out.trim().split('\n')).toEqual(expected);
   }, 120_000);
 
+  it('CommonJS code on Node 24 can require() the library and idem/sqlite', () => {
+    const script =
+      "console.log(typeof require('idem').createIdem, typeof require('idem/sqlite').sqliteStore)";
+    expect(run(process.execPath, ['-e', script], app).trim()).toBe('function function');
+  });
+
   it('the CLI: npx idem --version and --help, idem demo checked by idem check, stopped by SIGTERM', async () => {
     expect(run('npx', ['--offline', 'idem', '--version'], app).trim()).toBe(version('../'));
     expect(run('npx', ['--offline', 'idem', '--help'], app)).toMatch(/serve[\s\S]*demo[\s\S]*check/);

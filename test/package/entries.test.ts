@@ -1,4 +1,5 @@
 /** The package's own entry modules: the Node version check and the `idem/sqlite` wrapper. */
+import { spawnSync } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { nodeVersionProblem, REQUIRED_NODE_MAJOR, requireNode24 } from '../../src/runtime.ts';
 
@@ -23,9 +24,23 @@ it('requireNode24 throws one line with code ERR_IDEM_NODE_VERSION on an older No
   expect(error?.message).toBe(`idem/sqlite: ${nodeVersionProblem('20.1.0')}`);
 });
 
-it('the idem/sqlite wrapper (src/sqlite.ts) exports every value the SQLite store module does', async () => {
-  const wrapper = await import('../../src/sqlite.ts');
-  const store = await import('../../src/stores/sqlite/index.ts');
-  expect(Object.keys(wrapper).sort()).toEqual(Object.keys(store).sort());
-  expect(wrapper.sqliteStore).toBe(store.sqliteStore);
+it('the idem/sqlite wrapper (src/sqlite.ts) exports every value of the SQLite store module, the same instances, silently', () => {
+  // In plain Node (not vitest's module runner), where require(esm) and import share one module map.
+  const wrapper = new URL('../../src/sqlite.ts', import.meta.url).href;
+  const store = new URL('../../src/stores/sqlite/index.ts', import.meta.url).href;
+  const script = `const w = await import('${wrapper}'); const s = await import('${store}');
+    console.log(JSON.stringify({ w: Object.keys(w).sort(), s: Object.keys(s).sort(), same: w.sqliteStore === s.sqliteStore }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(r.stderr).toBe('');
+  const seen = JSON.parse(r.stdout) as { w: string[]; s: string[]; same: boolean };
+  expect(seen.w).toEqual(seen.s);
+  expect(seen.same).toBe(true);
+});
+
+it('require("idem/sqlite") from CommonJS works (the wrapper has no top-level await)', () => {
+  const wrapper = new URL('../../src/sqlite.ts', import.meta.url).pathname;
+  const script = `const m = require(${JSON.stringify(wrapper)}); console.log(typeof m.sqliteStore);`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  expect(r.stderr).toBe('');
+  expect(r.stdout.trim()).toBe('function');
 });
