@@ -2,8 +2,16 @@
  * The `idem` command as users run it (bin/idem.js, spawned): every failure is one line on stderr
  * and a non-zero exit code (docs/cli.md), and the happy paths still work.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -209,6 +217,21 @@ it('idem demo, then idem check against it: idempotent (exit 0), and SIGTERM stop
   expect(r.code).toBe(0);
   demo.child.kill('SIGTERM');
   expect(await demo.exit).toBe(0);
+});
+
+it('in a checkout without dist/ (a fresh clone), the command runs the TypeScript sources', async () => {
+  const clone = mkdtempSync(join(tmpdir(), 'idem-clone-'));
+  try {
+    mkdirSync(join(clone, 'bin'));
+    copyFileSync(BIN, join(clone, 'bin/idem.js'));
+    copyFileSync(join(ROOT, 'package.json'), join(clone, 'package.json'));
+    symlinkSync(join(ROOT, 'src'), join(clone, 'src'));
+    symlinkSync(join(ROOT, 'node_modules'), join(clone, 'node_modules'));
+    const r = spawnSync(process.execPath, [join(clone, 'bin/idem.js'), '--version'], { encoding: 'utf8' });
+    expect([r.status, r.stdout, r.stderr]).toEqual([0, `${VERSION}\n`, '']);
+  } finally {
+    rmSync(clone, { recursive: true, force: true });
+  }
 });
 
 /** A Node older than 24 on this machine (the system one), if any. */
