@@ -83,3 +83,22 @@ it('a sample that uses the API wrongly fails the check (the check can fail)', ()
   }
   expect(output).toMatch(/bad\.ts.*error TS\d+: .*'stor'/);
 });
+
+it("every value README's entry table names is exported by that entry (no phantom API)", async () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(
+    readme.indexOf('## What each entry exports'),
+    readme.indexOf('## Library choices'),
+  );
+  const rows = [...section.matchAll(/^\| ((?:`idem[^`]*`(?:, )?)+) \| (.+) \|$/gm)];
+  expect(rows.length).toBeGreaterThanOrEqual(10);
+  const missing: string[] = [];
+  for (const [, entries, values] of rows) {
+    const names = [...values!.matchAll(/`([A-Za-z_][\w]*)`/g)].map((m) => m[1]!);
+    for (const entry of [...entries!.matchAll(/`(idem[^`]*)`/g)].map((m) => m[1]!)) {
+      const loaded = (await import(entry)) as Record<string, unknown>;
+      for (const name of names) if (!(name in loaded)) missing.push(`${entry}: ${name}`);
+    }
+  }
+  expect(missing).toEqual([]);
+});
