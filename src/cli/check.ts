@@ -6,6 +6,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { cliFailure, EXIT_FAILED, EXIT_USAGE, networkCause } from './failure.ts';
 
 /** Options of {@link checkEndpoint}. */
 export interface CheckOptions {
@@ -28,7 +29,8 @@ export interface CheckStep {
 }
 
 /**
- * Runs the check; never throws for an HTTP answer, only for an unreachable URL.
+ * Runs the check; never throws for an HTTP answer, only for a URL it cannot reach (an Error whose
+ * message names the address and the cause, e.g. `ECONNREFUSED 127.0.0.1:8080`) or bad input.
  *
  * @example
  * const { ok, steps } = await checkEndpoint('http://127.0.0.1:8080/payments');
@@ -45,16 +47,39 @@ export async function checkEndpoint(
     const parsed = JSON.parse(data) as unknown;
     other = JSON.stringify({ idemCheckOther: true, original: parsed });
   } catch {
-    throw new Error('--data must be JSON');
+    throw cliFailure('--data must be JSON', EXIT_USAGE);
   }
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    throw cliFailure(
+      `${JSON.stringify(url)} is not a URL: give one like http://127.0.0.1:8080/payments`,
+      EXIT_USAGE,
+    );
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    throw cliFailure(`${url} is not an http(s) URL`, EXIT_USAGE);
+  }
+  const timeoutMs = options.timeoutMs ?? 30_000;
   const send = async (body: string) => {
     const started = performance.now();
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...options.headers, [keyHeader]: key },
-      body,
-      signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
-    });
+    let res: Response;
+    try {
+      res = await fetch(target, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...options.headers, [keyHeader]: key },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = (error as Error)?.name === 'TimeoutError';
+      const cause = (error as Error)?.cause as Error | undefined;
+      const why = timedOut
+        ? `no answer within ${timeoutMs} ms`
+        : (networkCause(error) ?? [(error as Error)?.message, cause?.message].filter(Boolean).join(': '));
+      throw cliFailure(`cannot reach ${target.href}: ${why}`, EXIT_FAILED, error);
+    }
     const bytes = new Uint8Array(await res.arrayBuffer());
     return { res, bytes, ms: Math.round(performance.now() - started) };
   };
@@ -88,7 +113,7 @@ export async function checkEndpoint(
 
   const third = await send(other);
   const problem = third.res.headers.get('content-type')?.includes('problem+json')
-    ? ` ${(JSON.parse(Buffer.from(third.bytes).toString('utf8')) as { type?: string }).type ?? ''}`
+    ? ` ${problemType(third.bytes)}`
     : '';
   steps.push({
     name: 'the same key with another body',
@@ -98,6 +123,14 @@ export async function checkEndpoint(
       third.res.status === 422 ? `refused${problem}` : 'expected 422 (the key is bound to the first request)',
   });
   return { ok: steps.every((s) => s.ok), key, steps };
+}
+
+function problemType(bytes: Uint8Array): string {
+  try {
+    return (JSON.parse(Buffer.from(bytes).toString('utf8')) as { type?: string }).type ?? '';
+  } catch {
+    return '(the problem+json body is not JSON)';
+  }
 }
 
 /** The report `idem check` prints. */

@@ -7,7 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../gateway/config.ts';
 import { createGateway, type Gateway, redact } from '../gateway/index.ts';
+import { checkStore } from '../stores/spec.ts';
 import { createDemoService, type DemoService } from './demo-service.ts';
+import { cliFailure, EXIT_FAILED, listenFailure } from './failure.ts';
 
 /** Options of {@link startDemo}. */
 export interface DemoOptions {
@@ -22,6 +24,12 @@ export interface DemoOptions {
   delayMs?: number;
   /** Time between streamed tokens. Default 40 ms. */
   tokenDelayMs?: number;
+  /**
+   * How the caller names the two port settings, for the message when a port is taken. Default
+   * `{ port: 'port', upstreamPort: 'upstreamPort' }`; the CLI passes its flags, `npm start` its
+   * environment variables.
+   */
+  settings?: { port: string; upstreamPort: string };
 }
 
 /** The demo's routes: payments wait for an in-flight duplicate, completions attach to it. */
@@ -50,9 +58,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<{
     ...(options.delayMs !== undefined && { delayMs: options.delayMs }),
     ...(options.tokenDelayMs !== undefined && { tokenDelayMs: options.tokenDelayMs }),
   });
-  const upstreamUrl = await service.listen(options.upstreamPort ?? 4000, host);
+  const settings = options.settings ?? { port: 'port', upstreamPort: 'upstreamPort' };
+  const upstreamUrl = await service.listen(options.upstreamPort ?? 4000, host).catch((error) => {
+    throw cliFailure(`demo service: ${listenFailure(error, settings.upstreamPort)}`, EXIT_FAILED, error);
+  });
   const store = options.store ?? 'sqlite:.idem/demo.db';
-  let gateway: Gateway;
+  let gateway: Gateway | undefined;
   let gatewayUrl: string;
   try {
     gateway = await createGateway({
@@ -60,8 +71,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<{
       store,
       routes: DEMO_ROUTES,
     });
-    gatewayUrl = await gateway.listen(options.port ?? 8080, host);
+    await checkStore(gateway.store, store);
+    gatewayUrl = await gateway.listen(options.port ?? 8080, host).catch((error) => {
+      throw cliFailure(`gateway: ${listenFailure(error, settings.port)}`, EXIT_FAILED, error);
+    });
   } catch (error) {
+    await gateway?.close().catch(() => {});
     await service.close();
     throw error;
   }
@@ -96,6 +111,6 @@ function banner(gw: string, up: string, store: string): string {
     ``,
     `How often the service really executed:   curl ${up}/stats`,
     `Gateway metrics / health / policy:       ${gw}/metrics  ${gw}/healthz  ${gw}/.well-known/idempotency-policy`,
-    `Check any endpoint:                      idem check ${gw}/payments`,
+    `Check any endpoint:                      npx idem check ${gw}/payments`,
   ].join('\n');
 }

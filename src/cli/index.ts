@@ -6,22 +6,36 @@
  * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
+ * idem --version
  * ```
  *
+ * Every failure is one line on stderr (`idem: …`) and a non-zero exit code (src/cli/failure.ts).
  * See docs/cli.md.
  *
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { isIdemError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
-import { createGateway, describeStore } from '../gateway/index.ts';
+import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
+import { checkStore, DEFAULT_SQLITE_PATH } from '../stores/spec.ts';
 import { checkEndpoint, formatCheck } from './check.ts';
 import { startDemo } from './demo.ts';
+import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 const program = new Command('idem')
   .description('Make side effects happen once: idempotency keys, stored outcomes and replays.')
-  .showHelpAfterError();
+  .version(version, '-v, --version', 'print the version')
+  .exitOverride()
+  .configureOutput({
+    // Commander's own errors (unknown option, bad value…) as one line, like every other failure.
+    outputError: (text, write) =>
+      write(`idem: ${text.replace(/^error: /, '').trim()} (idem --help lists the commands and options)\n`),
+  });
 
 program
   .command('serve')
@@ -47,7 +61,13 @@ program
       if (!config.upstream)
         throw new InvalidArgumentError('--upstream (or "upstream" in --config) is required');
       const gateway = await createGateway(config as GatewayConfig);
-      const url = await gateway.listen();
+      const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
+      await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
+      const url = await closeOnFailure(gateway, () =>
+        gateway.listen().catch((error) => {
+          throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
+        }),
+      );
       console.log(`idem gateway ${url} → ${config.upstream} (store ${describeStore(config.store)})`);
       onSignal(() => gateway.close());
     },
@@ -64,6 +84,7 @@ program
   .action(
     async (opts: { port?: number; upstreamPort?: number; host?: string; store?: string; delay?: number }) => {
       const demo = await startDemo({
+        settings: { port: '--port', upstreamPort: '--upstream-port' },
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.upstreamPort !== undefined && { upstreamPort: opts.upstreamPort }),
         ...(opts.host !== undefined && { host: opts.host }),
@@ -102,11 +123,26 @@ program
   });
 
 try {
+  if (process.argv.length <= 2) {
+    throw new InvalidArgumentError(
+      'no command: use idem serve, idem demo or idem check (idem --help lists them)',
+    );
+  }
   await program.parseAsync(process.argv);
 } catch (error) {
-  const message = isIdemError(error) || error instanceof InvalidArgumentError ? error.message : String(error);
-  console.error(`idem: ${message}`);
-  process.exitCode = 2;
+  const { line, exitCode } = describeFailure(error);
+  if (line) console.error(line);
+  process.exit(exitCode); // also when a half-opened store or pool would keep the process alive
+}
+
+/** Runs `step`; if it fails, closes the gateway (its store and pool) before passing the error on. */
+async function closeOnFailure<T>(gateway: Gateway, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    await gateway.close().catch(() => {});
+    throw error;
+  }
 }
 
 function onSignal(close: () => Promise<void>): void {
@@ -118,8 +154,8 @@ function onSignal(close: () => Promise<void>): void {
     close().then(
       () => process.exit(0),
       (e) => {
-        console.error(e);
-        process.exit(1);
+        console.error(describeFailure(e).line);
+        process.exit(EXIT_FAILED);
       },
     );
   };

@@ -22,18 +22,18 @@ import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
+import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import type { GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { compileRoutes } from './routes.ts';
-import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from './store-spec.ts';
 import { createUpstream } from './upstream.ts';
 
+export { redact, storeFromSpec } from '../stores/spec.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export type { GatewayMetrics } from './metrics.ts';
-export { redact, storeFromSpec } from './store-spec.ts';
 
 /** A running (or ready to run) gateway. */
 export interface Gateway {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { StoreUnavailableError } from '../core/errors.ts';
 import type { ClaimRequest, Store } from '../core/store.ts';
-import type { SuiteEnv } from './index.ts';
+import type { SuiteEnv } from './suite-env.ts';
 
 export const uid = (p = 'k') => `${p}-${randomBytes(9).toString('base64url')}`;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

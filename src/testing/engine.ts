@@ -21,7 +21,7 @@ const later = async <T>(ms: number, value: () => T): Promise<T> => {
   return value();
 };
 
-import type { SuiteEnv } from './index.ts';
+import type { SuiteEnv } from './suite-env.ts';
 
 /** A store wrapper that counts calls and lets a test break single operations. */
 function instrument(store: Store, faults: Partial<Record<'renew' | 'complete', () => Promise<never>>> = {}) {

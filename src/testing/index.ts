@@ -23,8 +23,10 @@ import type { Store } from '../core/store.ts';
 import { contractTests } from './contract.ts';
 import { engineTests } from './engine.ts';
 import { processTests } from './processes.ts';
+import type { SuiteEnv } from './suite-env.ts';
 
 export { type RaceOptions, type RaceReport, raceProcesses } from './processes.ts';
+export type { SuiteEnv } from './suite-env.ts';
 
 /** Options of {@link testStore}. */
 export interface TestStoreOptions {
@@ -65,16 +67,6 @@ export function testStore(options: TestStoreOptions): void {
     engineTests(env);
     if (options.processStore) processTests(env, options.processStore, options.processes ?? 8);
   });
-}
-
-/** What the suite's parts share. */
-export interface SuiteEnv {
-  store: () => Store;
-  /** A second, fresh store from `create`, for tests that close it; closed by the test. */
-  create: () => Store | Promise<Store>;
-  leaseMs: number;
-  name: string;
-  selfExpiring: boolean;
 }
 
 function storeEnv(options: TestStoreOptions): SuiteEnv {

@@ -12,18 +12,22 @@ import { withDeadline } from '../core/deadline.ts';
 import { createIdem } from '../core/engine.ts';
 import { InProgressError } from '../core/errors.ts';
 import { sleep, uid } from './contract.ts';
-import type { SuiteEnv } from './index.ts';
+import type { SuiteEnv } from './suite-env.ts';
 import type { WorkerConfig } from './worker.ts';
 
-const WORKER = new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
-  .pathname;
+// Workers start the way this module was resolved: from source (a checkout, where `idem/…` maps to
+// src/*.ts through the 'source' condition) or compiled (an installed package, where Node will not
+// strip types under node_modules, so the 'source' condition must not be passed on).
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER = new URL(`./worker${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).pathname;
+const WORKER_ARGS = FROM_SOURCE ? ['--conditions=source'] : [];
 
 function startWorker(cfg: WorkerConfig): {
   child: ChildProcess;
   lines: AsyncIterator<string>;
   exit: Promise<number>;
 } {
-  const child = spawn(process.execPath, ['--conditions=source', WORKER, JSON.stringify(cfg)], {
+  const child = spawn(process.execPath, [...WORKER_ARGS, WORKER, JSON.stringify(cfg)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();

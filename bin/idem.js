@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// The `idem` command. Plain JavaScript with no imports that need a recent Node, so an older Node
+// gets one clear line (and exit code 1) instead of a stack trace from a module it cannot load.
+// Then it runs the CLI: the compiled one (dist/) in an installed package, or in a checkout the
+// TypeScript source (Node 24 strips the types of files outside node_modules), so a clone needs
+// no build step for `npx idem`.
+import { existsSync } from 'node:fs';
+import { sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REQUIRED_NODE_MAJOR = 24; // as in src/runtime.ts
+const version = process.versions.node;
+if (Number(version.split('.')[0]) < REQUIRED_NODE_MAJOR) {
+  process.stderr.write(
+    `idem: idem needs Node ≥ ${REQUIRED_NODE_MAJOR}, found v${version} (it uses node:sqlite and other Node ` +
+      `${REQUIRED_NODE_MAJOR} APIs): install Node ${REQUIRED_NODE_MAJOR} (nvm, fnm, volta) or run with ` +
+      `npx -p node@${REQUIRED_NODE_MAJOR} (see the README, "Install")\n`,
+  );
+  process.exit(1);
+}
+
+const source = new URL('../src/cli/index.ts', import.meta.url);
+const installed = fileURLToPath(import.meta.url)
+  .split(sep)
+  .includes('node_modules');
+await import(
+  !installed && existsSync(source) ? source.href : new URL('../dist/cli/index.js', import.meta.url).href
+);

@@ -1,0 +1,142 @@
+/**
+ * `--store` specs: one string names a store and where it lives. Backends load lazily, so a
+ * gateway on SQLite never loads `pg` or `ioredis`.
+ *
+ * | spec | store |
+ * |---|---|
+ * | `memory` | {@link memoryStore}: one process, nothing kept |
+ * | `sqlite:PATH` (`sqlite:` alone: `.idem/gateway.db`) | `sqliteStore({ path })`: one machine, many processes |
+ * | `postgres://…` / `postgresql://…` (`?schema=` and `?table=` are read and removed) | `postgresStore` |
+ * | `redis://…` / `rediss://…` (`?prefix=` is read and removed) | `redisStore` |
+ *
+ * @module
+ */
+import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../core/errors.ts';
+import type { Store } from '../core/store.ts';
+import { requireNode24 } from '../runtime.ts';
+import { memoryStore } from './memory/index.ts';
+
+/** Where `sqlite:` without a path keeps its file. */
+export const DEFAULT_SQLITE_PATH = '.idem/gateway.db';
+
+/**
+ * Opens the store a spec names.
+ *
+ * @example
+ * const store = await storeFromSpec('postgres://app@db/app?schema=idem_gateway');
+ */
+export async function storeFromSpec(spec: string): Promise<Store> {
+  if (typeof spec !== 'string' || spec.trim() === '') throw new InvalidOptionError('the store spec is empty');
+  const s = spec.trim();
+  if (s === 'memory') return memoryStore();
+  if (s.startsWith('sqlite:')) {
+    const path = s.slice('sqlite:'.length).replace(/^\/\/(?=\/|\.|~)/, '') || DEFAULT_SQLITE_PATH;
+    requireNode24('the sqlite: store');
+    const { sqliteStore } = await import('./sqlite/index.ts');
+    try {
+      return sqliteStore({ path });
+    } catch (error) {
+      if (isIdemError(error)) throw error;
+      throw new InvalidOptionError(
+        `cannot open the SQLite database sqlite:${path} (${fsReason(error)}): use a path whose directory ` +
+          `can be created and written, e.g. sqlite:${DEFAULT_SQLITE_PATH}`,
+      );
+    }
+  }
+  if (/^postgres(ql)?:\/\//.test(s)) {
+    const url = new URL(s);
+    const schema = take(url, 'schema');
+    const table = take(url, 'table');
+    const { postgresStore } = await import('./postgres/index.ts');
+    return postgresStore({
+      connectionString: url.toString(),
+      ...(schema && { schema }),
+      ...(table && { table }),
+    });
+  }
+  if (/^rediss?:\/\//.test(s)) {
+    const url = new URL(s);
+    const prefix = take(url, 'prefix');
+    const { redisStore } = await import('./redis/index.ts');
+    return redisStore({ url: url.toString(), ...(prefix && { prefix }) });
+  }
+  throw new InvalidOptionError(
+    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://… or redis://…`,
+  );
+}
+
+/**
+ * Where a spec's store lives, for messages: `host:port` for a URL spec (default ports filled
+ * in), the file for `sqlite:`, `memory` for memory.
+ *
+ * @example
+ * storeAddress('redis://127.0.0.1:6379/0'); // 'redis 127.0.0.1:6379'
+ */
+export function storeAddress(spec: string): string {
+  const s = spec.trim();
+  if (s.startsWith('sqlite:')) return `SQLite file ${s.slice('sqlite:'.length) || DEFAULT_SQLITE_PATH}`;
+  const ports: Record<string, string> = {
+    postgres: '5432',
+    postgresql: '5432',
+    redis: '6379',
+    rediss: '6379',
+  };
+  try {
+    const url = new URL(s);
+    const scheme = url.protocol.slice(0, -1);
+    return `${scheme.startsWith('postgres') ? 'postgres' : 'redis'} ${url.hostname || 'localhost'}:${url.port || ports[scheme] || '?'}`;
+  } catch {
+    return redact(s);
+  }
+}
+
+/**
+ * Reads one record id nobody writes, to learn at start-up whether the store answers. A failure
+ * becomes one {@link StoreUnavailableError} line that names the store's address, with any
+ * millisecond figure rounded.
+ *
+ * @example
+ * const store = await storeFromSpec(spec);
+ * await checkStore(store, spec); // throws 'the store at redis 127.0.0.1:6379 did not answer: …'
+ */
+export async function checkStore(store: Store, spec: string): Promise<void> {
+  try {
+    await store.get('idem-store-check');
+  } catch (error) {
+    const message = (error as Error)?.message ?? String(error);
+    throw new StoreUnavailableError(
+      `the store at ${storeAddress(spec)} did not answer: ${roundMs(message)} (is it running, and is ${redact(spec)} right?)`,
+      { cause: error },
+    );
+  }
+}
+
+/** `1835.9270179999999 ms` → `1836 ms`. */
+function roundMs(text: string): string {
+  return text.replace(/(\d+\.\d+)(?=\s*ms\b)/g, (n) => String(Math.round(Number(n))));
+}
+
+/** `ENOTDIR: /tmp/file is not a directory` from a file-system error; the message otherwise. */
+function fsReason(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  const what: Record<string, string> = {
+    EEXIST: 'a file is in the way of a directory',
+    ENOTDIR: 'a part of the path is a file, not a directory',
+    EACCES: 'permission denied',
+    EROFS: 'read-only file system',
+    EISDIR: 'the path is a directory',
+  };
+  if (e?.code && what[e.code]) return `${e.code}: ${what[e.code]}${e.path ? `: ${e.path}` : ''}`;
+  return e?.message ?? String(error);
+}
+
+/** The spec with any password replaced by `***`, for logs. */
+export function redact(spec: string): string {
+  return spec.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+}
+
+function take(url: URL, name: string): string | undefined {
+  const value = url.searchParams.get(name) ?? undefined;
+  url.searchParams.delete(name);
+  return value;
+}
