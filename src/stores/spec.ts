@@ -36,10 +36,13 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     try {
       return sqliteStore({ path });
     } catch (error) {
-      if (isIdemError(error)) throw error;
+      // sqliteStore reports a path it cannot create as an InvalidOptionError with the fs error as cause
+      const fsError = isIdemError(error) ? error.cause : error;
+      if (typeof (fsError as NodeJS.ErrnoException | undefined)?.code !== 'string') throw error;
       throw new InvalidOptionError(
-        `cannot open the SQLite database sqlite:${path} (${fsReason(error)}): use a path whose directory ` +
+        `cannot open the SQLite database sqlite:${path} (${fsReason(fsError)}): use a path whose directory ` +
           `can be created and written, e.g. sqlite:${DEFAULT_SQLITE_PATH}`,
+        { cause: fsError },
       );
     }
   }
