@@ -30,6 +30,11 @@ export const PROBLEMS = {
   'outcome-too-large': { status: 500, title: 'The outcome was too large to store' },
   'response-incomplete': { status: 500, title: 'The original response failed while it was being sent' },
   'handler-error': { status: 500, title: 'The request handler failed' },
+  'invalid-target': { status: 400, title: 'The request target is not a path' },
+  'invalid-body': { status: 400, title: 'The request body cannot be fingerprinted' },
+  'duplicate-credentials': { status: 400, title: 'A credential header was sent more than once' },
+  'missing-credentials': { status: 401, title: 'A keyed request must carry credentials' },
+  'internal-error': { status: 500, title: 'idem failed on this request; see its log' },
   // the gateway's upstream leg (src/gateway)
   'upstream-unavailable': { status: 502, title: 'The upstream could not be reached; it was not called' },
   'indeterminate-outcome': {

@@ -157,7 +157,7 @@ export function suiteMore(
 
   describe(`${title}: concurrency`, () => {
     it('reject mode: N concurrent same-key requests run the handler once; the rest get 409', async () => {
-      const r = await rig();
+      const r = await rig({ onInProgress: 'reject' });
       let answered = 0;
       const all = Array.from({ length: 12 }, () => r.post('/slow', 'race').finally(() => answered++));
       await r.entered();

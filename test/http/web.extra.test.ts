@@ -182,7 +182,7 @@ describe('withIdempotency specifics', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
   });
 
-  it('a store write that fails after the response left is logged; the client still gets it', async () => {
+  it('a store write that fails after the response left is logged; the client sees a broken response', async () => {
     const base = memoryStore();
     const failing: Store = {
       ...base,
@@ -194,10 +194,11 @@ describe('withIdempotency specifics', () => {
     const endpoint = withIdempotency(async () => new Response('made', { status: 201 }), {
       idem: createIdem({ store: failing }),
       logger,
+      onInProgress: 'reject',
     });
     const res = await endpoint(post('k'));
-    expect(await res.text()).toBe('made');
-    expect(logger.lines.some((l) => l.includes('storing the outcome failed'))).toBe(true);
+    await expect(res.text()).rejects.toThrow(/outcome/);
+    expect(logger.lines.some((l) => l.includes('the outcome was not stored'))).toBe(true);
     // the key stays claimed (the action ran): a retry is told to wait, never re-run
     expect((await endpoint(post('k'))).status).toBe(409);
   });
