@@ -90,6 +90,8 @@ export function recordingAction(
           release = route.outcome(s) === 'release';
           stored = storedHeaders(headers, route.replayHeaders);
           const clientHeaders = clientResponseHeaders(headers, true);
+          // stored and final: an SDK must not retry it (a replay says the same)
+          if (!release && s >= 500) clientHeaders['x-should-retry'] = 'false';
           if (!res.destroyed) res.writeHead(s, clientHeaders);
           state.headWritten = true;
           flight?.start({ status: s, headers: clientHeaders, release });

@@ -157,7 +157,8 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
     if (error instanceof StoreUnavailableError && !started && cfg.onStoreError === 'open') {
       return bypass(plan, next);
     }
-    const afterRun = started && (error instanceof StoreUnavailableError || error instanceof OutcomeTooLargeError);
+    const afterRun =
+      started && (error instanceof StoreUnavailableError || error instanceof OutcomeTooLargeError);
     const refusal = afterRun ? undefined : refusalFor(error, retry, describedBy);
     if (refusal) return problem(refusal.type, refusal.detail, refusal.headers);
     throw error;
@@ -239,7 +240,11 @@ function brokenUnlessStored(client: Response, run: Promise<unknown>): Response {
       },
     }),
   );
-  return new Response(body, { status: client.status, statusText: client.statusText, headers: client.headers });
+  return new Response(body, {
+    status: client.status,
+    statusText: client.statusText,
+    headers: client.headers,
+  });
 }
 
 /** Wraps what the handler threw, so it is told apart from errors of the engine and of other requests. */

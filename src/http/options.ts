@@ -135,7 +135,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     excludeFields: options.excludeFields ?? [],
     scope: scopeRequired ? undefined : checkFn(options.scope as ScopeFn | undefined, 'scope'),
     scopeRequired,
-    scopeCookies: options.scopeCookies === undefined ? undefined : strings(options.scopeCookies, 'scopeCookies'),
+    scopeCookies:
+      options.scopeCookies === undefined ? undefined : strings(options.scopeCookies, 'scopeCookies'),
     globalKeys: options.dangerouslyAllowGlobalKeys === true,
     policy: checkFn(options.outcomePolicy, 'outcomePolicy') ?? defaultOutcomePolicy,
     replayHeaders: replayAllowList(options.replayHeaders),
@@ -156,7 +157,11 @@ function pick(o: IdemRunOptions): ResolvedOptions['run'] {
   if (o.ttl !== undefined) run.ttl = ms.ttl;
   if (o.lease !== undefined) run.lease = ms.lease;
   if (o.waitTimeout !== undefined) run.waitTimeout = ms.waitTimeout;
-  run.onInProgress = checkOneOf<InProgressPolicy>(o.onInProgress ?? 'wait', ['reject', 'wait'], 'onInProgress');
+  run.onInProgress = checkOneOf<InProgressPolicy>(
+    o.onInProgress ?? 'wait',
+    ['reject', 'wait'],
+    'onInProgress',
+  );
   return run;
 }
 

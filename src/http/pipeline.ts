@@ -98,6 +98,10 @@ export type Target = { ok: true; path: string; search: string } | { ok: false; r
 
 export const NO_RETRY: [string, string] = ['x-should-retry', 'false'];
 
+/** Visible ASCII without `#` (lenient on purpose: real queries carry `[`, `]`, `|`, `{`…). */
+const PATH = /^[\x21-\x22\x24-\x7e]*$/;
+const QUERY = PATH;
+
 /** Largest body read and discarded after a 413, so the client gets the answer instead of a reset. */
 export const DRAIN_LIMIT = 8 * 1024 * 1024;
 
@@ -127,6 +131,12 @@ export function parseTarget(target: string): Target {
   const q = t.indexOf('?');
   const path = q < 0 ? t : t.slice(0, q);
   const search = q < 0 ? '' : t.slice(q);
+  if (path.startsWith('//')) {
+    return badTarget('the path starts with "//", which URL parsers read as a host; send one "/"');
+  }
+  if (!PATH.test(path) || !QUERY.test(search)) {
+    return badTarget('the request target has characters a URL path or query may not contain');
+  }
   return { ok: true, path, search };
 }
 
@@ -283,7 +293,10 @@ const refuse = (type: ProblemType, detail: string, headers: [string, string][]):
 });
 
 function badTarget(detail: string): Target {
-  return { ok: false, refusal: { type: 'invalid-target', detail, headers: [NO_RETRY, ['connection', 'close']] } };
+  return {
+    ok: false,
+    refusal: { type: 'invalid-target', detail, headers: [NO_RETRY, ['connection', 'close']] },
+  };
 }
 
 async function scopeOf(

@@ -24,7 +24,12 @@ import type { HeaderReader } from './fingerprint.ts';
  * @example
  * CREDENTIAL_HEADERS.includes('authorization') // true
  */
-export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'x-api-key', 'cookie'];
+export const CREDENTIAL_HEADERS: readonly string[] = [
+  'authorization',
+  'proxy-authorization',
+  'x-api-key',
+  'cookie',
+];
 
 /** What a `scope` function may answer: one part, several parts, or nothing (global). */
 export type ScopeValue = string | readonly string[] | undefined | null;
@@ -101,16 +106,14 @@ export function credentialScope(
   request: { readonly headers: HeaderReader },
   names: readonly string[] = CREDENTIAL_HEADERS,
 ): string[] {
-  const joined = { get: (n: string) => request.headers.get(n), lines: (n: string) => one(request.headers, n) };
-  const scope = credentialScopeOf(
-    { headers: joined },
-    names === CREDENTIAL_HEADERS ? {} : { headers: names.length ? names : ['\0none'] },
-  );
-  if (!scope.ok) return [ANONYMOUS_SCOPE];
-  if (names !== CREDENTIAL_HEADERS && !names.some((n) => request.headers.get(n) !== null)) {
-    return [ANONYMOUS_SCOPE];
-  }
-  return scope.parts;
+  const custom = names !== CREDENTIAL_HEADERS;
+  if (custom && !names.some((n) => request.headers.get(n) !== null)) return [ANONYMOUS_SCOPE];
+  const joined = {
+    get: (n: string) => request.headers.get(n),
+    lines: (n: string) => one(request.headers, n),
+  };
+  const scope = credentialScopeOf({ headers: joined }, custom ? { headers: names } : {});
+  return scope.ok ? scope.parts : [ANONYMOUS_SCOPE];
 }
 
 /**
@@ -166,7 +169,10 @@ function normalize(name: string, value: string): string {
 }
 
 /** The chosen cookies, sorted; null when none; undefined when one chosen name has two values. */
-function cookieValue(lines: readonly string[], names: readonly string[] | undefined): string | null | undefined {
+function cookieValue(
+  lines: readonly string[],
+  names: readonly string[] | undefined,
+): string | null | undefined {
   const wanted = names ? new Set(names) : undefined;
   const seen = new Map<string, string>();
   for (const line of lines) {
@@ -182,5 +188,8 @@ function cookieValue(lines: readonly string[], names: readonly string[] | undefi
     }
   }
   if (seen.size === 0) return null;
-  return [...seen].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([n, v]) => `${n}=${v}`).join('; ');
+  return [...seen]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([n, v]) => `${n}=${v}`)
+    .join('; ');
 }

@@ -320,7 +320,9 @@ describe('hardening (the web pipeline)', () => {
   it('options are validated, not clamped: a lease under 50 ms is refused', () => {
     const idem = createIdem({ store: memoryStore() });
     expect(() => withIdempotency(async () => new Response(), { idem, lease: 10 })).toThrow(/lease/);
-    expect(() => withIdempotency(async () => new Response(), { idem, waitTimeout: -1 })).toThrow(/waitTimeout/);
+    expect(() => withIdempotency(async () => new Response(), { idem, waitTimeout: -1 })).toThrow(
+      /waitTimeout/,
+    );
     expect(() =>
       withIdempotency(async () => new Response(), { store: memoryStore(), maxRetryAfter: '5m' }),
     ).toThrow(/maxRetryAfter/);
