@@ -13,12 +13,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Idem, RunOptions } from '../core/engine.ts';
-import { StoreUnavailableError } from '../core/errors.ts';
+import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
 import { readNodeBody } from '../http/node.ts';
 import {
   type IncomingLike,
   type KeyRules,
+  NO_RETRY,
   parseTarget,
   prepareKeyed,
   type Refusal,
@@ -180,7 +181,8 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
           metrics.onEvent({ type: 'mismatch', recordId });
           metrics.request(route.name, 'rejected');
-          return writeProblem(res, 'fingerprint-mismatch', undefined, [['x-should-retry', 'false']]);
+          const refusal = refusalFor(new FingerprintMismatchError(), route.retry, deps.describedBy);
+          return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers);
         }
         const timer = deadline(route.waitMs);
         const head = await Promise.race([live.head, timer.promise, gone.promise]);
@@ -192,8 +194,8 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (head === TIMED_OUT) {
           metrics.onEvent({ type: 'in_progress', recordId });
           metrics.request(route.name, 'rejected');
-          const detail = 'a request with this key is still running; retry after the indicated delay';
-          return writeProblem(res, 'conflict', detail, route.retry.headers(route.leaseMs));
+          const refusal = refusalFor(new InProgressError(route.leaseMs), route.retry, deps.describedBy);
+          return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers);
         }
         if (head && live.join(res)) {
           metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
@@ -288,14 +290,13 @@ export function createProxyHandler(deps: HandlerDeps) {
 
 // --- Internal helpers ---
 
-const NO_RETRY: [string, string][] = [['x-should-retry', 'false']];
 const GONE = Symbol('gone');
 const TIMED_OUT = Symbol('timed out');
 
 function finishHolder(res: ServerResponse, state: LiveState, value: ForwardResult): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
-    writeStored(res, value, false, !value.release && value.status >= 500 ? NO_RETRY : []);
+    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : []);
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
 }
