@@ -133,7 +133,8 @@ export function policyDocument(routes: readonly CompiledRoute[], facts: PolicyFa
       keyFormat: `sf-string or bare token, 1-${MAX_HTTP_KEY_LENGTH} chars of 0x21-0x7E, exactly one field line`,
       methodsNeverKeyed: ['GET', 'HEAD', 'OPTIONS'],
       scope: `SHA-256 of the normalized request headers ${facts.scopeHeaders.join(', ')} (scopeHeaders first when present); keys of different callers never meet; a credential header sent twice is a 400`,
-      targets: 'origin-form paths; absolute http(s) URLs are reduced to their path; anything else is a 400 invalid-target',
+      targets:
+        'origin-form paths; absolute http(s) URLs are reduced to their path; anything else is a 400 invalid-target',
       downstreamKey: facts.downstreamKeyHeader
         ? `the upstream gets ${canonical(facts.downstreamKeyHeader)}: idem_<derived>, stable per record, never the raw key`
         : 'no key is sent upstream',
