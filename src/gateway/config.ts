@@ -123,8 +123,9 @@ export interface GatewayConfig {
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
   purgeEvery?: Duration | false;
   /**
-   * Where the one-time warning about keyed requests without any `scopeHeaders` (all such
-   * callers share the `anonymous` scope) goes. Default `console`. Not read from a config file.
+   * Where the one-time warning about keyed requests without credentials (all such callers
+   * share the `anonymous` scope), outcomes that could not be stored and unexpected errors
+   * (with the route, never the query) go. Default `console`. Not read from a config file.
    */
   logger?: { warn(message: string): void; error?(message: string): void };
 }

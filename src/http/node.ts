@@ -59,9 +59,10 @@ export function readNodeBody(
 /**
  * A body-less web `Request` with the method, URL and every header field line of `req`. Never
  * throws: a target that is not a path or an http(s) URL, or a bad `Host`, gives a request on a
- * placeholder URL that the core answers with 400 `invalid-target`.
+ * placeholder URL that the core answers with 400 `invalid-target`. Pass `signal` (aborted when
+ * the client's connection closes) so a waiting duplicate stops when its client goes away.
  */
-export function webRequestOf(req: IncomingMessage, path: string): Request {
+export function webRequestOf(req: IncomingMessage, path: string, signal?: AbortSignal): Request {
   const headers = new Headers();
   const lines = new Map<string, string[]>();
   const raw = req.rawHeaders;
@@ -91,7 +92,7 @@ export function webRequestOf(req: IncomingMessage, path: string): Request {
       }
     }
   }
-  const request = new Request(url ?? 'http://localhost/', { method: req.method ?? 'GET', headers });
+  const request = new Request(url ?? 'http://localhost/', { method: req.method ?? 'GET', headers, signal });
   headerLines.set(request, lines);
   if (!target.ok) invalidTargets.set(request, target.refusal);
   else if (!url) invalidTargets.set(request, { type: 'invalid-target', headers: [] });

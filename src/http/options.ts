@@ -194,7 +194,12 @@ export function checkRunDurations(
   return out;
 }
 
-/** `maxRetryAfter` in ms: default 2 s, between 1 s and 60 s (what SDKs honour). */
+/**
+ * `maxRetryAfter` in ms: default 2 s, between 1 s and 60 s (what SDKs honour).
+ *
+ * @example
+ * checkMaxRetryAfter('5m', 'routes[0].maxRetryAfter') // throws InvalidOptionError
+ */
 export function checkMaxRetryAfter(value: Duration | undefined, option: string): number {
   const ms = toMs(value ?? '2s', option);
   if (ms < 1000 || ms > 60_000) throw new InvalidOptionError(`${option} must be between 1s and 60s`);

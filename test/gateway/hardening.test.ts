@@ -453,3 +453,32 @@ describe('gateway hardening: config', () => {
     ).rejects.toThrow(/routes\[0\]\.maxRetryAfter/);
   });
 });
+
+describe('gateway hardening: the raw key upstream', () => {
+  it('pass-through requests forward the client key unchanged; enforced ones never do', async () => {
+    const seen: (string | undefined)[] = [];
+    const up = await startUpstream((req, res) => {
+      seen.push(req.headers['idempotency-key'] as string | undefined);
+      req.resume();
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+    });
+    const gw = await createGateway({
+      upstream: up.url,
+      store: memoryStore(),
+      purgeEvery: false,
+      routes: [{ path: '/files/*', key: 'ignore' }, { path: '/*' }],
+      logger: quietLogger(),
+    });
+    const url = await gw.listen(0);
+    try {
+      await post(url, '/files/a', {}, 'client-key'); // key: 'ignore': a plain proxy
+      await request(url, { method: 'GET', path: '/x', headers: { 'idempotency-key': 'client-key' } });
+      await post(url, '/payments', {}, 'client-key'); // enforced: the derived key only
+      expect(seen.slice(0, 2)).toEqual(['client-key', 'client-key']);
+      expect(seen[2]).toMatch(/^idem_/);
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
+});
