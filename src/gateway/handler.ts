@@ -16,26 +16,13 @@ import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
 import { readNodeBody } from '../http/node.ts';
-import {
-  type IncomingLike,
-  type KeyRules,
-  NO_RETRY,
-  parseTarget,
-  prepareKeyed,
-  type Refusal,
-  refusalFor,
-} from '../http/pipeline.ts';
-import type { HeaderLines } from '../http/scope.ts';
+import { type IncomingLike, type KeyRules, NO_RETRY, prepareKeyed, refusalFor } from '../http/pipeline.ts';
+import { parseTarget } from '../http/target.ts';
 import { createFlight, type Flight } from './flight.ts';
+import { bypass, clientGone, deadline, forwardedFor, GONE, headerLines, refuse, TIMED_OUT } from './io.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
-import {
-  clientResponseHeaders,
-  type ForwardResult,
-  upstreamRequestHeaders,
-  writeProblem,
-  writeStored,
-} from './respond.ts';
+import { type ForwardResult, upstreamRequestHeaders, writeProblem, writeStored } from './respond.ts';
 import { type CompiledRoute, matchRoute } from './routes.ts';
 import type { ForwardRequest, Upstream } from './upstream.ts';
 
@@ -290,83 +277,10 @@ export function createProxyHandler(deps: HandlerDeps) {
 
 // --- Internal helpers ---
 
-const GONE = Symbol('gone');
-const TIMED_OUT = Symbol('timed out');
-
 function finishHolder(res: ServerResponse, state: LiveState, value: ForwardResult): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
     writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : []);
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
-}
-
-/** Answers a refusal; the connection closes if a body is still coming. */
-function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
-  const headers = [...refusal.headers];
-  if (!req.complete && !headers.some(([n]) => n === 'connection')) headers.push(['connection', 'close']);
-  writeProblem(res, refusal.type, refusal.detail, headers);
-}
-
-/** Forwards without idempotency (the store is down and `onStoreError: 'open'`). */
-function bypass(upstream: Upstream, request: ForwardRequest, res: ServerResponse): void {
-  upstream.forward(request, {
-    onStart(status, headers) {
-      res.writeHead(status, { ...clientResponseHeaders(headers, false), 'idempotency-status': 'bypassed' });
-    },
-    onData: (chunk) => void res.write(chunk),
-    onEnd: () => res.end(),
-    onError(error) {
-      if (res.headersSent) res.destroy();
-      else writeProblem(res, 'upstream-unavailable', error.message);
-    },
-  });
-}
-
-/** `Headers#get` and the separate field lines, over Node's raw headers. */
-function headerLines(req: IncomingMessage): HeaderLines {
-  return {
-    get(name) {
-      const v = req.headers[name.toLowerCase()];
-      return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-    },
-    lines(name) {
-      const lower = name.toLowerCase();
-      const out: string[] = [];
-      const raw = req.rawHeaders;
-      for (let i = 0; i + 1 < raw.length; i += 2) {
-        if ((raw[i] as string).toLowerCase() === lower) out.push(raw[i + 1] as string);
-      }
-      return out;
-    },
-  };
-}
-
-/** Fires when the client's connection closes before its response finished. */
-function clientGone(res: ServerResponse) {
-  const controller = new AbortController();
-  let resolve!: (v: typeof GONE) => void;
-  const promise = new Promise<typeof GONE>((r) => (resolve = r));
-  const onClose = () => {
-    if (res.writableFinished) return;
-    controller.abort();
-    resolve(GONE);
-  };
-  res.once('close', onClose);
-  return { signal: controller.signal, promise, dispose: () => res.off('close', onClose) };
-}
-
-function deadline(ms: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<typeof TIMED_OUT>((r) => {
-    timer = setTimeout(() => r(TIMED_OUT), ms);
-  });
-  return { promise, clear: () => clearTimeout(timer) };
-}
-
-function forwardedFor(req: IncomingMessage): string[] {
-  const out = ['x-forwarded-for', req.socket.remoteAddress ?? 'unknown'];
-  out.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-  if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
-  return out;
 }

@@ -9,8 +9,8 @@ import { DEFAULT_BODY_LIMIT } from '../http/body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from '../http/fingerprint.ts';
 import { replayAllowList } from '../http/headers.ts';
 import { checkMaxRetryAfter, checkRunDurations } from '../http/options.ts';
-import { createRetryEstimator, type RetryEstimator } from '../http/pipeline.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
+import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
 import type { Concurrency, KeyMode, RoutePolicy } from './config.ts';
 
 /** A route ready for the hot path. */

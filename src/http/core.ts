@@ -16,19 +16,11 @@
 import { readLimited } from './body.ts';
 import { createExecutor, type HeadersLike, idempotencyInfo } from './execute.ts';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.ts';
-import {
-  createRetryEstimator,
-  GLOBAL_WARNING,
-  headerLines,
-  type IncomingLike,
-  invalidTargets,
-  type KeyRules,
-  parseTarget,
-  prepareKeyed,
-  type Refusal,
-} from './pipeline.ts';
+import { GLOBAL_WARNING, type IncomingLike, type KeyRules, prepareKeyed, type Refusal } from './pipeline.ts';
 import { type ProblemType, problemResponse } from './problem.ts';
+import { createRetryEstimator } from './retry.ts';
 import type { HeaderLines } from './scope.ts';
+import { headerLines, invalidTargets, parseTarget } from './target.ts';
 import type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared } from './types.ts';
 
 export type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared };

@@ -9,8 +9,9 @@ import { isIdemError, OutcomeTooLargeError, StoreUnavailableError } from '../cor
 import { storableHeaders } from './headers.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
-import { type RetryEstimator, refusalFor } from './pipeline.ts';
+import { NO_RETRY, refusalFor } from './pipeline.ts';
 import { type ProblemType, problemBody } from './problem.ts';
+import type { RetryEstimator } from './retry.ts';
 import type { IdempotencyInfo, IdempotencyPlan, Next } from './types.ts';
 
 const infoByRequest = new WeakMap<Request, IdempotencyInfo>();
@@ -86,12 +87,12 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
         }
         const final = response.status >= 500 && cfg.policy(response.status) === 'store';
         if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
-          bodiless = final ? withHeader(new Response(null, response), 'x-should-retry', 'false') : response;
+          bodiless = final ? withHeader(new Response(null, response), ...NO_RETRY) : response;
           return toOutcome(response, new Uint8Array(0));
         }
         const { client, collected } = teeResponse(response, done, cfg.maxStoredBodyBytes);
         handed = brokenUnlessStored(client, run);
-        if (final) handed.headers.set('x-should-retry', 'false');
+        if (final) handed.headers.set(...NO_RETRY);
         live(handed);
         const c = await collected;
         if (!c.ok) {

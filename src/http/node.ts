@@ -7,7 +7,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BodyTooLargeError, concatBytes } from './body.ts';
-import { DRAIN_LIMIT, headerLines, invalidTargets, parseTarget } from './pipeline.ts';
+import { DRAIN_LIMIT } from './pipeline.ts';
+import { headerLines, invalidTargets, parseTarget } from './target.ts';
 
 /**
  * Reads a Node request stream with a limit enforced while reading. Past the limit it stops

@@ -5,11 +5,11 @@
  * comes before the handler lives here once.
  *
  * ```
- * parseTarget ─▶ 400 invalid-target       '*', authority-form, another scheme, a bad authority
+ * parseTarget (target.ts) ─▶ 400 invalid-target   '*', authority-form, another scheme, '//'
  * prepareKeyed ─▶ pass                    no key and the key is optional
  *              ─▶ refuse 400 / 401 / 413  missing or bad key, credentials, body over the limit
  *              ─▶ execute                 key, scope, fingerprint and body, ready to claim
- * refusalFor(error) ─▶ 422 │ 409 + short Retry-After │ 503 │ 400 │ undefined (not ours)
+ * refusalFor(error) ─▶ 422 │ 409 + short Retry-After (retry.ts) │ 503 │ 400 │ undefined (not ours)
  * ```
  *
  * Internal: not exported from `idem/http`.
@@ -28,6 +28,7 @@ import { BodyTooLargeError } from './body.ts';
 import { type FingerprintOptions, httpFingerprint } from './fingerprint.ts';
 import { parseIdempotencyKey } from './key.ts';
 import type { ProblemType } from './problem.ts';
+import type { RetryEstimator } from './retry.ts';
 import {
   ANONYMOUS_SCOPE,
   anonymousScopeWarning,
@@ -47,7 +48,7 @@ export interface Refusal {
   headers: [string, string][];
 }
 
-/** A request as any transport sees it, with the target already parsed by {@link parseTarget}. */
+/** A request as any transport sees it, with the target already parsed by `parseTarget`. */
 export interface IncomingLike {
   method: string;
   /** The path, origin-form. */
@@ -93,52 +94,10 @@ export type Preparation =
   | { action: 'refuse'; refusal: Refusal }
   | { action: 'execute'; key: string; scope: string[]; fingerprint: string; body: Uint8Array };
 
-/** A parsed request target. */
-export type Target = { ok: true; path: string; search: string } | { ok: false; refusal: Refusal };
-
 export const NO_RETRY: [string, string] = ['x-should-retry', 'false'];
-
-/** Visible ASCII without `#` (lenient on purpose: real queries carry `[`, `]`, `|`, `{`…). */
-const PATH = /^[\x21-\x22\x24-\x7e]*$/;
-const QUERY = PATH;
 
 /** Largest body read and discarded after a 413, so the client gets the answer instead of a reset. */
 export const DRAIN_LIMIT = 8 * 1024 * 1024;
-
-/**
- * Parses a request target without ever throwing: origin-form (`/path?query`) as is;
- * absolute-form `http(s)://authority/path` reduced to origin-form (a proxy-form request is
- * then routed like any other); anything else (`*`, `host:port`, `ftp://…`, a bad authority)
- * is a 400 `invalid-target`.
- *
- * @example
- * parseTarget('http://api.example/pay?x=1') // { ok: true, path: '/pay', search: '?x=1' }
- */
-export function parseTarget(target: string): Target {
-  let t = target;
-  if (/^https?:\/\//i.test(t)) {
-    let url: URL;
-    try {
-      url = new URL(t);
-    } catch {
-      return badTarget('the request target is an absolute URL with an invalid authority');
-    }
-    t = url.pathname + url.search;
-  }
-  if (!t.startsWith('/')) {
-    return badTarget('the request target must be a path (origin-form) or an http(s) URL');
-  }
-  const q = t.indexOf('?');
-  const path = q < 0 ? t : t.slice(0, q);
-  const search = q < 0 ? '' : t.slice(q);
-  if (path.startsWith('//')) {
-    return badTarget('the path starts with "//", which URL parsers read as a host; send one "/"');
-  }
-  if (!PATH.test(path) || !QUERY.test(search)) {
-    return badTarget('the request target has characters a URL path or query may not contain');
-  }
-  return { ok: true, path, search };
-}
 
 /**
  * Checks the key, the credentials and the body size, reads the body, and computes scope and
@@ -234,70 +193,12 @@ export function refusalFor(error: unknown, retry: RetryEstimator, describedBy: s
   return undefined;
 }
 
-/** Estimates when an in-flight request's answer is likely ready, for 409's `Retry-After`. */
-export interface RetryEstimator {
-  /** Records how long a request held its key (claim to stored outcome). */
-  record(ms: number): void;
-  /** `Retry-After` (whole seconds) and `retry-after-ms` for a holder whose lease has `leaseLeftMs` left. */
-  headers(leaseLeftMs: number): [string, string][];
-}
-
-/**
- * A `Retry-After` that is a short estimate, not the remaining lease: the median of the last 32
- * times in progress (capped by the lease left; the lease left when nothing was measured yet),
- * bounded to 1 s … `maxMs`. SDKs honour it (some without a cap), so a long lease must never
- * become a long stall.
- *
- * @example
- * const retry = createRetryEstimator(2000);
- * retry.record(1500);
- * retry.headers(29_000) // [['retry-after', '2'], ['retry-after-ms', '1500']]
- */
-export function createRetryEstimator(maxMs: number): RetryEstimator {
-  const recent: number[] = [];
-  let next = 0;
-  return {
-    record(ms) {
-      if (!(ms >= 0)) return;
-      if (recent.length < 32) recent.push(ms);
-      else recent[next] = ms;
-      next = (next + 1) % 32;
-    },
-    headers(leaseLeftMs) {
-      const sorted = [...recent].sort((a, b) => a - b);
-      const median = sorted.length ? (sorted[sorted.length >> 1] as number) : undefined;
-      const estimate = median === undefined ? leaseLeftMs : Math.min(median, leaseLeftMs);
-      const ms = Math.round(Math.min(maxMs, Math.max(1000, estimate)));
-      return [
-        ['retry-after', String(Math.ceil(ms / 1000))],
-        ['retry-after-ms', String(ms)],
-      ];
-    },
-  };
-}
-
-/**
- * Requests whose target could not be made into a URL (marked by the Node bridge, which then
- * builds the `Request` on a placeholder URL): the core answers their refusal instead.
- */
-export const invalidTargets = new WeakMap<Request, Refusal>();
-
-/** Field lines per lower-case name, recorded by the Node bridge (`Headers` joins repeated lines). */
-export const headerLines = new WeakMap<Request, Map<string, string[]>>();
-
 // --- Internal helpers ---
 
 const refuse = (type: ProblemType, detail: string, headers: [string, string][]): Preparation => ({
   action: 'refuse',
   refusal: { type, detail, headers },
 });
-
-function badTarget(detail: string): Target {
-  return {
-    ok: false,
-    refusal: { type: 'invalid-target', detail, headers: [NO_RETRY, ['connection', 'close']] },
-  };
-}
 
 async function scopeOf(
   headers: HeaderLines,

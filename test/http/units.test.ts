@@ -15,9 +15,10 @@ import {
 import { parseIdempotencyKey } from '../../src/http/key.ts';
 import { readNodeBody, webRequestOf } from '../../src/http/node.ts';
 import { replayResponse, teeResponse } from '../../src/http/outcome.ts';
-import { createRetryEstimator, parseTarget } from '../../src/http/pipeline.ts';
 import { problemResponse } from '../../src/http/problem.ts';
+import { createRetryEstimator } from '../../src/http/retry.ts';
 import { credentialScope, credentialScopeOf } from '../../src/http/scope.ts';
+import { parseTarget } from '../../src/http/target.ts';
 import { bodyStream, recordingLogger } from './harness.ts';
 
 describe('parseIdempotencyKey', () => {
