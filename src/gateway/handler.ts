@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
+import { BodyTooLargeError } from '../http/body.ts';
 import { readNodeBody } from '../http/node.ts';
 import { type IncomingLike, type KeyRules, NO_RETRY, prepareKeyed, refusalFor } from '../http/pipeline.ts';
 import { parseTarget } from '../http/target.ts';
@@ -91,17 +92,23 @@ export function createProxyHandler(deps: HandlerDeps) {
         return upstream.passThrough(req, res, url, forwarded);
       }
       const headers = headerLines(req);
+      let aborted = false;
       const incoming: IncomingLike = {
         method,
         path: target.path,
         search: target.search,
         headers,
-        readBody: (limit) => readNodeBody(req, limit),
+        readBody: (limit) =>
+          readNodeBody(req, limit).catch((error: unknown) => {
+            aborted = !(error instanceof BodyTooLargeError);
+            throw error;
+          }),
       };
       let prepared: Awaited<ReturnType<typeof prepareKeyed>>;
       try {
         prepared = await prepareKeyed(incoming, rulesOf(route));
-      } catch {
+      } catch (error) {
+        if (!aborted) throw error;
         res.destroy(); // the client went away while sending its body
         return;
       }

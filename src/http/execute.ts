@@ -117,13 +117,22 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
       () => {},
     );
 
-    const first = await Promise.race([
+    type First =
+      | { response: Response }
+      | { result: Awaited<typeof run> }
+      | { error: unknown }
+      | { gone: true };
+    const answered: Promise<First> = Promise.race([
       handedOver.then((response) => ({ response })),
       run.then(
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       ),
-      clientGone(signal).then(() => (started ? NEVER : { gone: true as const })),
+    ]);
+    // A holder keeps going when its client leaves (the outcome is stored for the retry).
+    const first = await Promise.race([
+      answered,
+      clientGone(signal).then((): Promise<First> | First => (started ? answered : { gone: true })),
     ]);
     if ('gone' in first) {
       run.catch(() => {}); // the engine gives up on its own; the action runs nothing for it
@@ -214,8 +223,6 @@ class ClientGone extends Error {
     super('the client went away before the request ran');
   }
 }
-
-const NEVER = new Promise<never>(() => {});
 
 /** Resolves when `signal` aborts; never when it cannot. */
 function clientGone(signal: AbortSignal): Promise<void> {
