@@ -48,8 +48,12 @@ export interface RoutePolicy {
   ttl?: Duration;
   /** The lease of the gateway instance forwarding a request, renewed while it streams. Default `'30s'`. */
   lease?: Duration;
-  /** Default `'reject'` (409 + Retry-After). */
+  /** Default `'wait'` (the duplicate gets the first request's answer); `'reject'`: 409 + a short Retry-After. */
   concurrency?: Concurrency;
+  /** `'required'`: a keyed request without credentials gets 401 `missing-credentials`. Default `'optional'`. */
+  scope?: 'optional' | 'required';
+  /** Upper bound of the `Retry-After` of a 409 (an estimate, at least 1 s). Between 1s and 60s. Default `'2s'`. */
+  maxRetryAfter?: Duration;
   /** How long `wait` / `attach` wait for another instance's outcome before answering 409. Default `'30s'`. */
   waitTimeout?: Duration;
   /** Request headers fingerprinted with the body. Default `['content-type']`. */
@@ -92,8 +96,14 @@ export interface GatewayConfig {
    * `false` to send none. Default `'idempotency-key'`.
    */
   downstreamKeyHeader?: string | false;
-  /** Request headers whose values (hashed) scope every key. Default `authorization`, `cookie`, `x-api-key`. */
+  /**
+   * Headers that identify a caller (behind an authenticating proxy: `x-tenant`), used when a
+   * request carries them; otherwise the credential headers (`authorization`,
+   * `proxy-authorization`, `x-api-key`, cookies) scope the key. Default: none.
+   */
   scopeHeaders?: string[];
+  /** The cookies that identify a caller (session cookies). Default: all cookies, only on a request without other credentials. */
+  scopeCookies?: string[];
   /** Longest wait for the upstream's headers, and between two body chunks. Default `'10m'`. */
   upstreamTimeout?: Duration;
   /** Longest wait for a TCP/TLS connection to the upstream. Default `'10s'`. */
@@ -113,10 +123,11 @@ export interface GatewayConfig {
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
   purgeEvery?: Duration | false;
   /**
-   * Where the one-time warning about keyed requests without any `scopeHeaders` (all such
-   * callers share the `anonymous` scope) goes. Default `console`. Not read from a config file.
+   * Where the one-time warning about keyed requests without credentials (all such callers
+   * share the `anonymous` scope), outcomes that could not be stored and unexpected errors
+   * (with the route, never the query) go. Default `console`. Not read from a config file.
    */
-  logger?: { warn(message: string): void };
+  logger?: { warn(message: string): void; error?(message: string): void };
 }
 
 const TOP_KEYS = new Set([
@@ -128,6 +139,7 @@ const TOP_KEYS = new Set([
   'keyHeader',
   'downstreamKeyHeader',
   'scopeHeaders',
+  'scopeCookies',
   'upstreamTimeout',
   'connectTimeout',
   'connections',

@@ -1,30 +1,37 @@
 /**
- * The gateway's request handler: accept the request (§6.1), fingerprint and scope it (§6.2),
- * then let the engine decide: forward and record (the holder), replay, join a live flight,
- * wait, or refuse (§6.4).
+ * The gateway's request handler. Every rule before the upstream is the shared HTTP pipeline's
+ * (`src/http/pipeline.ts`: target, key, credentials scope, body, fingerprint, error → problem);
+ * this file supplies only Node I/O, the recording action and attach flights.
+ *
+ * ```
+ * parseTarget ─▶ 400 │ matchRoute ─▶ pass through │ prepareKeyed ─▶ pass │ 400/401/413
+ *   ─▶ attach: join a live flight (until waitTimeout)
+ *   ─▶ engine: forward and record (the holder) │ replay │ wait │ refusalFor(error)
+ * ```
  *
  * @module
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
 import { BodyTooLargeError } from '../http/body.ts';
-import { type HeaderReader, httpFingerprint } from '../http/fingerprint.ts';
-import { parseIdempotencyKey } from '../http/key.ts';
-import { ANONYMOUS_SCOPE, anonymousScopeWarning, credentialScope } from '../http/scope.ts';
+import { readNodeBody } from '../http/node.ts';
+import { type IncomingLike, type KeyRules, NO_RETRY, prepareKeyed, refusalFor } from '../http/pipeline.ts';
+import { parseTarget } from '../http/target.ts';
 import { createFlight, type Flight } from './flight.ts';
+import { bypass, clientGone, deadline, forwardedFor, GONE, headerLines, refuse, TIMED_OUT } from './io.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
-import {
-  clientResponseHeaders,
-  type ForwardResult,
-  upstreamRequestHeaders,
-  writeProblem,
-  writeStored,
-} from './respond.ts';
+import { type ForwardResult, upstreamRequestHeaders, writeProblem, writeStored } from './respond.ts';
 import { type CompiledRoute, matchRoute } from './routes.ts';
 import type { ForwardRequest, Upstream } from './upstream.ts';
+
+/** Where the gateway's warnings and errors go. */
+export interface GatewayLogger {
+  warn(message: string): void;
+  error?(message: string): void;
+}
 
 /** Everything the handler uses, built once by `createGateway`. */
 export interface HandlerDeps {
@@ -35,9 +42,11 @@ export interface HandlerDeps {
   namespace: string;
   keyHeader: string;
   downstreamKeyHeader: string | false;
+  /** Headers that identify a caller, tried before the credential headers. */
   scopeHeaders: readonly string[];
-  /** Receives the one-time warning about keyed requests in the shared anonymous scope. */
-  logger: { warn(message: string): void };
+  /** Cookies that identify a caller. */
+  scopeCookies: readonly string[] | undefined;
+  logger: GatewayLogger;
   onStoreError: 'closed' | 'open';
   /** `Link` value of 400 `missing-key` answers. */
   describedBy: string;
@@ -46,7 +55,8 @@ export interface HandlerDeps {
 const isRelease = (v: ForwardResult) => v.release === true;
 
 /**
- * Builds the `(req, res)` listener that proxies one request.
+ * Builds the `(req, res)` listener that proxies one request. It never throws: an unexpected
+ * error is logged with the route (never the query) and answered 500 `internal-error`.
  *
  * @example
  * http.createServer(createProxyHandler(deps)).listen(8080);
@@ -55,81 +65,133 @@ export function createProxyHandler(deps: HandlerDeps) {
   const { idem, upstream, metrics, keyHeader } = deps;
   const drop = new Set([keyHeader, ...(deps.downstreamKeyHeader ? [deps.downstreamKeyHeader] : [])]);
   const flights = new Map<string, Flight>();
-  let warnedAnonymous = false;
+  const warned = new Set<string>();
+  const warnOnce = (message: string) => {
+    if (warned.has(message)) return;
+    warned.add(message);
+    deps.logger.warn(message);
+  };
+  const logError = (message: string) =>
+    deps.logger.error ? deps.logger.error(message) : console.error(message);
 
   return async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const method = req.method ?? 'GET';
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const route = matchRoute(deps.routes, method, q < 0 ? url : url.slice(0, q));
-    const forwarded = forwardedFor(req);
-    if (!route || route.key === 'ignore') {
-      metrics.request(route?.name ?? 'unmatched', 'passthrough');
-      return upstream.passThrough(req, res, forwarded);
-    }
-    const field = req.headers[keyHeader];
-    if (field === undefined) {
-      metrics.withoutKey(route.name);
-      if (route.key === 'required') {
-        metrics.request(route.name, 'rejected');
-        return refuse(req, res, 'missing-key', `this route requires an ${keyHeader} header`, [
-          ['link', deps.describedBy],
-        ]);
-      }
-      metrics.request(route.name, 'passthrough');
-      return upstream.passThrough(req, res, forwarded);
-    }
-    const parsed = parseIdempotencyKey(Array.isArray(field) ? field.join(', ') : field);
-    if (!parsed.ok) {
-      metrics.request(route.name, 'rejected');
-      return refuse(req, res, 'invalid-key', parsed.detail, [['link', deps.describedBy]]);
-    }
-    let body: Buffer;
+    let routeName = 'unmatched';
     try {
-      body = await readBody(req, route.maxRequestBytes);
-    } catch (error) {
-      metrics.request(route.name, 'rejected');
-      if (error instanceof BodyTooLargeError) {
-        return refuse(req, res, 'payload-too-large', error.message, [['connection', 'close']]);
+      const method = req.method ?? 'GET';
+      const target = parseTarget(req.url ?? '/');
+      if (!target.ok) {
+        metrics.request(routeName, 'rejected');
+        return refuse(req, res, target.refusal);
       }
-      res.destroy();
-      return;
+      const url = target.path + target.search;
+      const route = matchRoute(deps.routes, method, target.path);
+      routeName = route?.name ?? routeName;
+      const forwarded = forwardedFor(req);
+      if (!route || route.key === 'ignore') {
+        metrics.request(routeName, 'passthrough');
+        return upstream.passThrough(req, res, url, forwarded);
+      }
+      const headers = headerLines(req);
+      let aborted = false;
+      const incoming: IncomingLike = {
+        method,
+        path: target.path,
+        search: target.search,
+        headers,
+        readBody: (limit) =>
+          readNodeBody(req, limit).catch((error: unknown) => {
+            aborted = !(error instanceof BodyTooLargeError);
+            throw error;
+          }),
+      };
+      let prepared: Awaited<ReturnType<typeof prepareKeyed>>;
+      try {
+        prepared = await prepareKeyed(incoming, rulesOf(route));
+      } catch (error) {
+        if (!aborted) throw error;
+        res.destroy(); // the client went away while sending its body
+        return;
+      }
+      if (prepared.action === 'pass') {
+        if (headers.get(keyHeader) === null) metrics.withoutKey(route.name);
+        metrics.request(route.name, 'passthrough');
+        return upstream.passThrough(req, res, url, forwarded);
+      }
+      if (prepared.action === 'refuse') {
+        if (prepared.refusal.type === 'missing-key') metrics.withoutKey(route.name);
+        metrics.request(route.name, 'rejected');
+        return refuse(req, res, prepared.refusal);
+      }
+      const { key, scope, fingerprint, body } = prepared;
+      const request: ForwardRequest = {
+        method,
+        url,
+        headers: upstreamRequestHeaders(req.rawHeaders, drop, false, forwarded),
+        body: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+      };
+      await run(route, key, scope, fingerprint, request, res);
+    } catch (error) {
+      const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      logError(`[idem gateway] request failed on route ${routeName}: ${why}`);
+      metrics.request(routeName, 'error');
+      if (!res.headersSent) writeProblem(res, 'internal-error', 'see the gateway log');
+      else res.destroy();
     }
+  };
 
-    const headers = headerReader(req.headers);
-    const fingerprint = httpFingerprint(
-      { method, url: new URL(url, 'http://gateway'), headers, body },
-      route.fingerprint,
-    );
-    const scope = [deps.namespace, ...credentialScope({ headers }, deps.scopeHeaders)];
-    if (scope[1] === ANONYMOUS_SCOPE && !warnedAnonymous) {
-      warnedAnonymous = true;
-      deps.logger.warn(
-        anonymousScopeWarning(
-          deps.scopeHeaders,
-          'Set scopeHeaders to the headers that identify a caller to tell them apart.',
-        ),
-      );
-    }
-    const request: ForwardRequest = {
-      method,
-      url,
-      headers: upstreamRequestHeaders(req.rawHeaders, drop, false, forwarded),
-      body,
+  function rulesOf(route: CompiledRoute): KeyRules {
+    return {
+      header: keyHeader,
+      required: route.key === 'required',
+      bodyLimit: route.maxRequestBytes,
+      fingerprint: route.fingerprint,
+      describedBy: deps.describedBy,
+      scope: {
+        prefix: [deps.namespace],
+        headers: deps.scopeHeaders,
+        cookies: deps.scopeCookies,
+        required: route.scope === 'required',
+        warn: warnOnce,
+        remedy: 'Set scopeHeaders to the headers that identify a caller to tell them apart.',
+      },
     };
+  }
 
+  async function run(
+    route: CompiledRoute,
+    key: string,
+    scope: string[],
+    fingerprint: string,
+    request: ForwardRequest,
+    res: ServerResponse,
+  ): Promise<void> {
+    const gone = clientGone(res);
     let flight: Flight | undefined;
     let recordId = '';
     if (route.concurrency === 'attach') {
-      recordId = idem.ids(parsed.key, scope).recordId;
+      recordId = idem.ids(key, scope).recordId;
       const live = flights.get(recordId);
       if (live) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
           metrics.onEvent({ type: 'mismatch', recordId });
           metrics.request(route.name, 'rejected');
-          return writeProblem(res, 'fingerprint-mismatch', undefined, [['x-should-retry', 'false']]);
+          const refusal = refusalFor(new FingerprintMismatchError(), route.retry, deps.describedBy);
+          return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers);
         }
-        if ((await live.head) && live.join(res)) {
+        const timer = deadline(route.waitMs);
+        const head = await Promise.race([live.head, timer.promise, gone.promise]);
+        timer.clear();
+        if (head === GONE) {
+          metrics.request(route.name, 'cancelled');
+          return;
+        }
+        if (head === TIMED_OUT) {
+          metrics.onEvent({ type: 'in_progress', recordId });
+          metrics.request(route.name, 'rejected');
+          const refusal = refusalFor(new InProgressError(route.leaseMs), route.retry, deps.describedBy);
+          return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers);
+        }
+        if (head && live.join(res)) {
           metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
           metrics.request(route.name, 'attached');
           return;
@@ -151,125 +213,81 @@ export function createProxyHandler(deps: HandlerDeps) {
       releaseIf: isRelease,
     };
     let started = false;
+    let startedAt = 0;
     const action = recordingAction(deps, route, request, res, state, flight);
+    // A duplicate whose holder released the key (503, refused) is re-run by the engine, with
+    // this action; one whose client went away runs nothing (the engine releases the key again).
+    const execution = idem.execute(
+      key,
+      (ctx) => {
+        if (gone.signal.aborted) throw new Error('the client went away before the request ran');
+        started = true;
+        startedAt = Date.now();
+        return action(ctx);
+      },
+      options,
+    );
+    type Settled = { r: Awaited<typeof execution> } | { error: unknown } | typeof GONE;
+    const settled: Promise<Settled> = execution.then(
+      (r) => ({ r }),
+      (error: unknown) => ({ error }),
+    );
     try {
-      // A duplicate whose holder released the key (503, refused) is re-run by the engine, with this action.
-      const r = await idem.execute(
-        parsed.key,
-        (ctx) => {
-          started = true;
-          return action(ctx);
-        },
-        options,
-      );
-      if (!r.replayed) {
-        metrics.request(route.name, 'executed');
-        finishHolder(res, state, r.value);
-      } else {
-        metrics.request(route.name, 'replayed');
-        writeStored(res, r.value, true);
+      const first = await Promise.race([
+        settled,
+        gone.promise.then((): Promise<Settled> | Settled => (started ? settled : GONE)),
+      ]);
+      if (first === GONE) {
+        metrics.request(route.name, 'cancelled');
+        return;
       }
-    } catch (error) {
+      if ('r' in first) {
+        if (started) route.retry.record(Date.now() - startedAt);
+        if (!first.r.replayed) {
+          metrics.request(route.name, 'executed');
+          finishHolder(res, state, first.r.value);
+        } else {
+          metrics.request(route.name, 'replayed');
+          writeStored(res, first.r.value, true);
+        }
+        return;
+      }
+      const error = first.error;
       if (started) {
-        // The outcome reached the client but could not be stored (store down, lease lost).
+        // The outcome reached the client but the store refused it (store down, lease lost):
+        // the response must not end as a success no retry will find.
         metrics.request(route.name, 'error');
-        if (state.headWritten && !state.broken) res.end();
-        else if (!res.headersSent) writeProblem(res, 'store-unavailable', String((error as Error).message));
+        const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        logError(
+          `[idem gateway] the outcome on route ${route.name} was not stored (${why}); the response was ended as broken`,
+        );
+        if (!res.headersSent) writeProblem(res, 'store-unavailable', 'the outcome could not be stored');
         else res.destroy();
       } else if (error instanceof StoreUnavailableError && deps.onStoreError === 'open') {
         metrics.request(route.name, 'bypassed');
         bypass(upstream, request, res);
       } else {
+        const refusal = refusalFor(error, route.retry, deps.describedBy);
+        if (!refusal) throw error;
         metrics.request(route.name, 'rejected');
-        refuseError(res, error);
+        writeProblem(res, refusal.type, refusal.detail, refusal.headers);
       }
     } finally {
+      gone.dispose();
       if (flight) {
         flight.settle(!state.broken);
         if (flights.get(recordId) === flight) flights.delete(recordId);
       }
     }
-  };
+  }
 }
 
-const NO_RETRY: [string, string][] = [['x-should-retry', 'false']];
+// --- Internal helpers ---
 
 function finishHolder(res: ServerResponse, state: LiveState, value: ForwardResult): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
-    writeStored(res, value, false, !value.release && value.status >= 500 ? NO_RETRY : []);
+    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : []);
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
-}
-
-function refuseError(res: ServerResponse, error: unknown): void {
-  if (error instanceof FingerprintMismatchError) {
-    writeProblem(res, 'fingerprint-mismatch', undefined, [['x-should-retry', 'false']]);
-  } else if (error instanceof InProgressError) {
-    const seconds = Math.min(60, Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
-    writeProblem(res, 'conflict', error.message, [['retry-after', String(seconds)]]);
-  } else if (error instanceof StoreUnavailableError) {
-    writeProblem(res, 'store-unavailable', error.message, [['retry-after', '1']]);
-  } else {
-    console.error('[idem gateway] unexpected error', error);
-    writeProblem(res, 'handler-error', 'the gateway failed; see its log');
-  }
-}
-
-/** Answers a problem without reading the body; the connection closes if a body is still coming. */
-function refuse(
-  req: IncomingMessage,
-  res: ServerResponse,
-  type: 'missing-key' | 'invalid-key' | 'payload-too-large',
-  detail: string,
-  extra: [string, string][],
-): void {
-  if (!req.complete && !extra.some(([n]) => n === 'connection')) extra.push(['connection', 'close']);
-  writeProblem(res, type, detail, extra);
-}
-
-/** Forwards without idempotency (the store is down and `onStoreError: 'open'`). */
-function bypass(upstream: Upstream, request: ForwardRequest, res: ServerResponse): void {
-  upstream.forward(request, {
-    onStart(status, headers) {
-      res.writeHead(status, { ...clientResponseHeaders(headers, false), 'idempotency-status': 'bypassed' });
-    },
-    onData: (chunk) => void res.write(chunk),
-    onEnd: () => res.end(),
-    onError(error) {
-      if (res.headersSent) res.destroy();
-      else writeProblem(res, 'upstream-unavailable', error.message);
-    },
-  });
-}
-
-/** Reads the request body, throwing `BodyTooLargeError` as soon as it outgrows `limit`. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) throw new BodyTooLargeError(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > limit) throw new BodyTooLargeError(limit);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-}
-
-/** `Headers#get` over Node's header object (names are lower-case there). */
-function headerReader(headers: IncomingHttpHeaders): HeaderReader {
-  return {
-    get(name) {
-      const v = headers[name.toLowerCase()];
-      return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-    },
-  };
-}
-
-function forwardedFor(req: IncomingMessage): string[] {
-  const out = ['x-forwarded-for', req.socket.remoteAddress ?? 'unknown'];
-  out.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-  if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
-  return out;
 }

@@ -28,7 +28,7 @@ import { createProxyHandler } from './handler.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { compileRoutes } from './routes.ts';
-import { createUpstream } from './upstream.ts';
+import { createUpstream, type Upstream } from './upstream.ts';
 
 export { redact, storeFromSpec } from '../stores/spec.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
@@ -72,7 +72,9 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     config.downstreamKeyHeader === false
       ? false
       : (config.downstreamKeyHeader ?? 'idempotency-key').toLowerCase();
-  const scopeHeaders = (config.scopeHeaders ?? CREDENTIAL_HEADERS).map((h) => h.toLowerCase());
+  const scopeHeaders = strings(config.scopeHeaders ?? [], 'scopeHeaders').map((h) => h.toLowerCase());
+  const scopeCookies =
+    config.scopeCookies === undefined ? undefined : strings(config.scopeCookies, 'scopeCookies');
   const onStoreError = config.onStoreError ?? 'closed';
   if (onStoreError !== 'closed' && onStoreError !== 'open') {
     throw new InvalidOptionError(
@@ -97,7 +99,12 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
     maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
   });
-  const facts = { keyHeader, downstreamKeyHeader, scopeHeaders, onStoreError };
+  const facts = {
+    keyHeader,
+    downstreamKeyHeader,
+    scopeHeaders: [...scopeHeaders, ...CREDENTIAL_HEADERS],
+    onStoreError,
+  };
   const policyJson = JSON.stringify(policyDocument(routes, facts), null, 2);
   const proxy = createProxyHandler({
     idem,
@@ -107,24 +114,22 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     namespace: config.namespace ?? 'gateway',
     logger: config.logger ?? console,
     ...facts,
+    scopeHeaders,
+    scopeCookies,
     describedBy: `<${config.docsUrl ?? endpoints.policy ?? 'https://idem.dev/docs/gateway'}>; rel="describedby"`,
   });
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     if (req.method === 'GET' && req.url) {
       const url = req.url;
-      if (url === endpoints.health) return void health(store, res);
+      if (url === endpoints.health) return void health(store, upstream, res);
       if (url === endpoints.metrics) return void sendMetrics(metrics, res);
       if (url === endpoints.policy) {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
         return void res.end(policyJson);
       }
     }
-    proxy(req, res).catch((error) => {
-      console.error('[idem gateway] request failed', error);
-      if (!res.headersSent) res.writeHead(500).end();
-      else res.destroy();
-    });
+    void proxy(req, res); // never rejects: it answers 500 internal-error itself
   });
 
   const purgeMs = config.purgeEvery === false ? 0 : toMs(config.purgeEvery ?? '5m', 'purgeEvery');
@@ -169,25 +174,49 @@ export function describeStore(spec: string | Store | undefined): string {
   return typeof spec === 'string' ? redact(spec) : spec.name;
 }
 
-async function health(store: Store, res: http.ServerResponse): Promise<void> {
+/** The store answers a read, and the upstream accepts a connection, each within 2 s. */
+async function health(store: Store, upstream: Upstream, res: http.ServerResponse): Promise<void> {
   const started = performance.now();
-  let error: string | undefined;
+  const [storeError, upstreamError] = await Promise.all([
+    within(2000, () => store.get(HEALTH_ID)),
+    within(2000, () => upstream.probe(2000)),
+  ]);
+  const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+  const ok = !storeError && !upstreamError;
+  const body = {
+    status: ok ? 'ok' : 'unavailable',
+    store: store.name,
+    upstream: upstreamError ? 'unreachable' : 'reachable',
+    ...(storeError && { error: storeError }),
+    ...(upstreamError && { upstreamError }),
+    latencyMs,
+  };
+  res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+/** Runs `fn` with a deadline; answers the error message, or undefined when it succeeded in time. */
+async function within(ms: number, fn: () => Promise<unknown>): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      store.get(HEALTH_ID),
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new Error('no answer within 2000 ms')), 2000).unref(),
-      ),
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
     ]);
+    return undefined;
   } catch (e) {
-    error = (e as Error).message;
+    return e instanceof Error ? e.message : String(e);
+  } finally {
+    clearTimeout(timer);
   }
-  const latencyMs = Math.round((performance.now() - started) * 100) / 100;
-  const body = error
-    ? { status: 'unavailable', store: store.name, error, latencyMs }
-    : { status: 'ok', store: store.name, latencyMs };
-  res.writeHead(error ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
+}
+
+function strings(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
+    throw new InvalidOptionError(`${field} must be an array of strings`);
+  return value;
 }
 
 async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse): Promise<void> {

@@ -34,6 +34,7 @@ export type RequestResult =
   | 'passthrough'
   | 'rejected'
   | 'bypassed'
+  | 'cancelled'
   | 'error';
 
 /** The gateway's metrics. */

@@ -105,8 +105,13 @@ export function policyDocument(routes: readonly CompiledRoute[], facts: PolicyFa
           `missing-key (route requires a key) or invalid-key; types under ${PROBLEM_BASE}`,
         ),
         InProgress: {
-          ...problemRef('conflict: a request with this key is in flight; retry after Retry-After seconds'),
-          headers: { 'Retry-After': { schema: { type: 'integer', minimum: 1, maximum: 60 } } },
+          ...problemRef(
+            'conflict: a request with this key is in flight; retry after Retry-After seconds (a short estimate)',
+          ),
+          headers: {
+            'Retry-After': { schema: { type: 'integer', minimum: 1, maximum: 60 } },
+            'retry-after-ms': { schema: { type: 'integer', minimum: 1000, maximum: 60000 } },
+          },
         },
         PayloadTooLarge: problemRef(
           'payload-too-large: the body is over the route limit; the upstream was not called',
@@ -127,7 +132,9 @@ export function policyDocument(routes: readonly CompiledRoute[], facts: PolicyFa
       keyHeader: headerName,
       keyFormat: `sf-string or bare token, 1-${MAX_HTTP_KEY_LENGTH} chars of 0x21-0x7E, exactly one field line`,
       methodsNeverKeyed: ['GET', 'HEAD', 'OPTIONS'],
-      scope: `SHA-256 of the request headers ${facts.scopeHeaders.join(', ')}; keys of different callers never meet`,
+      scope: `SHA-256 of the normalized request headers ${facts.scopeHeaders.join(', ')} (scopeHeaders first when present); keys of different callers never meet; a credential header sent twice is a 400`,
+      targets:
+        'origin-form paths; absolute http(s) URLs are reduced to their path; anything else is a 400 invalid-target',
       downstreamKey: facts.downstreamKeyHeader
         ? `the upstream gets ${canonical(facts.downstreamKeyHeader)}: idem_<derived>, stable per record, never the raw key`
         : 'no key is sent upstream',
@@ -148,6 +155,8 @@ function routePolicy(r: CompiledRoute) {
     leaseSeconds: r.leaseMs / 1000,
     concurrency: r.concurrency,
     waitTimeoutSeconds: r.waitMs / 1000,
+    maxRetryAfterSeconds: r.maxRetryAfterMs / 1000,
+    scope: r.scope,
     fingerprint: {
       inputs: [
         'method',

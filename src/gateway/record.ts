@@ -21,6 +21,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { ActionContext } from '../core/engine.ts';
+import { NO_RETRY } from '../http/pipeline.ts';
 import type { Flight } from './flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import {
@@ -90,6 +91,8 @@ export function recordingAction(
           release = route.outcome(s) === 'release';
           stored = storedHeaders(headers, route.replayHeaders);
           const clientHeaders = clientResponseHeaders(headers, true);
+          // stored and final: an SDK must not retry it (a replay says the same)
+          if (!release && s >= 500) clientHeaders[NO_RETRY[0]] = NO_RETRY[1];
           if (!res.destroyed) res.writeHead(s, clientHeaders);
           state.headWritten = true;
           flight?.start({ status: s, headers: clientHeaders, release });

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../http/headers.ts';
-import { PROBLEMS, type ProblemType, problemBody } from '../http/problem.ts';
+import { type ProblemType, problemBody } from '../http/problem.ts';
 
 /** A response as stored in the record (serialized by the engine). */
 export interface StoredResponse {
@@ -121,10 +121,10 @@ export function writeStored(
 
 /** A problem+json response as a stored response (so it can be stored and replayed too). */
 export function problem(type: ProblemType, detail?: string): StoredResponse {
-  const { status } = PROBLEMS[type];
-  const body = JSON.stringify(problemBody(type, detail));
+  const p = problemBody(type, detail || undefined);
+  const body = JSON.stringify(p);
   return {
-    status,
+    status: p.status,
     headers: [
       ['content-type', 'application/problem+json'],
       ['cache-control', 'no-store'],

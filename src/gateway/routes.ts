@@ -4,12 +4,13 @@
  *
  * @module
  */
-import { toMs } from '../core/duration.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import { DEFAULT_BODY_LIMIT } from '../http/body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from '../http/fingerprint.ts';
 import { replayAllowList } from '../http/headers.ts';
+import { checkMaxRetryAfter, checkRunDurations } from '../http/options.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
+import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
 import type { Concurrency, KeyMode, RoutePolicy } from './config.ts';
 
 /** A route ready for the hot path. */
@@ -23,6 +24,11 @@ export interface CompiledRoute {
   leaseMs: number;
   waitMs: number;
   concurrency: Concurrency;
+  /** `'required'`: a keyed request without credentials gets 401. */
+  scope: 'optional' | 'required';
+  maxRetryAfterMs: number;
+  /** This route's `Retry-After` estimate (recent times in progress). */
+  retry: RetryEstimator;
   fingerprint: { headers: readonly string[]; excludeFields: readonly string[] };
   outcome: (status: number) => OutcomeDecision;
   onAbandoned: 'fail' | 'reexecute';
@@ -47,6 +53,8 @@ const ROUTE_KEYS = new Set([
   'replayHeaders',
   'maxRequestBytes',
   'maxResponseBytes',
+  'scope',
+  'maxRetryAfter',
 ]);
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);
 export const DEFAULT_RESPONSE_LIMIT = 16 * 1024 * 1024;
@@ -64,6 +72,7 @@ export function compileRoutes(
 ): CompiledRoute[] {
   if (routes !== undefined && !Array.isArray(routes)) throw new InvalidOptionError('routes must be an array');
   checkFields(defaults, 'defaults', new Set([...ROUTE_KEYS].filter((k) => k !== 'path' && k !== 'name')));
+  compileRoute({ ...defaults, path: '/' }, 'defaults'); // a bad default is named as defaults.<field>
   const list = routes && routes.length > 0 ? routes : [{ path: '/*' }];
   return list.map((r, i) => {
     checkFields(r, `routes[${i}]`, ROUTE_KEYS);
@@ -98,16 +107,24 @@ function compileRoute(r: RoutePolicy, where: string): CompiledRoute {
       throw new InvalidOptionError(`${where}.${field} must be a positive integer`);
     return v;
   };
+  const times = checkRunDurations(
+    { ttl: r.ttl ?? '24h', lease: r.lease ?? '30s', waitTimeout: r.waitTimeout ?? '30s' },
+    `${where}.`,
+  );
+  const maxRetryAfterMs = checkMaxRetryAfter(r.maxRetryAfter, `${where}.maxRetryAfter`);
   return {
     name: r.name ?? r.path,
     path: r.path,
     pattern: pathPattern(r.path),
     methods: new Set(methods),
     key: oneOf(r.key ?? 'optional', ['optional', 'required', 'ignore'], `${where}.key`),
-    ttlMs: toMs(r.ttl ?? '24h', `${where}.ttl`),
-    leaseMs: Math.max(50, toMs(r.lease ?? '30s', `${where}.lease`)),
-    waitMs: toMs(r.waitTimeout ?? '30s', `${where}.waitTimeout`),
-    concurrency: oneOf(r.concurrency ?? 'reject', ['reject', 'wait', 'attach'], `${where}.concurrency`),
+    ttlMs: times.ttl as number,
+    leaseMs: times.lease as number,
+    waitMs: times.waitTimeout as number,
+    concurrency: oneOf(r.concurrency ?? 'wait', ['reject', 'wait', 'attach'], `${where}.concurrency`),
+    scope: oneOf(r.scope ?? 'optional', ['optional', 'required'], `${where}.scope`),
+    maxRetryAfterMs,
+    retry: createRetryEstimator(maxRetryAfterMs),
     fingerprint: {
       headers: strings(r.fingerprintHeaders ?? DEFAULT_FINGERPRINT_HEADERS, `${where}.fingerprintHeaders`),
       excludeFields: strings(r.excludeFields ?? [], `${where}.excludeFields`, false),

@@ -11,6 +11,8 @@
  * @module
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
 import { Pool } from 'undici';
 import { InvalidOptionError } from '../core/errors.ts';
 import { clientResponseHeaders, upstreamRequestHeaders, writeProblem } from './respond.ts';
@@ -44,12 +46,26 @@ export interface ForwardRequest {
 export interface Upstream {
   readonly origin: string;
   forward(request: ForwardRequest, sink: ResponseSink): void;
-  /** Streams a request that needs no idempotency both ways, aborting upstream if the client leaves. */
-  passThrough(req: IncomingMessage, res: ServerResponse, extra: readonly string[]): void;
+  /**
+   * Streams a request that needs no idempotency both ways, aborting upstream if the client
+   * leaves. `url` is the client's target in origin-form (the shared pipeline's `parseTarget`).
+   */
+  passThrough(req: IncomingMessage, res: ServerResponse, url: string, extra: readonly string[]): void;
+  /** Opens (and closes) a connection to the upstream: the error message, or undefined when it is reachable. */
+  probe(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
 const NO_DROP: ReadonlySet<string> = new Set();
+
+/** Runs a dispatch; one undici refuses outright (it throws) is reported instead of escaping. */
+function guarded(onRefused: () => void, dispatch: () => unknown): void {
+  try {
+    dispatch();
+  } catch {
+    onRefused();
+  }
+}
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
@@ -83,30 +99,37 @@ export function createUpstream(
 
   function forward(request: ForwardRequest, sink: ResponseSink): void {
     let sent = false;
-    pool.dispatch(
-      { path: base + request.url, method: request.method, headers: request.headers, body: request.body },
-      {
-        onRequestStart() {
-          sent = true;
+    guarded(sink.onError.bind(sink, new Error('the upstream request was refused'), false, false), () =>
+      pool.dispatch(
+        { path: base + request.url, method: request.method, headers: request.headers, body: request.body },
+        {
+          onRequestStart() {
+            sent = true;
+          },
+          onResponseStart(controller, status, headers) {
+            sink.onStart(status, headers, controller);
+          },
+          onResponseData(_controller, chunk) {
+            sink.onData(chunk);
+          },
+          onResponseEnd() {
+            sink.onEnd();
+          },
+          onResponseError(_controller, error) {
+            const code = (error as { code?: string }).code ?? '';
+            sink.onError(error, sent, TIMEOUTS.has(code));
+          },
         },
-        onResponseStart(controller, status, headers) {
-          sink.onStart(status, headers, controller);
-        },
-        onResponseData(_controller, chunk) {
-          sink.onData(chunk);
-        },
-        onResponseEnd() {
-          sink.onEnd();
-        },
-        onResponseError(_controller, error) {
-          const code = (error as { code?: string }).code ?? '';
-          sink.onError(error, sent, TIMEOUTS.has(code));
-        },
-      },
+      ),
     );
   }
 
-  function passThrough(req: IncomingMessage, res: ServerResponse, extra: readonly string[]): void {
+  function passThrough(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: string,
+    extra: readonly string[],
+  ): void {
     let started = false;
     let sent = false;
     let aborted = false;
@@ -118,54 +141,80 @@ export function createUpstream(
     });
     const hasBody =
       req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-    pool.dispatch(
-      {
-        path: base + (req.url ?? '/'),
-        method: req.method ?? 'GET',
-        headers: upstreamRequestHeaders(req.rawHeaders, NO_DROP, true, extra),
-        body: hasBody ? req : null,
-      },
-      {
-        onRequestStart(controller) {
-          sent = true;
-          control = controller;
-          if (aborted) controller.abort(new Error('the client closed the connection'));
+    const refused = () => {
+      if (!res.headersSent) writeProblem(res, 'upstream-unavailable', 'the upstream request was refused');
+      else res.destroy();
+    };
+    guarded(refused, () =>
+      pool.dispatch(
+        {
+          path: base + url,
+          method: req.method ?? 'GET',
+          headers: upstreamRequestHeaders(req.rawHeaders, NO_DROP, true, extra),
+          body: hasBody ? req : null,
         },
-        onResponseStart(controller, status, headers) {
-          started = true;
-          res.writeHead(status, clientResponseHeaders(headers, false));
-          res.on('drain', () => controller.resume());
+        {
+          onRequestStart(controller) {
+            sent = true;
+            control = controller;
+            if (aborted) controller.abort(new Error('the client closed the connection'));
+          },
+          onResponseStart(controller, status, headers) {
+            started = true;
+            res.writeHead(status, clientResponseHeaders(headers, false));
+            res.on('drain', () => controller.resume());
+          },
+          onResponseData(controller, chunk) {
+            if (!res.write(chunk)) controller.pause();
+          },
+          onResponseEnd() {
+            res.end();
+          },
+          onResponseError(_controller, error) {
+            if (started || aborted) {
+              res.destroy();
+              return;
+            }
+            const code = (error as { code?: string }).code ?? '';
+            writeProblem(
+              res,
+              sent
+                ? TIMEOUTS.has(code)
+                  ? 'upstream-timeout'
+                  : 'indeterminate-outcome'
+                : 'upstream-unavailable',
+              `${code || error.name}: ${error.message}`,
+            );
+          },
         },
-        onResponseData(controller, chunk) {
-          if (!res.write(chunk)) controller.pause();
-        },
-        onResponseEnd() {
-          res.end();
-        },
-        onResponseError(_controller, error) {
-          if (started || aborted) {
-            res.destroy();
-            return;
-          }
-          const code = (error as { code?: string }).code ?? '';
-          writeProblem(
-            res,
-            sent
-              ? TIMEOUTS.has(code)
-                ? 'upstream-timeout'
-                : 'indeterminate-outcome'
-              : 'upstream-unavailable',
-            `${code || error.name}: ${error.message}`,
-          );
-        },
-      },
+      ),
     );
+  }
+
+  function probe(timeoutMs: number): Promise<void> {
+    const port = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
+    const host = parsed.hostname.replace(/^\[|\]$/g, '');
+    return new Promise((resolve, reject) => {
+      const socket =
+        parsed.protocol === 'https:'
+          ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host })
+          : net.connect({ host, port });
+      const done = (error?: Error) => {
+        socket.destroy();
+        if (error) reject(error);
+        else resolve();
+      };
+      socket.setTimeout(timeoutMs, () => done(new Error(`no connection within ${timeoutMs} ms`)));
+      socket.once(parsed.protocol === 'https:' ? 'secureConnect' : 'connect', () => done());
+      socket.once('error', done);
+    });
   }
 
   return {
     origin: parsed.origin,
     forward,
     passThrough,
+    probe,
     close: () => pool.close(),
   };
 }

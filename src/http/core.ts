@@ -13,20 +13,14 @@
  *
  * @module
  */
-import { BodyTooLargeError, readLimited } from './body.ts';
+import { readLimited } from './body.ts';
 import { createExecutor, type HeadersLike, idempotencyInfo } from './execute.ts';
-import { httpFingerprint } from './fingerprint.ts';
-import { parseIdempotencyKey } from './key.ts';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.ts';
+import { GLOBAL_WARNING, type IncomingLike, type KeyRules, prepareKeyed, type Refusal } from './pipeline.ts';
 import { type ProblemType, problemResponse } from './problem.ts';
-import {
-  ANONYMOUS_SCOPE,
-  anonymousScopeWarning,
-  CREDENTIAL_HEADERS,
-  credentialScope,
-  isGlobalScope,
-  scopeParts,
-} from './scope.ts';
+import { createRetryEstimator } from './retry.ts';
+import type { HeaderLines } from './scope.ts';
+import { headerLines, invalidTargets, parseTarget } from './target.ts';
 import type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared } from './types.ts';
 
 export type { BodyReader, IdempotencyInfo, IdempotencyPlan, Next, Prepared };
@@ -71,56 +65,50 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
   if (cfg.globalKeys) warnOnce(GLOBAL_WARNING);
   const problem = (type: ProblemType, detail?: string, headers?: HeadersLike) =>
     problemResponse(type, { base: cfg.problemBase, detail, headers });
-  const noRetry = { 'x-should-retry': 'false' };
-  const describedBy = { ...noRetry, link: `<${cfg.docsUrl}>; rel="describedby"` };
-  const execute = createExecutor({ cfg, warnOnce, problem });
+  const render = (r: Refusal) => problem(r.type, r.detail, r.headers);
+  const retry = createRetryEstimator(cfg.maxRetryAfterMs);
+  const describedBy = `<${cfg.docsUrl}>; rel="describedby"`;
+  const execute = createExecutor({ cfg, warnOnce, problem, retry, describedBy });
 
   async function prepare(request: Request, readBody?: BodyReader): Promise<Prepared> {
     if (!cfg.methods.has(request.method.toUpperCase())) return { action: 'pass' };
-    const field = request.headers.get(cfg.header);
-    if (field === null) {
-      if (!cfg.required) return { action: 'pass' };
-      const detail = `this endpoint requires an ${cfg.header} header`;
-      return { action: 'respond', response: problem('missing-key', detail, describedBy) };
-    }
-    const parsed = parseIdempotencyKey(field);
-    if (!parsed.ok)
-      return { action: 'respond', response: problem('invalid-key', parsed.detail, describedBy) };
-    const tooLarge = () => ({
-      action: 'respond' as const,
-      response: problem('payload-too-large', `the limit is ${cfg.bodyLimit} bytes`, {
-        ...noRetry,
-        connection: 'close',
-      }),
-    });
-    if (Number(request.headers.get('content-length') ?? 0) > cfg.bodyLimit) return tooLarge();
-    let body: Uint8Array;
-    try {
-      body = readBody ? await readBody(cfg.bodyLimit) : await readLimited(request.body, cfg.bodyLimit);
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) return tooLarge();
-      throw error;
-    }
-    if (body.byteLength > cfg.bodyLimit) return tooLarge();
-    const scope = await scopeOf(request);
-    const fingerprint = httpFingerprint(
-      { method: request.method, url: request.url, headers: request.headers, body },
-      { headers: cfg.fingerprintHeaders, excludeFields: cfg.excludeFields },
-    );
+    if (request.headers.get(cfg.header) === null && !cfg.required) return { action: 'pass' };
+    const invalid = invalidTargets.get(request);
+    if (invalid) return { action: 'respond', response: render(invalid) };
+    const url = new URL(request.url);
+    const target = parseTarget(url.pathname + url.search);
+    if (!target.ok) return { action: 'respond', response: render(target.refusal) };
+    const incoming: IncomingLike = {
+      method: request.method,
+      path: target.path,
+      search: target.search,
+      headers: headerLinesOf(request),
+      readBody: (limit) => (readBody ? readBody(limit) : readLimited(request.body, limit)),
+    };
+    const prepared = await prepareKeyed(incoming, rulesFor(request));
+    if (prepared.action === 'pass') return prepared;
+    if (prepared.action === 'refuse') return { action: 'respond', response: render(prepared.refusal) };
+    const { key, scope, fingerprint, body } = prepared;
     const replayable = new Request(request, { body: body.byteLength ? body : null });
-    return { action: 'execute', plan: { key: parsed.key, scope, fingerprint, request: replayable, body } };
+    return { action: 'execute', plan: { key, scope, fingerprint, request: replayable, body } };
   }
 
-  async function scopeOf(request: Request): Promise<string[]> {
-    if (cfg.scope) {
-      const parts = scopeParts(await cfg.scope(request));
-      if (isGlobalScope(parts)) warnOnce(GLOBAL_WARNING);
-      return parts;
-    }
-    if (cfg.globalKeys) return [];
-    const parts = credentialScope(request);
-    if (parts[0] === ANONYMOUS_SCOPE) warnOnce(ANONYMOUS_WARNING);
-    return parts;
+  function rulesFor(request: Request): KeyRules {
+    return {
+      header: cfg.header,
+      required: cfg.required,
+      bodyLimit: cfg.bodyLimit,
+      fingerprint: { headers: cfg.fingerprintHeaders, excludeFields: cfg.excludeFields },
+      describedBy,
+      scope: {
+        custom: cfg.scope ? () => (cfg.scope as NonNullable<typeof cfg.scope>)(request) : undefined,
+        global: cfg.globalKeys,
+        required: cfg.scopeRequired,
+        cookies: cfg.scopeCookies,
+        warn: warnOnce,
+        remedy: 'Pass scope: (req) => tenantOrUserId to tell them apart.',
+      },
+    };
   }
 
   async function handle(
@@ -138,10 +126,9 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
 
 // --- Internal helpers ---
 
-const GLOBAL_WARNING =
-  "idem: idempotency keys are global (no scope): one caller can replay or block another caller's key. " +
-  'Pass scope: (req) => tenantOrUserId instead.';
-const ANONYMOUS_WARNING = anonymousScopeWarning(
-  CREDENTIAL_HEADERS,
-  'Pass scope: (req) => tenantOrUserId to tell them apart.',
-);
+function headerLinesOf(request: Request): HeaderLines {
+  const lines = headerLines.get(request);
+  const headers = request.headers;
+  if (!lines) return headers;
+  return { get: (name) => headers.get(name), lines: (name) => lines.get(name.toLowerCase()) ?? [] };
+}

@@ -5,18 +5,13 @@
  *
  * @module
  */
-import {
-  FingerprintMismatchError,
-  InProgressError,
-  InvalidKeyError,
-  isIdemError,
-  OutcomeTooLargeError,
-  StoreUnavailableError,
-} from '../core/errors.ts';
+import { isIdemError, OutcomeTooLargeError, StoreUnavailableError } from '../core/errors.ts';
 import { storableHeaders } from './headers.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
+import { NO_RETRY, refusalFor } from './pipeline.ts';
 import { type ProblemType, problemBody } from './problem.ts';
+import type { RetryEstimator } from './retry.ts';
 import type { IdempotencyInfo, IdempotencyPlan, Next } from './types.ts';
 
 const infoByRequest = new WeakMap<Request, IdempotencyInfo>();
@@ -40,24 +35,26 @@ export interface ExecutorTools {
   cfg: ResolvedOptions;
   warnOnce(message: string): void;
   problem(type: ProblemType, detail?: string, headers?: HeadersLike): Response;
+  retry: RetryEstimator;
+  /** The `Link` value of 400 key problems. */
+  describedBy: string;
 }
 
 export type HeadersLike = ConstructorParameters<typeof Headers>[0];
 
-const NO_RETRY = { 'x-should-retry': 'false' };
-
 /** Builds `execute(plan, next)` for one core. */
-export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
-  const describedBy = { ...NO_RETRY, link: `<${cfg.docsUrl}>; rel="describedby"` };
-
+export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: ExecutorTools) {
   /**
    * The engine does the waiting and the single-flight: a duplicate in this process waits (or
    * not) by its own `onInProgress` and `waitTimeout`, and runs the handler itself when the
    * first request's response was released or its handler threw. What it hands back as a
-   * replay is always a stored outcome, and is replayed as stored.
+   * replay is always a stored outcome, and is replayed as stored. A duplicate whose client
+   * went away (the request's `signal`) stops waiting and runs nothing.
    */
   async function execute(plan: IdempotencyPlan, next: Next): Promise<Response> {
+    const signal = plan.request.signal;
     let started = false;
+    let startedAt = 0;
     let bodiless: Response | undefined;
     let handed: Response | undefined;
     let live!: (response: Response) => void;
@@ -68,7 +65,9 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
     const run = cfg.idem.execute<HttpOutcome>(
       plan.key,
       async (ctx) => {
+        if (signal.aborted) throw new ClientGone();
         started = true;
+        startedAt = Date.now();
         const info: IdempotencyInfo = {
           key: plan.key,
           recordId: ctx.recordId,
@@ -86,13 +85,15 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
         } catch (error) {
           throw new HandlerFailure(error);
         }
+        const final = response.status >= 500 && cfg.policy(response.status) === 'store';
         if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
-          bodiless = response;
+          bodiless = final ? withHeader(new Response(null, response), ...NO_RETRY) : response;
           return toOutcome(response, new Uint8Array(0));
         }
         const { client, collected } = teeResponse(response, done, cfg.maxStoredBodyBytes);
-        handed = client;
-        live(client);
+        handed = brokenUnlessStored(client, run);
+        if (final) handed.headers.set(...NO_RETRY);
+        live(handed);
         const c = await collected;
         if (!c.ok) {
           cfg.logger.error(
@@ -111,16 +112,39 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
       },
     );
     run.then(settled, settled);
+    run.then(
+      () => started && retry.record(Date.now() - startedAt),
+      () => {},
+    );
 
-    const first = await Promise.race([
+    type First =
+      | { response: Response }
+      | { result: Awaited<typeof run> }
+      | { error: unknown }
+      | { gone: true };
+    const answered: Promise<First> = Promise.race([
       handedOver.then((response) => ({ response })),
       run.then(
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       ),
     ]);
+    // A holder keeps going when its client leaves (the outcome is stored for the retry).
+    const first = await Promise.race([
+      answered,
+      clientGone(signal).then((): Promise<First> | First => (started ? answered : { gone: true })),
+    ]);
+    if ('gone' in first) {
+      run.catch(() => {}); // the engine gives up on its own; the action runs nothing for it
+      return problem('conflict', 'the client went away while waiting; nothing ran for it');
+    }
     if ('response' in first) {
-      run.catch((error) => cfg.logger.error(`idem: storing the outcome failed: ${describe(error)}`, error));
+      run.catch((error) =>
+        cfg.logger.error(
+          `idem: the outcome was not stored (${describe(error)}); the response was ended as broken`,
+          error,
+        ),
+      );
       return first.response;
     }
     if ('result' in first) {
@@ -140,28 +164,14 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
       cfg.logger.error(`idem: storing the outcome failed: ${describe(error)}`, error);
       return bodiless;
     }
-    if (error instanceof FingerprintMismatchError) {
-      const detail = 'this key was first used with another method, path, query, headers or body';
-      return problem('fingerprint-mismatch', detail, NO_RETRY);
+    if (error instanceof StoreUnavailableError && !started && cfg.onStoreError === 'open') {
+      return bypass(plan, next);
     }
-    if (error instanceof InProgressError) return inProgress(error.retryAfterMs);
-    if (error instanceof StoreUnavailableError && !started) {
-      if (cfg.onStoreError === 'open') return bypass(plan, next);
-      return problem('store-unavailable', 'retry shortly, or send the request without an Idempotency-Key', {
-        'retry-after': '2',
-      });
-    }
-    if (error instanceof OutcomeTooLargeError && !started) {
-      return problem('outcome-too-large', error.message, { 'idempotent-replayed': 'true', ...NO_RETRY });
-    }
-    if (error instanceof InvalidKeyError) return problem('invalid-key', error.message, describedBy);
+    const afterRun =
+      started && (error instanceof StoreUnavailableError || error instanceof OutcomeTooLargeError);
+    const refusal = afterRun ? undefined : refusalFor(error, retry, describedBy);
+    if (refusal) return problem(refusal.type, refusal.detail, refusal.headers);
     throw error;
-  }
-
-  function inProgress(retryAfterMs: number): Response {
-    const seconds = Math.min(cfg.maxRetryAfterSeconds, Math.max(1, Math.ceil(retryAfterMs / 1000)));
-    const detail = 'a request with this key is still running; retry after the indicated delay';
-    return problem('conflict', detail, { 'retry-after': String(seconds) });
   }
 
   async function bypass(plan: IdempotencyPlan, next: Next): Promise<Response> {
@@ -205,6 +215,45 @@ export function createExecutor({ cfg, warnOnce, problem }: ExecutorTools) {
 }
 
 // --- Internal helpers ---
+
+/** The client went away before the action started: it runs nothing (the engine releases the key). */
+class ClientGone extends Error {
+  override name = 'ClientGone';
+  constructor() {
+    super('the client went away before the request ran');
+  }
+}
+
+/** Resolves when `signal` aborts; never when it cannot. */
+function clientGone(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+function withHeader(response: Response, name: string, value: string): Response {
+  response.headers.set(name, value);
+  return response;
+}
+
+/**
+ * The live response, whose end waits for the outcome to be stored: when the store refuses it
+ * (store down, lease lost), the stream errors instead of ending, so the client sees a broken
+ * response, never a clean success for an outcome no retry will find.
+ */
+function brokenUnlessStored(client: Response, run: Promise<unknown>): Response {
+  const body = (client.body as ReadableStream<Uint8Array>).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async flush() {
+        await run; // rejects: the stream errors
+      },
+    }),
+  );
+  return new Response(body, {
+    status: client.status,
+    statusText: client.statusText,
+    headers: client.headers,
+  });
+}
 
 /** Wraps what the handler threw, so it is told apart from errors of the engine and of other requests. */
 class HandlerFailure extends Error {

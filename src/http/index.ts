@@ -1,14 +1,18 @@
 /**
  * HTTP idempotency for web-standard `(Request) => Response` handlers (Next.js route handlers,
  * Bun, Deno, Cloudflare Workers), and the framework-free core the Hono, Express and Fastify
- * adapters and the gateway are built on. Behaviour: docs/http/behaviour.md.
+ * adapters are built on (the gateway shares its request pipeline). Behaviour:
+ * docs/http/behaviour.md.
  *
  * @module
  */
 import { createHttpIdempotency, type IdempotencyInfo } from './core.ts';
 import type { IdempotencyOptions } from './options.ts';
 
-export { BodyTooLargeError, DEFAULT_BODY_LIMIT, isJsonContentType, readLimited } from './body.ts';
+// What users call: the wrapper, the core for their own integration, the options and the
+// outcome policy. The building blocks (key parser, fingerprint, scope, tee, problem writer)
+// are internal modules; the adapters import them directly.
+export { BodyTooLargeError } from './body.ts';
 export {
   type BodyReader,
   createHttpIdempotency,
@@ -19,34 +23,11 @@ export {
   type Next,
   type Prepared,
 } from './core.ts';
-export {
-  DEFAULT_FINGERPRINT_HEADERS,
-  type FingerprintOptions,
-  type FingerprintRequest,
-  type HeaderReader,
-  httpFingerprint,
-} from './fingerprint.ts';
-export { DEFAULT_REPLAY_HEADERS, isNeverReplayed, replayAllowList, storableHeaders } from './headers.ts';
-export { type KeyRejection, MAX_HTTP_KEY_LENGTH, type ParsedKey, parseIdempotencyKey } from './key.ts';
-export type { IdempotencyLogger, IdempotencyOptions, ResolvedOptions } from './options.ts';
-export { type HttpOutcome, NULL_BODY_STATUSES, replayResponse, teeResponse } from './outcome.ts';
+export type { IdempotencyLogger, IdempotencyOptions } from './options.ts';
 export { defaultOutcomePolicy, type OutcomeDecision, type OutcomePolicy } from './policy.ts';
-export {
-  PROBLEM_BASE,
-  PROBLEMS,
-  type ProblemBody,
-  type ProblemOptions,
-  type ProblemType,
-  problemBody,
-  problemResponse,
-} from './problem.ts';
-export {
-  anonymousScopeWarning,
-  CREDENTIAL_HEADERS,
-  credentialScope,
-  type ScopeFn,
-  type ScopeValue,
-} from './scope.ts';
+export { PROBLEMS, type ProblemBody, type ProblemType } from './problem.ts';
+export type { ScopeFn, ScopeValue } from './scope.ts';
+export { credentialScope } from './scope.ts';
 
 /** A web-standard handler; extra arguments (Next.js context, Workers env) pass through. */
 export type WebHandler<A extends unknown[] = unknown[]> = (

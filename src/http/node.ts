@@ -7,16 +7,24 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BodyTooLargeError, concatBytes } from './body.ts';
+import { DRAIN_LIMIT } from './pipeline.ts';
+import { headerLines, invalidTargets, parseTarget } from './target.ts';
 
 /**
  * Reads a Node request stream with a limit enforced while reading. Past the limit it stops
- * reading (without destroying the socket, so a 413 can still be sent) and throws
- * {@link BodyTooLargeError}.
+ * keeping the bytes but reads and discards the rest, up to `drainLimit` bytes in all (default
+ * 8 MiB), before it throws {@link BodyTooLargeError}: a client that is still sending then reads
+ * the 413 instead of a connection reset. Past `drainLimit` it pauses the stream and throws at once.
  */
-export function readNodeBody(stream: NodeJS.ReadableStream, limit: number): Promise<Uint8Array> {
+export function readNodeBody(
+  stream: NodeJS.ReadableStream,
+  limit: number,
+  drainLimit = Math.max(DRAIN_LIMIT, limit),
+): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
+    let over = false;
     const cleanup = () => {
       stream.off('data', onData);
       stream.off('end', onEnd);
@@ -25,17 +33,19 @@ export function readNodeBody(stream: NodeJS.ReadableStream, limit: number): Prom
     const onData = (chunk: Buffer | string) => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       size += bytes.byteLength;
-      if (size > limit) {
+      if (size > drainLimit) {
         cleanup();
         stream.pause();
         reject(new BodyTooLargeError(limit));
         return;
       }
-      chunks.push(bytes);
+      if (size > limit) over = true;
+      if (!over) chunks.push(bytes);
     };
     const onEnd = () => {
       cleanup();
-      resolve(new Uint8Array(concatBytes(chunks, size)));
+      if (over) reject(new BodyTooLargeError(limit));
+      else resolve(new Uint8Array(concatBytes(chunks, size)));
     };
     const onError = (error: unknown) => {
       cleanup();
@@ -47,41 +57,47 @@ export function readNodeBody(stream: NodeJS.ReadableStream, limit: number): Prom
   });
 }
 
-/** A body-less web `Request` with the method, URL and every header field line of `req`. */
-export function webRequestOf(req: IncomingMessage, path: string): Request {
+/**
+ * A body-less web `Request` with the method, URL and every header field line of `req`. Never
+ * throws: a target that is not a path or an http(s) URL, or a bad `Host`, gives a request on a
+ * placeholder URL that the core answers with 400 `invalid-target`. Pass `signal` (aborted when
+ * the client's connection closes) so a waiting duplicate stops when its client goes away.
+ */
+export function webRequestOf(req: IncomingMessage, path: string, signal?: AbortSignal): Request {
   const headers = new Headers();
+  const lines = new Map<string, string[]>();
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     if (name.startsWith(':')) continue; // HTTP/2 pseudo-headers
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    const list = lines.get(lower);
+    if (list) list.push(value);
+    else lines.set(lower, [value]);
     try {
-      headers.append(name, raw[i + 1] as string);
+      headers.append(name, value);
     } catch {
       // a header value the Fetch API refuses cannot matter to idempotency
     }
   }
-  return new Request(targetUrl(path, req.headers.host), { method: req.method ?? 'GET', headers });
-}
-
-/**
- * The URL of a request target, whatever the client put on the request line. An origin-form
- * target is appended to the origin rather than resolved against it, so `//[x/p` or `//a:99999/p`
- * stay paths instead of failing as authorities; a Host that is no valid authority gives way to
- * `localhost`; other forms (`*`, absolute-form) resolve as URLs, and what still fails is
- * percent-encoded into one path segment.
- */
-function targetUrl(path: string, host: string | undefined): URL {
-  let origin = 'http://localhost';
-  try {
-    if (host) origin = new URL(`http://${host}`).origin;
-  } catch {
-    // a Host header that is not a valid authority
+  const target = parseTarget(path);
+  let url: URL | undefined;
+  if (target.ok) {
+    for (const host of [req.headers.host ?? 'localhost', 'localhost']) {
+      try {
+        url = new URL(`http://${host}${target.path}${target.search}`);
+        break;
+      } catch {
+        // a Host the URL parser refuses: the placeholder host
+      }
+    }
   }
-  try {
-    return path.startsWith('/') ? new URL(origin + path) : new URL(path, origin);
-  } catch {
-    return new URL(`${origin}/${encodeURIComponent(path)}`);
-  }
+  const request = new Request(url ?? 'http://localhost/', { method: req.method ?? 'GET', headers, signal });
+  headerLines.set(request, lines);
+  if (!target.ok) invalidTargets.set(request, target.refusal);
+  else if (!url) invalidTargets.set(request, { type: 'invalid-target', headers: [] });
+  return request;
 }
 
 /** The `writeHead`, `write` and `end` to send with (the originals when an adapter wrapped them). */

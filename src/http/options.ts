@@ -37,7 +37,10 @@ export interface IdempotencyOptions {
   ttl?: Duration;
   /** How long the running request holds the key between heartbeats. Default: the engine's (`'30s'`). */
   lease?: Duration;
-  /** `'reject'` answers 409 while the first request runs; `'wait'` waits for its response. */
+  /**
+   * A duplicate of a running request: `'wait'` (default) waits for the first request's response
+   * and answers with it; `'reject'` answers 409 with a short `Retry-After`.
+   */
   onInProgress?: InProgressPolicy;
   /** How long `'wait'` waits before answering 409. Default: the engine's (`'30s'`). */
   waitTimeout?: Duration;
@@ -46,10 +49,14 @@ export interface IdempotencyOptions {
   /** JSON body fields left out of the fingerprint, as dot paths (`'meta.traceId'`, `'items.*.ts'`). */
   excludeFields?: readonly string[];
   /**
-   * The caller's identity, part of the record id. Default: a hash of the request's credentials;
-   * requests without credentials all share the `anonymous` scope (idem warns once).
+   * The caller's identity, part of the record id. Default: a hash of the request's normalized
+   * credentials (`Authorization`, `Proxy-Authorization`, `X-API-Key`, cookies); requests without
+   * credentials all share the `anonymous` scope (idem warns once). `'required'`: the default
+   * scope, and a keyed request without credentials gets 401 `missing-credentials`.
    */
-  scope?: ScopeFn;
+  scope?: ScopeFn | 'required';
+  /** The cookies that identify a caller (session cookies), for the default scope. Default: all cookies, only without other credentials. */
+  scopeCookies?: readonly string[];
   /** Use one namespace for every caller (no scope). Logs a warning once. */
   dangerouslyAllowGlobalKeys?: boolean;
   /** Store or release a response, by status. Default {@link defaultOutcomePolicy}. */
@@ -62,7 +69,7 @@ export interface IdempotencyOptions {
   maxStoredBodyBytes?: number;
   /** Store down: `'closed'` answers 503 (default); `'open'` runs the handler without idempotency. */
   onStoreError?: 'closed' | 'open';
-  /** Upper bound of the `Retry-After` sent with 409. Between 1s and 60s. Default `'5s'`. */
+  /** Upper bound of the `Retry-After` sent with 409 (a short estimate, at least 1 s). Between 1s and 60s. Default `'2s'`. */
   maxRetryAfter?: Duration;
   /** Base of the problem `type` URIs. Default `'https://idem.dev/problems/'`. */
   problemBase?: string;
@@ -84,13 +91,15 @@ export interface ResolvedOptions {
   fingerprintHeaders: readonly string[];
   excludeFields: readonly string[];
   scope: ScopeFn | undefined;
+  scopeRequired: boolean;
+  scopeCookies: readonly string[] | undefined;
   globalKeys: boolean;
   policy: OutcomePolicy;
   replayHeaders: ReadonlySet<string>;
   bodyLimit: number;
   maxStoredBodyBytes: number;
   onStoreError: 'closed' | 'open';
-  maxRetryAfterSeconds: number;
+  maxRetryAfterMs: number;
   problemBase: string;
   docsUrl: string;
   handlerErrors: 'rethrow' | 'problem';
@@ -113,10 +122,8 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const run = pick(options);
   const engine = idem ?? createIdem({ store: store as Store, ...run });
   if (typeof engine.execute !== 'function') throw new InvalidOptionError('idem must come from createIdem()');
-  const maxRetryAfterSeconds = Math.ceil(toMs(options.maxRetryAfter ?? '5s', 'maxRetryAfter') / 1000);
-  if (maxRetryAfterSeconds < 1 || maxRetryAfterSeconds > 60) {
-    throw new InvalidOptionError('maxRetryAfter must be between 1s and 60s');
-  }
+  const maxRetryAfterMs = checkMaxRetryAfter(options.maxRetryAfter, 'maxRetryAfter');
+  const scopeRequired = options.scope === 'required';
   const problemBase = options.problemBase ?? PROBLEM_BASE;
   return Object.freeze({
     idem: engine,
@@ -126,14 +133,17 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     run,
     fingerprintHeaders: options.fingerprintHeaders ?? DEFAULT_FINGERPRINT_HEADERS,
     excludeFields: options.excludeFields ?? [],
-    scope: checkFn(options.scope, 'scope'),
+    scope: scopeRequired ? undefined : checkFn(options.scope as ScopeFn | undefined, 'scope'),
+    scopeRequired,
+    scopeCookies:
+      options.scopeCookies === undefined ? undefined : strings(options.scopeCookies, 'scopeCookies'),
     globalKeys: options.dangerouslyAllowGlobalKeys === true,
     policy: checkFn(options.outcomePolicy, 'outcomePolicy') ?? defaultOutcomePolicy,
     replayHeaders: replayAllowList(options.replayHeaders),
     bodyLimit: checkBytes(options.bodyLimit ?? DEFAULT_BODY_LIMIT, 'bodyLimit'),
     maxStoredBodyBytes: checkBytes(options.maxStoredBodyBytes ?? 2 * 1024 * 1024, 'maxStoredBodyBytes'),
     onStoreError: checkOneOf(options.onStoreError ?? 'closed', ['closed', 'open'], 'onStoreError'),
-    maxRetryAfterSeconds,
+    maxRetryAfterMs,
     problemBase,
     docsUrl: options.docsUrl ?? `${problemBase}missing-key`,
     handlerErrors: checkOneOf(options.handlerErrors ?? 'rethrow', ['rethrow', 'problem'], 'handlerErrors'),
@@ -143,16 +153,63 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
 
 function pick(o: IdemRunOptions): ResolvedOptions['run'] {
   const run: ResolvedOptions['run'] = {};
-  for (const name of ['ttl', 'lease', 'waitTimeout'] as const) {
-    const value = o[name];
-    if (value === undefined) continue;
-    toMs(value, name); // validates now, not on the first request
-    run[name] = value;
-  }
-  if (o.onInProgress !== undefined) {
-    run.onInProgress = checkOneOf<InProgressPolicy>(o.onInProgress, ['reject', 'wait'], 'onInProgress');
-  }
+  const ms = checkRunDurations(o, '');
+  if (o.ttl !== undefined) run.ttl = ms.ttl;
+  if (o.lease !== undefined) run.lease = ms.lease;
+  if (o.waitTimeout !== undefined) run.waitTimeout = ms.waitTimeout;
+  run.onInProgress = checkOneOf<InProgressPolicy>(
+    o.onInProgress ?? 'wait',
+    ['reject', 'wait'],
+    'onInProgress',
+  );
   return run;
+}
+
+/** The shortest lease accepted: a heartbeat every lease/3 must still be possible. */
+export const MIN_LEASE_MS = 50;
+
+/**
+ * Validates `ttl`, `lease` and `waitTimeout` into milliseconds, refusing (never clamping) a
+ * value idem cannot honour; `where` prefixes the option name in the message (`routes[0].`).
+ * Seam: the engine's own run-option validator replaces this once it exists.
+ *
+ * @example
+ * checkRunDurations({ lease: '10ms' }, 'routes[0].') // throws: routes[0].lease must be at least 50 ms
+ */
+export function checkRunDurations(
+  o: { ttl?: Duration; lease?: Duration; waitTimeout?: Duration },
+  where: string,
+): { ttl?: number; lease?: number; waitTimeout?: number } {
+  const out: { ttl?: number; lease?: number; waitTimeout?: number } = {};
+  if (o.ttl !== undefined) {
+    out.ttl = toMs(o.ttl, `${where}ttl`);
+    if (out.ttl < 1) throw new InvalidOptionError(`${where}ttl must be at least 1 ms`);
+  }
+  if (o.lease !== undefined) {
+    out.lease = toMs(o.lease, `${where}lease`);
+    if (out.lease < MIN_LEASE_MS)
+      throw new InvalidOptionError(`${where}lease must be at least ${MIN_LEASE_MS} ms, got ${out.lease} ms`);
+  }
+  if (o.waitTimeout !== undefined) out.waitTimeout = toMs(o.waitTimeout, `${where}waitTimeout`);
+  return out;
+}
+
+/**
+ * `maxRetryAfter` in ms: default 2 s, between 1 s and 60 s (what SDKs honour).
+ *
+ * @example
+ * checkMaxRetryAfter('5m', 'routes[0].maxRetryAfter') // throws InvalidOptionError
+ */
+export function checkMaxRetryAfter(value: Duration | undefined, option: string): number {
+  const ms = toMs(value ?? '2s', option);
+  if (ms < 1000 || ms > 60_000) throw new InvalidOptionError(`${option} must be between 1s and 60s`);
+  return ms;
+}
+
+function strings(value: unknown, option: string): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
+    throw new InvalidOptionError(`${option} must be an array of strings`);
+  return value;
 }
 
 type IdemRunOptions = Pick<IdempotencyOptions, 'ttl' | 'lease' | 'waitTimeout' | 'onInProgress'>;

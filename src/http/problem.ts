@@ -25,7 +25,7 @@ export const PROBLEM_BASE = 'https://idem.dev/problems/';
  * @example
  * const cls: ErrorClass = PROBLEMS['fingerprint-mismatch'].errorType; // 'idempotency_error'
  */
-export type ErrorClass = 'invalid_request_error' | 'idempotency_error' | 'api_error';
+export type ErrorClass = 'invalid_request_error' | 'idempotency_error' | 'authentication_error' | 'api_error';
 
 /**
  * What one problem is: status, title, stable code, Stripe error class and default detail.
@@ -116,6 +116,42 @@ export const PROBLEMS = {
     code: 'handler_error',
     errorType: 'api_error',
     detail: 'the handler threw before answering; the key was released, so a retry runs again',
+  },
+  'invalid-target': {
+    status: 400,
+    title: 'The request target is not a path',
+    code: 'invalid_request_target',
+    errorType: 'invalid_request_error',
+    detail: 'send the request to a path (origin-form, e.g. /v1/payments); it was not processed',
+  },
+  'invalid-body': {
+    status: 400,
+    title: 'The request body cannot be fingerprinted',
+    code: 'invalid_body',
+    errorType: 'invalid_request_error',
+    detail:
+      'the body is not well-formed (e.g. a lone surrogate, or JSON nested too deeply); it was not processed',
+  },
+  'duplicate-credentials': {
+    status: 400,
+    title: 'A credential header was sent more than once',
+    code: 'duplicate_credentials',
+    errorType: 'invalid_request_error',
+    detail: 'send each credential header (Authorization, X-Api-Key…) once; the request was not processed',
+  },
+  'missing-credentials': {
+    status: 401,
+    title: 'A keyed request must carry credentials',
+    code: 'missing_credentials',
+    errorType: 'authentication_error',
+    detail: 'this route scopes keys by caller: send your credentials with the Idempotency-Key',
+  },
+  'internal-error': {
+    status: 500,
+    title: 'idem failed on this request; see its log',
+    code: 'internal_error',
+    errorType: 'api_error',
+    detail: 'an unexpected error in idem; retry with the same key, which is safe whatever happened',
   },
   // the gateway's upstream leg (src/gateway)
   'upstream-unavailable': {

@@ -32,7 +32,7 @@ describe('gateway: scope', () => {
     await post(stack.url, '/payments', { amount: 1 }, 'anon-1');
     await post(stack.url, '/payments', { amount: 2 }, 'anon-2');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain('without credentials (authorization, cookie, x-api-key)');
+    expect(lines[0]).toContain('without credentials (authorization, proxy-authorization, x-api-key, cookie)');
     expect(lines[0]).toContain("share one namespace ('anonymous')");
     expect(lines[0]).toContain('scopeHeaders');
   });
@@ -60,7 +60,7 @@ describe('gateway: scope', () => {
     expect((await store.get(recordIdOf(['gateway', ...scope], 'same-key')))?.state).toBe('completed');
   });
 
-  it('custom scopeHeaders: only those headers scope the key, in their order', async () => {
+  it('custom scopeHeaders: when present, only those headers scope the key, in their order', async () => {
     const store = memoryStore();
     const { lines, logger } = capture();
     stack = await startStack({ store, logger, scopeHeaders: ['X-Tenant', 'X-User'] });
@@ -79,9 +79,14 @@ describe('gateway: scope', () => {
     ]);
     expect((await store.get(recordIdOf(['gateway', ...scope], 'k')))?.state).toBe('completed');
     expect(lines).toEqual([]);
-    await post(stack.url, '/payments', { amount: 5 }, 'k2', { authorization: 'Bearer a' });
+    // without them, the credential headers scope it (never the shared anonymous scope)
+    const a = await post(stack.url, '/payments', { amount: 5 }, 'k2', { authorization: 'Bearer a' });
+    const b = await post(stack.url, '/payments', { amount: 5 }, 'k2', { authorization: 'Bearer b' });
+    expect(b.body.equals(a.body)).toBe(false);
+    expect(lines).toEqual([]);
+    await post(stack.url, '/payments', { amount: 5 }, 'k3');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain('without credentials (x-tenant, x-user)');
+    expect(lines[0]).toContain('without credentials (x-tenant, x-user, authorization,');
   });
 });
 

@@ -67,7 +67,7 @@ describe('gateway: /healthz, /metrics, the policy document', () => {
         if (onStoreError === 'closed') {
           expect(r.status).toBe(503);
           expect(JSON.parse(r.text).type).toMatch(/store-unavailable$/);
-          expect(r.headers['retry-after']).toBe('1');
+          expect(r.headers['retry-after']).toBe('2'); // one rule with the middleware
           expect(s.demo.executions.payments).toBe(before);
         } else {
           expect(r.status).toBe(201);

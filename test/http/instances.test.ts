@@ -45,7 +45,7 @@ function instances(count: number, options: Partial<IdempotencyOptions> = {}) {
 
 describe('several instances on one store', () => {
   it('reject mode: one execution across instances; the others get 409', async () => {
-    const x = instances(4);
+    const x = instances(4, { onInProgress: 'reject' });
     const first = x.send(0);
     while (x.runs() === 0) await new Promise((r) => setTimeout(r, 5)); // the first holds the key
     const others = await Promise.all([1, 2, 3, 5, 6, 7].map((i) => x.send(i)));

@@ -28,6 +28,11 @@ const EXPECTED: Record<ProblemType, { status: number; code: string; errorType: s
   'upstream-unavailable': { status: 502, code: 'upstream_unavailable', errorType: 'api_error' },
   'indeterminate-outcome': { status: 502, code: 'indeterminate_outcome', errorType: 'api_error' },
   'upstream-timeout': { status: 504, code: 'upstream_timeout', errorType: 'api_error' },
+  'invalid-target': { status: 400, code: 'invalid_request_target', errorType: 'invalid_request_error' },
+  'invalid-body': { status: 400, code: 'invalid_body', errorType: 'invalid_request_error' },
+  'duplicate-credentials': { status: 400, code: 'duplicate_credentials', errorType: 'invalid_request_error' },
+  'missing-credentials': { status: 401, code: 'missing_credentials', errorType: 'authentication_error' },
+  'internal-error': { status: 500, code: 'internal_error', errorType: 'api_error' },
 };
 
 describe('problem bodies', () => {

@@ -157,7 +157,7 @@ export function suiteMore(
 
   describe(`${title}: concurrency`, () => {
     it('reject mode: N concurrent same-key requests run the handler once; the rest get 409', async () => {
-      const r = await rig();
+      const r = await rig({ onInProgress: 'reject' });
       let answered = 0;
       const all = Array.from({ length: 12 }, () => r.post('/slow', 'race').finally(() => answered++));
       await r.entered();
@@ -206,6 +206,37 @@ export function suiteMore(
       await r.entered(5);
       r.open();
       expect((await Promise.all(all)).map((x) => x.status)).toEqual([201, 201, 201, 201, 201]);
+    });
+  });
+
+  describe(`${title}: hardening`, () => {
+    it('a stored live 5xx says x-should-retry: false; a released 503 does not', async () => {
+      const r = await rig();
+      expect((await r.post('/status/500', 'live500')).headers.get('x-should-retry')).toBe('false');
+      expect((await r.post('/status/503', 'live503')).headers.get('x-should-retry')).toBeNull();
+    });
+
+    it('reject: the 409 carries a short Retry-After and retry-after-ms, not the lease', async () => {
+      const r = await rig({ onInProgress: 'reject', lease: '30s' });
+      const first = r.post('/slow', 'short-retry');
+      await r.entered();
+      const dup = await r.post('/slow', 'short-retry');
+      expect(dup.status).toBe(409);
+      expect(Number(dup.headers.get('retry-after'))).toBeLessThanOrEqual(2);
+      expect(Number(dup.headers.get('retry-after-ms'))).toBeGreaterThanOrEqual(1000);
+      r.open();
+      await first;
+    });
+
+    it("scope: 'required' answers 401 without credentials; normalized credentials keep one record", async () => {
+      const r = await rig({ scope: 'required' });
+      const anon = await r.post('/status/201', 'creds');
+      expect(anon.status).toBe(401);
+      expectProblem(anon, 401, 'missing-credentials');
+      await r.post('/status/201', 'creds', undefined, [['authorization', 'Bearer t']]);
+      const again = await r.post('/status/201', 'creds', undefined, [['authorization', 'bearer  t']]);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(r.calls).toHaveLength(1);
     });
   });
 

@@ -1,20 +1,24 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { createIdem, InvalidOptionError, memoryStore } from 'idem';
-import {
-  createHttpIdempotency,
-  credentialScope,
-  defaultOutcomePolicy,
-  httpFingerprint,
-  isJsonContentType,
-  parseIdempotencyKey,
-  problemResponse,
-  readLimited,
-  replayAllowList,
-  replayResponse,
-  storableHeaders,
-  teeResponse,
-} from 'idem/http';
+import { createHttpIdempotency, defaultOutcomePolicy } from 'idem/http';
 import { describe, expect, it } from 'vitest';
-import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../../src/http/headers.ts';
+import { BodyTooLargeError, isJsonContentType, readLimited } from '../../src/http/body.ts';
+import { httpFingerprint } from '../../src/http/fingerprint.ts';
+import {
+  connectionTokens,
+  HOP_BY_HOP,
+  isNeverReplayed,
+  replayAllowList,
+  storableHeaders,
+} from '../../src/http/headers.ts';
+import { parseIdempotencyKey } from '../../src/http/key.ts';
+import { readNodeBody, webRequestOf } from '../../src/http/node.ts';
+import { replayResponse, teeResponse } from '../../src/http/outcome.ts';
+import { problemResponse } from '../../src/http/problem.ts';
+import { createRetryEstimator } from '../../src/http/retry.ts';
+import { credentialScope, credentialScopeOf } from '../../src/http/scope.ts';
+import { parseTarget } from '../../src/http/target.ts';
 import { bodyStream, recordingLogger } from './harness.ts';
 
 describe('parseIdempotencyKey', () => {
@@ -342,5 +346,97 @@ describe('options', () => {
     const next = async () => new Response(String(++n), { status: 201 });
     await core.handle(req(), next);
     expect(await (await core.handle(req(), next)).text()).toBe('1');
+  });
+});
+
+describe('the shared pipeline', () => {
+  it('parseTarget: origin-form as is, absolute-form reduced, anything else refused; never throws', () => {
+    expect(parseTarget('/pay?x=1')).toEqual({ ok: true, path: '/pay', search: '?x=1' });
+    expect(parseTarget('http://h.example/pay?x=1')).toEqual({ ok: true, path: '/pay', search: '?x=1' });
+    expect(parseTarget('HTTPS://h.example/p')).toMatchObject({ ok: true, path: '/p' });
+    for (const bad of [
+      '*',
+      'h:443',
+      'ftp://x/y',
+      'http://[x/y',
+      '//[x/p',
+      '//a:99999/p',
+      'http://a:99999/p',
+      '',
+    ]) {
+      const t = parseTarget(bad);
+      expect(t.ok, bad).toBe(false);
+      if (!t.ok) expect(t.refusal.type).toBe('invalid-target');
+    }
+  });
+
+  it('the retry estimate: the recent median, capped by the lease left and maxRetryAfter, at least 1 s', () => {
+    const retry = createRetryEstimator(2000);
+    expect(retry.headers(29_000)).toEqual([
+      ['retry-after', '2'],
+      ['retry-after-ms', '2000'],
+    ]);
+    for (const ms of [1500, 1400, 1600]) retry.record(ms);
+    expect(retry.headers(29_000)).toEqual([
+      ['retry-after', '2'],
+      ['retry-after-ms', '1500'],
+    ]);
+    expect(retry.headers(300)[1]).toEqual(['retry-after-ms', '1000']);
+  });
+
+  it('credentialScopeOf: normalized values, duplicates refused, cookies by name', () => {
+    const of = (headers: Record<string, string>, cookies?: string[]) =>
+      credentialScopeOf({ headers: new Headers(headers) }, { cookies });
+    expect(of({ authorization: 'bearer   t ' })).toEqual(of({ authorization: 'Bearer t' }));
+    expect(of({ authorization: 'Bearer a' })).not.toEqual(of({ authorization: 'Bearer b' }));
+    expect(of({ authorization: 'Bearer a, Bearer b' })).toEqual({ ok: false, duplicate: 'authorization' });
+    expect(of({ 'x-api-key': 'a, b' })).toEqual({ ok: false, duplicate: 'x-api-key' });
+    expect(of({ authorization: 'Digest username="a", realm="r"' }).ok).toBe(true);
+    expect(of({ cookie: 'sid=1; _ga=2' }, ['sid'])).toEqual(of({ cookie: '_ga=3; sid=1' }, ['sid']));
+    expect(of({ cookie: 'sid=1; sid=2' }, ['sid'])).toEqual({ ok: false, duplicate: 'cookie' });
+    expect(of({ cookie: '_ga=1' }, ['sid'])).toMatchObject({ anonymous: true });
+    // without configured names, cookies count only when no other credential is sent
+    expect(of({ authorization: 'Bearer a', cookie: 'x=1' })).toEqual(of({ authorization: 'Bearer a' }));
+    expect(of({ cookie: 'x=1' })).not.toEqual(of({ cookie: 'x=2' }));
+  });
+
+  it('the Node bridge: a bad target or Host never throws; the core answers 400', async () => {
+    const core = createHttpIdempotency({
+      idem: createIdem({ store: memoryStore() }),
+      logger: recordingLogger(),
+    });
+    const fake = (url: string, rawHeaders: string[]) =>
+      ({
+        method: 'POST',
+        url,
+        rawHeaders,
+        headers: Object.fromEntries(
+          rawHeaders.flatMap((v, i) => (i % 2 ? [] : [[v.toLowerCase(), rawHeaders[i + 1]]])),
+        ),
+      }) as unknown as IncomingMessage;
+    for (const target of ['//[x/payments', '//a:99999/payments', '*']) {
+      const request = webRequestOf(fake(target, ['Host', 'x', 'Idempotency-Key', 'k']), target);
+      const prepared = await core.prepare(request, async () => new Uint8Array(0));
+      expect(prepared.action).toBe('respond');
+      if (prepared.action === 'respond') expect(prepared.response.status).toBe(400);
+    }
+    const badHost = webRequestOf(fake('/p', ['Host', 'a:99999', 'Idempotency-Key', 'k']), '/p');
+    expect(new URL(badHost.url).pathname).toBe('/p');
+    const twice = webRequestOf(
+      fake('/p', ['Host', 'x', 'Idempotency-Key', 'k', 'X-API-Key', 'a', 'X-API-Key', 'b']),
+      '/p',
+    );
+    const prepared = await core.prepare(twice, async () => new Uint8Array(0));
+    expect(prepared.action === 'respond' && prepared.response.status).toBe(400);
+  });
+
+  it('readNodeBody reads and discards past the limit before refusing (up to the drain limit)', async () => {
+    const chunks = Array.from({ length: 32 }, () => Buffer.alloc(64 * 1024, 'a')); // 2 MiB
+    const stream = Readable.from(chunks);
+    await expect(readNodeBody(stream, 1024 * 1024)).rejects.toBeInstanceOf(BodyTooLargeError);
+    expect(stream.readableEnded).toBe(true); // drained: the client can read the 413
+    const huge = Readable.from(chunks);
+    await expect(readNodeBody(huge, 1024, 256 * 1024)).rejects.toBeInstanceOf(BodyTooLargeError);
+    expect(huge.readableEnded).toBe(false); // past the drain limit: stop at once
   });
 });

@@ -182,7 +182,7 @@ describe('withIdempotency specifics', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
   });
 
-  it('a store write that fails after the response left is logged; the client still gets it', async () => {
+  it('a store write that fails after the response left is logged; the client sees a broken response', async () => {
     const base = memoryStore();
     const failing: Store = {
       ...base,
@@ -194,11 +194,137 @@ describe('withIdempotency specifics', () => {
     const endpoint = withIdempotency(async () => new Response('made', { status: 201 }), {
       idem: createIdem({ store: failing }),
       logger,
+      onInProgress: 'reject',
     });
     const res = await endpoint(post('k'));
-    expect(await res.text()).toBe('made');
-    expect(logger.lines.some((l) => l.includes('storing the outcome failed'))).toBe(true);
+    await expect(res.text()).rejects.toThrow(/outcome/);
+    expect(logger.lines.some((l) => l.includes('the outcome was not stored'))).toBe(true);
     // the key stays claimed (the action ran): a retry is told to wait, never re-run
     expect((await endpoint(post('k'))).status).toBe(409);
+  });
+});
+
+describe('hardening (the web pipeline)', () => {
+  const slowEndpoint = (options: Record<string, unknown>, ms = 300, status = 201) => {
+    let runs = 0;
+    const endpoint = withIdempotency(
+      async () => {
+        runs++;
+        await pause(ms);
+        return Response.json({ run: runs }, { status });
+      },
+      { idem: createIdem({ store: memoryStore() }), logger: recordingLogger(), ...options },
+    );
+    return { endpoint, runs: () => runs };
+  };
+
+  it('409 Retry-After is a short estimate (≤ 2 s by default) with retry-after-ms', async () => {
+    const { endpoint } = slowEndpoint({ onInProgress: 'reject', lease: '30s' }, 1500);
+    const first = endpoint(post('ra'));
+    await pause(50);
+    const dup = await endpoint(post('ra'));
+    expect(dup.status).toBe(409);
+    expect(Number(dup.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(dup.headers.get('retry-after'))).toBeLessThanOrEqual(2);
+    const ms = Number(dup.headers.get('retry-after-ms'));
+    expect(ms).toBeGreaterThanOrEqual(1000);
+    expect(ms).toBeLessThanOrEqual(2000);
+    await (await first).text();
+  });
+
+  it("'wait' is the default: concurrent duplicates become one execution", async () => {
+    const { endpoint, runs } = slowEndpoint({}, 200);
+    const all = await Promise.all([endpoint(post('w')), endpoint(post('w')), endpoint(post('w'))]);
+    expect(runs()).toBe(1);
+    const bodies = await Promise.all(all.map((r) => r.text()));
+    expect(new Set(bodies).size).toBe(1);
+    for (const r of all) expect(r.status).toBe(201);
+  });
+
+  it('a waiting duplicate whose client went away runs nothing', async () => {
+    const { endpoint, runs } = slowEndpoint({ onInProgress: 'wait' }, 300, 503);
+    const first = endpoint(post('gone'));
+    await pause(30);
+    const client = new AbortController();
+    const dup = endpoint(new Request(post('gone'), { signal: client.signal })).catch(() => undefined);
+    await pause(50);
+    client.abort();
+    expect((await first).status).toBe(503); // released: a waiter still there would run it
+    await dup;
+    await pause(100);
+    expect(runs()).toBe(1);
+  });
+
+  it('a stored live 5xx says x-should-retry: false; a released 503 does not', async () => {
+    const stored = await slowEndpoint({}, 0, 500).endpoint(post('s500'));
+    expect(stored.headers.get('x-should-retry')).toBe('false');
+    const released = await slowEndpoint({}, 0, 503).endpoint(post('s503'));
+    expect(released.headers.get('x-should-retry')).toBeNull();
+  });
+
+  it.each([
+    ['a lone surrogate', '{"a":"\\ud800"}'],
+    ['JSON nested 10 000 deep', `${'['.repeat(10_000)}${']'.repeat(10_000)}`],
+  ])('a body with %s is a 4xx problem', async (_, body) => {
+    const { endpoint } = slowEndpoint({}, 0);
+    const r = await endpoint(post('bad-body', body));
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(r.status).toBeLessThan(500);
+    expect(r.headers.get('content-type')).toBe('application/problem+json');
+  });
+
+  it('an outcome the store refuses ends the live stream as broken, and is logged', async () => {
+    const base = memoryStore();
+    const refusing: Store = { ...base, complete: () => Promise.reject(new Error('store down (test)')) };
+    const logger = recordingLogger();
+    const endpoint = withIdempotency(async () => Response.json({ ok: true }, { status: 201 }), {
+      idem: createIdem({ store: refusing }),
+      logger,
+    });
+    const r = await endpoint(post('unstored'));
+    const read = await r.text().then(
+      () => 'complete',
+      () => 'broken',
+    );
+    expect(read).toBe('broken');
+    expect(logger.lines.join('\n')).toMatch(/error: .*not stored/);
+  });
+
+  it('scope: credentials are normalized (scheme case, whitespace); proxy-authorization counts', async () => {
+    const { endpoint, runs } = slowEndpoint({}, 0);
+    await endpoint(post('n', '{"a":1}', { authorization: 'Bearer tok' }));
+    const again = await endpoint(post('n', '{"a":1}', { authorization: 'bearer   tok' }));
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    await endpoint(post('p', '{"a":1}', { 'proxy-authorization': 'Basic YQ==' }));
+    await endpoint(post('p', '{"a":1}', { 'proxy-authorization': 'Basic Yg==' }));
+    expect(runs()).toBe(3);
+  });
+
+  it('scope: only the configured cookies count', async () => {
+    const { endpoint, runs } = slowEndpoint({ scopeCookies: ['session'] }, 0);
+    await endpoint(post('c', '{"a":1}', { cookie: 'session=s1' }));
+    const again = await endpoint(post('c', '{"a":1}', { cookie: '_ga=1; session=s1' }));
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(runs()).toBe(1);
+  });
+
+  it("scope: 'required' answers 401 without credentials", async () => {
+    const { endpoint, runs } = slowEndpoint({ scope: 'required' }, 0);
+    const r = await endpoint(post('anon'));
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as { type: string }).type).toMatch(/missing-credentials$/);
+    expect(runs()).toBe(0);
+    expect((await endpoint(post('anon', '{"a":1}', { 'x-api-key': 'k' }))).status).toBe(201);
+  });
+
+  it('options are validated, not clamped: a lease under 50 ms is refused', () => {
+    const idem = createIdem({ store: memoryStore() });
+    expect(() => withIdempotency(async () => new Response(), { idem, lease: 10 })).toThrow(/lease/);
+    expect(() => withIdempotency(async () => new Response(), { idem, waitTimeout: -1 })).toThrow(
+      /waitTimeout/,
+    );
+    expect(() =>
+      withIdempotency(async () => new Response(), { store: memoryStore(), maxRetryAfter: '5m' }),
+    ).toThrow(/maxRetryAfter/);
   });
 });
