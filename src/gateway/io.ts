@@ -55,7 +55,11 @@ export function headerLines(req: IncomingMessage): HeaderLines {
 }
 
 /** Fires when the client's connection closes before its response finished. */
-export function clientGone(res: ServerResponse) {
+export function clientGone(res: ServerResponse): {
+  signal: AbortSignal;
+  promise: Promise<typeof GONE>;
+  dispose: () => void;
+} {
   const controller = new AbortController();
   let resolve!: (v: typeof GONE) => void;
   const promise = new Promise<typeof GONE>((r) => (resolve = r));

@@ -89,7 +89,10 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
     if (prepared.action === 'pass') return prepared;
     if (prepared.action === 'refuse') return { action: 'respond', response: render(prepared.refusal) };
     const { key, scope, fingerprint, body } = prepared;
-    const replayable = new Request(request, { body: body.byteLength ? body : null });
+    // a body that was read (even an empty one) must be handed on: a used Request cannot be copied without one
+    const replayable = new Request(request, {
+      body: request.body === null && body.byteLength === 0 ? null : body,
+    });
     return { action: 'execute', plan: { key, scope, fingerprint, request: replayable, body } };
   }
 

@@ -11,6 +11,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { parseJsonExact } from '../core/json.ts';
 import { canonicalJson } from '../core/keys.ts';
 import { isJsonContentType } from './body.ts';
 
@@ -86,7 +87,7 @@ function bodyDigest(body: Uint8Array, contentType: string | null, exclude: reado
   if (isJsonContentType(contentType) && body.byteLength > 0) {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(utf8.decode(body));
+      parsed = parseJsonExact(utf8.decode(body)); // numbers a double cannot hold keep their exact value
     } catch {
       parsed = undefined; // not JSON after all: fall back to the raw bytes
     }

@@ -231,15 +231,18 @@ function makeGroup(rng: Rng, gid: string): FuzzGroup {
   }
   if (roll < 86) {
     // One key, two bodies that differ only where a careless fingerprint does not look.
-    const pairs: [string, string, string][] = [
-      ['proto', '{"__proto__":{"x":1},"a":1}', '{"__proto__":{"x":2},"a":1}'],
-      ['lone-surrogate', '{"a":"\\ud800"}', '{"a":"\\ud801"}'],
-      ['huge-number', '{"n":1e400}', '{"n":2e400}'],
-      ['nested-proto', '{"a":{"__proto__":[1]}}', '{"a":{"__proto__":[2]}}'],
+    // The second must never replay the first: 409/422 under the same key, or 400 invalid-body
+    // for bodies that cannot be fingerprinted at all (lone surrogates are refused, never claimed).
+    const pairs: [string, string, string, number[]][] = [
+      ['proto', '{"__proto__":{"x":1},"a":1}', '{"__proto__":{"x":2},"a":1}', [409, 422]],
+      ['lone-surrogate', '{"a":"\\ud800"}', '{"a":"\\ud801"}', [400]],
+      ['huge-number', '{"n":1e400}', '{"n":2e400}', [409, 422]],
+      ['big-integer', '{"id":12345678901234567891}', '{"id":12345678901234567890}', [409, 422]],
+      ['nested-proto', '{"a":{"__proto__":[1]}}', '{"a":{"__proto__":[2]}}', [409, 422]],
     ];
-    const [name, a, b] = rng.pick(pairs);
+    const [name, a, b, expect] = rng.pick(pairs);
     const first = base('fingerprint', name, { body: Buffer.from(a) });
-    const second = { ...first, body: Buffer.from(b), expect: [409, 422] };
+    const second = { ...first, body: Buffer.from(b), expect };
     return number([first, second], false);
   }
   if (roll < 94) {
