@@ -35,7 +35,8 @@ interface WaitArgs {
 
 /** Claims until the key is ours, completed, or the wait is over. */
 export async function waitForTurn(args: WaitArgs): Promise<Turn> {
-  const deadline = Date.now() + args.waitMs;
+  // monotonic: a wall clock stepped back must not stretch the wait past waitMs
+  const deadline = performance.now() + args.waitMs;
   let delay = WAIT_FIRST_MS;
   let wake: Wake | undefined;
   try {
@@ -48,7 +49,7 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
       if (args.accept(record)) return { kind: 'completed', record, now };
       const leaseLeft = Math.max(0, record.leaseUntil - now);
       args.onLease?.(leaseLeft);
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
       if (!wake) {
         args.onWait(leaseLeft);
