@@ -108,7 +108,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
           return { result, token, sentAt };
         } catch (error) {
           // the claim was sent and may still land: undo it once the store answers again
-          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token);
+          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token, call.releaseGuardMs);
           throw error;
         }
       },
