@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { StoreUnavailableError } from '../core/errors.ts';
+import { InvalidOptionError, StoreUnavailableError } from '../core/errors.ts';
 import type { ClaimRequest, Store } from '../core/store.ts';
 import type { SuiteEnv } from './suite-env.ts';
 
@@ -157,6 +157,18 @@ export function contractTests(env: SuiteEnv): void {
     // the new holder's record is kept like any claim's: leaseUntil + max(lease, ttl)
     const held = await s.get(r.id);
     expect(held!.expiresAt).toBe(held!.leaseUntil + DAY);
+  });
+
+  it('a guard that is not a finite number >= 0 is an InvalidOptionError and the holder keeps the record', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    for (const guard of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(s.release(r.id, r.token, guard), String(guard)).rejects.toBeInstanceOf(InvalidOptionError);
+    }
+    expect(await s.get(r.id)).toMatchObject({ state: 'in_progress', token: r.token, attempt: 1 });
+    expect(await s.release(r.id, r.token, 0)).toBe(true);
+    expect(await s.get(r.id)).toBeUndefined();
   });
 
   it('a release after a takeover ignores the guard window: the next claim is still a takeover', async () => {
