@@ -46,6 +46,11 @@ interface HeartbeatArgs {
 }
 
 const TIMED_OUT = new Error('renew timed out');
+/**
+ * After a refused renew the lease is already gone (another holder may be running): the read
+ * that names the reason gets at most this long before the signal aborts as 'unconfirmed'.
+ */
+const REASON_WAIT_MS = 1000;
 
 /**
  * Renews the lease every `intervalMs` until stopped, and aborts `controller` with a
@@ -77,7 +82,7 @@ export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
       if (stopped) return;
       if (until === undefined) {
         stopped = true;
-        const reason = await lostBecause(a.store, a.id, a.token, a.leaseMs);
+        const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
         return lose(LOST_MESSAGE[reason], reason);
       }
       leaseEnd = sentAt + a.leaseMs;
