@@ -52,7 +52,7 @@ it('a claim that timed out but landed later is released in the background: nothi
   await idem.close();
 });
 
-it('the clean-up only ever releases the token it sent: a claim that never landed leaves others alone', async () => {
+it("the clean-up only ever releases the token it sent: the caller's own retry that holds the key meanwhile is left alone", async () => {
   const base = memoryStore();
   let fail = true;
   const releases: string[] = [];
@@ -65,15 +65,24 @@ it('the clean-up only ever releases the token it sent: a claim that never landed
     },
   };
   const idem = createIdem({ store });
+  const { recordId } = idem.ids('k');
   await expect(idem.run('k', () => 1)).rejects.toBeInstanceOf(StoreUnavailableError);
   fail = false;
+  // the retry claims the same key with a new token and holds it while the clean-up runs
   let finish!: () => void;
-  const holding = idem.run('other', () => new Promise<number>((r) => (finish = () => r(2))));
+  let holderToken = '';
+  const holding = idem.run('k', (ctx) => {
+    holderToken = ctx.token;
+    return new Promise<number>((r) => (finish = () => r(2)));
+  });
   await sleep(1_500);
-  expect(releases.length).toBeGreaterThan(0);
+  expect(releases.length).toBeGreaterThan(1);
   expect(new Set(releases).size).toBe(1); // one token: the failed claim's
+  expect(releases).not.toContain(holderToken);
+  expect(await base.get(recordId)).toMatchObject({ state: 'in_progress', token: holderToken });
   finish();
   expect(await holding).toBe(2);
+  expect(await idem.run('k', () => 3)).toBe(2);
   await idem.close();
 });
 
