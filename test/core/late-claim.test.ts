@@ -113,3 +113,22 @@ it('a late claim that landed on a released marker is undone into the marker agai
   expect(r.value).toEqual({ attempt: 1, mayHaveRun: false });
   await flaky.close();
 });
+
+it('a late claim that landed as a takeover is undone without forgetting that an earlier attempt may have run', async () => {
+  const { base, store, heal } = lateLandingClaims(30);
+  const idem = createIdem({ store: base });
+  const { recordId } = idem.ids('k');
+  // an earlier holder's lease ran out mid-action (it may have acted)
+  await base.claim({ id: recordId, fingerprint: '', leaseMs: 50, ttlMs: 86_400_000, token: 'zombie' });
+  await sleep(80);
+  const events: string[] = [];
+  const flaky = createIdem({ store, onEvent: (e) => events.push(e.type) });
+  await expect(flaky.run('k', () => 'never')).rejects.toBeInstanceOf(StoreUnavailableError);
+  heal();
+  const deadline = Date.now() + 5_000;
+  while (!events.includes('released') && Date.now() < deadline) await sleep(20);
+  expect(await base.get(recordId)).toMatchObject({ state: 'in_progress', token: '', attempt: 2 });
+  const r = await idem.execute('k', (ctx) => ({ attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun }));
+  expect(r.value).toEqual({ attempt: 3, mayHaveRun: true });
+  await flaky.close();
+});
