@@ -37,7 +37,7 @@ interface HeartbeatArgs {
   token: string;
   leaseMs: number;
   intervalMs: number;
-  /** The local lease end of the claim: claim sent + leaseMs, epoch ms (`Date.now()` based). */
+  /** The local lease end of the claim: claim sent + leaseMs, on the `performance.now()` clock. */
   leaseEnd: number;
   controller: AbortController;
   /** Called after each renewal with the new local lease end, epoch ms. */
@@ -57,8 +57,8 @@ const REASON_WAIT_MS = 1000;
  * `LeaseLostError` as soon as the lease is lost or can no longer be known to hold.
  */
 export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
-  // from here on, monotonic time: the wall clock may be stepped while the action runs
-  let leaseEnd = performance.now() + (a.leaseEnd - Date.now());
+  // monotonic time throughout: the wall clock may be stepped while the action runs
+  let leaseEnd = a.leaseEnd;
   let stopped = false;
   let settled = false;
   let timer: NodeJS.Timeout | undefined;

@@ -100,7 +100,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
       waitMs: call.policy === 'wait' ? call.waitMs : 0,
       claim: async () => {
         const token = randomUUID();
-        const sentAt = Date.now();
+        const sentAt = performance.now(); // monotonic: the lease is counted from here
         try {
           const result = await storeCall(recordId, () =>
             store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
@@ -140,7 +140,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
       return replay<T>(record.id, outcome, record.attempt, false);
     }
 
-    setState('holder', turn.sentAt + leaseMs);
+    setState('holder', Date.now() + (turn.sentAt + leaseMs - performance.now()));
     emit?.({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
     const value = await hold({
       key: call.key,

@@ -15,6 +15,7 @@ export const WAIT_MAX_MS = 1000;
 
 /** The outcome of trying to take a key. */
 export type Turn =
+  /** `sentAt`: `performance.now()` when the winning claim was sent. */
   | { kind: 'acquired'; token: string; attempt: number; takeover: boolean; sentAt: number }
   | { kind: 'completed'; record: StoreRecord; now: number }
   | { kind: 'busy'; retryAfterMs: number; timedOut: boolean };

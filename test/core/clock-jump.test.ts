@@ -40,6 +40,35 @@ it('a clock stepped back while renewals hang still aborts the signal at the real
   expect(abortedAfter).toBeLessThan(1_500);
 });
 
+it('a clock stepped back while the winning claim travels still aborts the signal at the real lease end', async () => {
+  const base = memoryStore({ now: realNow });
+  const store: Store = {
+    ...base,
+    claim: async (req) => {
+      const answer = await base.claim(req);
+      jumpClock(-10_000); // stepped while the answer was on its way
+      await sleep(20);
+      return answer;
+    },
+    renew: () => new Promise(() => {}), // the store stopped answering
+  };
+  const idem = createIdem({ store, lease: 300 });
+  let abortedAfter = -1;
+  await idem
+    .run('k', async (ctx) => {
+      const started = performance.now();
+      await Promise.race([
+        new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
+        sleep(3_000),
+      ]);
+      if (ctx.signal.aborted) abortedAfter = performance.now() - started;
+      return 'v';
+    })
+    .catch(() => {});
+  expect(abortedAfter).toBeGreaterThan(0);
+  expect(abortedAfter).toBeLessThan(1_500);
+});
+
 it('a clock stepped forward does not abort a lease the store keeps renewing', async () => {
   const base = memoryStore({ now: realNow });
   // a store a few ms away, as every networked store is
