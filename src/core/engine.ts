@@ -88,6 +88,7 @@ export function createIdem(options: IdemOptions): Idem {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
     const own = resolveRunOptions(opts);
+    const ttlMs = own.ttlMs ?? defaults.ttlMs;
     return {
       key,
       action,
@@ -97,9 +98,10 @@ export function createIdem(options: IdemOptions): Idem {
         opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude)),
       policy: own.onInProgress ?? defaults.policy,
       leaseMs: own.leaseMs ?? defaults.leaseMs,
-      ttlMs: own.ttlMs ?? defaults.ttlMs,
+      ttlMs,
       waitMs: own.waitMs ?? defaults.waitMs,
-      releaseGuardMs: own.releaseGuardMs ?? defaults.releaseGuardMs,
+      // a released key is never remembered longer than a completed one
+      releaseGuardMs: Math.min(own.releaseGuardMs ?? defaults.releaseGuardMs, ttlMs),
     };
   }
 

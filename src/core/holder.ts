@@ -40,7 +40,7 @@ export interface HolderRun<T> {
   ttlMs: number;
   /** How long a release on attempt 1 keeps the fingerprint (0: the key is new at once). */
   releaseGuardMs: number;
-  /** When the winning claim was sent: the lease surely ends by this + leaseMs. */
+  /** `performance.now()` when the winning claim was sent: the lease surely ends by this + leaseMs. */
   claimSentAt: number;
   action: (ctx: ActionContext) => T | Promise<T>;
   releaseIf?: ((value: T) => boolean) | undefined;

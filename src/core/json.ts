@@ -8,8 +8,12 @@
  */
 import { InvalidInputError } from './errors.ts';
 
-/** Numbers that may not survive a double: 16+ digits in a row, or a 3-digit exponent. */
-const MAYBE_LOSSY = /\d{16}|[eE][+-]?\d{3}/;
+/**
+ * Numbers that may not survive a double: 16+ digits (a double holds any 15), counted across a
+ * decimal point (`123.456789012345678`), or a 3-digit exponent. A false alarm only costs the
+ * slower exact parse.
+ */
+const MAYBE_LOSSY = /\d(?:\.?\d){15}|[eE][+-]?\d{3}/;
 
 /**
  * `JSON.parse`, except that numbers a double cannot hold exactly are kept as

@@ -7,14 +7,16 @@
  *
  * ```
  * claim(token) ─✗ timeout ─▶ caller gets StoreUnavailableError at once
- *        └ background: release(token) at +100 ms, +400, +1 s, +2 s, +4 s, +8 s, +16 s
+ *        └ background: release(token, guardMs) at +100 ms, +400, +1 s, +2 s, +4 s, +8 s, +16 s
  *            true  ─▶ the late claim is undone (event 'released'); stop
  *            false ─▶ not landed (yet: a claim may wait behind a lock): try at the next step
  *            error ─▶ the store is still away: try at the next step
  *        after the last step, give up: the key then waits out its lease as before
  * ```
  *
- * A release is fenced by the token, so it can only ever undo this caller's own claim.
+ * A release is fenced by the token, so it can only ever undo this caller's own claim. It is the
+ * release the holder would have made (with the call's guard window): a late claim that landed on
+ * a released marker leaves a marker again, never deletes it, so another input stays refused.
  *
  * @module
  */
@@ -26,8 +28,11 @@ export const UNDO_DELAYS_MS = [100, 300, 600, 1000, 2000, 4000, 8000];
 
 /** The background releaser of one engine. */
 export interface LateClaimUndo {
-  /** Schedules the release of `token`, which a failed claim on `recordId` sent. Never blocks. */
-  undo(recordId: string, token: string): void;
+  /**
+   * Schedules the release of `token`, which a failed claim on `recordId` sent, with the call's
+   * guard window `guardMs` (see `Store.release`). Never blocks.
+   */
+  undo(recordId: string, token: string, guardMs: number): void;
   /** Cancels every pending release (the engine is closing). */
   cancel(): void;
 }
@@ -37,7 +42,7 @@ export interface LateClaimUndo {
  *
  * @example
  * const late = createLateClaimUndo(store, emit);
- * try { await store.claim(req) } catch (e) { late.undo(req.id, req.token); throw e }
+ * try { await store.claim(req) } catch (e) { late.undo(req.id, req.token, 60_000); throw e }
  */
 export function createLateClaimUndo(
   store: Store,
@@ -56,12 +61,12 @@ export function createLateClaimUndo(
   };
 
   return {
-    undo(recordId, token) {
+    undo(recordId, token, guardMs) {
       const attempt = (step: number) => {
         if (cancelled) return;
         let pending: Promise<boolean>;
         try {
-          pending = store.release(recordId, token);
+          pending = store.release(recordId, token, guardMs);
         } catch (error) {
           pending = Promise.reject(error);
         }

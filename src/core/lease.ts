@@ -11,6 +11,9 @@
  *
  * The local lease end is measured from when the claim (or renew) was *sent*: the store set
  * leaseUntil no earlier than that, so the real lease never ends before the local estimate.
+ * It is kept on the monotonic clock (`performance.now()`), so a wall clock stepped back or
+ * forward while the action runs neither delays the abort past the real lease end nor aborts
+ * a lease the store keeps renewing.
  *
  * @module
  */
@@ -34,20 +37,27 @@ interface HeartbeatArgs {
   token: string;
   leaseMs: number;
   intervalMs: number;
-  /** The local lease end of the claim: claim sent + leaseMs. */
+  /** The local lease end of the claim: claim sent + leaseMs, on the `performance.now()` clock. */
   leaseEnd: number;
   controller: AbortController;
+  /** Called after each renewal with the new local lease end, epoch ms. */
   onRenew: (localLeaseEnd: number) => void;
   onError: (error: unknown) => void;
 }
 
 const TIMED_OUT = new Error('renew timed out');
+/**
+ * After a refused renew the lease is already gone (another holder may be running): the read
+ * that names the reason gets at most this long before the signal aborts as 'unconfirmed'.
+ */
+const REASON_WAIT_MS = 1000;
 
 /**
  * Renews the lease every `intervalMs` until stopped, and aborts `controller` with a
  * `LeaseLostError` as soon as the lease is lost or can no longer be known to hold.
  */
 export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
+  // monotonic time throughout: the wall clock may be stepped while the action runs
   let leaseEnd = a.leaseEnd;
   let stopped = false;
   let settled = false;
@@ -61,7 +71,7 @@ export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
   };
   const beat = async () => {
     if (stopped) return;
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     try {
       // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
       const until = await withDeadline(
@@ -72,29 +82,29 @@ export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
       if (stopped) return;
       if (until === undefined) {
         stopped = true;
-        const reason = await lostBecause(a.store, a.id, a.token, a.leaseMs);
+        const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
         return lose(LOST_MESSAGE[reason], reason);
       }
       leaseEnd = sentAt + a.leaseMs;
-      a.onRenew(leaseEnd);
+      a.onRenew(Date.now() + (leaseEnd - performance.now()));
     } catch (error) {
       if (stopped) return;
       if (error === TIMED_OUT) {
         return lose('the store did not confirm the lease before it ran out', 'unconfirmed');
       }
       a.onError(error);
-      if (Date.now() >= leaseEnd) {
+      if (performance.now() >= leaseEnd) {
         return lose('the lease could not be renewed before it ran out', 'unconfirmed');
       }
     }
-    schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - Date.now())));
+    schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
   };
   const schedule = (ms: number) => {
     if (stopped) return;
     timer = setTimeout(beat, ms);
     timer.unref();
   };
-  schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - Date.now())));
+  schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
 
   return {
     settle() {

@@ -113,8 +113,9 @@ export function createSingleFlight(emit: ((event: IdemEvent) => void) | undefine
         emit?.({ type: 'mismatch', recordId });
         throw new FingerprintMismatchError();
       }
-      const deadline = Date.now() + call.waitMs;
-      const retry = () => again(Math.max(0, deadline - Date.now()));
+      // monotonic: a wall clock stepped back must not stretch this call's wait budget
+      const deadline = performance.now() + call.waitMs;
+      const retry = () => again(Math.max(0, deadline - performance.now()));
       if (call.policy === 'reject') {
         await shared.claimed;
         if (shared.state === 'holder' || shared.state === 'waiting') {
@@ -124,13 +125,13 @@ export function createSingleFlight(emit: ((event: IdemEvent) => void) | undefine
       }
       let r: ExecuteResult<unknown>;
       try {
-        r = await withDeadline(shared.result, deadline - Date.now(), () => {
+        r = await withDeadline(shared.result, deadline - performance.now(), () => {
           emit?.({ type: 'in_progress', recordId });
           return new InProgressError(shared.leaseEnd - Date.now(), 'gave up waiting for the holder');
         });
       } catch (error) {
         const mayStillWait =
-          call.policy === 'wait' && error instanceof InProgressError && deadline > Date.now();
+          call.policy === 'wait' && error instanceof InProgressError && deadline > performance.now();
         if (shared.released || (mayStillWait && inflight.get(recordId) !== shared)) return retry();
         throw error;
       }

@@ -25,6 +25,28 @@
  * @module
  */
 
+import { InvalidOptionError } from './errors.ts';
+
+/** The longest guard window a store accepts (the Redis scripts' integer range). */
+export const MAX_GUARD_MS = 1e15;
+
+/**
+ * `release`'s `guardMs` as whole milliseconds (absent: 0). Anything that is not a finite number
+ * from 0 to {@link MAX_GUARD_MS} is an `InvalidOptionError`, the same in every store, and the
+ * holder keeps the record.
+ *
+ * @example
+ * const guard = guardMsOf(guardMs); // 60000, or 0 to delete on attempt 1
+ */
+export function guardMsOf(guardMs: number | undefined): number {
+  if (guardMs === undefined) return 0;
+  const ms = Math.ceil(guardMs);
+  if (!(ms >= 0 && ms <= MAX_GUARD_MS)) {
+    throw new InvalidOptionError(`guardMs must be a finite number >= 0, got ${guardMs}`);
+  }
+  return ms;
+}
+
 /** A record as stored. Every time is epoch milliseconds on the store's clock. */
 export interface StoreRecord {
   /** The record id: a hash of scope + key, never the raw key. */
@@ -118,6 +140,8 @@ export interface Store {
    * '', attempt 0, leaseUntil = now, expiresAt = now + guardMs. A claim with the same
    * fingerprint takes it as attempt 1 (not a takeover); another fingerprint finds the record
    * (the engine answers a mismatch) until the marker expires. Later attempts ignore `guardMs`.
+   * A `guardMs` that is not a finite number >= 0 rejects with `InvalidOptionError` (see
+   * {@link guardMsOf}) and changes nothing.
    */
   release(id: string, token: string, guardMs?: number): Promise<boolean>;
   /**

@@ -100,7 +100,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
       waitMs: call.policy === 'wait' ? call.waitMs : 0,
       claim: async () => {
         const token = randomUUID();
-        const sentAt = Date.now();
+        const sentAt = performance.now(); // monotonic: the lease is counted from here
         try {
           const result = await storeCall(recordId, () =>
             store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
@@ -108,7 +108,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
           return { result, token, sentAt };
         } catch (error) {
           // the claim was sent and may still land: undo it once the store answers again
-          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token);
+          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token, call.releaseGuardMs);
           throw error;
         }
       },
@@ -140,7 +140,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
       return replay<T>(record.id, outcome, record.attempt, false);
     }
 
-    setState('holder', turn.sentAt + leaseMs);
+    setState('holder', Date.now() + (turn.sentAt + leaseMs - performance.now()));
     emit?.({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
     const value = await hold({
       key: call.key,

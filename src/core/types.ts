@@ -31,7 +31,7 @@ export interface IdemOptions {
   /**
    * After a first attempt releases the key (an error, `releaseIf`), how long its fingerprint
    * is kept: a retry with another input gets `FingerprintMismatchError`, the same input runs
-   * as attempt 1. `0` frees the key for any input at once. Default `'1m'`.
+   * as attempt 1. `0` frees the key for any input at once. Default `'1m'`, never more than `ttl`.
    */
   releaseGuard?: Duration;
   /** Scope parts prefixed to every key (service, tenant…). Part of the hashed record id. */

@@ -15,6 +15,7 @@ export const WAIT_MAX_MS = 1000;
 
 /** The outcome of trying to take a key. */
 export type Turn =
+  /** `sentAt`: `performance.now()` when the winning claim was sent. */
   | { kind: 'acquired'; token: string; attempt: number; takeover: boolean; sentAt: number }
   | { kind: 'completed'; record: StoreRecord; now: number }
   | { kind: 'busy'; retryAfterMs: number; timedOut: boolean };
@@ -35,7 +36,8 @@ interface WaitArgs {
 
 /** Claims until the key is ours, completed, or the wait is over. */
 export async function waitForTurn(args: WaitArgs): Promise<Turn> {
-  const deadline = Date.now() + args.waitMs;
+  // monotonic: a wall clock stepped back must not stretch the wait past waitMs
+  const deadline = performance.now() + args.waitMs;
   let delay = WAIT_FIRST_MS;
   let wake: Wake | undefined;
   try {
@@ -48,7 +50,7 @@ export async function waitForTurn(args: WaitArgs): Promise<Turn> {
       if (args.accept(record)) return { kind: 'completed', record, now };
       const leaseLeft = Math.max(0, record.leaseUntil - now);
       args.onLease?.(leaseLeft);
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) return { kind: 'busy', retryAfterMs: leaseLeft, timedOut: wake !== undefined };
       if (!wake) {
         args.onWait(leaseLeft);

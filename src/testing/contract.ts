@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { StoreUnavailableError } from '../core/errors.ts';
+import { InvalidOptionError, StoreUnavailableError } from '../core/errors.ts';
 import type { ClaimRequest, Store } from '../core/store.ts';
 import type { SuiteEnv } from './suite-env.ts';
 
@@ -134,6 +134,41 @@ export function contractTests(env: SuiteEnv): void {
       attempt: 1,
       takeover: false,
     });
+  });
+
+  it('a released marker: its lease is over at once, 50 concurrent claims give it to exactly one as attempt 1 with a fresh retention', async () => {
+    const s = env.store();
+    const guard = 60_000;
+    const r = req({ leaseMs: 30_000, ttlMs: DAY });
+    await claimOk(s, r);
+    expect(await s.release(r.id, r.token, guard)).toBe(true);
+    const marker = await s.get(r.id);
+    expect(marker).toMatchObject({ state: 'in_progress', token: '', attempt: 0 });
+    // within a second of the release: the lease ended then, the marker lasts the guard window
+    expect(marker!.leaseUntil).toBeLessThanOrEqual(Date.now() + 1_000);
+    expect(marker!.expiresAt - marker!.leaseUntil).toBe(guard);
+    const results = await Promise.all(Array.from({ length: 50 }, () => s.claim({ ...r, token: uid('t') })));
+    const won = results.filter((x) => x.status === 'acquired');
+    expect(won).toHaveLength(1);
+    expect(won[0]).toMatchObject({ attempt: 1, takeover: false });
+    for (const x of results) {
+      if (x.status === 'existing') expect(x.record).toMatchObject({ state: 'in_progress', attempt: 1 });
+    }
+    // the new holder's record is kept like any claim's: leaseUntil + max(lease, ttl)
+    const held = await s.get(r.id);
+    expect(held!.expiresAt).toBe(held!.leaseUntil + DAY);
+  });
+
+  it('a guard that is not a finite number >= 0 is an InvalidOptionError and the holder keeps the record', async () => {
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    for (const guard of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(s.release(r.id, r.token, guard), String(guard)).rejects.toBeInstanceOf(InvalidOptionError);
+    }
+    expect(await s.get(r.id)).toMatchObject({ state: 'in_progress', token: r.token, attempt: 1 });
+    expect(await s.release(r.id, r.token, 0)).toBe(true);
+    expect(await s.get(r.id)).toBeUndefined();
   });
 
   it('a release after a takeover ignores the guard window: the next claim is still a takeover', async () => {
@@ -428,7 +463,7 @@ export function contractTests(env: SuiteEnv): void {
     }
   });
 
-  it('subscribe wakes a waiter on complete, on release, and on a release after a takeover', async ({
+  it('subscribe wakes a waiter on complete, on release, on a release into a guard marker, and on a release after a takeover', async ({
     skip,
   }) => {
     const s = env.store();
@@ -455,6 +490,8 @@ export function contractTests(env: SuiteEnv): void {
     await claimOk(s, completed);
     const released = req();
     await claimOk(s, released);
+    const guarded = req();
+    await claimOk(s, guarded);
     const retaken = req({ leaseMs: lease });
     await claimOk(s, retaken);
     await sleep(lease + 100);
@@ -464,9 +501,11 @@ export function contractTests(env: SuiteEnv): void {
       await Promise.all([
         woken(completed, () => s.complete(completed.id, completed.token, 'done', DAY)),
         woken(released, () => s.release(released.id, released.token)),
+        // a release into the guard window's marker wakes waiters too: they claim it at once
+        woken(guarded, () => s.release(guarded.id, guarded.token, 60_000)),
         woken(retaken, () => s.release(retaken.id, t2)),
       ]),
-    ).toEqual([true, true, true]);
+    ).toEqual([true, true, true, true]);
   });
 
   it('50 concurrent claims on one key: exactly one acquires', async () => {

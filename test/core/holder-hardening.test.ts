@@ -135,3 +135,30 @@ it('the signal of a holder whose record vanished aborts with reason record_lost'
   expect(err).toBeInstanceOf(LeaseLostError);
   expect(err.reason).toBe('record_lost');
 });
+
+it('a refused renew aborts the signal promptly even when the read that names the reason hangs', async () => {
+  const base = memoryStore();
+  const store: Store = {
+    ...base,
+    renew: async () => undefined, // the store says: not yours any more
+    get: () => new Promise(() => {}), // …and then stops answering
+  };
+  const idem = createIdem({ store, lease: 6_000 }); // first renew after 2 s
+  let abortedAfter = -1;
+  let reason: unknown;
+  await idem
+    .run('k', async (ctx) => {
+      const started = performance.now();
+      await Promise.race([
+        new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
+        sleep(6_000),
+      ]);
+      if (ctx.signal.aborted) abortedAfter = performance.now() - started;
+      reason = ctx.signal.reason;
+      return 'v';
+    })
+    .catch(() => {});
+  expect(reason).toBeInstanceOf(LeaseLostError);
+  expect(abortedAfter).toBeGreaterThan(1_500);
+  expect(abortedAfter).toBeLessThan(4_000); // renew refused at ~2 s: not a whole lease later
+}, 15_000);

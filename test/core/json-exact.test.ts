@@ -13,6 +13,16 @@ describe('parseJsonExact: numbers a double cannot hold keep their value', () => 
     expect(fp('[-1e-400]')).not.toBe(fp('[-2e-400]'));
   });
 
+  it('over-precise numbers whose digits a decimal point splits fingerprint differently too', () => {
+    // 18 significant digits, never 16 in a row: both parse to the same double
+    expect(JSON.parse('123.456789012345678')).toBe(JSON.parse('123.456789012345679'));
+    expect(fp('{"amount":123.456789012345678}')).not.toBe(fp('{"amount":123.456789012345679}'));
+    expect(fp('{"n":1234567.8901234567891}')).not.toBe(fp('{"n":1234567.8901234567892}'));
+    expect(fp('{"n":12345678.9012345678e10}')).not.toBe(fp('{"n":12345678.9012345679e10}'));
+    // 15 significant digits still parse as plain numbers
+    expect(parseJsonExact('{"n":1234567.89012345}')).toEqual({ n: 1234567.89012345 });
+  });
+
   it('numbers a double holds exactly fingerprint as before, whatever their spelling', () => {
     const plain = (text: string) => fingerprintOf(JSON.parse(text));
     for (const text of [

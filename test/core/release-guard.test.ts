@@ -50,3 +50,14 @@ it('releaseGuard is validated like every duration', () => {
     /^releaseGuard must be/,
   );
 });
+
+it('the guard window never outlasts the ttl: a released key is not remembered longer than a completed one', async () => {
+  const idem = createIdem({ store: memoryStore(), ttl: 100 }); // releaseGuard stays the default 1m
+  const { recordId } = idem.ids('k');
+  await expect(idem.run('k', fail, { input: 'a' })).rejects.toThrow('upstream 503');
+  const marker = await idem.store.get(recordId);
+  expect(marker).toMatchObject({ attempt: 0, token: '' });
+  expect(marker!.expiresAt - Date.now()).toBeLessThanOrEqual(100);
+  await sleep(150);
+  expect(await idem.run('k', () => 'b ran', { input: 'b' })).toBe('b ran');
+});

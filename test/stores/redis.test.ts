@@ -50,6 +50,22 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     expect(timeBeforeRead()).toEqual(Array(20).fill('lua time'));
   });
 
+  it('the key expires with the record: a guard marker after guard ms, its claim after lease + ttl', async () => {
+    const store = redisStore({ url, prefix });
+    const key = `${prefix}:{pttl}`;
+    const claim = (token: string) =>
+      store.claim({ id: 'pttl', fingerprint: 'fp', leaseMs: 5_000, ttlMs: 3_600_000, token });
+    await claim('t1');
+    expect(await admin!.pttl(key)).toBeGreaterThan(3_600_000);
+    expect(await store.release('pttl', 't1', 2_000)).toBe(true);
+    const markerTtl = await admin!.pttl(key);
+    expect(markerTtl).toBeGreaterThan(1_000);
+    expect(markerTtl).toBeLessThanOrEqual(2_000);
+    expect(await claim('t2')).toMatchObject({ status: 'acquired', attempt: 1, takeover: false });
+    expect(await admin!.pttl(key)).toBeGreaterThan(3_600_000);
+    await store.close?.();
+  });
+
   it('honours a client keyPrefix for keys and wake-up channels', async () => {
     const client = new Redis(url, { keyPrefix: 'kp:' });
     const store = redisStore({ client, prefix });

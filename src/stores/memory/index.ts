@@ -4,7 +4,13 @@
  *
  * @module
  */
-import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  guardMsOf,
+  type Store,
+  type StoreRecord,
+} from '../../core/store.ts';
 
 /** Options of {@link memoryStore}. */
 export interface MemoryStoreOptions {
@@ -74,14 +80,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       return true;
     },
 
-    async release(id, token, guardMs = 0) {
+    async release(id, token, guardMs) {
+      const guard = guardMsOf(guardMs);
       const t = now();
       const r = holder(id, token, t);
       if (!r) return false;
       // After a takeover an earlier attempt may have run: keep the record for the next claim.
       if (r.attempt > 1) records.set(id, { ...r, token: '', leaseUntil: t });
-      else if (guardMs > 0)
-        records.set(id, { ...r, token: '', attempt: 0, leaseUntil: t, expiresAt: t + guardMs });
+      else if (guard > 0)
+        records.set(id, { ...r, token: '', attempt: 0, leaseUntil: t, expiresAt: t + guard });
       else records.delete(id);
       notify(id);
       return true;

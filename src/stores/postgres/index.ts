@@ -7,7 +7,13 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../core/errors.ts';
-import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  guardMsOf,
+  type Store,
+  type StoreRecord,
+} from '../../core/store.ts';
 import { createDeadlines } from '../deadlines.ts';
 import {
   listenForErrors,
@@ -185,9 +191,10 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       return r.rows.length > 0;
     },
 
-    async release(id, token, guardMs = 0) {
+    async release(id, token, guardMs) {
+      const guard = guardMsOf(guardMs);
       if (!token) return false;
-      return (await query('release', sql.release, [id, token, ms(guardMs)])).rows.length > 0;
+      return (await query('release', sql.release, [id, token, guard])).rows.length > 0;
     },
 
     async renew(id, token, leaseMs) {

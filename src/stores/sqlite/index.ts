@@ -8,7 +8,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
-import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  guardMsOf,
+  type Store,
+  type StoreRecord,
+} from '../../core/store.ts';
 import { SCHEMA_VERSION, schemaStatements, sqliteStatements } from './sql.ts';
 
 /** Options of {@link sqliteStore}. */
@@ -107,17 +113,22 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
       }),
 
     // The attempt of a token never changes, so the two statements cannot both match.
-    release: (id, token, guardMs = 0) =>
-      guard(() => {
+    release: (id, token, guardMs) => {
+      let guardWindow: number;
+      try {
+        guardWindow = guardMsOf(guardMs);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return guard(() => {
         if (!token) return false;
         const t = Date.now();
         const first =
-          guardMs > 0
-            ? st.releaseGuarded.run(t, id, token, Math.ceil(guardMs))
-            : st.release.run(id, token, t);
+          guardWindow > 0 ? st.releaseGuarded.run(t, id, token, guardWindow) : st.release.run(id, token, t);
         if (first.changes === 1) return true;
         return st.releaseTakeover.run(t, id, token).changes === 1;
-      }),
+      });
+    },
 
     renew: (id, token, leaseMs) =>
       guard(() => {
