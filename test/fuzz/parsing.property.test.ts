@@ -131,6 +131,8 @@ describe('property: request parsing at the HTTP level', () => {
             expect(problems).toEqual([]);
             const valid = keyIsValid(key);
             if (reply.kind !== 'response' || header(reply, 'content-type') === undefined) return;
+            // a target refused first (e.g. a path starting with "//") leaves the key unjudged
+            if (reply.status === 400 && reply.body.toString().includes('invalid-target')) return;
             const refusedKey = reply.status === 400 && reply.body.toString().includes('invalid-key');
             if (valid === true) expect(refusedKey, `key ${JSON.stringify(key)} is valid`).toBe(false);
             if (valid === false) expect(refusedKey, `key ${JSON.stringify(key)} is invalid`).toBe(true);

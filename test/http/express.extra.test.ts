@@ -275,7 +275,7 @@ app.use(idempotencyErrors());
 const server = app.listen(0, '127.0.0.1', async () => {
   const base = 'http://127.0.0.1:' + server.address().port;
   const post = (path) => fetch(base + path, {
-    method: 'POST', headers: { 'idempotency-key': 'k', 'content-type': 'application/json' }, body: '{}',
+    method: 'POST', headers: { 'idempotency-key': 'k' + path, 'content-type': 'application/json' }, body: '{}',
     signal: AbortSignal.timeout(3000),
   }).then(async (r) => { await r.arrayBuffer().catch(() => {}); return r.status; }, (e) => e.name);
   const statuses = [await post('/problem'), await post('/rethrow')];
@@ -422,7 +422,7 @@ describe('express: backpressure past the stored-body limit', () => {
 });
 
 describe('express: request targets new URL() refuses', () => {
-  it('"//[x/…", "//a:99999/…" and a garbage Host run under the key like any path (no 500)', async () => {
+  it('"//[x/…", "//a:99999/…" get a 400 invalid-target problem; a garbage Host runs under the key like any path (no 500)', async () => {
     const { sendRaw } = await import('../fuzz/wire.ts');
     let calls = 0;
     const app = express();
@@ -447,6 +447,14 @@ describe('express: request targets new URL() refuses', () => {
       const first = await sendRaw(port, raw(target as string, host as string), { timeoutMs: 3000 });
       const again = await sendRaw(port, raw(target as string, host as string), { timeoutMs: 3000 });
       const status = (r: typeof first) => (r.kind === 'response' ? r.status : r.kind);
+      if (target.startsWith('//')) {
+        // a path starting with "//" reads as a host to URL parsers: refused before anything runs
+        expect([status(first), status(again)], target).toEqual([400, 400]);
+        const type = first.kind === 'response' ? JSON.parse(first.body.toString()).type : '';
+        expect(type, target).toMatch(/invalid-target$/);
+        expect(calls - before, target).toBe(0);
+        continue;
+      }
       expect([status(first), status(again)], target).toEqual([201, 201]);
       expect(again.kind === 'response' && again.headers.get('idempotent-replayed')?.[0], target).toBe('true');
       expect(calls - before, target).toBe(1);

@@ -92,7 +92,7 @@ describe('stripe-node reads every problem as a typed error', () => {
     return Stripe.errors.StripeError.generate({ ...body.error, statusCode: body.status });
   };
 
-  it('400s are StripeInvalidRequestError; 422, 409 and 5xx StripeAPIError with the raw type and code', () => {
+  it('400s are StripeInvalidRequestError, 401 StripeAuthenticationError; 422, 409 and 5xx StripeAPIError with the raw type and code', () => {
     for (const type of TYPES) {
       const error = classOf(type);
       expect(error).toBeInstanceOf(Stripe.errors.StripeError);
@@ -100,7 +100,12 @@ describe('stripe-node reads every problem as a typed error', () => {
       expect(error.rawType).toBe(PROBLEMS[type].errorType);
       expect(error.message).toContain(PROBLEMS[type].title);
       const status = PROBLEMS[type].status;
-      const expected = status === 400 ? 'StripeInvalidRequestError' : 'StripeAPIError';
+      const expected =
+        status === 400
+          ? 'StripeInvalidRequestError'
+          : status === 401
+            ? 'StripeAuthenticationError'
+            : 'StripeAPIError';
       expect(error.type).toBe(expected);
     }
   });
