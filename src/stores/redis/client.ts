@@ -97,6 +97,22 @@ export function whenReady(client: RedisClientLike, ms: number): Promise<void> {
   return withDeadline(
     ready,
     ms,
-    () => new StoreUnavailableError(`redis is not connected (status "${client.status}") after ${ms} ms`),
+    () =>
+      new StoreUnavailableError(
+        `redis${addressOf(client)} is not connected (status "${client.status}") after ${Math.round(ms)} ms`,
+      ),
   );
+}
+
+/** ` at host:port` of a client (the first startup node of a Cluster), or '' when it does not say. */
+function addressOf(client: RedisClientLike): string {
+  const o = client.options as { host?: unknown; port?: unknown } | undefined;
+  const nodes = (client as { startupNodes?: unknown[] }).startupNodes;
+  const first = Array.isArray(nodes) ? (nodes[0] as { host?: unknown; port?: unknown } | string) : undefined;
+  if (typeof first === 'string') return ` at ${first}`;
+  const at = first ?? o;
+  if (at && (typeof at.host === 'string' || typeof at.port === 'number')) {
+    return ` at ${typeof at.host === 'string' ? at.host : 'localhost'}:${String(at.port ?? 6379)}`;
+  }
+  return '';
 }
