@@ -1,0 +1,246 @@
+/**
+ * One billable LLM call, executed upstream at most once per key: the part `idem/openai` and
+ * `idem/anthropic` share. The key is claimed in the idem store before the request leaves; the
+ * upstream request never carries the caller's abort signal, so a client timeout or abort
+ * leaves it running and recording; the caller and every duplicate in this process follow the
+ * recording live from its first byte; duplicates in other processes wait for the stored outcome.
+ *
+ * @module
+ */
+import type { Duration } from '../core/duration.ts';
+import type { Idem } from '../core/engine.ts';
+import { FingerprintMismatchError, InvalidOptionError } from '../core/errors.ts';
+import { fingerprintOf } from '../core/keys.ts';
+import { replayAllowList, storableHeaders } from '../http/headers.ts';
+import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes } from '../http/outcome.ts';
+import { credentialScope, type FetchBody, readBody } from './body.ts';
+import { IndeterminateOutcomeError } from './errors.ts';
+import { createRecording, type Recording } from './recording.ts';
+import { type Usage, usageOf } from './usage.ts';
+
+/** Options shared by `withIdem` for every provider. */
+export interface LlmIdemOptions {
+  /** A `createIdem` instance: its store decides how far "once" reaches (process, machine, fleet). */
+  idem: Idem;
+  /**
+   * Scope of every record. Default: the provider plus a hash of the request's API key, so two
+   * keys (tenants) never share a record.
+   */
+  scope?: string | readonly string[];
+  /** How long a duplicate waits for the call in flight before failing. Default `'10m'`. */
+  waitTimeout?: Duration;
+  /** How long an answer is kept and replayed. Default: the idem instance's `ttl`. */
+  ttl?: Duration;
+  /** The claim's lease, renewed while the call runs. Default: the idem instance's `lease`. */
+  lease?: Duration;
+}
+
+/** What a provider adapter tells the shared call. */
+export interface Provider {
+  name: string;
+  /** Provider response headers worth replaying, besides the defaults. */
+  replayHeaders: readonly string[];
+  /** True when an SSE body ended with the provider's last event (not merely closed). */
+  streamComplete(text: string): boolean;
+}
+
+/** The stored outcome of one LLM call. */
+export interface LlmOutcome extends HttpOutcome {
+  /** False when the upstream cut the body: replays end with an `IndeterminateOutcomeError`. */
+  complete: boolean;
+  usage?: Usage;
+}
+
+/** One call to run: its key, the request as the SDK built it, and the caller's signal. */
+export interface LlmRequest {
+  key: string;
+  method: string;
+  url: string;
+  headers: Headers;
+  body: FetchBody | null | undefined;
+  signal?: AbortSignal | null;
+}
+
+/** Sends the request upstream, without the caller's signal. */
+export type Send = (body: FetchBody | null) => Promise<Response>;
+
+/**
+ * Statuses after which the provider did not bill a completion: the key is released, so the
+ * SDK's own retry (same key) runs the call again.
+ *
+ * @example
+ * RELEASED_STATUSES.has(529) // true: Anthropic "overloaded"
+ */
+export const RELEASED_STATUSES: ReadonlySet<number> = new Set([408, 409, 429, 500, 502, 503, 504, 529]);
+
+/** The header that marks a stored or shared answer. */
+export const REPLAYED_HEADER = 'idempotent-replayed';
+
+type Head =
+  | { kind: 'live'; status: number; headers: [string, string][]; recording: Recording }
+  | { kind: 'done'; outcome: LlmOutcome; replayed: boolean; released: boolean }
+  | { kind: 'error'; error: unknown };
+
+interface Pending {
+  fingerprint: string;
+  head: Promise<Head>;
+}
+
+/** Calls in flight per idem instance: two instances behave like two processes. */
+const inFlight = new WeakMap<Idem, Map<string, Pending>>();
+
+/**
+ * The function a provider adapter calls for each billable request.
+ *
+ * @example
+ * const callOnce = createLlmCall(openaiProvider, { idem });
+ * const response = await callOnce({ key, method, url, headers, body, signal }, (body) => fetch(url, { method, headers, body }));
+ */
+export function createLlmCall(
+  provider: Provider,
+  options: LlmIdemOptions,
+): (request: LlmRequest, send: Send) => Promise<Response> {
+  const idem = options?.idem;
+  if (!idem || typeof idem.execute !== 'function' || typeof idem.ids !== 'function') {
+    throw new InvalidOptionError('withIdem needs { idem }: a createIdem({ store }) instance');
+  }
+  const allow = replayAllowList(provider.replayHeaders);
+  const waitTimeout = options.waitTimeout ?? '10m';
+  const calls = inFlight.get(idem) ?? new Map<string, Pending>();
+  inFlight.set(idem, calls);
+
+  return async function callOnce(request, send) {
+    const scope = options.scope ?? [provider.name, credentialScope(request.headers)];
+    const { recordId } = idem.ids(request.key, scope);
+    const { print, send: body } = await readBody(request.body);
+    const { pathname, search } = new URL(request.url);
+    const fingerprint = fingerprintOf({ method: request.method, path: pathname + search, body: print });
+
+    for (let shared = calls.get(recordId); shared; shared = calls.get(recordId)) {
+      if (shared.fingerprint !== fingerprint) throw new FingerprintMismatchError();
+      const head = await untilAborted(shared.head, request.signal);
+      if (head.kind === 'done' && head.released) continue; // not ours to share: claim for ourselves
+      return respond(request.key, head, true, request.signal);
+    }
+
+    let settle!: (head: Head) => void;
+    const entry: Pending = { fingerprint, head: new Promise<Head>((resolve) => (settle = resolve)) };
+    calls.set(recordId, entry);
+    const done = () => {
+      if (calls.get(recordId) === entry) calls.delete(recordId);
+    };
+    idem
+      .execute<LlmOutcome>(
+        request.key,
+        async () => {
+          const response = await send(body);
+          const headers = storableHeaders(response.headers, allow).filter(
+            ([name]) => name !== 'content-encoding',
+          );
+          if (RELEASED_STATUSES.has(response.status) || response.body === null) {
+            const bytes = new Uint8Array(await response.arrayBuffer());
+            return { status: response.status, headers, body: bytes, complete: true };
+          }
+          const recording = createRecording();
+          settle({ kind: 'live', status: response.status, headers, recording });
+          return record(request.key, provider, response, headers, recording);
+        },
+        {
+          fingerprint,
+          scope,
+          onInProgress: 'wait',
+          waitTimeout,
+          ...(options.ttl !== undefined && { ttl: options.ttl }),
+          ...(options.lease !== undefined && { lease: options.lease }),
+          releaseIf: (outcome) => RELEASED_STATUSES.has(outcome.status),
+        },
+      )
+      .then(
+        (r) => {
+          done();
+          const released = !r.replayed && RELEASED_STATUSES.has(r.value.status);
+          settle({ kind: 'done', outcome: r.value, replayed: r.replayed, released });
+        },
+        (error: unknown) => {
+          done();
+          settle({ kind: 'error', error });
+        },
+      );
+    const head = await untilAborted(entry.head, request.signal);
+    return respond(request.key, head, head.kind === 'done' && head.replayed, request.signal);
+  };
+}
+
+/** Reads the upstream body to its end into `recording`; a cut is stored as incomplete. */
+async function record(
+  key: string,
+  provider: Provider,
+  response: Response,
+  headers: [string, string][],
+  recording: Recording,
+): Promise<LlmOutcome> {
+  const reader = response.body!.getReader();
+  let received = 0;
+  let cause: unknown;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.byteLength;
+      recording.push(value);
+    }
+  } catch (error) {
+    cause = error;
+  }
+  const body = ownBytes(recording.bytes());
+  const contentType = response.headers.get('content-type');
+  const text = new TextDecoder().decode(body);
+  const isStream = contentType?.includes('text/event-stream') ?? false;
+  const complete = cause === undefined && (!isStream || provider.streamComplete(text));
+  if (complete) recording.end();
+  else recording.fail(new IndeterminateOutcomeError(key, received, { cause }));
+  const usage = usageOf(contentType, text);
+  return { status: response.status, headers, body, complete, ...(usage && { usage }) };
+}
+
+/** The caller's `Response` for a head: live, stored or shared. */
+function respond(key: string, head: Head, replayed: boolean, signal?: AbortSignal | null): Response {
+  if (head.kind === 'error') throw head.error;
+  const headers = new Headers();
+  const status = head.kind === 'live' ? head.status : head.outcome.status;
+  for (const [name, value] of head.kind === 'live' ? head.headers : head.outcome.headers) {
+    headers.append(name, value);
+  }
+  if (replayed) {
+    headers.set(REPLAYED_HEADER, 'true');
+    if (status >= 500) headers.set('x-should-retry', 'false');
+  }
+  if (NULL_BODY_STATUSES.has(status)) return new Response(null, { status, headers });
+  if (head.kind === 'live') return new Response(head.recording.follow(signal), { status, headers });
+  const { outcome } = head;
+  const recording = createRecording();
+  recording.push(outcome.body);
+  if (outcome.complete) recording.end();
+  else recording.fail(new IndeterminateOutcomeError(key, outcome.body.byteLength));
+  return new Response(recording.follow(signal), { status, headers });
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (the promise keeps running). */
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal | null): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
