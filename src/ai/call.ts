@@ -11,7 +11,7 @@ import type { Duration } from '../core/duration.ts';
 import type { Idem } from '../core/engine.ts';
 import { FingerprintMismatchError, InvalidOptionError } from '../core/errors.ts';
 import { fingerprintOf } from '../core/keys.ts';
-import { replayAllowList, storableHeaders } from '../http/headers.ts';
+import { connectionTokens, HOP_BY_HOP, replayAllowList, storableHeaders } from '../http/headers.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes } from '../http/outcome.ts';
 import { credentialScope, type FetchBody, readBody } from './body.ts';
 import { IndeterminateOutcomeError } from './errors.ts';
@@ -77,7 +77,13 @@ export const RELEASED_STATUSES: ReadonlySet<number> = new Set([408, 409, 429, 50
 export const REPLAYED_HEADER = 'idempotent-replayed';
 
 type Head =
-  | { kind: 'live'; status: number; headers: [string, string][]; recording: Recording }
+  | {
+      kind: 'live';
+      status: number;
+      headers: [string, string][];
+      upstreamHeaders: [string, string][];
+      recording: Recording;
+    }
   | { kind: 'done'; outcome: LlmOutcome; replayed: boolean; released: boolean }
   | { kind: 'error'; error: unknown };
 
@@ -137,12 +143,15 @@ export function createLlmCall(
           const headers = storableHeaders(response.headers, allow).filter(
             ([name]) => name !== 'content-encoding',
           );
+          const upstreamHeaders = passableHeaders(response.headers);
           if (RELEASED_STATUSES.has(response.status) || response.body === null) {
+            // a released answer is not stored: its caller gets every header (retry-after-ms steers the SDK)
             const bytes = new Uint8Array(await response.arrayBuffer());
-            return { status: response.status, headers, body: bytes, complete: true };
+            const kept = RELEASED_STATUSES.has(response.status) ? upstreamHeaders : headers;
+            return { status: response.status, headers: kept, body: bytes, complete: true };
           }
           const recording = createRecording();
-          settle({ kind: 'live', status: response.status, headers, recording });
+          settle({ kind: 'live', status: response.status, headers, upstreamHeaders, recording });
           return record(request.key, provider, response, headers, recording);
         },
         {
@@ -208,7 +217,8 @@ function respond(key: string, head: Head, replayed: boolean, signal?: AbortSigna
   if (head.kind === 'error') throw head.error;
   const headers = new Headers();
   const status = head.kind === 'live' ? head.status : head.outcome.status;
-  for (const [name, value] of head.kind === 'live' ? head.headers : head.outcome.headers) {
+  const own = head.kind === 'live' ? (replayed ? head.headers : head.upstreamHeaders) : head.outcome.headers;
+  for (const [name, value] of own) {
     headers.append(name, value);
   }
   if (replayed) {
@@ -224,6 +234,15 @@ function respond(key: string, head: Head, replayed: boolean, signal?: AbortSigna
   else recording.fail(new IndeterminateOutcomeError(key, outcome.body.byteLength));
   return new Response(recording.follow(signal), { status, headers });
 }
+
+/** The upstream's headers a caller may see as they are: all but hop-by-hop and body framing. */
+function passableHeaders(headers: Headers): [string, string][] {
+  const hopByHop = connectionTokens(headers.get('connection'));
+  return [...headers].filter(([name]) => !HOP_BY_HOP.has(name) && !hopByHop.has(name) && !FRAMING.has(name));
+}
+
+/** Headers about the encoded body, which fetch already decoded. */
+const FRAMING = new Set(['content-encoding', 'content-length']);
 
 /** `promise`, or the signal's reason as soon as it aborts (the promise keeps running). */
 function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal | null): Promise<T> {

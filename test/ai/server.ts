@@ -13,8 +13,10 @@ export interface Knobs {
   delayMs: number;
   /** The next `count` billable requests answer `status` (and are not billed). */
   fail: { count: number; status: number };
-  /** Streams are destroyed after this many events (the socket is reset). */
+  /** Streams are cut after this many events: the socket is reset, or with `cleanCut` ended cleanly. */
   cutAfterEvents?: number;
+  /** Cut streams end as if complete (chunked terminator sent) but without their last events. */
+  cleanCut: boolean;
   /** Answer with a tool call instead of text. */
   toolCalls: boolean;
   /** Milliseconds between stream events. */
@@ -35,7 +37,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-const DEFAULTS: Knobs = { delayMs: 0, fail: { count: 0, status: 500 }, toolCalls: false, eventGapMs: 2 };
+const DEFAULTS: Knobs = {
+  delayMs: 0,
+  fail: { count: 0, status: 500 },
+  toolCalls: false,
+  eventGapMs: 2,
+  cleanCut: false,
+};
 const WORDS = ['The', ' answer', ' is', ' forty', '-two', '.'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -71,12 +79,11 @@ export async function startServer(): Promise<TestServer> {
     state.keys.push((req.headers['idempotency-key'] as string | undefined) ?? null);
     if (knobs.fail.count > 0) {
       knobs.fail = { ...knobs.fail, count: knobs.fail.count - 1 };
-      const anthropic = path === '/v1/messages';
       return json(
         res,
         knobs.fail.status,
         { type: 'error', error: { type: 'overloaded_error', message: 'try again' } },
-        anthropic ? {} : { 'retry-after-ms': '10' },
+        { 'retry-after-ms': '10' },
       );
     }
     const n = ++state.billed;
@@ -261,7 +268,8 @@ async function sse(res: ServerResponse, events: string[], knobs: Knobs) {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   for (const [i, event] of events.entries()) {
     if (knobs.cutAfterEvents !== undefined && i >= knobs.cutAfterEvents) {
-      res.destroy();
+      if (knobs.cleanCut) res.end();
+      else res.destroy();
       return;
     }
     res.write(event);
