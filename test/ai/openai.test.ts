@@ -1,35 +1,8 @@
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { withIdem } from '../../src/ai/openai/index.ts';
-import { ANSWER, type Driver, llmScenarios } from './scenarios.ts';
-
-const chat = { model: 'gpt-test', messages: [{ role: 'user' as const, content: 'What is the answer?' }] };
-const keyed = (key?: string) => (key === undefined ? {} : { idempotencyKey: key });
-
-export const openaiDriver: Driver<OpenAI> = {
-  name: 'openai',
-  bare: (baseURL, o) => new OpenAI({ apiKey: o?.apiKey ?? 'sk-tenant-a', baseURL: `${baseURL}/v1`, ...o }),
-  wrap: (client, idem) => withIdem(client, { idem }),
-  async complete(client, key) {
-    const { data, response } = await client.chat.completions.create(chat, keyed(key)).withResponse();
-    return {
-      text: data.choices[0]?.message.content ?? '',
-      replayed: response.headers.get('idempotent-replayed') === 'true',
-    };
-  },
-  async stream(client, key, stopAfter) {
-    const stream = await client.chat.completions.create({ ...chat, stream: true }, keyed(key));
-    let text = '';
-    let events = 0;
-    for await (const chunk of stream) {
-      text += chunk.choices[0]?.delta.content ?? '';
-      if (++events === stopAfter) break;
-    }
-    return text;
-  },
-  raw: async (client, key) =>
-    (await client.chat.completions.create({ ...chat, stream: true }, keyed(key)).asResponse()).text(),
-};
+import { chat, openaiDriver } from './drivers.ts';
+import { ANSWER, llmScenarios } from './scenarios.ts';
 
 const t = llmScenarios(openaiDriver);
 
@@ -63,7 +36,8 @@ describe('openai: endpoints', () => {
     const c = client();
     await c.models.list();
     await c.models.list();
-    expect(t.server().requests).toBe(0); // the server counts billable (POST) requests only
+    expect(t.server().unbilled).toEqual(['GET /v1/models (no key)', 'GET /v1/models (no key)']);
+    expect(t.server().requests).toBe(0);
   });
 
   it('a tool-call answer is replayed whole', async () => {

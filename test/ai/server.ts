@@ -31,6 +31,8 @@ export interface TestServer {
   billed: number;
   /** The Idempotency-Key header of every billable request, in order. */
   keys: (string | null)[];
+  /** `METHOD path key` of every other request (read-only or free endpoints). */
+  unbilled: string[];
   set(knobs: Partial<Knobs>): void;
   /** Resets the counters and the knobs. */
   reset(): void;
@@ -44,6 +46,13 @@ const DEFAULTS: Knobs = {
   eventGapMs: 2,
   cleanCut: false,
 };
+const BILLABLE = new Set([
+  '/v1/chat/completions',
+  '/v1/responses',
+  '/v1/embeddings',
+  '/v1/images/generations',
+  '/v1/messages',
+]);
 const WORDS = ['The', ' answer', ' is', ' forty', '-two', '.'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,6 +63,7 @@ export async function startServer(): Promise<TestServer> {
     requests: 0,
     billed: 0,
     keys: [],
+    unbilled: [],
     set: (k) => {
       knobs = { ...knobs, ...k };
     },
@@ -62,6 +72,7 @@ export async function startServer(): Promise<TestServer> {
       state.requests = 0;
       state.billed = 0;
       state.keys = [];
+      state.unbilled = [];
     },
     close: async () => {
       server.closeAllConnections();
@@ -72,9 +83,13 @@ export async function startServer(): Promise<TestServer> {
 
   const server = createServer(async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (req.method === 'GET' && path === '/v1/models') return json(res, 200, { object: 'list', data: [] });
-    if (req.method !== 'POST') return json(res, 404, { error: { message: 'not found' } });
     const body = JSON.parse((await text(req)) || '{}');
+    if (req.method !== 'POST' || !BILLABLE.has(path)) {
+      state.unbilled.push(`${req.method} ${path} ${req.headers['idempotency-key'] ?? '(no key)'}`);
+      if (path === '/v1/models') return json(res, 200, { object: 'list', data: [], has_more: false });
+      if (path === '/v1/messages/count_tokens') return json(res, 200, { input_tokens: 10 });
+      return json(res, 404, { error: { message: 'not found' } });
+    }
     state.requests++;
     state.keys.push((req.headers['idempotency-key'] as string | undefined) ?? null);
     if (knobs.fail.count > 0) {

@@ -1,0 +1,77 @@
+import Anthropic from '@anthropic-ai/sdk';
+import { describe, expect, it } from 'vitest';
+import { idemMiddleware, withIdem } from '../../src/ai/anthropic/index.ts';
+import { anthropicDriver, message } from './drivers.ts';
+import { ANSWER, llmScenarios } from './scenarios.ts';
+
+const t = llmScenarios(anthropicDriver);
+
+describe('anthropic: messages', () => {
+  const client = () =>
+    withIdem(new Anthropic({ apiKey: 'sk-a', baseURL: t.server().url, maxRetries: 0 }), { idem: t.idem() });
+
+  it('a streamed tool use is recorded whole and replayed event for event', async () => {
+    t.server().set({ toolCalls: true });
+    const c = client();
+    const key = { headers: { 'Idempotency-Key': 'tool-use' } };
+    const first = await c.messages.stream(message, key).finalMessage();
+    const again = await c.messages.stream(message, key).finalMessage();
+    expect(first.content).toEqual([{ type: 'tool_use', id: 'toolu_1', name: 'lookup', input: { q: '42' } }]);
+    expect(again).toEqual(first);
+    const raw = await (await c.messages.create({ ...message, stream: true }, key).asResponse()).text();
+    expect(raw).toMatch(/^event: message_start\n/);
+    expect(raw).toContain('event: message_stop');
+    expect(t.server().billed).toBe(1);
+  });
+
+  it('the idempotencyKey request option works as the key too', async () => {
+    const c = client();
+    await c.messages.create(message, { idempotencyKey: 'opt-key' });
+    const { response } = await c.messages.create(message, { idempotencyKey: 'opt-key' }).withResponse();
+    expect(response.headers.get('idempotent-replayed')).toBe('true');
+    expect(t.server().keys).toEqual(['opt-key']);
+    expect(t.server().billed).toBe(1);
+  });
+
+  it('the same key with another request throws FingerprintMismatchError, not retried, nothing billed again', async () => {
+    const c = client();
+    const key = { headers: { 'Idempotency-Key': 'reused' }, maxRetries: 2 };
+    await c.messages.create(message, key);
+    const error = await c.messages.create({ ...message, max_tokens: 1 }, key).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'FingerprintMismatchError', status: 422 });
+    expect(t.server().billed).toBe(1);
+    expect(t.server().requests).toBe(1);
+  });
+
+  it('count_tokens and GET endpoints pass through untouched (no key, no record)', async () => {
+    const c = client();
+    expect(await c.messages.countTokens(message)).toEqual({ input_tokens: 10 });
+    await c.models.list();
+    expect(t.server().unbilled).toEqual([
+      'POST /v1/messages/count_tokens (no key)',
+      'GET /v1/models (no key)',
+    ]);
+    expect(t.server().requests).toBe(0);
+  });
+
+  it('idemMiddleware on a client built by hand, after the app’s own middleware', async () => {
+    const seen: string[] = [];
+    const c = new Anthropic({
+      apiKey: 'sk-a',
+      baseURL: t.server().url,
+      middleware: [
+        async (request, next) => {
+          const response = await next(request);
+          seen.push(response.headers.get('idempotent-replayed') ?? 'fresh');
+          return response;
+        },
+        idemMiddleware({ idem: t.idem() }),
+      ],
+    });
+    const a = await c.messages.create(message, { headers: { 'Idempotency-Key': 'mw' } });
+    const b = await c.messages.create(message, { headers: { 'Idempotency-Key': 'mw' } });
+    expect(b).toEqual(a);
+    expect(a.content).toEqual([{ type: 'text', text: ANSWER }]);
+    expect(seen).toEqual(['fresh', 'true']);
+  });
+});
