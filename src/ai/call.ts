@@ -83,6 +83,8 @@ type Head =
       headers: [string, string][];
       upstreamHeaders: [string, string][];
       recording: Recording;
+      /** Settles when the outcome is stored (or storing failed). */
+      stored: Promise<unknown>;
     }
   | { kind: 'done'; outcome: LlmOutcome; replayed: boolean; released: boolean }
   | { kind: 'error'; error: unknown };
@@ -135,10 +137,14 @@ export function createLlmCall(
     const done = () => {
       if (calls.get(recordId) === entry) calls.delete(recordId);
     };
+    let stored!: () => void;
+    const isStored = new Promise<void>((resolve) => (stored = resolve));
     idem
       .execute<LlmOutcome>(
         request.key,
-        async () => {
+        async (ctx) => {
+          // a holder before us died mid-call: the provider may have billed it, so it is not sent again
+          if (ctx.mayHaveRun) return LOST;
           const response = await send(body);
           const headers = storableHeaders(response.headers, allow).filter(
             ([name]) => name !== 'content-encoding',
@@ -151,7 +157,14 @@ export function createLlmCall(
             return { status: response.status, headers: kept, body: bytes, complete: true };
           }
           const recording = createRecording();
-          settle({ kind: 'live', status: response.status, headers, upstreamHeaders, recording });
+          settle({
+            kind: 'live',
+            status: response.status,
+            headers,
+            upstreamHeaders,
+            recording,
+            stored: isStored,
+          });
           return record(request.key, provider, response, headers, recording);
         },
         {
@@ -166,11 +179,13 @@ export function createLlmCall(
       )
       .then(
         (r) => {
+          stored();
           done();
           const released = !r.replayed && RELEASED_STATUSES.has(r.value.status);
           settle({ kind: 'done', outcome: r.value, replayed: r.replayed, released });
         },
         (error: unknown) => {
+          stored();
           done();
           settle({ kind: 'error', error });
         },
@@ -212,9 +227,21 @@ async function record(
   return { status: response.status, headers, body, complete, ...(usage && { usage }) };
 }
 
+/**
+ * The outcome stored when a holder took the key over from one whose lease ran out (a crashed
+ * process): that call may have reached the provider, so its key answers IndeterminateOutcomeError.
+ */
+const LOST: LlmOutcome = { status: 0, headers: [], body: new Uint8Array(0), complete: false };
+
 /** The caller's `Response` for a head: live, stored or shared. */
 function respond(key: string, head: Head, replayed: boolean, signal?: AbortSignal | null): Response {
   if (head.kind === 'error') throw head.error;
+  if (head.kind === 'done' && head.outcome.status === LOST.status) {
+    throw new IndeterminateOutcomeError(key, 0, {
+      reason:
+        'an earlier holder of this key stopped (its lease ran out) while its call may have been running',
+    });
+  }
   const headers = new Headers();
   const status = head.kind === 'live' ? head.status : head.outcome.status;
   const own = head.kind === 'live' ? (replayed ? head.headers : head.upstreamHeaders) : head.outcome.headers;
@@ -226,7 +253,9 @@ function respond(key: string, head: Head, replayed: boolean, signal?: AbortSigna
     if (status >= 500) headers.set('x-should-retry', 'false');
   }
   if (NULL_BODY_STATUSES.has(status)) return new Response(null, { status, headers });
-  if (head.kind === 'live') return new Response(head.recording.follow(signal), { status, headers });
+  if (head.kind === 'live') {
+    return new Response(head.recording.follow(signal, head.stored), { status, headers });
+  }
   const { outcome } = head;
   const recording = createRecording();
   recording.push(outcome.body);

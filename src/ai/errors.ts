@@ -34,13 +34,14 @@ export class IndeterminateOutcomeError extends IdemError {
   /** Bytes of the response received before the cut. */
   readonly receivedBytes: number;
 
-  constructor(key: string, receivedBytes: number, options?: ErrorOptions) {
+  constructor(key: string, receivedBytes: number, options?: ErrorOptions & { reason?: string }) {
+    const reason = options?.reason ?? `the upstream cut the response after ${receivedBytes} bytes`;
     // 'indeterminate_outcome' is not (yet) in the core's code union, which this module may not edit.
     super(
       'indeterminate_outcome' as IdemErrorCode,
       502,
-      `the upstream cut the response after ${receivedBytes} bytes; it may have been billed. ` +
-        'A retry with this key gets this error again: call retryWithNewKey() to run it again under a new key',
+      `${reason}; it may have been billed. A retry with this key gets this error again: ` +
+        'call retryWithNewKey() to run it again under a new key',
       options,
     );
     this.key = key;

@@ -18,8 +18,12 @@ export interface Recording {
   fail(error: unknown): void;
   /** Every byte recorded so far, as one array. */
   bytes(): Uint8Array;
-  /** A stream of the whole body from its first byte; `signal` ends it with the signal's reason. */
-  follow(signal?: AbortSignal | null): ReadableStream<Uint8Array>;
+  /**
+   * A stream of the whole body from its first byte; `signal` ends it with the signal's reason.
+   * After the last byte, the stream stays open until `holdCloseUntil` settles (the outcome is
+   * stored), so a caller that has read everything and exits cannot leave the key unrecorded.
+   */
+  follow(signal?: AbortSignal | null, holdCloseUntil?: Promise<unknown>): ReadableStream<Uint8Array>;
 }
 
 /**
@@ -32,7 +36,7 @@ export interface Recording {
 export function createRecording(): Recording {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  let state: { done: false } | { done: true; error?: unknown; failed: boolean } = { done: false };
+  let state: { done: boolean; failed?: boolean; error?: unknown } = { done: false };
   const waiters = new Set<() => void>();
   const wake = () => {
     for (const w of waiters) w();
@@ -47,7 +51,7 @@ export function createRecording(): Recording {
     },
     end() {
       if (state.done) return;
-      state = { done: true, failed: false };
+      state = { done: true };
       wake();
     },
     fail(error) {
@@ -56,7 +60,7 @@ export function createRecording(): Recording {
       wake();
     },
     bytes: () => concatBytes(chunks, size),
-    follow(signal) {
+    follow(signal, holdCloseUntil) {
       let next = 0;
       let cancelled = false;
       let stop: (() => void) | undefined;
@@ -86,8 +90,14 @@ export function createRecording(): Recording {
             controller.enqueue(chunks[next++]!);
             return;
           }
-          if (state.done && state.failed) controller.error(state.error);
-          else controller.close();
+          if (state.failed) controller.error(state.error);
+          else {
+            await holdCloseUntil?.then(
+              () => {},
+              () => {},
+            );
+            if (!cancelled && !signal?.aborted) controller.close();
+          }
         },
         cancel() {
           cancelled = true;

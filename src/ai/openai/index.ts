@@ -15,6 +15,7 @@ import {
 } from '../../core/errors.ts';
 import { problemResponse } from '../../http/problem.ts';
 import { createLlmCall, type LlmIdemOptions, type Provider } from '../call.ts';
+import { isIndeterminateOutcomeError } from '../errors.ts';
 
 export { RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
@@ -110,6 +111,12 @@ function problemFor(error: unknown): Response {
   if (error instanceof InProgressError) {
     return problemResponse('conflict', {
       headers: { 'retry-after-ms': String(Math.max(100, error.retryAfterMs)), 'x-should-retry': 'true' },
+    });
+  }
+  if (isIndeterminateOutcomeError(error)) {
+    return problemResponse('indeterminate-outcome', {
+      detail: error.message,
+      headers: { 'x-should-retry': 'false', 'x-idem-retry-key': error.retryWithNewKey().idempotencyKey },
     });
   }
   if (error instanceof StoreUnavailableError) {
