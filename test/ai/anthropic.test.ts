@@ -1,6 +1,6 @@
 import Anthropic from '@anthropic-ai/sdk';
+import { idemMiddleware, withIdem } from 'idem/anthropic';
 import { describe, expect, it } from 'vitest';
-import { idemMiddleware, withIdem } from '../../src/ai/anthropic/index.ts';
 import { anthropicDriver, message } from './drivers.ts';
 import { ANSWER, llmScenarios } from './scenarios.ts';
 

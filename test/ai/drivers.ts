@@ -1,8 +1,8 @@
 /** The openai and @anthropic-ai/sdk drivers of the shared LLM scenarios. */
 import Anthropic from '@anthropic-ai/sdk';
+import { withIdem as withIdemAnthropic } from 'idem/anthropic';
+import { withIdem as withIdemOpenAI } from 'idem/openai';
 import OpenAI from 'openai';
-import { withIdem as withIdemAnthropic } from '../../src/ai/anthropic/index.ts';
-import { withIdem as withIdemOpenAI } from '../../src/ai/openai/index.ts';
 import type { Driver } from './scenarios.ts';
 
 export const chat = {

@@ -1,6 +1,6 @@
+import { withIdem } from 'idem/openai';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
-import { withIdem } from '../../src/ai/openai/index.ts';
 import { chat, openaiDriver } from './drivers.ts';
 import { ANSWER, llmScenarios } from './scenarios.ts';
 

@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdem, type Idem } from 'idem';
+import { isIndeterminateOutcomeError } from 'idem/openai';
 import { sqliteStore } from 'idem/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isIndeterminateOutcomeError } from '../../src/ai/errors.ts';
 import { startServer, type TestServer } from './server.ts';
 
 /** Client options every driver understands. */
