@@ -73,7 +73,13 @@ export type Send = (body: FetchBody | null) => Promise<Response>;
  */
 export const RELEASED_STATUSES: ReadonlySet<number> = new Set([408, 409, 429, 500, 502, 503, 504, 529]);
 
-/** The header that marks a stored or shared answer. */
+/**
+ * The response header that marks a stored or shared answer (`true`); the first answer has none.
+ *
+ * @example
+ * const { response } = await client.chat.completions.create(body, { idempotencyKey }).withResponse();
+ * if (response.headers.get(REPLAYED_HEADER) === 'true') console.log('not billed again');
+ */
 export const REPLAYED_HEADER = 'idempotent-replayed';
 
 type Head =

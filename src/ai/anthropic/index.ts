@@ -12,8 +12,9 @@
 import { randomUUID } from 'node:crypto';
 import { createLlmCall, type LlmIdemOptions, type Provider } from '../call.ts';
 
-export { RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
+export { type LlmOutcome, RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
+export type { Usage } from '../usage.ts';
 
 /** The request a middleware sees (the SDK's `APIRequest`): a `RequestInit` with its `url`. */
 interface MiddlewareRequest extends Omit<RequestInit, 'headers'> {
@@ -38,7 +39,12 @@ export interface AnthropicClientLike {
 /** Options of {@link withIdem} and {@link idemMiddleware}. */
 export type AnthropicIdemOptions = LlmIdemOptions;
 
-/** The header that carries an explicit key (or the minted one, upstream). */
+/**
+ * The header that carries an explicit key (and the minted one, upstream).
+ *
+ * @example
+ * await client.messages.create(body, { headers: { [IDEMPOTENCY_HEADER]: idem.key('chat', runId, step) } });
+ */
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
 const BILLABLE = /\/v1\/(messages|messages\/batches|complete)$/;

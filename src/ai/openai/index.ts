@@ -17,8 +17,9 @@ import { problemResponse } from '../../http/problem.ts';
 import { createLlmCall, type LlmIdemOptions, type Provider } from '../call.ts';
 import { isIndeterminateOutcomeError } from '../errors.ts';
 
-export { RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
+export { type LlmOutcome, RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
+export type { Usage } from '../usage.ts';
 
 /** A `fetch` as the SDK calls it. */
 type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -34,7 +35,12 @@ export interface OpenAIIdemOptions extends LlmIdemOptions {
   fetch?: Fetch;
 }
 
-/** The header the wrapped client sends its key in (the SDK's `idempotencyKey` option sets it). */
+/**
+ * The header the wrapped client sends its key in (the SDK's `idempotencyKey` option sets it).
+ *
+ * @example
+ * await client.chat.completions.create(body, { headers: { [IDEMPOTENCY_HEADER]: key } });
+ */
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
 const BILLABLE =
