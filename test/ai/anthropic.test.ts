@@ -2,7 +2,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { idemMiddleware, withIdem } from 'idem/anthropic';
 import { describe, expect, it } from 'vitest';
 import { anthropicDriver, message } from './drivers.ts';
-import { ANSWER, llmScenarios } from './scenarios.ts';
+import { ANSWER, llmScenarios, storedUsage } from './scenarios.ts';
 
 const t = llmScenarios(anthropicDriver);
 
@@ -73,5 +73,14 @@ describe('anthropic: messages', () => {
     expect(b).toEqual(a);
     expect(a.content).toEqual([{ type: 'text', text: ANSWER }]);
     expect(seen).toEqual(['fresh', 'true']);
+  });
+});
+
+describe('anthropic: usage kept with the stored outcome', () => {
+  it('from message_start and message_delta, merged', async () => {
+    const idem = t.idem();
+    const c = withIdem(new Anthropic({ apiKey: 'sk-a', baseURL: t.server().url }), { idem, scope: 'usage' });
+    await c.messages.stream(message, { headers: { 'Idempotency-Key': 'u-sse' } }).finalMessage();
+    expect(await storedUsage(idem, 'u-sse', 'usage')).toEqual({ input_tokens: 10, output_tokens: 7 });
   });
 });

@@ -15,8 +15,10 @@ export const openaiDriver: Driver<OpenAI> = {
   name: 'openai',
   bare: (baseURL, o) => new OpenAI({ apiKey: o?.apiKey ?? 'sk-tenant-a', baseURL: `${baseURL}/v1`, ...o }),
   wrap: (client, idem) => withIdemOpenAI(client, { idem }),
-  async complete(client, key) {
-    const { data, response } = await client.chat.completions.create(chat, keyed(key)).withResponse();
+  async complete(client, key, signal) {
+    const { data, response } = await client.chat.completions
+      .create(chat, { ...keyed(key), ...(signal && { signal }) })
+      .withResponse();
     return {
       text: data.choices[0]?.message.content ?? '',
       replayed: response.headers.get('idempotent-replayed') === 'true',
@@ -48,8 +50,10 @@ export const anthropicDriver: Driver<Anthropic> = {
   name: 'anthropic',
   bare: (baseURL, o) => new Anthropic({ apiKey: o?.apiKey ?? 'sk-tenant-a', baseURL, ...o }),
   wrap: (client, idem) => withIdemAnthropic(client, { idem }),
-  async complete(client, key) {
-    const { data, response } = await client.messages.create(message, header(key)).withResponse();
+  async complete(client, key, signal) {
+    const { data, response } = await client.messages
+      .create(message, { ...header(key), ...(signal && { signal }) })
+      .withResponse();
     const block = data.content[0];
     return {
       text: block?.type === 'text' ? block.text : '',

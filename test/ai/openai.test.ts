@@ -2,7 +2,7 @@ import { withIdem } from 'idem/openai';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { chat, openaiDriver } from './drivers.ts';
-import { ANSWER, llmScenarios } from './scenarios.ts';
+import { ANSWER, llmScenarios, storedUsage } from './scenarios.ts';
 
 const t = llmScenarios(openaiDriver);
 
@@ -70,5 +70,28 @@ describe('openai: endpoints', () => {
     expect(wrapped.baseURL).toBe(original.baseURL);
     await original.chat.completions.create(chat);
     expect(t.server().keys).toEqual([null]); // the bare client still sends no key
+  });
+});
+
+describe('openai: usage kept with the stored outcome', () => {
+  it('from a JSON answer and from a stream’s last chunk', async () => {
+    const idem = t.idem();
+    const c = withIdem(new OpenAI({ apiKey: 'sk-a', baseURL: `${t.server().url}/v1` }), {
+      idem,
+      scope: 'usage',
+    });
+    await c.chat.completions.create(chat, { idempotencyKey: 'u-json' });
+    const s = await c.chat.completions.create({ ...chat, stream: true }, { idempotencyKey: 'u-sse' });
+    for await (const _ of s);
+    expect(await storedUsage(idem, 'u-json', 'usage')).toEqual({
+      prompt_tokens: 10,
+      completion_tokens: 6,
+      total_tokens: 16,
+    });
+    expect(await storedUsage(idem, 'u-sse', 'usage')).toEqual({
+      prompt_tokens: 10,
+      completion_tokens: 7,
+      total_tokens: 17,
+    });
   });
 });

@@ -11,6 +11,7 @@ import { createIdem, type Idem } from 'idem';
 import { isIndeterminateOutcomeError } from 'idem/openai';
 import { sqliteStore } from 'idem/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { decodeOutcome } from '../../src/core/outcome.ts';
 import { startServer, type TestServer } from './server.ts';
 
 /** Client options every driver understands. */
@@ -27,8 +28,8 @@ export interface Driver<C> {
   bare(baseURL: string, options?: ClientOptions): C;
   /** The same client through `withIdem`. */
   wrap(client: C, idem: Idem): C;
-  /** One non-streamed call; `key` undefined lets the wrapper mint one. */
-  complete(client: C, key?: string): Promise<{ text: string; replayed: boolean }>;
+  /** One non-streamed call; `key` undefined lets the wrapper mint one; `signal` aborts it. */
+  complete(client: C, key?: string, signal?: AbortSignal): Promise<{ text: string; replayed: boolean }>;
   /** One streamed call, read up to `stopAfter` events (then the app stops reading). */
   stream(client: C, key: string, stopAfter?: number): Promise<string>;
   /** One streamed call's raw body. */
@@ -140,6 +141,25 @@ export function llmScenarios<C>(driver: Driver<C>): {
       expect(server.billed).toBe(1);
     });
 
+    it('the app aborts a slow call; the upstream call goes on, and the retry with the key gets its answer', async () => {
+      server.set({ delayMs: 800 });
+      const c = client();
+      const aborted = await driver.complete(c, 'aborted', AbortSignal.timeout(200)).catch((e: unknown) => e);
+      expect(aborted).toBeInstanceOf(Error);
+      const started = Date.now();
+      expect(await driver.complete(c, 'aborted')).toEqual({ text: ANSWER, replayed: true });
+      expect(Date.now() - started).toBeLessThan(800);
+      expect(server.billed).toBe(1);
+    });
+
+    it('the store is down: nothing is sent upstream, the app gets an error', async () => {
+      const c = client({ maxRetries: 0 });
+      await idem.close();
+      const error = await driver.complete(c, 'store-down').catch((e: unknown) => e);
+      expect(error).toMatchObject({ status: 503 });
+      expect(server.requests).toBe(0);
+    });
+
     it('the same key through two idem instances over one SQLite file: billed once', async () => {
       server.set({ delayMs: 300 });
       const path = join(dir, `shared-${driver.name}.db`);
@@ -184,4 +204,17 @@ export function llmScenarios<C>(driver: Driver<C>): {
   });
 
   return { server: () => server, idem: () => idem, dir: () => dir };
+}
+
+/** The `usage` stored with a key's outcome (waiting up to 2 s for it to be stored). */
+export async function storedUsage(idem: Idem, key: string, scope: string): Promise<unknown> {
+  const id = idem.ids(key, scope).recordId;
+  // an SDK stops reading a stream at its last event: the outcome is stored a moment later
+  let record = await idem.store.get(id);
+  for (let i = 0; i < 100 && record?.state !== 'completed'; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    record = await idem.store.get(id);
+  }
+  const outcome = decodeOutcome(record?.outcome ?? '');
+  return outcome.kind === 'value' ? (outcome.value as { usage?: unknown }).usage : outcome;
 }
