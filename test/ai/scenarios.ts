@@ -194,6 +194,24 @@ export function llmScenarios<C>(driver: Driver<C>): {
       expect(server.billed).toBe(2);
     });
 
+    it('a two-step tool loop keyed by run and step: running the loop again bills nothing new', async () => {
+      const c = client();
+      const loop = async (runId: string) => {
+        server.set({ toolCalls: true }); // step 1 answers with a tool call
+        const step1 = await driver.complete(c, `${runId}:step-1`);
+        server.set({ toolCalls: false }); // step 2 (after the tool ran) answers with text
+        const step2 = await driver.complete(c, `${runId}:step-2`);
+        return [step1, step2];
+      };
+      const first = await loop('run-7');
+      expect(first).toEqual([
+        { text: '', replayed: false },
+        { text: ANSWER.replace('#1', '#2'), replayed: false },
+      ]);
+      expect(await loop('run-7')).toEqual(first.map((step) => ({ ...step, replayed: true })));
+      expect(server.billed).toBe(2);
+    });
+
     it('calls without an explicit key get one key each (logical calls are not merged)', async () => {
       const c = client();
       await driver.complete(c);
