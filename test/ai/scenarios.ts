@@ -160,6 +160,21 @@ export function llmScenarios<C>(driver: Driver<C>): {
       expect(server.requests).toBe(0);
     });
 
+    it('a stream replays byte-identical to the one the first caller read', async () => {
+      const c = client();
+      const live = await driver.raw(c, 'bytes');
+      expect(await driver.raw(c, 'bytes')).toBe(live);
+      expect(server.billed).toBe(1);
+    });
+
+    it('a malformed key (over 255 characters) is refused with a 400 before anything is sent', async () => {
+      const error = await driver
+        .complete(client({ maxRetries: 0 }), 'k'.repeat(256))
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({ status: 400 });
+      expect(server.requests).toBe(0);
+    });
+
     it('the same key through two idem instances over one SQLite file: billed once', async () => {
       server.set({ delayMs: 300 });
       const path = join(dir, `shared-${driver.name}.db`);
