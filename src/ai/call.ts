@@ -42,12 +42,19 @@ export interface Provider {
   replayHeaders: readonly string[];
   /** True when an SSE body ended with the provider's last event (not merely closed). */
   streamComplete(text: string): boolean;
+  /**
+   * True when an SSE body that ended without its last event ended in a provider error before any
+   * content was generated (Anthropic's mid-stream `overloaded_error`): not billed, so released.
+   */
+  streamUnbilled?(text: string): boolean;
 }
 
 /** The stored outcome of one LLM call. */
 export interface LlmOutcome extends HttpOutcome {
   /** False when the upstream cut the body: replays end with an `IndeterminateOutcomeError`. */
   complete: boolean;
+  /** The stream ended in a provider error before generating anything: released, never stored. */
+  unbilled?: boolean;
   usage?: Usage;
 }
 
@@ -180,14 +187,14 @@ export function createLlmCall(
           waitTimeout,
           ...(options.ttl !== undefined && { ttl: options.ttl }),
           ...(options.lease !== undefined && { lease: options.lease }),
-          releaseIf: (outcome) => RELEASED_STATUSES.has(outcome.status),
+          releaseIf: isReleased,
         },
       )
       .then(
         (r) => {
           stored();
           done();
-          const released = !r.replayed && RELEASED_STATUSES.has(r.value.status);
+          const released = !r.replayed && isReleased(r.value);
           settle({ kind: 'done', outcome: r.value, replayed: r.replayed, released });
         },
         (error: unknown) => {
@@ -227,10 +234,24 @@ async function record(
   const text = new TextDecoder().decode(body);
   const isStream = contentType?.includes('text/event-stream') ?? false;
   const complete = cause === undefined && (!isStream || provider.streamComplete(text));
-  if (complete) recording.end();
+  const unbilled = !complete && cause === undefined && isStream && provider.streamUnbilled?.(text) === true;
+  // an unbilled stream reaches the app as the provider sent it: its SDK raises the provider's error
+  if (complete || unbilled) recording.end();
   else recording.fail(new IndeterminateOutcomeError(key, received, { cause }));
   const usage = usageOf(contentType, text);
-  return { status: response.status, headers, body, complete, ...(usage && { usage }) };
+  return {
+    status: response.status,
+    headers,
+    body,
+    complete,
+    ...(unbilled && { unbilled }),
+    ...(usage && { usage }),
+  };
+}
+
+/** Outcomes whose key is released instead of stored: the provider did not bill them. */
+function isReleased(outcome: LlmOutcome): boolean {
+  return RELEASED_STATUSES.has(outcome.status) || outcome.unbilled === true;
 }
 
 /**

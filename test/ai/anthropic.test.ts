@@ -24,6 +24,29 @@ describe('anthropic: messages', () => {
     expect(t.server().billed).toBe(1);
   });
 
+  it('a stream that ends in an overloaded error before any content is not kept: the retry with the key runs again', async () => {
+    t.server().set({ overloadedStreams: 1 });
+    const idem = t.idem();
+    const c = withIdem(new Anthropic({ apiKey: 'sk-a', baseURL: t.server().url }), { idem, scope: 'o' });
+    const key = { headers: { 'Idempotency-Key': 'overloaded' } };
+    const error = await c.messages
+      .stream(message, key)
+      .finalMessage()
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.APIError);
+    expect(String(error)).toContain('overloaded_error');
+    // the SDK raises the error at the error event; the key is released once the stream has ended
+    const id = idem.ids('overloaded', 'o').recordId;
+    for (let i = 0; i < 100 && (await idem.store.get(id))?.state === 'in_progress'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(await idem.store.get(id)).toBeUndefined();
+    const retried = await c.messages.stream(message, key).finalMessage();
+    expect(retried.content).toEqual([{ type: 'text', text: ANSWER }]);
+    expect(t.server().requests).toBe(2);
+    expect(t.server().billed).toBe(1);
+  });
+
   it('the idempotencyKey request option works as the key too', async () => {
     const c = client();
     await c.messages.create(message, { idempotencyKey: 'opt-key' });

@@ -17,6 +17,11 @@ export interface Knobs {
   cutAfterEvents?: number;
   /** Cut streams end as if complete (chunked terminator sent) but without their last events. */
   cleanCut: boolean;
+  /**
+   * The next `count` Anthropic streams send `message_start`, then an `overloaded_error` event, and
+   * end: nothing was generated, so they are not billed.
+   */
+  overloadedStreams: number;
   /** Answer with a tool call instead of text. */
   toolCalls: boolean;
   /** Milliseconds between stream events. */
@@ -45,6 +50,7 @@ const DEFAULTS: Knobs = {
   toolCalls: false,
   eventGapMs: 2,
   cleanCut: false,
+  overloadedStreams: 0,
 };
 const BILLABLE = new Set([
   '/v1/chat/completions',
@@ -125,6 +131,11 @@ export async function startServer(): Promise<TestServer> {
           data: [{ b64_json: Buffer.from(`image #${n}`).toString('base64') }],
         });
       case '/v1/messages':
+        if (body.stream && knobs.overloadedStreams > 0) {
+          knobs.overloadedStreams--;
+          state.billed--;
+          return overloadedStream(res, n, knobs);
+        }
         return body.stream ? messageStream(res, n, knobs) : json(res, 200, message(n, answer, knobs));
       default:
         return json(res, 404, { error: { message: 'not found' } });
@@ -274,6 +285,24 @@ async function messageStream(res: ServerResponse, n: number, knobs: Knobs) {
         usage: { output_tokens: 7 },
       }),
       ev('message_stop', {}),
+    ],
+    knobs,
+  );
+}
+
+async function overloadedStream(res: ServerResponse, n: number, knobs: Knobs) {
+  const ev = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  const start = {
+    ...message(n, '', knobs),
+    content: [],
+    stop_reason: null,
+    usage: { input_tokens: 10, output_tokens: 0 },
+  };
+  await sse(
+    res,
+    [
+      ev('message_start', { message: start }),
+      ev('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }),
     ],
     knobs,
   );

@@ -53,6 +53,7 @@ const anthropic: Provider = {
   name: 'anthropic',
   replayHeaders: ['anthropic-organization-id'],
   streamComplete: (text) => /^event: message_stop\s*$/m.test(text) || /^event: completion\s*$/m.test(text),
+  streamUnbilled: (text) => /^event: error\s*$/m.test(text) && !/^event: content_block_delta\s*$/m.test(text),
 };
 
 /**
