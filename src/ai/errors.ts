@@ -36,9 +36,8 @@ export class IndeterminateOutcomeError extends IdemError {
 
   constructor(key: string, receivedBytes: number, options?: ErrorOptions & { reason?: string }) {
     const reason = options?.reason ?? `the upstream cut the response after ${receivedBytes} bytes`;
-    // 'indeterminate_outcome' is not (yet) in the core's code union, which this module may not edit.
     super(
-      'indeterminate_outcome' as IdemErrorCode,
+      'indeterminate_outcome',
       502,
       `${reason}; it may have been billed. A retry with this key gets this error again: ` +
         'call retryWithNewKey() to run it again under a new key',

@@ -15,6 +15,7 @@ export type IdemErrorCode =
   | 'store_unavailable'
   | 'lease_lost'
   | 'outcome_too_large'
+  | 'indeterminate_outcome'
   | 'divergence';
 
 const BRAND = Symbol.for('idem.error');
