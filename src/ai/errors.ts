@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { IdemError, type IdemErrorCode, isIdemError } from '../core/errors.ts';
+import { IdemError, isIdemError } from '../core/errors.ts';
 
 /** Where the derived keys of {@link IndeterminateOutcomeError.retryWithNewKey} put their counter. */
 const RETRY_SUFFIX = /:retry:(\d+)$/;
