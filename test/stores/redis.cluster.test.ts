@@ -63,12 +63,16 @@ if (binaries) {
   const prefix = uniqueName('idem_redis');
   testStore({
     name: 'redis cluster',
+    selfExpiring: true,
     create: () => {
       const client = connect();
       const store = redisStore({ client, prefix });
+      let closed = false;
       return {
         ...store,
         async close() {
+          if (closed) return; // close() twice is part of the contract
+          closed = true;
           await store.close?.();
           await deletePrefix(client, prefix);
           await client.quit();
