@@ -194,6 +194,8 @@ export async function answerBeforeDiscarding(
   res.setHeader('content-length', bytes.byteLength);
   res.writeHead(response.status);
   res.write(bytes);
+  // nothing left to drop: a body already read to its end (or a gone client) emits no more events
+  if (req.readableEnded || req.destroyed) return void res.end();
   await new Promise<void>((resolve) => {
     let dropped = 0;
     const done = () => {

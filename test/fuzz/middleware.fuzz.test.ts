@@ -12,6 +12,7 @@ import { createIdem, memoryStore } from 'idem';
 import { idempotency, idempotencyErrors } from 'idem/express';
 import { withIdempotency } from 'idem/http';
 import { afterAll, describe, expect, it } from 'vitest';
+import { answerBeforeDiscarding } from '../../src/http/node.ts';
 import { type FuzzCase, generateGroups, SEED } from './cases.ts';
 import {
   createLedger,
@@ -83,8 +84,9 @@ async function startWeb(ledger: ReturnType<typeof createLedger>, log: ReturnType
     }
     try {
       const response = await handler(request);
-      res.writeHead(response.status, Object.fromEntries(response.headers));
-      res.end(Buffer.from(await response.arrayBuffer()));
+      // a well-behaved runtime reads and drops what is left of the body before it closes, so a
+      // client still sending (a refused 2 MiB upload) reads the answer instead of a reset
+      await answerBeforeDiscarding(req, res, response);
     } catch (error) {
       if (req.errored && error === req.errored) {
         // The client's own body stream failed (it hung up mid-body, or Node's parser refused
