@@ -28,7 +28,7 @@ import {
   type IdempotencyInfo,
   type IdempotencyPlan,
 } from '../core.ts';
-import { answerBeforeDiscarding, readNodeBody, webRequestOf } from '../node.ts';
+import { answerBeforeDiscarding, clientSignal, readNodeBody, webRequestOf } from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
 import { NULL_BODY_STATUSES } from '../outcome.ts';
 
@@ -97,7 +97,7 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
     fastify.addHook('preParsing', async (request: WithState, reply, payload) => {
       const core = coreFor(request);
       if (!core) return payload;
-      const prepared = await core.prepare(webRequestOf(request.raw, request.url), (limit) =>
+      const prepared = await core.prepare(webRequestOf(request.raw, request.url, clientSignal(reply.raw)), (limit) =>
         readNodeBody(payload, limit),
       );
       if (prepared.action === 'pass') return payload;
