@@ -8,6 +8,7 @@ import { InvalidOptionError } from '../core/errors.ts';
 import { DEFAULT_BODY_LIMIT } from '../http/body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from '../http/fingerprint.ts';
 import { replayAllowList } from '../http/headers.ts';
+import { checkKnownOptions } from '../http/known.ts';
 import { checkMaxRetryAfter, checkRunDurations } from '../http/options.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
 import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
@@ -186,7 +187,5 @@ function strings(value: unknown, where: string, lower = true): string[] {
 
 function checkFields(obj: object, where: string, allowed: ReadonlySet<string>): void {
   if (typeof obj !== 'object' || obj === null) throw new InvalidOptionError(`${where} must be an object`);
-  for (const k of Object.keys(obj)) {
-    if (!allowed.has(k)) throw new InvalidOptionError(`unknown field "${k}" in ${where}`);
-  }
+  checkKnownOptions(obj, [...allowed], `${where}.`);
 }

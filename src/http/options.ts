@@ -11,6 +11,7 @@ import type { Store } from '../core/store.ts';
 import { DEFAULT_BODY_LIMIT } from './body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from './fingerprint.ts';
 import { replayAllowList } from './headers.ts';
+import { checkKnownOptions } from './known.ts';
 import { defaultOutcomePolicy, type OutcomePolicy } from './policy.ts';
 import { PROBLEM_BASE } from './problem.ts';
 import type { ScopeFn } from './scope.ts';
@@ -108,9 +109,46 @@ export interface ResolvedOptions {
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
+/** Every option name, in the order the docs list them (the type makes the list complete). */
+const OPTION_NAMES: Record<keyof IdempotencyOptions, true> = {
+  idem: true,
+  store: true,
+  methods: true,
+  required: true,
+  header: true,
+  ttl: true,
+  lease: true,
+  onInProgress: true,
+  waitTimeout: true,
+  fingerprintHeaders: true,
+  excludeFields: true,
+  scope: true,
+  scopeCookies: true,
+  dangerouslyAllowGlobalKeys: true,
+  outcomePolicy: true,
+  replayHeaders: true,
+  bodyLimit: true,
+  maxStoredBodyBytes: true,
+  onStoreError: true,
+  maxRetryAfter: true,
+  problemBase: true,
+  docsUrl: true,
+  handlerErrors: true,
+  logger: true,
+};
+
+/**
+ * The names {@link IdempotencyOptions} knows; any other is refused.
+ *
+ * @example
+ * IDEMPOTENCY_OPTION_NAMES.includes('header') // true
+ */
+export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = Object.keys(OPTION_NAMES);
+
 /** Validates options once, at setup; throws `InvalidOptionError` naming the bad option. */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidOptionError('idempotency() needs options');
+  checkKnownOptions(options, IDEMPOTENCY_OPTION_NAMES);
   const { idem, store } = options;
   if ((idem === undefined) === (store === undefined)) {
     throw new InvalidOptionError('pass exactly one of { idem: createIdem(…) } or { store }');
