@@ -70,6 +70,12 @@ export interface RoutePolicy {
   onAbandoned?: 'fail' | 'reexecute';
   /** Response headers replayed in addition to the default allow-list. */
   replayHeaders?: string[];
+  /** Longest key, in characters; longer keys get 400 `invalid-key`. Default 255; at most 1024. */
+  maxKeyLength?: number;
+  /** The header (or headers) marking a replay. Default `'Idempotent-Replayed'`. */
+  replayHeader?: string | string[];
+  /** Headers sent as `false` on stored 5xx answers, their replays and problems. Default `['x-should-retry']`. */
+  shouldRetryHeaders?: string[];
   /** Largest request body, in bytes; larger ones get 413 before the upstream is called. Default 1 MiB. */
   maxRequestBytes?: number;
   /**

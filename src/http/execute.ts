@@ -6,7 +6,7 @@
  * @module
  */
 import { isIdemError, OutcomeTooLargeError, StoreUnavailableError } from '../core/errors.ts';
-import { storableHeaders } from './headers.ts';
+import { echoesKey, storableHeaders } from './headers.ts';
 import { engineKey } from './key.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
@@ -105,6 +105,7 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
         } catch (error) {
           throw new HandlerFailure(error);
         }
+        response = withoutKeyEcho(response, ctx.downstreamKey, plan.key);
         const final = response.status >= 500 && cfg.policy(response.status) === 'store';
         if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
           bodiless = final ? withNoRetry(new Response(null, response), noRetry) : response;
@@ -255,6 +256,15 @@ class ClientGone extends Error {
 function clientGone(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** The response with every header echoing the derived key set to the client's own key. */
+function withoutKeyEcho(response: Response, downstreamKey: string, clientKey: string): Response {
+  const echoes = [...response.headers].filter(([, v]) => echoesKey(v, downstreamKey)).map(([n]) => n);
+  if (echoes.length === 0) return response;
+  const own = new Response(response.body, response); // its headers may be immutable
+  for (const name of echoes) own.headers.set(name, clientKey);
+  return own;
 }
 
 function withNoRetry(response: Response, noRetry: (headers: Headers) => void): Response {

@@ -30,7 +30,31 @@ export interface ReplayMarks {
   noRetry: readonly string[];
 }
 
-const DEFAULT_MARKS: ReplayMarks = { replayed: ['idempotent-replayed'], noRetry: ['x-should-retry'] };
+/**
+ * The default marker names: `Idempotent-Replayed` and `x-should-retry`.
+ *
+ * @example
+ * replayResponse(outcome, DEFAULT_MARKS)
+ */
+export const DEFAULT_MARKS: ReplayMarks = { replayed: ['idempotent-replayed'], noRetry: ['x-should-retry'] };
+
+/**
+ * Idem's marker headers under the configured names: `x-should-retry` becomes every `noRetry`
+ * name, `idempotent-replayed` every `replayed` name; other headers pass unchanged.
+ *
+ * @example
+ * markerHeaders([['x-should-retry', 'false']], { replayed: ['idempotent-replayed'], noRetry: ['x-should-retry', 'stripe-should-retry'] })
+ * // [['x-should-retry', 'false'], ['stripe-should-retry', 'false']]
+ */
+export function markerHeaders(headers: readonly [string, string][], marks: ReplayMarks): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [name, value] of headers) {
+    if (name === 'x-should-retry') for (const n of marks.noRetry) out.push([n, value]);
+    else if (name === 'idempotent-replayed') for (const n of marks.replayed) out.push([n, value]);
+    else out.push([name, value]);
+  }
+  return out;
+}
 
 /**
  * The replay of a stored outcome: the stored status, the stored headers, the byte-identical

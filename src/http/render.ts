@@ -6,6 +6,7 @@
  * @module
  */
 import type { ResolvedOptions } from './options.ts';
+import { markerHeaders } from './outcome.ts';
 import { type ProblemType, problemBody, problemResponse } from './problem.ts';
 
 /** Renders one of idem's answers for `request`. */
@@ -15,26 +16,6 @@ export type RenderProblem = (
   detail?: string,
   headers?: readonly [string, string][],
 ) => Promise<Response>;
-
-/**
- * Idem's marker headers under the configured names: `x-should-retry` becomes every
- * `shouldRetryHeaders` name, `idempotent-replayed` every `replayHeader` name; others pass.
- *
- * @example
- * markerHeaders([['x-should-retry', 'false']], cfg) // [['x-should-retry', 'false'], ['stripe-should-retry', 'false']]
- */
-export function markerHeaders(
-  headers: readonly [string, string][],
-  cfg: Pick<ResolvedOptions, 'shouldRetryHeaders' | 'replayMarkers'>,
-): [string, string][] {
-  const out: [string, string][] = [];
-  for (const [name, value] of headers) {
-    if (name === 'x-should-retry') for (const n of cfg.shouldRetryHeaders) out.push([n, value]);
-    else if (name === 'idempotent-replayed') for (const n of cfg.replayMarkers) out.push([n, value]);
-    else out.push([name, value]);
-  }
-  return out;
-}
 
 /**
  * Builds the renderer of one middleware. With `onError`, the app's response is sent, plus
@@ -50,7 +31,7 @@ export function createProblemRenderer(cfg: ResolvedOptions): RenderProblem {
     const response = problemResponse(type, {
       base: cfg.problemBase,
       detail,
-      headers: markerHeaders(headers, cfg),
+      headers: markerHeaders(headers, { replayed: cfg.replayMarkers, noRetry: cfg.shouldRetryHeaders }),
     });
     if (!cfg.onError) return response;
     try {

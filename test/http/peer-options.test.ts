@@ -234,3 +234,26 @@ describe('global scope spellings', () => {
     expect(runs).toBe(1);
   });
 });
+
+describe('header policy', () => {
+  it('a response header echoing the downstream key shows the client key, live and replayed', async () => {
+    const { idempotencyInfo } = await import('idem/http');
+    const endpoint = withIdempotency(
+      async (req) =>
+        Response.json(
+          { ok: true },
+          {
+            status: 201,
+            headers: { 'idempotency-key': idempotencyInfo(req)?.downstreamKey ?? '', 'set-cookie': 's=1' },
+          },
+        ),
+      { idem: createIdem({ store: memoryStore() }), replayHeaders: ['idempotency-key'] },
+    );
+    const live = await endpoint(post('mine'));
+    const replay = await endpoint(post('mine'));
+    expect(live.headers.get('idempotency-key')).toBe('mine');
+    expect(live.headers.get('set-cookie')).toBe('s=1');
+    expect(replay.headers.get('idempotency-key')).toBe('mine');
+    expect(replay.headers.get('set-cookie')).toBeNull();
+  });
+});
