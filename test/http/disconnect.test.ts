@@ -21,13 +21,20 @@ afterEach(async () => {
 interface Counted {
   base: string;
   runs(): number;
+  /** The onEvent types seen, in order. */
+  events: string[];
 }
 
 /** The handler takes 300 ms and answers 503 (released): a waiter still there would run it. */
 async function expressApp(): Promise<Counted> {
   let runs = 0;
+  const events: string[] = [];
   const app = express();
-  app.post('/pay', expressIdempotency({ idem: createIdem({ store: memoryStore() }) }), async (_req, res) => {
+  const mw = expressIdempotency({
+    idem: createIdem({ store: memoryStore() }),
+    onEvent: (e) => void events.push(e.type),
+  });
+  app.post('/pay', mw, async (_req, res) => {
     runs++;
     await pause(300);
     res.status(503).json({ busy: true });
@@ -38,13 +45,19 @@ async function expressApp(): Promise<Counted> {
     server.closeAllConnections();
     return new Promise((r) => server.close(r));
   });
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, runs: () => runs };
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, runs: () => runs, events };
 }
 
 async function fastifyApp(): Promise<Counted> {
   let runs = 0;
+  const events: string[] = [];
   const app = Fastify();
-  await app.register(fastifyIdempotency({ idem: createIdem({ store: memoryStore() }) }));
+  await app.register(
+    fastifyIdempotency({
+      idem: createIdem({ store: memoryStore() }),
+      onEvent: (e) => void events.push(e.type),
+    }),
+  );
   app.post('/pay', async (_req, reply) => {
     runs++;
     await pause(300);
@@ -53,7 +66,7 @@ async function fastifyApp(): Promise<Counted> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   closers.push(() => app.close());
   const port = ((app.server as Server).address() as AddressInfo).port;
-  return { base: `http://127.0.0.1:${port}`, runs: () => runs };
+  return { base: `http://127.0.0.1:${port}`, runs: () => runs, events };
 }
 
 /** A keyed POST whose connection is destroyed after `abortAfter` ms. */
@@ -84,12 +97,13 @@ describe.each([
   ['fastify', fastifyApp],
 ])('%s: client disconnect while waiting', (_name, start) => {
   it('a waiting duplicate whose client went away runs nothing', async () => {
-    const { base, runs } = await start();
+    const { base, runs, events } = await start();
     const first = fetch(`${base}/pay`, keyed('gone'));
     await pause(50);
     await departing(base, 'gone', 50);
     expect((await first).status).toBe(503); // released
     await pause(150);
     expect(runs()).toBe(1);
+    expect(events).toEqual(['miss']); // the departed waiter is neither a hit nor a second miss
   });
 });

@@ -30,6 +30,11 @@ describe('unknown options', () => {
     expect(() => build({ ttL: '1h' })).toThrow('did you mean ttl?');
   });
 
+  it('idempotencyErrors() refuses unknown options too', async () => {
+    const { idempotencyErrors } = await import('idem/express');
+    expect(() => idempotencyErrors({ problemBse: 'x' } as object)).toThrow('did you mean problemBase?');
+  });
+
   it('a name nothing is near lists the known options', () => {
     expect(() => withIdempotency(handler, { idem, zzzzzzzzzzzz: 1 } as object)).toThrow(
       /unknown option zzzzzzzzzzzz \(known: idem, store,/,

@@ -18,6 +18,7 @@ import { parse as parseQueryString } from 'node:querystring';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { isJsonContentType } from '../body.ts';
 import { createHttpIdempotency, type IdempotencyInfo } from '../core.ts';
+import { checkKnownOptions } from '../known.ts';
 import {
   answerBeforeDiscarding,
   clientSignal,
@@ -116,6 +117,7 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
  * app.use((err, req, res, next) => res.status(500).json({ error: 'internal' }));
  */
 export function idempotencyErrors(options: { problemBase?: string } = {}): ErrorRequestHandler {
+  checkKnownOptions(options, ['problemBase']);
   return function idempotencyErrors(error, req, res, next) {
     const cap = captures.get(res);
     if (cap) {
