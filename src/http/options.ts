@@ -235,6 +235,9 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
 /**
  * The longest `maxKeyLength` accepted. Keys are hashed into the record id, never stored raw;
  * a key over the engine's 255 characters is passed to it as its SHA-256.
+ *
+ * @example
+ * idempotency({ idem, maxKeyLength: MAX_KEY_LENGTH_BOUND }) // the most a route may allow
  */
 export const MAX_KEY_LENGTH_BOUND = 1024;
 

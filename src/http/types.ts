@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { ProblemBody } from './problem.ts';
 
 /** What the handler can learn about the idempotent execution it runs in. */
 export interface IdempotencyInfo {
@@ -60,11 +61,8 @@ export interface IdempotencyEvent {
   status?: number;
 }
 
-/** The problem idem would answer with: status, type URI, title, detail, `code` and the Stripe-shaped `error`. */
-export type { ProblemBody } from './problem.ts';
-
-/** Renders one of idem's own answers in the app's error shape. */
-export type ProblemRenderer = (
-  problem: import('./problem.ts').ProblemBody,
-  request: Request,
-) => Response | Promise<Response>;
+/**
+ * Renders one of idem's own answers in the app's error shape. `problem` is what idem would
+ * send: status, type URI, title, detail, `code` and the Stripe-shaped `error`.
+ */
+export type ProblemRenderer = (problem: ProblemBody, request: Request) => Response | Promise<Response>;

@@ -153,6 +153,22 @@ describe('migrating from hono-idempotency', () => {
     expect(seen).toEqual(['miss:h1', 'hit:h1']);
   });
 
+  it('engine-wide events → createIdem({ onEvent })', async () => {
+    const events: IdemEvent['type'][] = [];
+    const idem = createIdem({ store: memoryStore(), onEvent: (e) => events.push(e.type) });
+    const a = new Hono();
+    a.post('/api/payments', idempotency({ idem }), (c) => c.json({ ok: true }));
+    const send = () =>
+      a.request('/api/payments', {
+        method: 'POST',
+        headers: { 'idempotency-key': 'e1', authorization: 'Bearer x' },
+      });
+    await send();
+    await send();
+    expect(events).toContain('acquired');
+    expect(events).toContain('replayed');
+  });
+
   it('non-2xx not cached → outcomePolicy releasing them (idem stores definitive 4xx and 5xx)', async () => {
     let status = 400;
     const a = new Hono();
