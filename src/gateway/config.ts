@@ -24,6 +24,7 @@ import { readFile } from 'node:fs/promises';
 import type { Duration } from '../core/duration.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
+import { checkKnownOptions } from '../http/known.ts';
 
 /** What a duplicate of an in-flight request gets. */
 export type Concurrency = 'reject' | 'wait' | 'attach';
@@ -69,6 +70,12 @@ export interface RoutePolicy {
   onAbandoned?: 'fail' | 'reexecute';
   /** Response headers replayed in addition to the default allow-list. */
   replayHeaders?: string[];
+  /** Longest key, in characters; longer keys get 400 `invalid-key`. Default 255; at most 1024. */
+  maxKeyLength?: number;
+  /** The header (or headers) marking a replay. Default `'Idempotent-Replayed'`. */
+  replayHeader?: string | string[];
+  /** Headers sent as `false` on stored 5xx answers, their replays and problems. Default `['x-should-retry']`. */
+  shouldRetryHeaders?: string[];
   /** Largest request body, in bytes; larger ones get 413 before the upstream is called. Default 1 MiB. */
   maxRequestBytes?: number;
   /**
@@ -176,8 +183,27 @@ export async function loadGatewayConfig(path: string): Promise<Partial<GatewayCo
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new InvalidOptionError(`the config file ${path} must hold a JSON object`);
   }
-  for (const key of Object.keys(parsed)) {
-    if (!TOP_KEYS.has(key)) throw new InvalidOptionError(`unknown field "${key}" in the config file ${path}`);
+  try {
+    checkConfigFields(parsed, [...TOP_KEYS]);
+  } catch (error) {
+    throw new InvalidOptionError(`${(error as Error).message} in the config file ${path}`);
   }
   return parsed as Partial<GatewayConfig>;
+}
+
+/**
+ * Refuses unknown top-level fields (and unknown `endpoints` fields) of a gateway config, naming
+ * the nearest known one. `createGateway()` also accepts `logger`.
+ *
+ * @example
+ * checkConfigFields({ keyHeadr: 'x' }) // throws: unknown option keyHeadr — did you mean keyHeader?
+ */
+export function checkConfigFields(config: object, known: readonly string[] = [...TOP_KEYS, 'logger']): void {
+  checkKnownOptions(config, known);
+  const endpoints = (config as { endpoints?: unknown }).endpoints;
+  if (endpoints !== undefined) {
+    if (typeof endpoints !== 'object' || endpoints === null)
+      throw new InvalidOptionError('endpoints must be an object');
+    checkKnownOptions(endpoints, ['health', 'metrics', 'policy'], 'endpoints.');
+  }
 }

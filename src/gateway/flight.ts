@@ -63,10 +63,7 @@ export function createFlight(fingerprint: string): Flight {
     fingerprint,
     head,
     start(h) {
-      current = {
-        ...h,
-        headers: h.release ? h.headers : { ...h.headers, 'idempotent-replayed': 'true' },
-      };
+      current = h; // the holder builds the joiners' head (allow-listed headers and replay markers)
       resolveHead(h);
     },
     push(chunk) {

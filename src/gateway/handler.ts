@@ -16,6 +16,7 @@ import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
 import { BodyTooLargeError } from '../http/body.ts';
+import { engineKey } from '../http/key.ts';
 import { readNodeBody } from '../http/node.ts';
 import { type IncomingLike, type KeyRules, NO_RETRY, prepareKeyed, refusalFor } from '../http/pipeline.ts';
 import { parseTarget } from '../http/target.ts';
@@ -120,7 +121,7 @@ export function createProxyHandler(deps: HandlerDeps) {
       if (prepared.action === 'refuse') {
         if (prepared.refusal.type === 'missing-key') metrics.withoutKey(route.name);
         metrics.request(route.name, 'rejected');
-        return refuse(req, res, prepared.refusal);
+        return refuse(req, res, prepared.refusal, route.marks);
       }
       const { key, scope, fingerprint, body } = prepared;
       const request: ForwardRequest = {
@@ -144,6 +145,7 @@ export function createProxyHandler(deps: HandlerDeps) {
       header: keyHeader,
       required: route.key === 'required',
       bodyLimit: route.maxRequestBytes,
+      maxKeyLength: route.maxKeyLength,
       fingerprint: route.fingerprint,
       describedBy: deps.describedBy,
       scope: {
@@ -169,14 +171,14 @@ export function createProxyHandler(deps: HandlerDeps) {
     let flight: Flight | undefined;
     let recordId = '';
     if (route.concurrency === 'attach') {
-      recordId = idem.ids(key, scope).recordId;
+      recordId = idem.ids(engineKey(key), scope).recordId;
       const live = flights.get(recordId);
       if (live) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
           metrics.onEvent({ type: 'mismatch', recordId });
           metrics.request(route.name, 'rejected');
           const refusal = refusalFor(new FingerprintMismatchError(), route.retry, deps.describedBy);
-          return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers);
+          return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers, route.marks);
         }
         const timer = deadline(route.waitMs);
         const head = await Promise.race([live.head, timer.promise, gone.promise]);
@@ -189,7 +191,7 @@ export function createProxyHandler(deps: HandlerDeps) {
           metrics.onEvent({ type: 'in_progress', recordId });
           metrics.request(route.name, 'rejected');
           const refusal = refusalFor(new InProgressError(route.leaseMs), route.retry, deps.describedBy);
-          return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers);
+          return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers, route.marks);
         }
         if (head && live.join(res)) {
           metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
@@ -214,11 +216,11 @@ export function createProxyHandler(deps: HandlerDeps) {
     };
     let started = false;
     let startedAt = 0;
-    const action = recordingAction(deps, route, request, res, state, flight);
+    const action = recordingAction(deps, route, request, res, state, flight, key);
     // A duplicate whose holder released the key (503, refused) is re-run by the engine, with
     // this action; one whose client went away runs nothing (the engine releases the key again).
     const execution = idem.execute(
-      key,
+      engineKey(key),
       (ctx) => {
         if (gone.signal.aborted) throw new Error('the client went away before the request ran');
         started = true;
@@ -245,10 +247,10 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (started) route.retry.record(Date.now() - startedAt);
         if (!first.r.replayed) {
           metrics.request(route.name, 'executed');
-          finishHolder(res, state, first.r.value);
+          finishHolder(res, state, first.r.value, route);
         } else {
           metrics.request(route.name, 'replayed');
-          writeStored(res, first.r.value, true);
+          writeStored(res, first.r.value, true, [], route.marks);
         }
         return;
       }
@@ -270,7 +272,7 @@ export function createProxyHandler(deps: HandlerDeps) {
         const refusal = refusalFor(error, route.retry, deps.describedBy);
         if (!refusal) throw error;
         metrics.request(route.name, 'rejected');
-        writeProblem(res, refusal.type, refusal.detail, refusal.headers);
+        writeProblem(res, refusal.type, refusal.detail, refusal.headers, route.marks);
       }
     } finally {
       gone.dispose();
@@ -284,10 +286,15 @@ export function createProxyHandler(deps: HandlerDeps) {
 
 // --- Internal helpers ---
 
-function finishHolder(res: ServerResponse, state: LiveState, value: ForwardResult): void {
+function finishHolder(
+  res: ServerResponse,
+  state: LiveState,
+  value: ForwardResult,
+  route: CompiledRoute,
+): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
-    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : []);
+    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : [], route.marks);
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
 }

@@ -23,7 +23,7 @@ import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
-import type { GatewayConfig } from './config.ts';
+import { checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
@@ -66,6 +66,7 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
   if (!config || typeof config.upstream !== 'string') {
     throw new InvalidOptionError('createGateway needs { upstream: "http://host:port" }');
   }
+  checkConfigFields(config);
   const routes = compileRoutes(config.routes, config.defaults);
   const keyHeader = (config.keyHeader ?? 'idempotency-key').toLowerCase();
   const downstreamKeyHeader: string | false =

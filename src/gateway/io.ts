@@ -5,6 +5,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_MARKS, type ReplayMarks } from '../http/outcome.ts';
 import type { Refusal } from '../http/pipeline.ts';
 import type { HeaderLines } from '../http/scope.ts';
 import { clientResponseHeaders, writeProblem } from './respond.ts';
@@ -14,10 +15,15 @@ export const GONE = Symbol('gone');
 export const TIMED_OUT = Symbol('timed out');
 
 /** Answers a refusal; the connection closes if a body is still coming. */
-export function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
+export function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  refusal: Refusal,
+  marks: ReplayMarks = DEFAULT_MARKS,
+): void {
   const headers = [...refusal.headers];
   if (!req.complete && !headers.some(([n]) => n === 'connection')) headers.push(['connection', 'close']);
-  writeProblem(res, refusal.type, refusal.detail, headers);
+  writeProblem(res, refusal.type, refusal.detail, headers, marks);
 }
 
 /** Forwards without idempotency (the store is down and `onStoreError: 'open'`). */

@@ -130,7 +130,7 @@ export function policyDocument(routes: readonly CompiledRoute[], facts: PolicyFa
     },
     'x-idempotency': {
       keyHeader: headerName,
-      keyFormat: `sf-string or bare token, 1-${MAX_HTTP_KEY_LENGTH} chars of 0x21-0x7E, exactly one field line`,
+      keyFormat: `sf-string or bare token, 1-${MAX_HTTP_KEY_LENGTH} chars (per route: maxKeyLength) of 0x21-0x7E, exactly one field line`,
       methodsNeverKeyed: ['GET', 'HEAD', 'OPTIONS'],
       scope: `SHA-256 of the normalized request headers ${facts.scopeHeaders.join(', ')} (scopeHeaders first when present); keys of different callers never meet; a credential header sent twice is a 400`,
       targets:
@@ -138,7 +138,8 @@ export function policyDocument(routes: readonly CompiledRoute[], facts: PolicyFa
       downstreamKey: facts.downstreamKeyHeader
         ? `the upstream gets ${canonical(facts.downstreamKeyHeader)}: idem_<derived>, stable per record, never the raw key`
         : 'no key is sent upstream',
-      replayMarker: 'Idempotent-Replayed: true; x-should-retry: false on a replayed 5xx',
+      replayMarker:
+        'Idempotent-Replayed: true; x-should-retry: false on a replayed 5xx (per route: replayMarkerHeaders, shouldRetryHeaders)',
       onStoreError:
         facts.onStoreError === 'closed'
           ? '503 store-unavailable'
@@ -172,6 +173,9 @@ function routePolicy(r: CompiledRoute) {
     beforeSendFailure: 'release (502 upstream-unavailable)',
     onAbandoned: r.onAbandoned,
     replayHeaders: [...r.replayHeaders],
+    replayMarkerHeaders: [...r.marks.replayed],
+    shouldRetryHeaders: [...r.marks.noRetry],
+    maxKeyLength: r.maxKeyLength,
     maxRequestBytes: r.maxRequestBytes,
     maxResponseBytes: r.maxResponseBytes,
     streaming: `responses stream as they arrive and are recorded; text/event-stream replays byte-identical${r.concurrency === 'attach' ? '; duplicates on the same instance join the live stream from its start' : ''}`,

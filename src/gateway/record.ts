@@ -19,9 +19,9 @@
  *
  * @module
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ActionContext } from '../core/engine.ts';
-import { NO_RETRY } from '../http/pipeline.ts';
+import { echoesKey } from '../http/headers.ts';
 import type { Flight } from './flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import {
@@ -58,6 +58,7 @@ export function recordingAction(
   res: ServerResponse,
   state: LiveState,
   flight: Flight | undefined,
+  clientKey: string,
 ) {
   return (ctx: ActionContext): Promise<ForwardResult> | ForwardResult => {
     if (ctx.mayHaveRun && route.onAbandoned === 'fail') {
@@ -89,13 +90,16 @@ export function recordingAction(
           status = s;
           control = c;
           release = route.outcome(s) === 'release';
-          stored = storedHeaders(headers, route.replayHeaders);
-          const clientHeaders = clientResponseHeaders(headers, true);
+          // the upstream echoing the derived key: the client only ever sees its own key
+          const own = withKeyEcho(headers, ctx.downstreamKey, clientKey);
+          stored = storedHeaders(own, route.replayHeaders);
+          const clientHeaders = clientResponseHeaders(own, true);
           // stored and final: an SDK must not retry it (a replay says the same)
-          if (!release && s >= 500) clientHeaders[NO_RETRY[0]] = NO_RETRY[1];
+          if (!release && s >= 500) for (const name of route.marks.noRetry) clientHeaders[name] = 'false';
           if (!res.destroyed) res.writeHead(s, clientHeaders);
           state.headWritten = true;
-          flight?.start({ status: s, headers: clientHeaders, release });
+          // joiners see what a replay shows: the allow-listed headers, never the holder's cookies
+          flight?.start({ status: s, headers: joinerHeaders(stored, release, s, route), release });
         },
         onData(chunk) {
           bytes += chunk.byteLength;
@@ -129,6 +133,44 @@ export function recordingAction(
       });
     });
   };
+}
+
+/** `headers` with every value that echoes `downstreamKey` replaced by the client's key. */
+function withKeyEcho(
+  headers: IncomingHttpHeaders,
+  downstreamKey: string,
+  clientKey: string,
+): IncomingHttpHeaders {
+  let out: IncomingHttpHeaders | undefined;
+  for (const name in headers) {
+    const value = headers[name];
+    const echoes = Array.isArray(value)
+      ? value.some((v) => echoesKey(v, downstreamKey))
+      : value !== undefined && echoesKey(value, downstreamKey);
+    if (!echoes) continue;
+    out ??= { ...headers };
+    out[name] = Array.isArray(value)
+      ? value.map((v) => (echoesKey(v, downstreamKey) ? clientKey : v))
+      : clientKey;
+  }
+  return out ?? headers;
+}
+
+/** The head an attach joiner gets: the stored (allow-listed) headers and the replay markers. */
+function joinerHeaders(
+  stored: readonly [string, string][],
+  release: boolean,
+  status: number,
+  route: CompiledRoute,
+): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of stored) {
+    const prev = out[name];
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  if (!release && status >= 500) for (const name of route.marks.noRetry) out[name] = 'false';
+  if (!release) for (const name of route.marks.replayed) out[name] = 'true';
+  return out;
 }
 
 function bodyOf(chunks: Buffer[] | undefined, bytes: number): Pick<StoredResponse, 'body' | 'omitted'> {

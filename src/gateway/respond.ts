@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../http/headers.ts';
+import { DEFAULT_MARKS, markerHeaders, type ReplayMarks } from '../http/outcome.ts';
 import { type ProblemType, problemBody } from '../http/problem.ts';
 
 /** A response as stored in the record (serialized by the engine). */
@@ -98,18 +99,21 @@ export function writeStored(
   stored: StoredResponse,
   replayed: boolean,
   extra: readonly [string, string][] = [],
+  marks: ReplayMarks = DEFAULT_MARKS,
 ): void {
   if (res.headersSent || res.destroyed) return;
   const headers: OutgoingHttpHeaders = {};
-  for (const [name, value] of extra.length ? [...stored.headers, ...extra] : stored.headers) {
+  for (const [name, value] of extra.length
+    ? [...stored.headers, ...markerHeaders(extra, marks)]
+    : stored.headers) {
     const prev = headers[name];
     headers[name] =
       prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
   }
   const body = stored.body ?? '';
   if (replayed) {
-    headers['idempotent-replayed'] = 'true';
-    if (stored.status >= 500) headers['x-should-retry'] = 'false';
+    for (const name of marks.replayed) headers[name] = 'true';
+    if (stored.status >= 500) for (const name of marks.noRetry) headers[name] = 'false';
     if (stored.omitted) headers['idempotency-replay'] = 'body-omitted';
   }
   if (stored.status !== 204 && stored.status !== 304) {
@@ -140,6 +144,7 @@ export function writeProblem(
   type: ProblemType,
   detail?: string,
   extra: [string, string][] = [],
+  marks: ReplayMarks = DEFAULT_MARKS,
 ): void {
-  writeStored(res, problem(type, detail), false, extra);
+  writeStored(res, problem(type, detail), false, extra, marks);
 }

@@ -8,7 +8,9 @@ import { InvalidOptionError } from '../core/errors.ts';
 import { DEFAULT_BODY_LIMIT } from '../http/body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from '../http/fingerprint.ts';
 import { replayAllowList } from '../http/headers.ts';
-import { checkMaxRetryAfter, checkRunDurations } from '../http/options.ts';
+import { checkKnownOptions } from '../http/known.ts';
+import { checkKeyLength, checkMaxRetryAfter, checkRunDurations, headerNames } from '../http/options.ts';
+import type { ReplayMarks } from '../http/outcome.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
 import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
 import type { Concurrency, KeyMode, RoutePolicy } from './config.ts';
@@ -35,6 +37,9 @@ export interface CompiledRoute {
   replayHeaders: ReadonlySet<string>;
   maxRequestBytes: number;
   maxResponseBytes: number;
+  maxKeyLength: number;
+  /** The replay marker and should-retry header names. */
+  marks: ReplayMarks;
 }
 
 const ROUTE_KEYS = new Set([
@@ -55,6 +60,9 @@ const ROUTE_KEYS = new Set([
   'maxResponseBytes',
   'scope',
   'maxRetryAfter',
+  'maxKeyLength',
+  'replayHeader',
+  'shouldRetryHeaders',
 ]);
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);
 export const DEFAULT_RESPONSE_LIMIT = 16 * 1024 * 1024;
@@ -134,6 +142,11 @@ function compileRoute(r: RoutePolicy, where: string): CompiledRoute {
     replayHeaders: replayAllowList(strings(r.replayHeaders ?? [], `${where}.replayHeaders`)),
     maxRequestBytes: num(r.maxRequestBytes, 'maxRequestBytes', DEFAULT_BODY_LIMIT),
     maxResponseBytes: num(r.maxResponseBytes, 'maxResponseBytes', DEFAULT_RESPONSE_LIMIT),
+    maxKeyLength: checkKeyLength(r.maxKeyLength, `${where}.maxKeyLength`),
+    marks: {
+      replayed: headerNames(r.replayHeader ?? 'Idempotent-Replayed', `${where}.replayHeader`),
+      noRetry: headerNames(r.shouldRetryHeaders ?? ['x-should-retry'], `${where}.shouldRetryHeaders`, false),
+    },
   };
 }
 
@@ -186,7 +199,5 @@ function strings(value: unknown, where: string, lower = true): string[] {
 
 function checkFields(obj: object, where: string, allowed: ReadonlySet<string>): void {
   if (typeof obj !== 'object' || obj === null) throw new InvalidOptionError(`${where} must be an object`);
-  for (const k of Object.keys(obj)) {
-    if (!allowed.has(k)) throw new InvalidOptionError(`unknown field "${k}" in ${where}`);
-  }
+  checkKnownOptions(obj, [...allowed], `${where}.`);
 }

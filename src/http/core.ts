@@ -14,10 +14,10 @@
  * @module
  */
 import { readLimited } from './body.ts';
-import { createExecutor, type HeadersLike, idempotencyInfo } from './execute.ts';
+import { createExecutor, idempotencyInfo } from './execute.ts';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import { GLOBAL_WARNING, type IncomingLike, type KeyRules, prepareKeyed, type Refusal } from './pipeline.ts';
-import { type ProblemType, problemResponse } from './problem.ts';
+import { createProblemRenderer } from './render.ts';
 import { createRetryEstimator } from './retry.ts';
 import type { HeaderLines } from './scope.ts';
 import { headerLines, invalidTargets, parseTarget } from './target.ts';
@@ -63,21 +63,21 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
     cfg.logger.warn(message);
   };
   if (cfg.globalKeys) warnOnce(GLOBAL_WARNING);
-  const problem = (type: ProblemType, detail?: string, headers?: HeadersLike) =>
-    problemResponse(type, { base: cfg.problemBase, detail, headers });
-  const render = (r: Refusal) => problem(r.type, r.detail, r.headers);
+  const problem = createProblemRenderer(cfg);
+  const render = (request: Request, r: Refusal) => problem(request, r.type, r.detail, r.headers);
   const retry = createRetryEstimator(cfg.maxRetryAfterMs);
   const describedBy = `<${cfg.docsUrl}>; rel="describedby"`;
   const execute = createExecutor({ cfg, warnOnce, problem, retry, describedBy });
 
   async function prepare(request: Request, readBody?: BodyReader): Promise<Prepared> {
     if (!cfg.methods.has(request.method.toUpperCase())) return { action: 'pass' };
+    if (cfg.skipRequest && (await cfg.skipRequest(request)) === true) return { action: 'pass' };
     if (request.headers.get(cfg.header) === null && !cfg.required) return { action: 'pass' };
     const invalid = invalidTargets.get(request);
-    if (invalid) return { action: 'respond', response: render(invalid) };
+    if (invalid) return { action: 'respond', response: await render(request, invalid) };
     const url = new URL(request.url);
     const target = parseTarget(url.pathname + url.search);
-    if (!target.ok) return { action: 'respond', response: render(target.refusal) };
+    if (!target.ok) return { action: 'respond', response: await render(request, target.refusal) };
     const incoming: IncomingLike = {
       method: request.method,
       path: target.path,
@@ -87,7 +87,8 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
     };
     const prepared = await prepareKeyed(incoming, rulesFor(request));
     if (prepared.action === 'pass') return prepared;
-    if (prepared.action === 'refuse') return { action: 'respond', response: render(prepared.refusal) };
+    if (prepared.action === 'refuse')
+      return { action: 'respond', response: await render(request, prepared.refusal) };
     const { key, scope, fingerprint, body } = prepared;
     // a body that was read (even an empty one) must be handed on: a used Request cannot be copied without one
     const replayable = new Request(request, {
@@ -103,6 +104,10 @@ export function createHttpIdempotency(options: IdempotencyOptions): HttpIdempote
       bodyLimit: cfg.bodyLimit,
       fingerprint: { headers: cfg.fingerprintHeaders, excludeFields: cfg.excludeFields },
       describedBy,
+      maxKeyLength: cfg.maxKeyLength,
+      customFingerprint: cfg.fingerprint
+        ? (body) => (cfg.fingerprint as NonNullable<typeof cfg.fingerprint>)(request, body)
+        : undefined,
       scope: {
         custom: cfg.scope ? () => (cfg.scope as NonNullable<typeof cfg.scope>)(request) : undefined,
         global: cfg.globalKeys,

@@ -6,13 +6,15 @@
  * @module
  */
 import { isIdemError, OutcomeTooLargeError, StoreUnavailableError } from '../core/errors.ts';
-import { storableHeaders } from './headers.ts';
+import { echoesKey, storableHeaders } from './headers.ts';
+import { engineKey } from './key.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type HttpOutcome, NULL_BODY_STATUSES, ownBytes, replayResponse, teeResponse } from './outcome.ts';
-import { NO_RETRY, refusalFor } from './pipeline.ts';
-import { type ProblemType, problemBody } from './problem.ts';
+import { refusalFor } from './pipeline.ts';
+import { problemBody } from './problem.ts';
+import type { RenderProblem } from './render.ts';
 import type { RetryEstimator } from './retry.ts';
-import type { IdempotencyInfo, IdempotencyPlan, Next } from './types.ts';
+import type { IdempotencyEvent, IdempotencyInfo, IdempotencyPlan, Next } from './types.ts';
 
 const infoByRequest = new WeakMap<Request, IdempotencyInfo>();
 
@@ -34,16 +36,32 @@ export function idempotencyInfo(request: Request): IdempotencyInfo | undefined {
 export interface ExecutorTools {
   cfg: ResolvedOptions;
   warnOnce(message: string): void;
-  problem(type: ProblemType, detail?: string, headers?: HeadersLike): Response;
+  problem: RenderProblem;
   retry: RetryEstimator;
   /** The `Link` value of 400 key problems. */
   describedBy: string;
 }
 
-export type HeadersLike = ConstructorParameters<typeof Headers>[0];
-
 /** Builds `execute(plan, next)` for one core. */
 export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: ExecutorTools) {
+  const noRetry = (headers: Headers) => {
+    for (const name of cfg.shouldRetryHeaders) headers.set(name, 'false');
+  };
+  const marks = { replayed: cfg.replayMarkers, noRetry: cfg.shouldRetryHeaders };
+  /** Tells `onEvent`; what it throws (or rejects with) is logged, never breaks the request. */
+  async function emit(event: IdempotencyEvent): Promise<void> {
+    if (!cfg.onEvent) return;
+    try {
+      await cfg.onEvent(event);
+    } catch (error) {
+      try {
+        cfg.logger.error(`idem: the onEvent hook failed on a ${event.type} event`, error);
+      } catch {
+        // a logger that throws must not break the request
+      }
+    }
+  }
+
   /**
    * The engine does the waiting and the single-flight: a duplicate in this process waits (or
    * not) by its own `onInProgress` and `waitTimeout`, and runs the handler itself when the
@@ -63,8 +81,10 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
     const done = new Promise<void>((resolve) => (settled = resolve));
 
     const run = cfg.idem.execute<HttpOutcome>(
-      plan.key,
+      engineKey(plan.key),
       async (ctx) => {
+        if (signal.aborted) throw new ClientGone();
+        await emit({ type: 'miss', request: plan.request, key: plan.key });
         if (signal.aborted) throw new ClientGone();
         started = true;
         startedAt = Date.now();
@@ -85,14 +105,15 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
         } catch (error) {
           throw new HandlerFailure(error);
         }
+        response = withoutKeyEcho(response, ctx.downstreamKey, plan.key);
         const final = response.status >= 500 && cfg.policy(response.status) === 'store';
         if (response.body === null || NULL_BODY_STATUSES.has(response.status)) {
-          bodiless = final ? withHeader(new Response(null, response), ...NO_RETRY) : response;
+          bodiless = final ? withNoRetry(new Response(null, response), noRetry) : response;
           return toOutcome(response, new Uint8Array(0));
         }
         const { client, collected } = teeResponse(response, done, cfg.maxStoredBodyBytes);
         handed = brokenUnlessStored(client, run);
-        if (final) handed.headers.set(...NO_RETRY);
+        if (final) noRetry(handed.headers);
         live(handed);
         const c = await collected;
         if (!c.ok) {
@@ -136,7 +157,7 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
     ]);
     if ('gone' in first) {
       run.catch(() => {}); // the engine gives up on its own; the action runs nothing for it
-      return problem('conflict', 'the client went away while waiting; nothing ran for it');
+      return problem(plan.request, 'conflict', 'the client went away while waiting; nothing ran for it');
     }
     if ('response' in first) {
       run.catch((error) =>
@@ -149,14 +170,17 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
     }
     if ('result' in first) {
       const { value, replayed } = first.result;
-      if (replayed) return replayResponse(value); // stored: replayed as stored, whatever the policy says now
-      return bodiless ?? handed ?? replayResponse(value);
+      if (replayed) {
+        void emit({ type: 'hit', request: plan.request, key: plan.key, status: value.status });
+        return replayResponse(value, marks); // stored: replayed as stored, whatever the policy says now
+      }
+      return bodiless ?? handed ?? replayResponse(value, marks);
     }
     const error = first.error;
     if (error instanceof HandlerFailure) {
       if (cfg.handlerErrors === 'problem') {
         cfg.logger.error('idem: the handler threw; the key was released', error.cause);
-        return problem('handler-error');
+        return problem(plan.request, 'handler-error');
       }
       throw error.cause;
     }
@@ -170,15 +194,19 @@ export function createExecutor({ cfg, warnOnce, problem, retry, describedBy }: E
     const afterRun =
       started && (error instanceof StoreUnavailableError || error instanceof OutcomeTooLargeError);
     const refusal = afterRun ? undefined : refusalFor(error, retry, describedBy);
-    if (refusal) return problem(refusal.type, refusal.detail, refusal.headers);
-    throw error;
+    if (!refusal) throw error;
+    if (refusal.type === 'conflict' || refusal.type === 'fingerprint-mismatch') {
+      const status = refusal.type === 'conflict' ? 409 : 422;
+      await emit({ type: 'conflict', request: plan.request, key: plan.key, status });
+    }
+    return problem(plan.request, refusal.type, refusal.detail, refusal.headers);
   }
 
   async function bypass(plan: IdempotencyPlan, next: Next): Promise<Response> {
     warnOnce(
       'idem: the store is unavailable; serving keyed requests WITHOUT idempotency (onStoreError: open)',
     );
-    const { recordId, downstreamKey } = cfg.idem.ids(plan.key, plan.scope);
+    const { recordId, downstreamKey } = cfg.idem.ids(engineKey(plan.key), plan.scope);
     const info: IdempotencyInfo = {
       key: plan.key,
       recordId,
@@ -230,8 +258,17 @@ function clientGone(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
-function withHeader(response: Response, name: string, value: string): Response {
-  response.headers.set(name, value);
+/** The response with every header echoing the derived key set to the client's own key. */
+function withoutKeyEcho(response: Response, downstreamKey: string, clientKey: string): Response {
+  const echoes = [...response.headers].filter(([, v]) => echoesKey(v, downstreamKey)).map(([n]) => n);
+  if (echoes.length === 0) return response;
+  const own = new Response(response.body, response); // its headers may be immutable
+  for (const name of echoes) own.headers.set(name, clientKey);
+  return own;
+}
+
+function withNoRetry(response: Response, noRetry: (headers: Headers) => void): Response {
+  noRetry(response.headers);
   return response;
 }
 

@@ -110,6 +110,18 @@ export function replayAllowList(extra: readonly string[] = []): ReadonlySet<stri
 }
 
 /**
+ * True when a response header value is an echo of the derived downstream key (bare or quoted):
+ * such a header is rewritten to the client's own key, so the app never sees a key it did not send.
+ *
+ * @example
+ * echoesKey(' "idem_abc" ', 'idem_abc') // true
+ */
+export function echoesKey(value: string, downstreamKey: string): boolean {
+  const v = value.trim();
+  return v === downstreamKey || v === `"${downstreamKey}"`;
+}
+
+/**
  * The headers of `headers` worth storing: allow-listed, minus those the `Connection` header
  * names as hop-by-hop. Order is kept; repeated fields stay separate entries.
  *

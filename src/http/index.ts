@@ -28,6 +28,7 @@ export { defaultOutcomePolicy, type OutcomeDecision, type OutcomePolicy } from '
 export { PROBLEMS, type ProblemBody, type ProblemType } from './problem.ts';
 export type { ScopeFn, ScopeValue } from './scope.ts';
 export { credentialScope } from './scope.ts';
+export type { IdempotencyEvent, ProblemRenderer } from './types.ts';
 
 /** A web-standard handler; extra arguments (Next.js context, Workers env) pass through. */
 export type WebHandler<A extends unknown[] = unknown[]> = (

@@ -8,13 +8,14 @@
  * Rejected (HTTP 400 `invalid-key`):
  * - more than one field line, or a comma-separated list (the Fetch `Headers` class joins
  *   repeated field lines with `", "`, so both look like a list here);
- * - an empty value, or one over 255 characters after unescaping;
+ * - an empty value, or one over `maxKeyLength` (default 255) characters after unescaping;
  * - any character outside printable ASCII without space (`0x21`–`0x7E`);
  * - a quoted value that is not a valid sf-string (unterminated, a bad escape, trailing
  *   parameters or junk).
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 
 /**
  * Longest accepted key, in characters (Stripe's limit).
@@ -30,16 +31,19 @@ export type KeyRejection = 'empty' | 'list' | 'too-long' | 'characters' | 'synta
 /** What {@link parseIdempotencyKey} answers. */
 export type ParsedKey = { ok: true; key: string } | { ok: false; reason: KeyRejection; detail: string };
 
-const DETAIL: Record<KeyRejection, string> = {
+const DETAIL: Record<Exclude<KeyRejection, 'too-long'>, string> = {
   empty: 'the Idempotency-Key field is empty',
   list: 'send exactly one Idempotency-Key field line with one value, not a list',
-  'too-long': `the Idempotency-Key is longer than ${MAX_HTTP_KEY_LENGTH} characters`,
   characters: 'the Idempotency-Key may only contain printable ASCII characters 0x21-0x7E (no spaces)',
   syntax:
     'the Idempotency-Key is not a valid Structured Field string: use "quoted" with \\" and \\\\ escapes, or a bare token',
 };
 
-const reject = (reason: KeyRejection): ParsedKey => ({ ok: false, reason, detail: DETAIL[reason] });
+const reject = (reason: Exclude<KeyRejection, 'too-long'>): ParsedKey => ({
+  ok: false,
+  reason,
+  detail: DETAIL[reason],
+});
 
 /**
  * Parses one `Idempotency-Key` field value: an sf-string (quoted, `\"` and `\\` unescaped) or a
@@ -49,8 +53,9 @@ const reject = (reason: KeyRejection): ParsedKey => ({ ok: false, reason, detail
  * parseIdempotencyKey('"a\\"b"')  // { ok: true, key: 'a"b' }
  * parseIdempotencyKey('abc')       // { ok: true, key: 'abc' }
  * parseIdempotencyKey('a, b')      // { ok: false, reason: 'list', detail: '…' }
+ * parseIdempotencyKey('k'.repeat(300), 512).ok // true (a raised maxKeyLength)
  */
-export function parseIdempotencyKey(fieldValue: string): ParsedKey {
+export function parseIdempotencyKey(fieldValue: string, maxLength = MAX_HTTP_KEY_LENGTH): ParsedKey {
   const value = fieldValue.replace(/^[ \t]+|[ \t]+$/g, '');
   if (value === '') return reject('empty');
   let key: string;
@@ -63,7 +68,13 @@ export function parseIdempotencyKey(fieldValue: string): ParsedKey {
     key = value;
   }
   if (key === '') return reject('empty');
-  if (key.length > MAX_HTTP_KEY_LENGTH) return reject('too-long');
+  if (key.length > maxLength) {
+    return {
+      ok: false,
+      reason: 'too-long',
+      detail: `the Idempotency-Key is longer than ${maxLength} characters`,
+    };
+  }
   if (!/^[\x21-\x7e]+$/.test(key)) return reject('characters');
   return { ok: true, key };
 }
@@ -93,4 +104,16 @@ function parseSfString(value: string): string | ParsedKey {
   const rest = value.slice(i).replace(/^[ \t]+/, '');
   if (rest === '') return out;
   return rest.startsWith(',') ? reject('list') : reject('syntax');
+}
+
+/**
+ * The key handed to the engine: the key itself up to the engine's 255 characters, else
+ * `sha256:` + its hex digest (a raised `maxKeyLength`). Keys are hashed into record ids anyway.
+ *
+ * @example
+ * engineKey('k'.repeat(300)) // 'sha256:…' (71 characters)
+ */
+export function engineKey(key: string): string {
+  if (key.length <= MAX_HTTP_KEY_LENGTH) return key;
+  return `sha256:${createHash('sha256').update(key).digest('hex')}`;
 }

@@ -100,6 +100,24 @@ export function webRequestOf(req: IncomingMessage, path: string, signal?: AbortS
   return request;
 }
 
+/**
+ * A signal that aborts when the client's connection closes before `res` finished: hand it to
+ * {@link webRequestOf} so a duplicate waiting for the first request's answer stops waiting (and
+ * runs nothing) once its client has gone.
+ *
+ * @example
+ * const request = webRequestOf(req, req.originalUrl, clientSignal(res));
+ */
+export function clientSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  if (res.destroyed && !res.writableFinished) controller.abort();
+  else
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+  return controller.signal;
+}
+
 /** The `writeHead`, `write` and `end` to send with (the originals when an adapter wrapped them). */
 export interface NodeWriters {
   writeHead: (this: ServerResponse, status: number) => unknown;

@@ -11,9 +11,12 @@ import type { Store } from '../core/store.ts';
 import { DEFAULT_BODY_LIMIT } from './body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from './fingerprint.ts';
 import { replayAllowList } from './headers.ts';
+import { MAX_HTTP_KEY_LENGTH } from './key.ts';
+import { checkKnownOptions } from './known.ts';
 import { defaultOutcomePolicy, type OutcomePolicy } from './policy.ts';
 import { PROBLEM_BASE } from './problem.ts';
 import type { ScopeFn } from './scope.ts';
+import type { IdempotencyEvent, ProblemRenderer } from './types.ts';
 
 /** Where warnings and late errors (a store write that failed after the response left) go. */
 export interface IdempotencyLogger {
@@ -79,6 +82,20 @@ export interface IdempotencyOptions {
   handlerErrors?: 'rethrow' | 'problem';
   /** Default `console`. */
   logger?: IdempotencyLogger;
+  /** Longest key accepted, in characters; longer keys get 400 `invalid-key`. Default 255 (the draft's); at most 1024. */
+  maxKeyLength?: number;
+  /** The header (or headers) marking a replay. Default `'Idempotent-Replayed'`; `['Idempotent-Replayed', 'Idempotency-Replayed']` sends both spellings. */
+  replayHeader?: string | readonly string[];
+  /** Headers sent as `false` on stored 5xx answers, their replays and idem's 4xx problems. Default `['x-should-retry']`; add `'stripe-should-retry'` for stripe-node. */
+  shouldRetryHeaders?: readonly string[];
+  /** Answers true for a request idem leaves alone (passes through untouched, even with a key). */
+  skipRequest?: (request: Request) => boolean | Promise<boolean>;
+  /** Replaces the default fingerprint (method, path, query, `fingerprintHeaders`, body): the same string means the same request. */
+  fingerprint?: (request: Request, body: Uint8Array) => string | Promise<string>;
+  /** Told of each keyed request's fate (`miss`, `hit`, `conflict`); errors are logged, never break the request. */
+  onEvent?: (event: IdempotencyEvent) => void | Promise<void>;
+  /** Renders idem's own answers (400, 401, 409, 413, 422, 503…) in the app's error shape. */
+  onError?: ProblemRenderer;
 }
 
 /** The validated form of {@link IdempotencyOptions}. */
@@ -104,13 +121,66 @@ export interface ResolvedOptions {
   docsUrl: string;
   handlerErrors: 'rethrow' | 'problem';
   logger: IdempotencyLogger;
+  maxKeyLength: number;
+  /** Lower-cased replay marker headers. */
+  replayMarkers: readonly string[];
+  /** Lower-cased should-retry headers. */
+  shouldRetryHeaders: readonly string[];
+  skipRequest: IdempotencyOptions['skipRequest'];
+  fingerprint: IdempotencyOptions['fingerprint'];
+  onEvent: IdempotencyOptions['onEvent'];
+  onError: ProblemRenderer | undefined;
 }
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
+/** Every option name, in the order the docs list them (the type makes the list complete). */
+const OPTION_NAMES: Record<keyof IdempotencyOptions, true> = {
+  idem: true,
+  store: true,
+  methods: true,
+  required: true,
+  header: true,
+  ttl: true,
+  lease: true,
+  onInProgress: true,
+  waitTimeout: true,
+  fingerprintHeaders: true,
+  excludeFields: true,
+  scope: true,
+  scopeCookies: true,
+  dangerouslyAllowGlobalKeys: true,
+  outcomePolicy: true,
+  replayHeaders: true,
+  bodyLimit: true,
+  maxStoredBodyBytes: true,
+  onStoreError: true,
+  maxRetryAfter: true,
+  problemBase: true,
+  docsUrl: true,
+  handlerErrors: true,
+  logger: true,
+  maxKeyLength: true,
+  replayHeader: true,
+  shouldRetryHeaders: true,
+  skipRequest: true,
+  fingerprint: true,
+  onEvent: true,
+  onError: true,
+};
+
+/**
+ * The names {@link IdempotencyOptions} knows; any other is refused.
+ *
+ * @example
+ * IDEMPOTENCY_OPTION_NAMES.includes('header') // true
+ */
+export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = Object.keys(OPTION_NAMES);
+
 /** Validates options once, at setup; throws `InvalidOptionError` naming the bad option. */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidOptionError('idempotency() needs options');
+  checkKnownOptions(options, IDEMPOTENCY_OPTION_NAMES);
   const { idem, store } = options;
   if ((idem === undefined) === (store === undefined)) {
     throw new InvalidOptionError('pass exactly one of { idem: createIdem(…) } or { store }');
@@ -148,8 +218,58 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     docsUrl: options.docsUrl ?? `${problemBase}missing-key`,
     handlerErrors: checkOneOf(options.handlerErrors ?? 'rethrow', ['rethrow', 'problem'], 'handlerErrors'),
     logger: options.logger ?? console,
+    maxKeyLength: checkKeyLength(options.maxKeyLength, 'maxKeyLength'),
+    replayMarkers: headerNames(options.replayHeader ?? 'Idempotent-Replayed', 'replayHeader'),
+    shouldRetryHeaders: headerNames(
+      options.shouldRetryHeaders ?? ['x-should-retry'],
+      'shouldRetryHeaders',
+      false,
+    ),
+    skipRequest: checkFn(options.skipRequest, 'skipRequest'),
+    fingerprint: checkFn(options.fingerprint, 'fingerprint'),
+    onEvent: checkFn(options.onEvent, 'onEvent'),
+    onError: checkFn(options.onError, 'onError'),
   });
 }
+
+/**
+ * The longest `maxKeyLength` accepted. Keys are hashed into the record id, never stored raw;
+ * a key over the engine's 255 characters is passed to it as its SHA-256.
+ *
+ * @example
+ * idempotency({ idem, maxKeyLength: MAX_KEY_LENGTH_BOUND }) // the most a route may allow
+ */
+export const MAX_KEY_LENGTH_BOUND = 1024;
+
+/**
+ * `maxKeyLength`: default 255, a whole number from 1 to {@link MAX_KEY_LENGTH_BOUND}.
+ *
+ * @example
+ * checkKeyLength(2000, 'routes[0].maxKeyLength') // throws InvalidOptionError
+ */
+export function checkKeyLength(value: unknown, option: string): number {
+  if (value === undefined) return MAX_HTTP_KEY_LENGTH;
+  if (!Number.isSafeInteger(value) || (value as number) < 1 || (value as number) > MAX_KEY_LENGTH_BOUND)
+    throw new InvalidOptionError(`${option} must be a whole number from 1 to ${MAX_KEY_LENGTH_BOUND}`);
+  return value as number;
+}
+
+/**
+ * Header names, lower-cased, from one name or a list (`single: false` wants a list).
+ *
+ * @example
+ * headerNames(['X-Should-Retry', 'Stripe-Should-Retry'], 'shouldRetryHeaders') // ['x-should-retry', 'stripe-should-retry']
+ */
+export function headerNames(value: unknown, option: string, single = true): string[] {
+  const list = single && typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((n) => typeof n === 'string' && TOKEN.test(n)))
+    throw new InvalidOptionError(
+      `${option} must be ${single ? 'a header name or ' : ''}a non-empty list of header names`,
+    );
+  return [...new Set(list.map((n: string) => n.toLowerCase()))];
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 function pick(o: IdemRunOptions): ResolvedOptions['run'] {
   const run: ResolvedOptions['run'] = {};

@@ -24,6 +24,38 @@ export interface HttpOutcome {
  */
 export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
 
+/** The header names that mark a replay, and those that say "do not retry" (`replayHeader`, `shouldRetryHeaders`). */
+export interface ReplayMarks {
+  replayed: readonly string[];
+  noRetry: readonly string[];
+}
+
+/**
+ * The default marker names: `Idempotent-Replayed` and `x-should-retry`.
+ *
+ * @example
+ * replayResponse(outcome, DEFAULT_MARKS)
+ */
+export const DEFAULT_MARKS: ReplayMarks = { replayed: ['idempotent-replayed'], noRetry: ['x-should-retry'] };
+
+/**
+ * Idem's marker headers under the configured names: `x-should-retry` becomes every `noRetry`
+ * name, `idempotent-replayed` every `replayed` name; other headers pass unchanged.
+ *
+ * @example
+ * markerHeaders([['x-should-retry', 'false']], { replayed: ['idempotent-replayed'], noRetry: ['x-should-retry', 'stripe-should-retry'] })
+ * // [['x-should-retry', 'false'], ['stripe-should-retry', 'false']]
+ */
+export function markerHeaders(headers: readonly [string, string][], marks: ReplayMarks): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [name, value] of headers) {
+    if (name === 'x-should-retry') for (const n of marks.noRetry) out.push([n, value]);
+    else if (name === 'idempotent-replayed') for (const n of marks.replayed) out.push([n, value]);
+    else out.push([name, value]);
+  }
+  return out;
+}
+
 /**
  * The replay of a stored outcome: the stored status, the stored headers, the byte-identical
  * body, `Idempotent-Replayed: true`, and `x-should-retry: false` when the status is ≥ 500
@@ -32,12 +64,12 @@ export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 2
  * @example
  * return replayResponse({ status: 201, headers: [['content-type', 'application/json']], body });
  */
-export function replayResponse(outcome: HttpOutcome): Response {
+export function replayResponse(outcome: HttpOutcome, marks: ReplayMarks = DEFAULT_MARKS): Response {
   const headers = new Headers();
   for (const [name, value] of outcome.headers) headers.append(name, value);
-  headers.set('idempotent-replayed', 'true');
+  for (const name of marks.replayed) headers.set(name, 'true');
   if (outcome.bodyOmitted) headers.set('idempotency-replay', 'body-omitted');
-  if (outcome.status >= 500) headers.set('x-should-retry', 'false');
+  if (outcome.status >= 500) for (const name of marks.noRetry) headers.set(name, 'false');
   const body = NULL_BODY_STATUSES.has(outcome.status) ? null : outcome.body;
   return new Response(body as ConstructorParameters<typeof Response>[0], { status: outcome.status, headers });
 }

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 import {
   FingerprintMismatchError,
   InProgressError,
@@ -70,6 +71,10 @@ export interface KeyRules {
   /** The `Link` value sent with 400 `missing-key` / `invalid-key`. */
   describedBy: string;
   scope: ScopeRules;
+  /** Longest key, in characters. Default 255. */
+  maxKeyLength?: number;
+  /** The app's own fingerprint of the body (replaces `fingerprint`); what it throws propagates. */
+  customFingerprint?: (body: Uint8Array) => string | Promise<string>;
 }
 
 /** How the scope is found. */
@@ -118,7 +123,7 @@ export async function prepareKeyed(req: IncomingLike, rules: KeyRules): Promise<
     const detail = `this endpoint requires an ${rules.header} header`;
     return refuse('missing-key', detail, [NO_RETRY, link]);
   }
-  const parsed = parseIdempotencyKey(field);
+  const parsed = parseIdempotencyKey(field, rules.maxKeyLength);
   if (!parsed.ok) return refuse('invalid-key', parsed.detail, [NO_RETRY, link]);
 
   const scope = await scopeOf(req.headers, rules.scope);
@@ -139,6 +144,10 @@ export async function prepareKeyed(req: IncomingLike, rules: KeyRules): Promise<
   }
   if (body.byteLength > rules.bodyLimit) return tooLarge;
 
+  if (rules.customFingerprint) {
+    const fingerprint = await customFingerprintOf(rules.customFingerprint, body);
+    return { action: 'execute', key: parsed.key, scope: scope.parts, fingerprint, body };
+  }
   let fingerprint: string;
   try {
     const url = new URL(`http://idem.invalid${req.path}${req.search}`);
@@ -195,6 +204,17 @@ export function refusalFor(error: unknown, retry: RetryEstimator, describedBy: s
 
 // --- Internal helpers ---
 
+/** The app's fingerprint, hashed (so a long one costs the store nothing); not a string is a TypeError. */
+async function customFingerprintOf(
+  fn: (body: Uint8Array) => string | Promise<string>,
+  body: Uint8Array,
+): Promise<string> {
+  const value = await fn(body);
+  if (typeof value !== 'string')
+    throw new TypeError(`the fingerprint option must return a string, got ${typeof value}`);
+  return `custom1:${createHash('sha256').update(value).digest('hex')}`;
+}
+
 const refuse = (type: ProblemType, detail: string, headers: [string, string][]): Preparation => ({
   action: 'refuse',
   refusal: { type, detail, headers },
@@ -207,8 +227,9 @@ async function scopeOf(
   const prefix = rules.prefix ?? [];
   if (rules.custom) {
     const parts = scopeParts(await rules.custom());
-    if (isGlobalScope(parts)) rules.warn(GLOBAL_WARNING);
-    return { parts: [...prefix, ...parts] };
+    if (!isGlobalScope(parts)) return { parts: [...prefix, ...parts] };
+    rules.warn(GLOBAL_WARNING);
+    return { parts: [...prefix] }; // every spelling of "global" is one namespace
   }
   if (rules.global) return { parts: [...prefix] };
   const scope = credentialScopeOf({ headers }, rules);

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { ProblemBody } from './problem.ts';
 
 /** What the handler can learn about the idempotent execution it runs in. */
 export interface IdempotencyInfo {
@@ -43,3 +44,25 @@ export type Prepared =
 
 /** Reads the request body, throwing `BodyTooLargeError` past `limit` bytes. */
 export type BodyReader = (limit: number) => Promise<Uint8Array>;
+
+/** What `onEvent` is told about a keyed request. */
+export interface IdempotencyEvent {
+  /**
+   * `miss`: the handler is about to run for this key (awaited before it runs); `hit`: a stored
+   * response is replayed (not awaited); `conflict`: idem answered 409 (in progress) or 422
+   * (another request under this key), awaited before the answer is sent.
+   */
+  type: 'miss' | 'hit' | 'conflict';
+  /** The request, as the handler would see it (its body already read). */
+  request: Request;
+  /** The key as the client sent it. */
+  key: string;
+  /** `hit`: the replayed status; `conflict`: 409 or 422. */
+  status?: number;
+}
+
+/**
+ * Renders one of idem's own answers in the app's error shape. `problem` is what idem would
+ * send: status, type URI, title, detail, `code` and the Stripe-shaped `error`.
+ */
+export type ProblemRenderer = (problem: ProblemBody, request: Request) => Response | Promise<Response>;

@@ -179,7 +179,7 @@ describe('gateway: config file and store specs', () => {
   it('rejects bad config with a message naming the field', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ upstream: 'http://x', rutes: [] }));
-    await expect(loadGatewayConfig(bad)).rejects.toThrow(/unknown field "rutes"/);
+    await expect(loadGatewayConfig(bad)).rejects.toThrow(/unknown option rutes — did you mean routes\?/);
     const up = 'http://127.0.0.1:9';
     await expect(
       createGateway({

@@ -18,7 +18,15 @@ import { parse as parseQueryString } from 'node:querystring';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { isJsonContentType } from '../body.ts';
 import { createHttpIdempotency, type IdempotencyInfo } from '../core.ts';
-import { answerBeforeDiscarding, readNodeBody, webRequestOf, writersOf, writeWebResponse } from '../node.ts';
+import { checkKnownOptions } from '../known.ts';
+import {
+  answerBeforeDiscarding,
+  clientSignal,
+  readNodeBody,
+  webRequestOf,
+  writersOf,
+  writeWebResponse,
+} from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
 import { problemResponse } from '../problem.ts';
 import { type Capture, captureResponse } from './capture.ts';
@@ -52,7 +60,7 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
     let continued = false;
     let cap: Capture | undefined;
     try {
-      const request = webRequestOf(req, req.originalUrl ?? req.url);
+      const request = webRequestOf(req, req.originalUrl ?? req.url, clientSignal(res));
       const prepared = await core.prepare(request, (limit) => readExpressBody(req, limit));
       if (prepared.action === 'pass') {
         continued = true;
@@ -109,6 +117,7 @@ export function idempotency(options: IdempotencyOptions): RequestHandler {
  * app.use((err, req, res, next) => res.status(500).json({ error: 'internal' }));
  */
 export function idempotencyErrors(options: { problemBase?: string } = {}): ErrorRequestHandler {
+  checkKnownOptions(options, ['problemBase']);
   return function idempotencyErrors(error, req, res, next) {
     const cap = captures.get(res);
     if (cap) {

@@ -28,7 +28,7 @@ import {
   type IdempotencyInfo,
   type IdempotencyPlan,
 } from '../core.ts';
-import { answerBeforeDiscarding, readNodeBody, webRequestOf } from '../node.ts';
+import { answerBeforeDiscarding, clientSignal, readNodeBody, webRequestOf } from '../node.ts';
 import type { IdempotencyOptions } from '../options.ts';
 import { NULL_BODY_STATUSES } from '../outcome.ts';
 
@@ -93,12 +93,20 @@ export function idempotency(options: IdempotencyOptions): FastifyPluginCallback 
 
   const plugin: FastifyPluginCallback = (fastify, _opts, done) => {
     if (!fastify.hasRequestDecorator('idempotency')) fastify.decorateRequest('idempotency', null);
+    // A route's overrides are validated when the route is declared, not at its first request.
+    fastify.addHook('onRoute', (route) => {
+      const override = route.config?.idempotency;
+      if (override && !perRoute.has(override)) {
+        perRoute.set(override, createHttpIdempotency({ ...options, ...override }));
+      }
+    });
 
     fastify.addHook('preParsing', async (request: WithState, reply, payload) => {
       const core = coreFor(request);
       if (!core) return payload;
-      const prepared = await core.prepare(webRequestOf(request.raw, request.url), (limit) =>
-        readNodeBody(payload, limit),
+      const prepared = await core.prepare(
+        webRequestOf(request.raw, request.url, clientSignal(reply.raw)),
+        (limit) => readNodeBody(payload, limit),
       );
       if (prepared.action === 'pass') return payload;
       const state: State = {};

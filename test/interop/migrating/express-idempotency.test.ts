@@ -59,6 +59,16 @@ describe('migrating from express-idempotency', () => {
     expect(counter.runs).toBe(1);
   });
 
+  it('a custom intentValidator → fingerprint: (req, body) => string', async () => {
+    const fingerprint = (_req: Request, body: Uint8Array) => JSON.parse(new TextDecoder().decode(body)).sku;
+    const { url, counter } = await app({ fingerprint });
+    await postJson(url, { sku: 'a', note: 'first' }, { 'idempotency-key': 'i1' });
+    const same = await postJson(url, { sku: 'a', note: 'second' }, { 'idempotency-key': 'i1' });
+    expect(same.headers.get('idempotent-replayed')).toBe('true');
+    expect((await postJson(url, { sku: 'b' }, { 'idempotency-key': 'i1' })).status).toBe(422);
+    expect(counter.runs).toBe(1);
+  });
+
   it('responseValidator (2xx only) → outcomePolicy: release everything else', async () => {
     let next = 500;
     const { url, counter } = await app({ outcomePolicy: (s) => (s < 300 ? 'store' : 'release') }, () => next);

@@ -58,13 +58,25 @@ describe('migrating from hono-idempotency', () => {
     );
   });
 
-  it('maxKeyLength (256) → fixed at 255: a longer key is 400 invalid-key', async () => {
-    const { post, counter } = app();
-    expect((await post({}, { 'idempotency-key': 'k'.repeat(255) })).status).toBe(201);
-    const long = await post({}, { 'idempotency-key': 'k'.repeat(256) });
+  it('maxKeyLength (256) → maxKeyLength: 256; the default 255 refuses longer keys with 400 invalid-key', async () => {
+    const byDefault = app();
+    expect((await byDefault.post({}, { 'idempotency-key': 'k'.repeat(255) })).status).toBe(201);
+    const long = await byDefault.post({}, { 'idempotency-key': 'k'.repeat(256) });
     expect(long.status).toBe(400);
     expect(await codeOf(long)).toBe('idempotency_key_invalid');
+    const { post, counter } = app({ maxKeyLength: 256 });
+    expect((await post({}, { 'idempotency-key': 'k'.repeat(256) })).status).toBe(201);
+    expect((await post({}, { 'idempotency-key': 'k'.repeat(256) })).headers.get('idempotent-replayed')).toBe(
+      'true',
+    );
+    expect((await post({}, { 'idempotency-key': 'k'.repeat(257) })).status).toBe(400);
     expect(counter.runs).toBe(1);
+  });
+
+  it('headerName (the old name) is refused, naming header', () => {
+    expect(() =>
+      idempotency({ idem: createIdem({ store: memoryStore() }), headerName: 'X-Key' } as Options),
+    ).toThrow('unknown option headerName — did you mean header?');
   });
 
   it('maxBodySize → bodyLimit: 413 before the handler', async () => {
@@ -82,9 +94,8 @@ describe('migrating from hono-idempotency', () => {
     expect(counter.runs).toBe(2);
   });
 
-  it('skipRequest → mount the middleware conditionally', async () => {
-    const skip = (path: string) => path === '/api/health';
-    const { post, counter } = app({}, (mw) => (c, next) => (skip(c.req.path) ? next() : mw(c, next)));
+  it('skipRequest: (c) => … → skipRequest: (req) => …', async () => {
+    const { post, counter } = app({ skipRequest: (req) => new URL(req.url).pathname === '/api/health' });
     await post({}, { 'idempotency-key': 'k1' });
     await post({}, { 'idempotency-key': 'k1' });
     expect(counter.runs).toBe(1);
@@ -93,7 +104,7 @@ describe('migrating from hono-idempotency', () => {
     expect(counter.runs).toBe(3);
   });
 
-  it('fingerprint: (c) => … → fingerprintHeaders / excludeFields; a mismatch is 422', async () => {
+  it('fingerprint: (c) => … → excludeFields; a mismatch is 422', async () => {
     const { post, counter } = app({ excludeFields: ['requestedAt'] });
     await post({ amount: 1, requestedAt: 1 }, { 'idempotency-key': 'k1' });
     expect((await post({ amount: 1, requestedAt: 2 }, { 'idempotency-key': 'k1' })).status).toBe(201);
@@ -103,7 +114,46 @@ describe('migrating from hono-idempotency', () => {
     expect(counter.runs).toBe(1);
   });
 
-  it('onCacheHit / onCacheMiss → createIdem({ onEvent })', async () => {
+  it('fingerprint: (c) => … → fingerprint: (req, body) => …', async () => {
+    const fingerprint = (_req: Request, body: Uint8Array) =>
+      String(JSON.parse(new TextDecoder().decode(body)).orderId);
+    const { post, counter } = app({ fingerprint });
+    await post({ orderId: 'o1', note: 'a' }, { 'idempotency-key': 'f1' });
+    const same = await post({ orderId: 'o1', note: 'b' }, { 'idempotency-key': 'f1' });
+    expect(same.headers.get('idempotent-replayed')).toBe('true');
+    expect((await post({ orderId: 'o2' }, { 'idempotency-key': 'f1' })).status).toBe(422);
+    expect(counter.runs).toBe(1);
+  });
+
+  it('onError: (error, c) => … → onError: (problem, req) => Response', async () => {
+    const { post } = app({
+      required: true,
+      onError: (p) => Response.json({ error: p.code, message: p.detail }, { status: p.status }),
+    });
+    const res = await post({ amount: 1 });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    expect(await res.json()).toEqual({ error: 'idempotency_key_missing', message: expect.any(String) });
+  });
+
+  it('Idempotency-Replayed → replayHeader: both spellings', async () => {
+    const { post } = app({ replayHeader: ['Idempotent-Replayed', 'Idempotency-Replayed'] });
+    await post({}, { 'idempotency-key': 'r1' });
+    const again = await post({}, { 'idempotency-key': 'r1' });
+    expect(again.headers.get('idempotency-replayed')).toBe('true');
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+  });
+
+  it('onCacheHit / onCacheMiss → onEvent per middleware', async () => {
+    const seen: string[] = [];
+    const { post } = app({ onEvent: (e) => void seen.push(`${e.type}:${e.key}`) });
+    await post({}, { 'idempotency-key': 'h1' });
+    await post({}, { 'idempotency-key': 'h1' });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(seen).toEqual(['miss:h1', 'hit:h1']);
+  });
+
+  it('engine-wide events → createIdem({ onEvent })', async () => {
     const events: IdemEvent['type'][] = [];
     const idem = createIdem({ store: memoryStore(), onEvent: (e) => events.push(e.type) });
     const a = new Hono();

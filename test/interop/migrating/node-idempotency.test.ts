@@ -100,11 +100,28 @@ describe('migrating from @node-idempotency/*', () => {
     expect(counter.runs).toBe(2);
   });
 
-  it('keyMaxLength → fixed at 255 (a 256-char key is 400 invalid-key)', async () => {
-    const { url } = await app();
-    expect((await postJson(`${url}/charge`, {}, { 'idempotency-key': 'k'.repeat(256) })).body.code).toBe(
-      'idempotency_key_invalid',
-    );
+  it('keyMaxLength → maxKeyLength (default 255: a 256-char key is 400 invalid-key)', async () => {
+    const byDefault = await app();
+    expect(
+      (await postJson(`${byDefault.url}/charge`, {}, { 'idempotency-key': 'k'.repeat(256) })).body.code,
+    ).toBe('idempotency_key_invalid');
+    const { url, counter } = await app({ maxKeyLength: 256 });
+    expect((await postJson(`${url}/charge`, {}, { 'idempotency-key': 'k'.repeat(256) })).status).toBe(201);
+    expect((await postJson(`${url}/charge`, {}, { 'idempotency-key': 'k'.repeat(256) })).status).toBe(201);
+    expect(counter.runs).toBe(1);
+    expect((await postJson(`${url}/charge`, {}, { 'idempotency-key': 'k'.repeat(257) })).status).toBe(400);
+  });
+
+  it('skipRequest(req) → skipRequest: (req) => boolean', async () => {
+    const { url, counter } = await app({
+      skipRequest: (req) => new URL(req.url).pathname.startsWith('/internal/'),
+    });
+    await postJson(`${url}/internal/sync`, {}, { 'idempotency-key': 's1' });
+    await postJson(`${url}/internal/sync`, {}, { 'idempotency-key': 's1' });
+    expect(counter.runs).toBe(2);
+    await postJson(`${url}/charge`, {}, { 'idempotency-key': 's1' });
+    await postJson(`${url}/charge`, {}, { 'idempotency-key': 's1' });
+    expect(counter.runs).toBe(3);
   });
 
   it('a decorated GET was keyed; with idem it is never keyed', async () => {

@@ -1,0 +1,66 @@
+/**
+ * Options objects refuse names they do not know, naming the nearest valid one: a misspelt
+ * option must never quietly protect nothing.
+ */
+
+import Fastify from 'fastify';
+import { createIdem, InvalidOptionError, memoryStore } from 'idem';
+import { idempotency as expressIdempotency } from 'idem/express';
+import { idempotency as fastifyIdempotency } from 'idem/fastify';
+import { createGateway } from 'idem/gateway';
+import { idempotency as honoIdempotency } from 'idem/hono';
+import { withIdempotency } from 'idem/http';
+import { describe, expect, it } from 'vitest';
+
+const idem = createIdem({ store: memoryStore() });
+const handler = async () => new Response('ok');
+
+describe('unknown options', () => {
+  it.each([
+    ['withIdempotency', (o: object) => withIdempotency(handler, { idem, ...o })],
+    ['express', (o: object) => expressIdempotency({ idem, ...o })],
+    ['fastify', (o: object) => fastifyIdempotency({ idem, ...o })],
+    ['hono', (o: object) => honoIdempotency({ idem, ...o })],
+  ])('%s refuses headerName, suggesting header', (_name, build) => {
+    expect(() => build({ headerName: 'X-Request-Id' })).toThrow(InvalidOptionError);
+    expect(() => build({ headerName: 'X-Request-Id' })).toThrow(
+      'unknown option headerName — did you mean header?',
+    );
+    expect(() => build({ requird: true })).toThrow('did you mean required?');
+    expect(() => build({ ttL: '1h' })).toThrow('did you mean ttl?');
+  });
+
+  it('idempotencyErrors() refuses unknown options too', async () => {
+    const { idempotencyErrors } = await import('idem/express');
+    expect(() => idempotencyErrors({ problemBse: 'x' } as object)).toThrow('did you mean problemBase?');
+  });
+
+  it('a name nothing is near lists the known options', () => {
+    expect(() => withIdempotency(handler, { idem, zzzzzzzzzzzz: 1 } as object)).toThrow(
+      /unknown option zzzzzzzzzzzz \(known: idem, store,/,
+    );
+  });
+
+  it('a Fastify route override with an unknown option is refused when the route is declared', async () => {
+    const app = Fastify();
+    await app.register(fastifyIdempotency({ idem }));
+    expect(() =>
+      app.post('/x', { config: { idempotency: { requierd: true } as object } }, async () => ({ ok: 1 })),
+    ).toThrow('unknown option requierd — did you mean required?');
+    await app.close();
+  });
+
+  it.each([
+    [{ keyHeadr: 'x-key' }, 'unknown option keyHeadr — did you mean keyHeader?'],
+    [
+      { routes: [{ path: '/p', concurency: 'wait' }] },
+      'unknown option routes[0].concurency — did you mean routes[0].concurrency?',
+    ],
+    [{ defaults: { tll: '1h' } }, 'unknown option defaults.tll — did you mean defaults.ttl?'],
+    [{ endpoints: { helth: '/h' } }, 'unknown option endpoints.helth — did you mean endpoints.health?'],
+  ])('the gateway refuses %o', async (extra, message) => {
+    await expect(
+      createGateway({ upstream: 'http://127.0.0.1:9', store: memoryStore(), ...(extra as object) }),
+    ).rejects.toThrow(message);
+  });
+});
