@@ -183,14 +183,14 @@ async function chatStream(res: ServerResponse, n: number, body: { model?: string
     created: n,
     model: body.model ?? 'test',
   };
-  const events = WORDS.map((w) => ({
-    ...base,
-    choices: [{ index: 0, delta: { content: w }, finish_reason: null }],
-  }));
-  events.push({ ...base, choices: [{ index: 0, delta: { content: ` (#${n})` }, finish_reason: null }] });
+  const call = { index: 0, id: `call_${n}`, type: 'function', function: { name: 'lookup', arguments: '' } };
+  const deltas: object[] = knobs.toolCalls
+    ? [{ tool_calls: [call] }, { tool_calls: [{ index: 0, function: { arguments: '{"q":"42"}' } }] }]
+    : [...WORDS, ` (#${n})`].map((w) => ({ content: w }));
+  const events = deltas.map((delta) => ({ ...base, choices: [{ index: 0, delta, finish_reason: null }] }));
   events.push({
     ...base,
-    choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+    choices: [{ index: 0, delta: {}, finish_reason: knobs.toolCalls ? 'tool_calls' : 'stop' }],
     usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 },
   } as never);
   await sse(res, [...events.map((e) => `data: ${JSON.stringify(e)}\n\n`), 'data: [DONE]\n\n'], knobs);
