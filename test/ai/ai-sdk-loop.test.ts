@@ -7,7 +7,7 @@ import './ai-sdk-hooks.ts';
 import { generateText, stepCountIs, streamText, tool } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ANSWER, type Api, aiSdkSetup, keyed, nth } from './ai-sdk-setup.ts';
+import { ANSWER, type Api, aiSdkSetup, bareModel, keyed, nth } from './ai-sdk-setup.ts';
 
 const t = aiSdkSetup();
 const prompt = 'Look up the answer, then say it.';
@@ -86,7 +86,6 @@ describe.each<Api>(['chat', 'responses'])('%s model: a two-step tool loop', (api
 
   it('control: without idem, running the loop again bills both steps again', async () => {
     t.server().set({ toolsUntilResult: true });
-    const { bareModel } = await import('./ai-sdk-setup.ts');
     for (let i = 0; i < 2; i++) {
       await generateText({ model: bareModel(t.server().url, api), prompt, tools, stopWhen: stepCountIs(5) });
     }

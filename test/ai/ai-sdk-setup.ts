@@ -7,23 +7,15 @@ import './ai-sdk-hooks.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createOpenAI } from '@ai-sdk/openai';
 import { type LanguageModel, wrapLanguageModel } from 'ai';
 import { createIdem, type Idem } from 'idem';
 import { type IdemMiddlewareOptions, idemMiddleware } from 'idem/ai-sdk';
 import { sqliteStore } from 'idem/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { type Api, bareModel } from './ai-sdk-model.ts';
 import { startServer, type TestServer } from './server.ts';
 
-export type Api = 'chat' | 'responses';
-export const ANSWER = 'The answer is forty-two. (#1)';
-export const nth = (n: number) => ANSWER.replace('#1', `#${n}`);
-
-/** The bare provider model for `api` against `baseURL`. */
-export function bareModel(baseURL: string, api: Api, apiKey = 'sk-test') {
-  const openai = createOpenAI({ apiKey, baseURL: `${baseURL}/v1` });
-  return api === 'chat' ? openai.chat('gpt-test') : openai('gpt-test');
-}
+export { ANSWER, type Api, bareModel, nth } from './ai-sdk-model.ts';
 
 export function aiSdkSetup() {
   let server: TestServer;
