@@ -96,12 +96,12 @@ export function idemMiddleware(options: IdemMiddlewareOptions): LanguageModelMid
             const result = await model.doGenerate({ ...call.params, abortSignal: signal });
             return { kind: 'generate', result: storedGenerate(result) };
           } catch (error) {
-            return storedErrorOrThrow(error);
+            return await storedErrorOrThrow(error);
           }
         },
         opts,
       );
-      const outcome = settled(head, call.key, replayed);
+      const outcome = await settled(head, call.key, replayed);
       if (outcome.kind !== 'generate') throw new TypeError(`a ${outcome.kind} outcome for a generate call`);
       return generateResult(outcome.result, call.key, replayed);
     },
@@ -116,7 +116,7 @@ export function idemMiddleware(options: IdemMiddlewareOptions): LanguageModelMid
           try {
             result = await model.doStream({ ...call.params, abortSignal: lost });
           } catch (error) {
-            return storedErrorOrThrow(error);
+            return await storedErrorOrThrow(error);
           }
           const headers = streamHeaders(result);
           const recording = createPartsRecording<StreamPart>();
@@ -128,7 +128,7 @@ export function idemMiddleware(options: IdemMiddlewareOptions): LanguageModelMid
       if (head.kind === 'live') {
         return streamResult(call.key, head.recording.follow(signal, head.stored), head.headers, replayed);
       }
-      const outcome = settled(head, call.key, replayed);
+      const outcome = await settled(head, call.key, replayed);
       if (outcome.kind !== 'stream') throw new TypeError(`a ${outcome.kind} outcome for a stream call`);
       return streamResult(call.key, storedStream(call.key, outcome, signal), outcome.headers ?? {}, replayed);
     },
@@ -136,10 +136,10 @@ export function idemMiddleware(options: IdemMiddlewareOptions): LanguageModelMid
 }
 
 /** A settled head's outcome, or the error it raises. */
-function settled(head: Head, key: string, replayed: boolean) {
+async function settled(head: Head, key: string, replayed: boolean) {
   if (head.kind === 'error') throw head.error;
   if (head.kind === 'live') throw new TypeError('a live stream for a generate call');
-  const error = outcomeError(key, head.outcome, replayed);
+  const error = await outcomeError(key, head.outcome, replayed);
   if (error) throw error;
   return head.outcome;
 }

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { APICallError } from 'ai';
 import { reviveError, type SerializedError, serializeError } from '../../core/outcome.ts';
 import { replayAllowList, storableHeaders } from '../../http/headers.ts';
 import { RELEASED_STATUSES } from '../call.ts';
@@ -82,9 +81,10 @@ export function storedGenerate(result: GenerateResult): GenerateResult {
  * released and the AI SDK's retry runs the call again.
  *
  * @example
- * try { return storedGenerate(await model.doGenerate(params)) } catch (e) { return storedErrorOrThrow(e) }
+ * try { return storedGenerate(await model.doGenerate(params)) } catch (e) { return await storedErrorOrThrow(e) }
  */
-export function storedErrorOrThrow(error: unknown): ModelOutcome {
+export async function storedErrorOrThrow(error: unknown): Promise<ModelOutcome> {
+  const { APICallError } = await loadAi();
   if (!APICallError.isInstance(error) || error.statusCode === undefined) throw error;
   if (RELEASED_STATUSES.has(error.statusCode)) throw error;
   const { message, url, statusCode, responseHeaders, responseBody, data } = error;
@@ -93,6 +93,12 @@ export function storedErrorOrThrow(error: unknown): ModelOutcome {
     error: { message, url, statusCode, responseHeaders: keptHeaders(responseHeaders), responseBody, data },
   };
 }
+
+/**
+ * The `ai` package, loaded when an error needs its `APICallError`: `idem/ai-sdk` itself loads
+ * without it (`ai` is an optional peer), and any app calling the middleware has it.
+ */
+const loadAi = () => import('ai');
 
 /** A stream part as stored: an `error` part's error serialized (name, message, data). */
 export function storedPart(part: StreamPart): StreamPart {
@@ -112,9 +118,13 @@ export function replayedPart(part: StreamPart): StreamPart {
  * SDK, which retries 5xx whatever the headers say, does not), or `IndeterminateOutcomeError`.
  *
  * @example
- * const error = outcomeError(key, { kind: 'lost' }, true); // IndeterminateOutcomeError
+ * const error = await outcomeError(key, { kind: 'lost' }, true); // IndeterminateOutcomeError
  */
-export function outcomeError(key: string, outcome: ModelOutcome, replayed: boolean): Error | undefined {
+export async function outcomeError(
+  key: string,
+  outcome: ModelOutcome,
+  replayed: boolean,
+): Promise<Error | undefined> {
   if (outcome.kind === 'lost') {
     return new IndeterminateOutcomeError(key, 0, {
       reason:
@@ -123,6 +133,7 @@ export function outcomeError(key: string, outcome: ModelOutcome, replayed: boole
   }
   if (outcome.kind !== 'error') return undefined;
   const e = outcome.error;
+  const { APICallError } = await loadAi();
   return new APICallError({
     message: e.message,
     url: e.url,
