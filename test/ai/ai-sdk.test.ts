@@ -63,16 +63,35 @@ describe.each<Api>(['chat', 'responses'])('%s model through idemMiddleware', (ap
   });
 
   it.each([429, 500, 503])(
-    'the first 2 calls answer %d, then the AI SDK retry succeeds: billed once',
+    'the first 2 calls answer %d, then the AI SDK retry succeeds: billed once, every attempt under one key',
     async (status) => {
       t.server().set({ fail: { count: 2, status } });
-      expect((await generate('g-retry')).text).toBe(ANSWER);
+      const headers = { 'Idempotency-Key': 'g-retry' }; // forwarded per call, so the server sees it
+      const g = await generateText({ model: t.model(api), prompt, headers });
+      expect(g.text).toBe(ANSWER);
+      expect(t.server().keys).toEqual(['g-retry:step-1', 'g-retry:step-1', 'g-retry:step-1']);
       t.server().set({ fail: { count: 2, status } });
       expect((await stream('s-retry')).text).toBe(nth(2));
       expect(t.server().requests).toBe(6);
       expect(t.server().billed).toBe(2);
     },
   );
+
+  it('a replayed stream has the same parts as the live one (text, tool calls, finish reason, usage)', async () => {
+    const parts = async () => {
+      const r = streamText({ model: t.model(api), prompt, ...keyed('parts'), onError: () => {} });
+      const seen: unknown[] = [];
+      for await (const p of r.fullStream) {
+        if (p.type === 'text-delta') seen.push([p.type, p.text]);
+        if (p.type === 'finish-step') seen.push([p.type, p.finishReason, p.usage, p.response.id]);
+      }
+      return seen;
+    };
+    const live = await parts();
+    expect(await parts()).toEqual(live);
+    expect(live.length).toBeGreaterThan(7);
+    expect(t.server().billed).toBe(1);
+  });
 
   it('a definitive answer (400, 501) is stored and raised again, never retried by the AI SDK', async () => {
     for (const status of [400, 501]) {
