@@ -22,7 +22,12 @@ export { RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
 export type { KeySource } from './keys.ts';
 
-/** Options of {@link idemMiddleware}. */
+/**
+ * Options of {@link idemMiddleware}.
+ *
+ * @example
+ * const options: IdemMiddlewareOptions = { idem, scope: tenantId, key: ({ type }) => `${jobId}:${type}` };
+ */
 export interface IdemMiddlewareOptions {
   /** A `createIdem` instance: its store decides how far "once" reaches (process, machine, fleet). */
   idem: Idem;

@@ -9,10 +9,20 @@ import { InvalidKeyError } from '../../core/errors.ts';
 import { fingerprintOf, scopeParts, validateKey } from '../../core/keys.ts';
 import type { CallParams, CallType, Model } from './types.ts';
 
-/** The header a call's logical key may come in (any case). */
+/**
+ * The header a call's logical key may come in (any case).
+ *
+ * @example
+ * await generateText({ model, prompt, headers: { 'Idempotency-Key': 'run-7' } }); // KEY_HEADER, any case
+ */
 export const KEY_HEADER = 'idempotency-key';
 
-/** A logical key, or a function that finds one for a call (undefined: none). */
+/**
+ * A logical key, or a function that finds one for a call (undefined: none).
+ *
+ * @example
+ * const key: KeySource = ({ params }) => (params.headers?.['x-job-id'] ? `job-${params.headers['x-job-id']}` : undefined);
+ */
 export type KeySource = string | ((call: { params: CallParams; type: CallType }) => string | undefined);
 
 /** One model call, keyed. */
