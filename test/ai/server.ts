@@ -24,6 +24,11 @@ export interface Knobs {
   overloadedStreams: number;
   /** Answer with a tool call instead of text. */
   toolCalls: boolean;
+  /**
+   * Chat completions and Responses answer with a tool call until the request carries a tool
+   * result, then with text: one `generateText` tool loop, step by step.
+   */
+  toolsUntilResult: boolean;
   /** Milliseconds between stream events. */
   eventGapMs: number;
 }
@@ -48,6 +53,7 @@ const DEFAULTS: Knobs = {
   delayMs: 0,
   fail: { count: 0, status: 500 },
   toolCalls: false,
+  toolsUntilResult: false,
   eventGapMs: 2,
   cleanCut: false,
   overloadedStreams: 0,
@@ -111,13 +117,16 @@ export async function startServer(): Promise<TestServer> {
     if (knobs.delayMs) await sleep(knobs.delayMs);
     if (res.destroyed) return;
     const answer = `${WORDS.join('')} (#${n})`;
+    if (knobs.toolsUntilResult) knobs = { ...knobs, toolCalls: !hasToolResult(body) };
     switch (path) {
       case '/v1/chat/completions':
         return body.stream
           ? chatStream(res, n, body, knobs)
           : json(res, 200, chatCompletion(n, body, answer, knobs));
       case '/v1/responses':
-        return body.stream ? responsesStream(res, n, knobs) : json(res, 200, response(n, answer));
+        return body.stream
+          ? responsesStream(res, n, knobs)
+          : json(res, 200, response(n, answer, knobs.toolCalls));
       case '/v1/embeddings':
         return json(res, 200, {
           object: 'list',
@@ -174,20 +183,40 @@ async function chatStream(res: ServerResponse, n: number, body: { model?: string
     created: n,
     model: body.model ?? 'test',
   };
-  const events = WORDS.map((w) => ({
-    ...base,
-    choices: [{ index: 0, delta: { content: w }, finish_reason: null }],
-  }));
-  events.push({ ...base, choices: [{ index: 0, delta: { content: ` (#${n})` }, finish_reason: null }] });
+  const call = { index: 0, id: `call_${n}`, type: 'function', function: { name: 'lookup', arguments: '' } };
+  const deltas: object[] = knobs.toolCalls
+    ? [{ tool_calls: [call] }, { tool_calls: [{ index: 0, function: { arguments: '{"q":"42"}' } }] }]
+    : [...WORDS, ` (#${n})`].map((w) => ({ content: w }));
+  const events = deltas.map((delta) => ({ ...base, choices: [{ index: 0, delta, finish_reason: null }] }));
   events.push({
     ...base,
-    choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+    choices: [{ index: 0, delta: {}, finish_reason: knobs.toolCalls ? 'tool_calls' : 'stop' }],
     usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 },
   } as never);
   await sse(res, [...events.map((e) => `data: ${JSON.stringify(e)}\n\n`), 'data: [DONE]\n\n'], knobs);
 }
 
-function response(n: number, answer: string) {
+/** True when a chat or Responses request carries a tool's result (a `tool` message, a `function_call_output`). */
+function hasToolResult(body: { messages?: { role?: string }[]; input?: unknown }): boolean {
+  const input = Array.isArray(body.input) ? (body.input as { type?: string }[]) : [];
+  return (
+    (body.messages ?? []).some((m) => m.role === 'tool') ||
+    input.some((i) => i.type === 'function_call_output')
+  );
+}
+
+function functionCall(n: number) {
+  return {
+    type: 'function_call',
+    id: `fc_${n}`,
+    call_id: `call_${n}`,
+    name: 'lookup',
+    arguments: '{"q":"42"}',
+    status: 'completed',
+  };
+}
+
+function response(n: number, answer: string, toolCalls = false) {
   return {
     id: `resp_${n}`,
     object: 'response',
@@ -195,13 +224,15 @@ function response(n: number, answer: string) {
     status: 'completed',
     model: 'test',
     output: [
-      {
-        type: 'message',
-        id: `msg_${n}`,
-        role: 'assistant',
-        status: 'completed',
-        content: [{ type: 'output_text', text: answer, annotations: [] }],
-      },
+      toolCalls
+        ? functionCall(n)
+        : {
+            type: 'message',
+            id: `msg_${n}`,
+            role: 'assistant',
+            status: 'completed',
+            content: [{ type: 'output_text', text: answer, annotations: [] }],
+          },
     ],
     usage: { input_tokens: 10, output_tokens: 7, total_tokens: 17 },
   };
@@ -210,26 +241,41 @@ function response(n: number, answer: string) {
 async function responsesStream(res: ServerResponse, n: number, knobs: Knobs) {
   const ev = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
   const text = `${WORDS.join('')} (#${n})`;
+  const created = { id: `resp_${n}`, created_at: n, model: 'test', status: 'in_progress', output: [] };
+  const message = { type: 'message', id: `msg_${n}`, role: 'assistant', status: 'in_progress', content: [] };
+  const call = functionCall(n);
+  const body = knobs.toolCalls
+    ? [
+        ev('response.output_item.added', {
+          output_index: 0,
+          item: { ...call, arguments: '', status: 'in_progress' },
+        }),
+        ev('response.function_call_arguments.delta', {
+          item_id: call.id,
+          output_index: 0,
+          delta: call.arguments,
+        }),
+        ev('response.output_item.done', { output_index: 0, item: call }),
+      ]
+    : [
+        ev('response.output_item.added', { output_index: 0, item: message }),
+        ...[...WORDS, ` (#${n})`].map((w, i) =>
+          ev('response.output_text.delta', {
+            item_id: `msg_${n}`,
+            output_index: 0,
+            content_index: 0,
+            delta: w,
+            sequence_number: i,
+          }),
+        ),
+        ev('response.output_item.done', { output_index: 0, item: { ...message, status: 'completed' } }),
+      ];
   await sse(
     res,
     [
-      ev('response.created', { response: { id: `resp_${n}`, status: 'in_progress', output: [] } }),
-      ...WORDS.map((w, i) =>
-        ev('response.output_text.delta', {
-          item_id: `msg_${n}`,
-          output_index: 0,
-          content_index: 0,
-          delta: w,
-          sequence_number: i,
-        }),
-      ),
-      ev('response.output_text.delta', {
-        item_id: `msg_${n}`,
-        output_index: 0,
-        content_index: 0,
-        delta: ` (#${n})`,
-      }),
-      ev('response.completed', { response: response(n, text) }),
+      ev('response.created', { response: created }),
+      ...body,
+      ev('response.completed', { response: response(n, text, knobs.toolCalls) }),
     ],
     knobs,
   );

@@ -1,0 +1,115 @@
+/**
+ * One model call, run at most once per key: claimed in the idem store before it leaves, never
+ * aborted by its caller (a timeout or abort leaves it running and recording), followed live by
+ * every duplicate in this process from its first part, waited for by duplicates elsewhere.
+ * The model-level twin of `../call.ts`, which does the same for HTTP requests.
+ *
+ * @module
+ */
+import type { Duration } from '../../core/duration.ts';
+import type { Idem } from '../../core/engine.ts';
+import { FingerprintMismatchError } from '../../core/errors.ts';
+import { untilAborted } from '../respond.ts';
+import type { KeyedCall } from './keys.ts';
+import { LOST, type ModelOutcome } from './outcome.ts';
+import type { PartsRecording } from './parts.ts';
+import type { StreamPart } from './types.ts';
+
+/** Where a call stands, as its callers see it. */
+export type Head =
+  | {
+      kind: 'live';
+      recording: PartsRecording<StreamPart>;
+      headers: Record<string, string>;
+      /** Settles when the outcome is stored (or storing failed). */
+      stored: Promise<unknown>;
+    }
+  | { kind: 'done'; outcome: ModelOutcome; replayed: boolean }
+  | { kind: 'error'; error: unknown };
+
+/** Runs the call upstream: `signal` fires when the claim is lost; `live` shares a stream as it starts. */
+export type Run = (
+  signal: AbortSignal,
+  live: (recording: PartsRecording<StreamPart>, headers: Record<string, string>) => void,
+) => Promise<ModelOutcome>;
+
+/** Per-call options of {@link callOnce}. */
+export interface OnceOptions {
+  waitTimeout: Duration;
+  ttl?: Duration | undefined;
+  lease?: Duration | undefined;
+  /** The caller's signal: it ends the caller's wait, never the call. */
+  signal?: AbortSignal | undefined;
+}
+
+interface Pending {
+  fingerprint: string;
+  head: Promise<Head>;
+}
+
+/** Calls in flight per idem instance: two instances behave like two processes. */
+const inFlight = new WeakMap<Idem, Map<string, Pending>>();
+
+/**
+ * The head of `call` for this caller (and whether it is someone else's answer): the call in
+ * flight in this process with its key, else the stored outcome, else `run` under a fresh claim.
+ *
+ * @example
+ * const { head, replayed } = await callOnce(idem, keyed, (signal) => generate(signal), { waitTimeout: '10m' });
+ */
+export async function callOnce(
+  idem: Idem,
+  call: KeyedCall,
+  run: Run,
+  options: OnceOptions,
+): Promise<{ head: Head; replayed: boolean }> {
+  const calls = inFlight.get(idem) ?? new Map<string, Pending>();
+  inFlight.set(idem, calls);
+  const { recordId } = idem.ids(call.key, call.scope);
+  const shared = calls.get(recordId);
+  if (shared) {
+    if (shared.fingerprint !== call.fingerprint) throw new FingerprintMismatchError();
+    const head = await untilAborted(shared.head, options.signal);
+    return { head, replayed: true };
+  }
+
+  let settle!: (head: Head) => void;
+  const entry: Pending = {
+    fingerprint: call.fingerprint,
+    head: new Promise<Head>((resolve) => (settle = resolve)),
+  };
+  calls.set(recordId, entry);
+  let stored!: () => void;
+  const isStored = new Promise<void>((resolve) => (stored = resolve));
+  const finish = (head: Head) => {
+    stored();
+    if (calls.get(recordId) === entry) calls.delete(recordId);
+    settle(head);
+  };
+  idem
+    .execute<ModelOutcome>(
+      call.key,
+      // a holder before us died mid-call: the provider may have billed it, so it is not sent again
+      (ctx) =>
+        ctx.mayHaveRun
+          ? LOST
+          : run(ctx.signal, (recording, headers) =>
+              settle({ kind: 'live', recording, headers, stored: isStored }),
+            ),
+      {
+        fingerprint: call.fingerprint,
+        scope: call.scope,
+        onInProgress: 'wait',
+        waitTimeout: options.waitTimeout,
+        ...(options.ttl !== undefined && { ttl: options.ttl }),
+        ...(options.lease !== undefined && { lease: options.lease }),
+        releaseIf: (outcome) => outcome.kind === 'stream' && outcome.unbilled === true,
+      },
+    )
+    .then(
+      (r) => finish({ kind: 'done', outcome: r.value, replayed: r.replayed }),
+      (error: unknown) => finish({ kind: 'error', error }),
+    );
+  const head = await untilAborted(entry.head, options.signal);
+  return { head, replayed: head.kind === 'done' && head.replayed };
+}
