@@ -11,6 +11,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two workers: most suites wait on sockets, stores and child processes rather than the CPU,
+    // so two forks halve the wall time on 2 cores (vitest's default there is one).
+    maxWorkers: 2,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });
