@@ -109,6 +109,37 @@ describe('gateway hardening: request targets', () => {
   );
 
   it.each([
+    '/files/../payments',
+    '/files/%2e%2E/payments',
+    '/files/.%2e/payments',
+    '/./payments',
+    '/payments/..',
+  ])(
+    'dot segments in %s are a 400 invalid-target: no route is skipped by a path the upstream may resolve',
+    async (target) => {
+      const g = await startStack({
+        routes: [
+          { path: '/files/*', key: 'ignore' },
+          { path: '/payments', key: 'required' },
+        ],
+        logger: quietLogger(),
+      });
+      try {
+        const before = g.demo.executions.payments;
+        const r = await raw(
+          g.url,
+          `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"amount":1}`,
+        );
+        expect(r.status).toBe(400);
+        expect(r.text).toMatch(/invalid-target/);
+        expect(g.demo.executions.payments).toBe(before);
+      } finally {
+        await g.close();
+      }
+    },
+  );
+
+  it.each([
     ['a lone surrogate', '{"a":"\\ud800"}'],
     ['JSON nested 10 000 deep', `${'['.repeat(10_000)}${']'.repeat(10_000)}`],
   ])('a body with %s is a 4xx problem, never an empty 500', async (_, body) => {
