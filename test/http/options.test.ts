@@ -64,3 +64,32 @@ describe('unknown options', () => {
     ).rejects.toThrow(message);
   });
 });
+
+describe('marker header names', () => {
+  // A marker named like a header the response owns would overwrite it on every replay or
+  // problem: `content-type: true`, `content-length: true`, `transfer-encoding: true`.
+  it.each([
+    { replayHeader: 'content-type' },
+    { replayHeader: ['Idempotent-Replayed', 'Content-Length'] },
+    { replayHeader: 'transfer-encoding' },
+    { replayHeader: 'set-cookie' },
+    { shouldRetryHeaders: ['content-type'] },
+    { shouldRetryHeaders: ['x-should-retry', 'retry-after'] },
+  ])('%o is refused by the middleware and the gateway', async (o) => {
+    expect(() => withIdempotency(handler, { idem, ...o })).toThrow(InvalidOptionError);
+    expect(() => withIdempotency(handler, { idem, ...o })).toThrow(/is not a marker/);
+    await expect(
+      createGateway({ upstream: 'http://127.0.0.1:9', store: memoryStore(), routes: [{ path: '/x', ...o }] }),
+    ).rejects.toThrow(/routes\[0\]\.(replayHeader|shouldRetryHeaders).*is not a marker/);
+  });
+
+  it('the documented spellings stay accepted', () => {
+    expect(() =>
+      withIdempotency(handler, {
+        idem,
+        replayHeader: ['Idempotent-Replayed', 'Idempotency-Replayed'],
+        shouldRetryHeaders: ['x-should-retry', 'stripe-should-retry'],
+      }),
+    ).not.toThrow();
+  });
+});
