@@ -484,6 +484,36 @@ describe('gateway hardening: config', () => {
     ).rejects.toThrow(/routes\[0\]\.lease/);
   });
 
+  it.each([
+    [{ health: 'healthz' }, /endpoints\.health must be false or a path starting with "\/"/],
+    [{ metrics: true }, /endpoints\.metrics must be false or a path/],
+    [{ health: '/ops', metrics: '/ops' }, /endpoints\.metrics is \/ops, as endpoints\.health/],
+  ])('endpoints %o is refused, not a probe that never answers', async (endpoints, message) => {
+    await expect(
+      createGateway({ upstream: up, store: 'memory', endpoints: endpoints as never }),
+    ).rejects.toThrow(message);
+  });
+
+  it('endpoints.policy: false leaves no Link: <false> on a 400 missing-key', async () => {
+    const g = await startStack({
+      endpoints: { policy: false },
+      routes: [{ path: '/payments', key: 'required' }],
+      logger: quietLogger(),
+    });
+    try {
+      const r = await request(g.url, {
+        path: '/payments',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(r.status).toBe(400);
+      expect(r.headers.link).not.toMatch(/<false>/);
+      expect(r.headers.link).toMatch(/^<https?:\/\/[^>]+>; rel="describedby"$/);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('maxRetryAfter is validated', async () => {
     await expect(
       createGateway({ upstream: up, store: 'memory', routes: [{ path: '/a', maxRetryAfter: '5m' }] }),
