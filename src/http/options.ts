@@ -180,6 +180,13 @@ export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = Object.keys(OPTION_NA
 /** Validates options once, at setup; throws `InvalidOptionError` naming the bad option. */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidOptionError('idempotency() needs options');
+  const proto = Object.getPrototypeOf(options);
+  if (proto !== Object.prototype && proto !== null && !('idem' in options) && !('store' in options)) {
+    // `app.use(idempotency)`: the framework called the factory with its request or context.
+    throw new InvalidOptionError(
+      'idempotency() takes an options object: use idempotency({ idem }) as the middleware, not idempotency itself',
+    );
+  }
   checkKnownOptions(options, IDEMPOTENCY_OPTION_NAMES);
   const { idem, store } = options;
   if ((idem === undefined) === (store === undefined)) {

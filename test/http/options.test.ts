@@ -93,3 +93,41 @@ describe('marker header names', () => {
     ).not.toThrow();
   });
 });
+
+describe('the factory used as the middleware', () => {
+  it('app.use(idempotency) in Express answers an error that shows the right call, not "unknown option _events"', async () => {
+    const express = (await import('express')).default;
+    const app = express();
+    app.use(expressIdempotency as never);
+    app.post('/p', (_q, res) => void res.json({}));
+    let seen: unknown;
+    app.use((e: unknown, _q: unknown, res: { status(n: number): { end(): void } }, _n: unknown) => {
+      seen = e;
+      res.status(500).end();
+    });
+    const server = app.listen(0);
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      expect((await fetch(`http://127.0.0.1:${port}/p`, { method: 'POST' })).status).toBe(500);
+      expect(seen).toBeInstanceOf(InvalidOptionError);
+      expect((seen as Error).message).toMatch(/use idempotency\(\{ idem \}\) as the middleware/);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('app.use(idempotency) in Hono is refused the same way', async () => {
+    const { Hono } = await import('hono');
+    const app = new Hono();
+    let seen: unknown;
+    app.onError((e, c) => {
+      seen = e;
+      return c.text('x', 500);
+    });
+    app.use(honoIdempotency as never);
+    app.post('/p', (c) => c.json({}));
+    expect((await app.request('/p', { method: 'POST' })).status).toBe(500);
+    expect((seen as Error).message).toMatch(/use idempotency\(\{ idem \}\) as the middleware/);
+  });
+});
