@@ -78,7 +78,8 @@ export function credentialScopeOf(
     for (const name of names) {
       const lines = linesOf(request.headers, name);
       if (name !== 'cookie' && lines.length > 1) return { ok: false, duplicate: name };
-      values.push(name === 'cookie' ? null : lines[0] === undefined ? null : normalize(name, lines[0]));
+      // An empty field is no credential: every client could send it, so it names no caller.
+      values.push(name === 'cookie' || lines[0] === undefined ? null : normalize(name, lines[0]) || null);
     }
     const cookieAt = names.indexOf('cookie');
     if (cookieAt >= 0) {
