@@ -182,7 +182,7 @@ function cookieValue(
       if (eq <= 0) continue;
       const name = pair.slice(0, eq).trim();
       const value = pair.slice(eq + 1).trim();
-      if (wanted && !wanted.has(name)) continue;
+      if (value === '' || (wanted && !wanted.has(name))) continue; // an empty cookie names no caller
       const prev = seen.get(name);
       if (wanted && prev !== undefined && prev !== value) return undefined;
       seen.set(name, value);

@@ -167,18 +167,21 @@ describe('gateway hardening: scope', () => {
   });
   afterAll(() => s.close());
 
-  it.each(['Authorization: ', 'Authorization:   ', 'X-API-Key: ', 'Proxy-Authorization: '])(
-    'an empty credential (%s) is no credential: scope: required answers 401',
-    async (line) => {
-      const r = await raw(
-        s.url,
-        `POST /v1/x HTTP/1.1\r\nHost: x\r\n${line}\r\nIdempotency-Key: empty-cred\r\n` +
-          'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
-      );
-      expect(r.status).toBe(401);
-      expect(r.text).toMatch(/missing-credentials/);
-    },
-  );
+  it.each([
+    'Authorization: ',
+    'Authorization:   ',
+    'X-API-Key: ',
+    'Proxy-Authorization: ',
+    'Cookie: session=',
+  ])('an empty credential (%s) is no credential: scope: required answers 401', async (line) => {
+    const r = await raw(
+      s.url,
+      `POST /v1/x HTTP/1.1\r\nHost: x\r\n${line}\r\nIdempotency-Key: empty-cred\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+    );
+    expect(r.status).toBe(401);
+    expect(r.text).toMatch(/missing-credentials/);
+  });
 
   it('two Bearer tenants never share a record, whatever scopeHeaders says', async () => {
     const a = await post(s.url, '/payments', { amount: 1 }, 'same', { authorization: 'Bearer tenant-a' });
