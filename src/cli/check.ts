@@ -86,13 +86,19 @@ export async function checkEndpoint(
 
   const steps: CheckStep[] = [];
   const first = await send(data);
-  const firstOk = first.res.status < 500 || [500, 502, 504].includes(first.res.status);
+  const refusal = first.res.headers.get('content-type')?.includes('problem+json')
+    ? REFUSALS.find(([type]) => problemType(first.bytes).endsWith(`/${type}`))
+    : undefined;
+  const firstOk = !refusal && (first.res.status < 500 || [500, 502, 504].includes(first.res.status));
   steps.push({
     name: `POST with ${keyHeader}: ${key}`,
     status: first.res.status,
     ok: firstOk,
-    note: `${first.bytes.byteLength} bytes in ${first.ms} ms${first.res.headers.get('idempotent-replayed') === 'true' ? ' (already marked as a replay?)' : ''}`,
+    note: refusal
+      ? `refused ${problemType(first.bytes)}: the request never ran; ${refusal[1]}`
+      : `${first.bytes.byteLength} bytes in ${first.ms} ms${first.res.headers.get('idempotent-replayed') === 'true' ? ' (already marked as a replay?)' : ''}`,
   });
+  if (refusal) return { ok: false, key, steps };
 
   const second = await send(data);
   const replayed = second.res.headers.get('idempotent-replayed') === 'true';
@@ -125,6 +131,16 @@ export async function checkEndpoint(
   return { ok: steps.every((s) => s.ok), key, steps };
 }
 
+/** idem's refusals of the request itself: the endpoint was not exercised, so nothing was checked. */
+const REFUSALS: readonly (readonly [string, string])[] = [
+  ['missing-credentials', "pass the caller's credentials, e.g. -H 'Authorization: …'"],
+  ['duplicate-credentials', 'send each credential header once'],
+  ['invalid-key', 'the endpoint refuses the generated key (a maxKeyLength under 27?)'],
+  ['missing-key', 'give the key header name with --key-header'],
+  ['payload-too-large', 'send a smaller body with -d'],
+  ['invalid-target', 'check the URL'],
+];
+
 function problemType(bytes: Uint8Array): string {
   try {
     return (JSON.parse(Buffer.from(bytes).toString('utf8')) as { type?: string }).type ?? '';
@@ -139,6 +155,13 @@ export function formatCheck(url: string, result: { ok: boolean; steps: CheckStep
   result.steps.forEach((s, i) => {
     lines.push(`  ${s.ok ? '✓' : '✗'} ${i + 1}. ${s.name.padEnd(44)} → ${s.status}  ${s.note}`);
   });
-  lines.push(result.ok ? 'result: idempotent' : 'result: NOT idempotent (see ✗ above)');
+  const notRun = result.steps.length === 1 && !result.ok;
+  lines.push(
+    result.ok
+      ? 'result: idempotent'
+      : notRun
+        ? 'result: not checked: the first request was refused (see ✗ above)'
+        : 'result: NOT idempotent (see ✗ above)',
+  );
   return lines.join('\n');
 }

@@ -205,5 +205,19 @@ export function checkConfigFields(config: object, known: readonly string[] = [..
     if (typeof endpoints !== 'object' || endpoints === null)
       throw new InvalidOptionError('endpoints must be an object');
     checkKnownOptions(endpoints, ['health', 'metrics', 'policy'], 'endpoints.');
+    const seen = new Map<string, string>();
+    for (const [name, path] of Object.entries(endpoints)) {
+      if (path === false) continue;
+      if (typeof path !== 'string' || !path.startsWith('/') || path.startsWith('//'))
+        throw new InvalidOptionError(
+          `endpoints.${name} must be false or a path starting with "/", got ${JSON.stringify(path)}`,
+        );
+      const other = seen.get(path);
+      if (other !== undefined)
+        throw new InvalidOptionError(
+          `endpoints.${name} is ${path}, as endpoints.${other}: give each its own path`,
+        );
+      seen.set(path, name);
+    }
   }
 }

@@ -117,7 +117,7 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     ...facts,
     scopeHeaders,
     scopeCookies,
-    describedBy: `<${config.docsUrl ?? endpoints.policy ?? 'https://idem.dev/docs/gateway'}>; rel="describedby"`,
+    describedBy: `<${config.docsUrl ?? (endpoints.policy || 'https://idem.dev/docs/gateway')}>; rel="describedby"`,
   });
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {

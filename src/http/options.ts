@@ -10,7 +10,7 @@ import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { DEFAULT_BODY_LIMIT } from './body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from './fingerprint.ts';
-import { replayAllowList } from './headers.ts';
+import { DEFAULT_REPLAY_HEADERS, HOP_BY_HOP, replayAllowList } from './headers.ts';
 import { MAX_HTTP_KEY_LENGTH } from './key.ts';
 import { checkKnownOptions } from './known.ts';
 import { defaultOutcomePolicy, type OutcomePolicy } from './policy.ts';
@@ -180,6 +180,13 @@ export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = Object.keys(OPTION_NA
 /** Validates options once, at setup; throws `InvalidOptionError` naming the bad option. */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidOptionError('idempotency() needs options');
+  const proto = Object.getPrototypeOf(options);
+  if (proto !== Object.prototype && proto !== null && !('idem' in options) && !('store' in options)) {
+    // `app.use(idempotency)`: the framework called the factory with its request or context.
+    throw new InvalidOptionError(
+      'idempotency() takes an options object: use idempotency({ idem }) as the middleware, not idempotency itself',
+    );
+  }
   checkKnownOptions(options, IDEMPOTENCY_OPTION_NAMES);
   const { idem, store } = options;
   if ((idem === undefined) === (store === undefined)) {
@@ -266,10 +273,29 @@ export function headerNames(value: unknown, option: string, single = true): stri
     throw new InvalidOptionError(
       `${option} must be ${single ? 'a header name or ' : ''}a non-empty list of header names`,
     );
-  return [...new Set(list.map((n: string) => n.toLowerCase()))];
+  const names = [...new Set(list.map((n: string) => n.toLowerCase()))];
+  const owned = names.find((n) => RESPONSE_OWNED.has(n) || HOP_BY_HOP.has(n));
+  if (owned !== undefined)
+    throw new InvalidOptionError(
+      `${option}: ${owned} is not a marker header name (the response owns it; a marker would overwrite it)`,
+    );
+  return names;
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Headers a response owns: a marker (`true` / `false`) named like one would overwrite it. */
+const RESPONSE_OWNED: ReadonlySet<string> = new Set([
+  ...DEFAULT_REPLAY_HEADERS,
+  'content-length',
+  'set-cookie',
+  'date',
+  'cache-control',
+  'retry-after',
+  'retry-after-ms',
+  'idempotency-status',
+  'idempotency-replay',
+]);
 
 function pick(o: IdemRunOptions): ResolvedOptions['run'] {
   const run: ResolvedOptions['run'] = {};

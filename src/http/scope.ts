@@ -78,7 +78,8 @@ export function credentialScopeOf(
     for (const name of names) {
       const lines = linesOf(request.headers, name);
       if (name !== 'cookie' && lines.length > 1) return { ok: false, duplicate: name };
-      values.push(name === 'cookie' ? null : lines[0] === undefined ? null : normalize(name, lines[0]));
+      // An empty field is no credential: every client could send it, so it names no caller.
+      values.push(name === 'cookie' || lines[0] === undefined ? null : normalize(name, lines[0]) || null);
     }
     const cookieAt = names.indexOf('cookie');
     if (cookieAt >= 0) {
@@ -181,7 +182,7 @@ function cookieValue(
       if (eq <= 0) continue;
       const name = pair.slice(0, eq).trim();
       const value = pair.slice(eq + 1).trim();
-      if (wanted && !wanted.has(name)) continue;
+      if (value === '' || (wanted && !wanted.has(name))) continue; // an empty cookie names no caller
       const prev = seen.get(name);
       if (wanted && prev !== undefined && prev !== value) return undefined;
       seen.set(name, value);

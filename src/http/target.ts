@@ -11,12 +11,14 @@ export type Target = { ok: true; path: string; search: string } | { ok: false; r
 /** Visible ASCII without `#` (lenient on purpose: real queries carry `[`, `]`, `|`, `{`…). */
 const PATH = /^[\x21-\x22\x24-\x7e]*$/;
 const QUERY = PATH;
+/** A `.` or `..` segment, percent-encoded or not: URL parsers and upstreams resolve them. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?=\/|$)/i;
 
 /**
  * Parses a request target without ever throwing: origin-form (`/path?query`) as is;
  * absolute-form `http(s)://authority/path` reduced to origin-form (a proxy-form request is
- * then routed like any other); anything else (`*`, `host:port`, `ftp://…`, a bad authority)
- * is a 400 `invalid-target`.
+ * then routed like any other); anything else (`*`, `host:port`, `ftp://…`, a bad authority,
+ * a `.` or `..` path segment, percent-encoded or not) is a 400 `invalid-target`.
  *
  * @example
  * parseTarget('http://api.example/pay?x=1') // { ok: true, path: '/pay', search: '?x=1' }
@@ -40,6 +42,10 @@ export function parseTarget(target: string): Target {
   const search = q < 0 ? '' : t.slice(q);
   if (path.startsWith('//')) {
     return badTarget('the path starts with "//", which URL parsers read as a host; send one "/"');
+  }
+  if (DOT_SEGMENT.test(path)) {
+    // Routing sees `/files/../pay` under `/files/*`; the upstream may run it as `/pay`.
+    return badTarget('the path has a "." or ".." segment; send the resolved path');
   }
   if (!PATH.test(path) || !QUERY.test(search)) {
     return badTarget('the request target has characters a URL path or query may not contain');

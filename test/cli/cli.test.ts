@@ -255,3 +255,25 @@ it.skipIf(!OLD_NODE)('on Node < 24, idem says which Node it needs in one line (e
     expect(oneLine(r.stderr)).toContain(`idem needs Node ≥ 24, found ${version}`);
   }
 });
+
+it('idem check against a route that refuses the request (401 missing-credentials) says it could not check, not "NOT idempotent"', async () => {
+  const { checkEndpoint, formatCheck } = await import('../../src/cli/check.ts');
+  const { startStack } = await import('../gateway/helpers.ts');
+  const s = await startStack({
+    routes: [{ path: '/payments', key: 'required', scope: 'required' }],
+    logger: { warn: () => {} },
+  });
+  try {
+    const refused = await checkEndpoint(`${s.url}/payments`);
+    expect(refused.ok).toBe(false);
+    expect(refused.steps[0]).toMatchObject({ status: 401, ok: false });
+    expect(refused.steps[0]!.note).toMatch(/missing-credentials.*-H 'Authorization: …'/);
+    const report = formatCheck(`${s.url}/payments`, refused);
+    expect(report).toMatch(/result: not checked/);
+    expect(report).not.toMatch(/NOT idempotent/);
+    const ok = await checkEndpoint(`${s.url}/payments`, { headers: { authorization: 'Bearer t' } });
+    expect(ok.ok).toBe(true);
+  } finally {
+    await s.close();
+  }
+});

@@ -109,6 +109,37 @@ describe('gateway hardening: request targets', () => {
   );
 
   it.each([
+    '/files/../payments',
+    '/files/%2e%2E/payments',
+    '/files/.%2e/payments',
+    '/./payments',
+    '/payments/..',
+  ])(
+    'dot segments in %s are a 400 invalid-target: no route is skipped by a path the upstream may resolve',
+    async (target) => {
+      const g = await startStack({
+        routes: [
+          { path: '/files/*', key: 'ignore' },
+          { path: '/payments', key: 'required' },
+        ],
+        logger: quietLogger(),
+      });
+      try {
+        const before = g.demo.executions.payments;
+        const r = await raw(
+          g.url,
+          `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"amount":1}`,
+        );
+        expect(r.status).toBe(400);
+        expect(r.text).toMatch(/invalid-target/);
+        expect(g.demo.executions.payments).toBe(before);
+      } finally {
+        await g.close();
+      }
+    },
+  );
+
+  it.each([
     ['a lone surrogate', '{"a":"\\ud800"}'],
     ['JSON nested 10 000 deep', `${'['.repeat(10_000)}${']'.repeat(10_000)}`],
   ])('a body with %s is a 4xx problem, never an empty 500', async (_, body) => {
@@ -135,6 +166,22 @@ describe('gateway hardening: scope', () => {
     });
   });
   afterAll(() => s.close());
+
+  it.each([
+    'Authorization: ',
+    'Authorization:   ',
+    'X-API-Key: ',
+    'Proxy-Authorization: ',
+    'Cookie: session=',
+  ])('an empty credential (%s) is no credential: scope: required answers 401', async (line) => {
+    const r = await raw(
+      s.url,
+      `POST /v1/x HTTP/1.1\r\nHost: x\r\n${line}\r\nIdempotency-Key: empty-cred\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+    );
+    expect(r.status).toBe(401);
+    expect(r.text).toMatch(/missing-credentials/);
+  });
 
   it('two Bearer tenants never share a record, whatever scopeHeaders says', async () => {
     const a = await post(s.url, '/payments', { amount: 1 }, 'same', { authorization: 'Bearer tenant-a' });
@@ -451,6 +498,36 @@ describe('gateway hardening: config', () => {
     await expect(
       createGateway({ upstream: up, store: 'memory', routes: [{ path: '/a', lease: 10 }] }),
     ).rejects.toThrow(/routes\[0\]\.lease/);
+  });
+
+  it.each([
+    [{ health: 'healthz' }, /endpoints\.health must be false or a path starting with "\/"/],
+    [{ metrics: true }, /endpoints\.metrics must be false or a path/],
+    [{ health: '/ops', metrics: '/ops' }, /endpoints\.metrics is \/ops, as endpoints\.health/],
+  ])('endpoints %o is refused, not a probe that never answers', async (endpoints, message) => {
+    await expect(
+      createGateway({ upstream: up, store: 'memory', endpoints: endpoints as never }),
+    ).rejects.toThrow(message);
+  });
+
+  it('endpoints.policy: false leaves no Link: <false> on a 400 missing-key', async () => {
+    const g = await startStack({
+      endpoints: { policy: false },
+      routes: [{ path: '/payments', key: 'required' }],
+      logger: quietLogger(),
+    });
+    try {
+      const r = await request(g.url, {
+        path: '/payments',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(r.status).toBe(400);
+      expect(r.headers.link).not.toMatch(/<false>/);
+      expect(r.headers.link).toMatch(/^<https?:\/\/[^>]+>; rel="describedby"$/);
+    } finally {
+      await g.close();
+    }
   });
 
   it('maxRetryAfter is validated', async () => {

@@ -310,3 +310,14 @@ describe('fastify: a stalled client does not hold the key', () => {
     await f.close();
   }, 30_000);
 });
+
+describe('fastify: registering the factory itself', () => {
+  it('app.register(idempotency, { idem }) is refused with a message that shows the right call', async () => {
+    const app = Fastify();
+    // The usual Fastify plugin shape; idem's export is a factory that returns the plugin.
+    await expect(
+      app.register(idempotency as never, { idem: createIdem({ store: memoryStore() }) } as never),
+    ).rejects.toThrow(/register idempotency\(\{ idem \}\)/);
+    await app.close();
+  });
+});

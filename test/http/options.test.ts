@@ -64,3 +64,70 @@ describe('unknown options', () => {
     ).rejects.toThrow(message);
   });
 });
+
+describe('marker header names', () => {
+  // A marker named like a header the response owns would overwrite it on every replay or
+  // problem: `content-type: true`, `content-length: true`, `transfer-encoding: true`.
+  it.each([
+    { replayHeader: 'content-type' },
+    { replayHeader: ['Idempotent-Replayed', 'Content-Length'] },
+    { replayHeader: 'transfer-encoding' },
+    { replayHeader: 'set-cookie' },
+    { shouldRetryHeaders: ['content-type'] },
+    { shouldRetryHeaders: ['x-should-retry', 'retry-after'] },
+  ])('%o is refused by the middleware and the gateway', async (o) => {
+    expect(() => withIdempotency(handler, { idem, ...o })).toThrow(InvalidOptionError);
+    expect(() => withIdempotency(handler, { idem, ...o })).toThrow(/is not a marker/);
+    await expect(
+      createGateway({ upstream: 'http://127.0.0.1:9', store: memoryStore(), routes: [{ path: '/x', ...o }] }),
+    ).rejects.toThrow(/routes\[0\]\.(replayHeader|shouldRetryHeaders).*is not a marker/);
+  });
+
+  it('the documented spellings stay accepted', () => {
+    expect(() =>
+      withIdempotency(handler, {
+        idem,
+        replayHeader: ['Idempotent-Replayed', 'Idempotency-Replayed'],
+        shouldRetryHeaders: ['x-should-retry', 'stripe-should-retry'],
+      }),
+    ).not.toThrow();
+  });
+});
+
+describe('the factory used as the middleware', () => {
+  it('app.use(idempotency) in Express answers an error that shows the right call, not "unknown option _events"', async () => {
+    const express = (await import('express')).default;
+    const app = express();
+    app.use(expressIdempotency as never);
+    app.post('/p', (_q, res) => void res.json({}));
+    let seen: unknown;
+    app.use((e: unknown, _q: unknown, res: { status(n: number): { end(): void } }, _n: unknown) => {
+      seen = e;
+      res.status(500).end();
+    });
+    const server = app.listen(0);
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      expect((await fetch(`http://127.0.0.1:${port}/p`, { method: 'POST' })).status).toBe(500);
+      expect(seen).toBeInstanceOf(InvalidOptionError);
+      expect((seen as Error).message).toMatch(/use idempotency\(\{ idem \}\) as the middleware/);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('app.use(idempotency) in Hono is refused the same way', async () => {
+    const { Hono } = await import('hono');
+    const app = new Hono();
+    let seen: unknown;
+    app.onError((e, c) => {
+      seen = e;
+      return c.text('x', 500);
+    });
+    app.use(honoIdempotency as never);
+    app.post('/p', (c) => c.json({}));
+    expect((await app.request('/p', { method: 'POST' })).status).toBe(500);
+    expect((seen as Error).message).toMatch(/use idempotency\(\{ idem \}\) as the middleware/);
+  });
+});

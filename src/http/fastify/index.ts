@@ -22,6 +22,7 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidOptionError } from '../../core/errors.ts';
 import {
   createHttpIdempotency,
   type HttpIdempotency,
@@ -77,6 +78,16 @@ type WithState = FastifyRequest & { [STATE]?: State };
  * });
  */
 export function idempotency(options: IdempotencyOptions): FastifyPluginCallback {
+  if (isFastifyInstance(options)) {
+    // `app.register(idempotency, { idem })`: Fastify called the factory as the plugin.
+    const error = new InvalidOptionError(
+      'idempotency is a factory: register idempotency({ idem }), not idempotency itself',
+    );
+    // biome-ignore lint/complexity/noArguments: the plugin's `done`, passed by Fastify only in this misuse
+    const done = arguments[2] as unknown;
+    if (typeof done === 'function') return void done(error) as never;
+    throw error;
+  }
   const base = createHttpIdempotency(options);
   const perRoute = new WeakMap<object, HttpIdempotency>();
   const coreFor = (request: FastifyRequest): HttpIdempotency | undefined => {
@@ -270,3 +281,8 @@ function capture(reply: FastifyReply, payload: unknown): Response {
 const isNodeStream = (p: unknown): p is Readable => !!p && typeof (p as Readable).pipe === 'function';
 const isWebStream = (p: unknown): p is ReadableStream<Uint8Array> =>
   !!p && typeof (p as ReadableStream).getReader === 'function';
+
+function isFastifyInstance(value: unknown): boolean {
+  const v = value as { register?: unknown; decorateRequest?: unknown } | null;
+  return typeof v?.register === 'function' && typeof v.decorateRequest === 'function';
+}
