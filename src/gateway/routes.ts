@@ -5,11 +5,12 @@
  * @module
  */
 import { InvalidOptionError } from '../core/errors.ts';
+import { resolveRunOptions } from '../core/options.ts';
 import { DEFAULT_BODY_LIMIT } from '../http/body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from '../http/fingerprint.ts';
 import { replayAllowList } from '../http/headers.ts';
 import { checkKnownOptions } from '../http/known.ts';
-import { checkKeyLength, checkMaxRetryAfter, checkRunDurations, headerNames } from '../http/options.ts';
+import { checkKeyLength, checkMaxRetryAfter, headerNames } from '../http/options.ts';
 import type { ReplayMarks } from '../http/outcome.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
 import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
@@ -115,9 +116,9 @@ function compileRoute(r: RoutePolicy, where: string): CompiledRoute {
       throw new InvalidOptionError(`${where}.${field} must be a positive integer`);
     return v;
   };
-  const times = checkRunDurations(
+  const times = resolveRunOptions(
     { ttl: r.ttl ?? '24h', lease: r.lease ?? '30s', waitTimeout: r.waitTimeout ?? '30s' },
-    `${where}.`,
+    where,
   );
   const maxRetryAfterMs = checkMaxRetryAfter(r.maxRetryAfter, `${where}.maxRetryAfter`);
   return {
@@ -126,9 +127,9 @@ function compileRoute(r: RoutePolicy, where: string): CompiledRoute {
     pattern: pathPattern(r.path),
     methods: new Set(methods),
     key: oneOf(r.key ?? 'optional', ['optional', 'required', 'ignore'], `${where}.key`),
-    ttlMs: times.ttl as number,
-    leaseMs: times.lease as number,
-    waitMs: times.waitTimeout as number,
+    ttlMs: times.ttlMs as number,
+    leaseMs: times.leaseMs as number,
+    waitMs: times.waitMs as number,
     concurrency: oneOf(r.concurrency ?? 'wait', ['reject', 'wait', 'attach'], `${where}.concurrency`),
     scope: oneOf(r.scope ?? 'optional', ['optional', 'required'], `${where}.scope`),
     maxRetryAfterMs,

@@ -7,6 +7,7 @@
 import { type Duration, toMs } from '../core/duration.ts';
 import { createIdem, type Idem, type InProgressPolicy } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
+import { resolveRunOptions } from '../core/options.ts';
 import type { Store } from '../core/store.ts';
 import { DEFAULT_BODY_LIMIT } from './body.ts';
 import { DEFAULT_FINGERPRINT_HEADERS } from './fingerprint.ts';
@@ -299,45 +300,16 @@ const RESPONSE_OWNED: ReadonlySet<string> = new Set([
 
 function pick(o: IdemRunOptions): ResolvedOptions['run'] {
   const run: ResolvedOptions['run'] = {};
-  const ms = checkRunDurations(o, '');
-  if (o.ttl !== undefined) run.ttl = ms.ttl;
-  if (o.lease !== undefined) run.lease = ms.lease;
-  if (o.waitTimeout !== undefined) run.waitTimeout = ms.waitTimeout;
+  const ms = resolveRunOptions({ ttl: o.ttl, lease: o.lease, waitTimeout: o.waitTimeout });
+  if (ms.ttlMs !== undefined) run.ttl = ms.ttlMs;
+  if (ms.leaseMs !== undefined) run.lease = ms.leaseMs;
+  if (ms.waitMs !== undefined) run.waitTimeout = ms.waitMs;
   run.onInProgress = checkOneOf<InProgressPolicy>(
     o.onInProgress ?? 'wait',
     ['reject', 'wait'],
     'onInProgress',
   );
   return run;
-}
-
-/** The shortest lease accepted: a heartbeat every lease/3 must still be possible. */
-export const MIN_LEASE_MS = 50;
-
-/**
- * Validates `ttl`, `lease` and `waitTimeout` into milliseconds, refusing (never clamping) a
- * value idem cannot honour; `where` prefixes the option name in the message (`routes[0].`).
- * Seam: the engine's own run-option validator replaces this once it exists.
- *
- * @example
- * checkRunDurations({ lease: '10ms' }, 'routes[0].') // throws: routes[0].lease must be at least 50 ms
- */
-export function checkRunDurations(
-  o: { ttl?: Duration; lease?: Duration; waitTimeout?: Duration },
-  where: string,
-): { ttl?: number; lease?: number; waitTimeout?: number } {
-  const out: { ttl?: number; lease?: number; waitTimeout?: number } = {};
-  if (o.ttl !== undefined) {
-    out.ttl = toMs(o.ttl, `${where}ttl`);
-    if (out.ttl < 1) throw new InvalidOptionError(`${where}ttl must be at least 1 ms`);
-  }
-  if (o.lease !== undefined) {
-    out.lease = toMs(o.lease, `${where}lease`);
-    if (out.lease < MIN_LEASE_MS)
-      throw new InvalidOptionError(`${where}lease must be at least ${MIN_LEASE_MS} ms, got ${out.lease} ms`);
-  }
-  if (o.waitTimeout !== undefined) out.waitTimeout = toMs(o.waitTimeout, `${where}waitTimeout`);
-  return out;
 }
 
 /**
