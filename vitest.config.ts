@@ -1,11 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
-// 'source' resolves the package's own subpath imports ('idem', 'idem/sqlite', …) to src/*.ts.
+// 'idem-source' resolves the package's own subpath imports ('idem', 'idem/sqlite', …) to src/*.ts.
 // Only that condition is added: vitest hands these to worker processes as Node --conditions,
 // and a general one such as 'import' would make require() load ESM builds of CJS packages.
 export default defineConfig({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'] } },
+  resolve: { conditions: ['idem-source'] },
+  ssr: { resolve: { conditions: ['idem-source'] } },
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
     testTimeout: 60_000,

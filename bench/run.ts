@@ -28,7 +28,7 @@ function commandLine(argv: string[]): string {
   const args = argv.join(' ');
   return process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${args ? ` -- ${args}` : ''}`
-    : `node --conditions=source bench/run.ts${args ? ` ${args}` : ''}`;
+    : `node --conditions=idem-source bench/run.ts${args ? ` ${args}` : ''}`;
 }
 
 function renderEnv(cfg: RunConfig, facts: MachineFacts, command: string, loadAtEnd: string, secs: number) {

@@ -46,7 +46,7 @@ export async function quiesce(upstream: Child, gateways: readonly Child[]) {
 
 /** Forks a child of bench/lib/gateway-child.ts and waits until it listens. */
 export function startChild(args: string[]): Promise<Child> {
-  const proc: ChildProcess = fork(CHILD, args, { execArgv: ['--conditions=source'], stdio: 'inherit' });
+  const proc: ChildProcess = fork(CHILD, args, { execArgv: ['--conditions=idem-source'], stdio: 'inherit' });
   const what = `gateway-child ${args[0]}`;
   const waiting: { resolve: (m: Stats) => void; reject: (e: Error) => void }[] = [];
   proc.once('exit', (code) => {

@@ -6,8 +6,8 @@
  * ```
  * mkdir -p /tmp/idem-b && cp -r src package.json /tmp/idem-b/ && ln -s "$PWD/node_modules" /tmp/idem-b/node_modules
  * patch -d /tmp/idem-b -p1 < bench/results/engine-fastpaths.diff
- * npx node --conditions=source bench/tools/engine-ab.ts /tmp/idem-b/src memory
- * npx node --conditions=source bench/tools/engine-ab.ts /tmp/idem-b/src redis
+ * npx node --conditions=idem-source bench/tools/engine-ab.ts /tmp/idem-b/src memory
+ * npx node --conditions=idem-source bench/tools/engine-ab.ts /tmp/idem-b/src redis
  * ```
  *
  * Arguments: the other tree's `src` folder, then the store (`memory` | `sqlite` | `redis`).

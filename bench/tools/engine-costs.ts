@@ -3,7 +3,7 @@
  * engine changes can be judged by numbers (CPU profile of the fresh-key path points at these).
  *
  * ```
- * npx node --conditions=source bench/tools/engine-costs.ts
+ * npx node --conditions=idem-source bench/tools/engine-costs.ts
  * ```
  *
  * @module

@@ -2,7 +2,7 @@
  * One idem workload in a loop and nothing else, to profile the engine without the baselines:
  *
  * ```
- * npx node --cpu-prof --cpu-prof-dir=/tmp/prof --conditions=source bench/tools/hot-loop.ts sqlite fresh 4
+ * npx node --cpu-prof --cpu-prof-dir=/tmp/prof --conditions=idem-source bench/tools/hot-loop.ts sqlite fresh 4
  * npx node bench/tools/profile-summary.ts /tmp/prof/*.cpuprofile --focus claimAndRun,replay
  * ```
  *

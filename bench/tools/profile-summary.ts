@@ -3,7 +3,7 @@
  * and total (inclusive) time of the functions whose names match `--focus`.
  *
  * ```
- * npx node --cpu-prof --cpu-prof-dir=/tmp/prof --conditions=source bench/run.ts --only sqlite
+ * npx node --cpu-prof --cpu-prof-dir=/tmp/prof --conditions=idem-source bench/run.ts --only sqlite
  * npx node bench/tools/profile-summary.ts /tmp/prof/CPU.*.cpuprofile [--top 30] [--focus claimAndRun,replay]
  * ```
  *

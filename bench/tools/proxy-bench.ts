@@ -2,7 +2,7 @@
  * The measurement behind the gateway's choice of proxy library (docs/gateway.md): a bare
  * reverse proxy built five ways in front of one upstream, each loaded with autocannon over
  * loopback. Not a test: run it by hand with
- * `npx node --conditions=source bench/tools/proxy-bench.ts [seconds] [connections]`.
+ * `npx node --conditions=idem-source bench/tools/proxy-bench.ts [seconds] [connections]`.
  *
  * The gateway itself (pass-through, new keys and replays on SQLite, Postgres and Redis, against
  * the upstream alone) is measured by `npm run bench -- --only gateway` (bench/sections/gateway.ts).
@@ -155,7 +155,7 @@ async function proxyHandler(kind: Kind, target: string): Promise<http.RequestLis
 }
 
 function start(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(new URL(import.meta.url).pathname, args, { execArgv: ['--conditions=source'] });
+  const child = fork(new URL(import.meta.url).pathname, args, { execArgv: ['--conditions=idem-source'] });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('message', (port) => resolve({ child, port: port as number }));

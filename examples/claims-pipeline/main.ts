@@ -4,7 +4,7 @@
  * paying. A supervisor restarts dead workers and redelivers what they had not answered.
  * At the end it checks the payment gateway: every claim must be paid exactly once.
  *
- * Run: npm start   (or: node --conditions=source examples/claims-pipeline/main.ts [--claims N])
+ * Run: npm start   (or: node --conditions=idem-source examples/claims-pipeline/main.ts [--claims N])
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -44,7 +44,7 @@ let done!: () => void;
 const finished = new Promise<void>((r) => (done = r));
 
 function startWorker(slot: number): void {
-  const child: ChildProcess = spawn(process.execPath, ['--conditions=source', WORKER, dir, 'chaos'], {
+  const child: ChildProcess = spawn(process.execPath, ['--conditions=idem-source', WORKER, dir, 'chaos'], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const inFlight: Claim[] = [];

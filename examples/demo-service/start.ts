@@ -4,7 +4,7 @@
  * gateway in front of it on the embedded SQLite store. Prints the URLs and curl commands that
  * show a retry being replayed. Same as `npx idem demo`.
  *
- *   npm start        (or: npx node --conditions=source examples/demo-service/start.ts)
+ *   npm start        (or: npx node --conditions=idem-source examples/demo-service/start.ts)
  *
  * Environment: PORT (gateway, default 8080), UPSTREAM_PORT (demo service, default 4000),
  * IDEM_STORE (default sqlite:.idem/demo.db, kept across runs), DEMO_DELAY_MS (default 250).

@@ -16,11 +16,11 @@ import type { SuiteEnv } from './suite-env.ts';
 import type { WorkerConfig } from './worker.ts';
 
 // Workers start the way this module was resolved: from source (a checkout, where `idem/…` maps to
-// src/*.ts through the 'source' condition) or compiled (an installed package, where Node will not
-// strip types under node_modules, so the 'source' condition must not be passed on).
+// src/*.ts through the 'idem-source' condition) or compiled (an installed package, where Node will not
+// strip types under node_modules, so the 'idem-source' condition must not be passed on).
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER = new URL(`./worker${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).pathname;
-const WORKER_ARGS = FROM_SOURCE ? ['--conditions=source'] : [];
+const WORKER_ARGS = FROM_SOURCE ? ['--conditions=idem-source'] : [];
 
 function startWorker(cfg: WorkerConfig): {
   child: ChildProcess;

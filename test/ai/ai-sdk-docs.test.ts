@@ -11,7 +11,6 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServer, type TestServer } from './server.ts';
 
 const run = promisify(execFile);
-const HOOKS = new URL('./ai-sdk-hooks.ts', import.meta.url).pathname;
 let server: TestServer;
 beforeAll(async () => {
   server = await startServer();
@@ -27,7 +26,7 @@ it('docs/ai/ai-sdk.md: the quick start runs as written, billed once', async () =
   const cwd = mkdtempSync(join(tmpdir(), 'idem-quickstart-'));
   writeFileSync(script, code);
   try {
-    const { stdout } = await run(process.execPath, ['--conditions=source', '--import', HOOKS, script], {
+    const { stdout } = await run(process.execPath, ['--conditions=idem-source', script], {
       cwd,
       env: { ...process.env, OPENAI_API_KEY: 'sk-docs', OPENAI_BASE_URL: `${server.url}/v1` },
     });

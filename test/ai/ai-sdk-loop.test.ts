@@ -3,7 +3,6 @@
  * each model call has its own key (`<key>:step-<n>`), so a loop that dies after step 1 and runs
  * again bills step 1 once and step 2 once. Tools are not wrapped: they run again on a re-run.
  */
-import './ai-sdk-hooks.ts';
 import { generateText, stepCountIs, streamText, tool } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';

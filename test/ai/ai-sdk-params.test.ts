@@ -3,7 +3,6 @@
  * provider (the store is real SQLite): what the wrapped model receives, and a stream that ends
  * in a provider error before any content is released, not stored.
  */
-import './ai-sdk-hooks.ts';
 import { generateText, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { idemMiddleware } from 'idem/ai-sdk';

@@ -3,7 +3,6 @@
  * 2 processes on SQLite and on Redis (required under IDEM_REQUIRE_SERVICES=1) bill once; a
  * process killed mid-call leaves its key with IndeterminateOutcomeError, never a second bill.
  */
-import './ai-sdk-hooks.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,6 @@ import { ANSWER } from './ai-sdk-model.ts';
 import { startServer, type TestServer } from './server.ts';
 
 const CHILD = new URL('./fixtures/ai-sdk-child.ts', import.meta.url).pathname;
-const HOOKS = new URL('./ai-sdk-hooks.ts', import.meta.url).pathname;
 const PER_PROCESS = 5;
 
 let server: TestServer;
@@ -34,13 +32,9 @@ beforeEach(() => server.reset());
 type Result = { text: string; replayed: boolean; error?: { name?: string } };
 
 function startChild(args: object): { done: Promise<Result[]>; kill: () => void } {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=source', '--import', HOOKS, CHILD, JSON.stringify(args)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, ['--conditions=idem-source', CHILD, JSON.stringify(args)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
   const done = new Promise<Result[]>((resolve, reject) => {

@@ -3,7 +3,6 @@
  * and models from the real `@ai-sdk/openai` (chat completions, or the Responses API that
  * `openai(model)` calls by default) wrapped with idemMiddleware.
  */
-import './ai-sdk-hooks.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

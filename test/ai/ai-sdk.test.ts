@@ -2,7 +2,6 @@
  * idem/ai-sdk with the real `ai` and `@ai-sdk/openai` against the local server (SQLite store):
  * billed == logical for generateText and streamText, on chat completions and the Responses API.
  */
-import './ai-sdk-hooks.ts';
 import { APICallError, generateText, streamText } from 'ai';
 import { FingerprintMismatchError, InvalidKeyError, StoreUnavailableError } from 'idem';
 import { isIndeterminateOutcomeError } from 'idem/ai-sdk';

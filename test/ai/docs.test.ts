@@ -33,7 +33,7 @@ it.each([
     const urls = Object.fromEntries(
       Object.entries(env).map(([k, v]) => [k, k.endsWith('BASE_URL') ? server.url + v : v]),
     );
-    const { stdout } = await run(process.execPath, ['--conditions=source', script], {
+    const { stdout } = await run(process.execPath, ['--conditions=idem-source', script], {
       cwd,
       env: { ...process.env, ...urls },
     });

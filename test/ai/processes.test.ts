@@ -41,7 +41,7 @@ beforeEach(() => server.reset());
 type Result = { text: string; replayed: boolean; error?: { name?: string; status?: number; code?: string } };
 
 function startChild(args: object): { done: Promise<Result[]>; kill: () => void } {
-  const child = spawn(process.execPath, ['--conditions=source', CHILD, JSON.stringify(args)], {
+  const child = spawn(process.execPath, ['--conditions=idem-source', CHILD, JSON.stringify(args)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -8,10 +8,14 @@ it('the claims pipeline pays every claim exactly once through crashes and duplic
   const dir = mkdtempSync(join(tmpdir(), 'idem-claims-'));
   try {
     const main = new URL('../../examples/claims-pipeline/main.ts', import.meta.url).pathname;
-    const r = spawnSync(process.execPath, ['--conditions=source', main, '--claims', '16', '--dir', dir], {
-      encoding: 'utf8',
-      timeout: 90_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      ['--conditions=idem-source', main, '--claims', '16', '--dir', dir],
+      {
+        encoding: 'utf8',
+        timeout: 90_000,
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/died \(SIGKILL\)/);

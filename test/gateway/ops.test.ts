@@ -233,7 +233,7 @@ describe('the idem command', () => {
     const child = spawn(
       process.execPath,
       [
-        '--conditions=source',
+        '--conditions=idem-source',
         CLI,
         'serve',
         '--upstream',
@@ -279,7 +279,7 @@ describe('the idem command', () => {
     const child = spawn(
       process.execPath,
       [
-        '--conditions=source',
+        '--conditions=idem-source',
         CLI,
         'demo',
         '--port',
@@ -328,7 +328,7 @@ describe('the idem command', () => {
 
 function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--conditions=source', CLI, ...args], {
+    const child = spawn(process.execPath, ['--conditions=idem-source', CLI, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -94,7 +94,7 @@ for (const backend of backends) {
           spawn(
             process.execPath,
             [
-              '--conditions=source',
+              '--conditions=idem-source',
               CLI,
               'serve',
               '--upstream',

@@ -1,7 +1,7 @@
 /**
  * Every TypeScript sample in README.md compiles against the real public API: each ```ts block
  * becomes its own module under .tmp/, importing `idem`, `idem/sqlite`… by package name (they
- * resolve to src/ through the 'source' condition), and `tsc` checks them with the repository's
+ * resolve to src/ through the 'idem-source' condition), and `tsc` checks them with the repository's
  * settings. The names a sample uses without defining (the reader's own `claim`, `mailer`…) are
  * declared once in GLOBALS below, with the shapes the samples assume.
  */

@@ -25,7 +25,7 @@ function startChild(skewMs: number, schema: string): Child {
   const proc = spawn(
     process.execPath,
     [
-      '--conditions=source',
+      '--conditions=idem-source',
       '--import',
       fixture('postgres-clock-skew.ts'),
       fixture('postgres-skew-child.ts'),

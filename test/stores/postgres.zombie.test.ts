@@ -32,7 +32,7 @@ describe.skipIf(!up)('postgres store: a frozen holder across processes', () => {
     const child = spawn(
       process.execPath,
       [
-        '--conditions=source',
+        '--conditions=idem-source',
         new URL('./fixtures/postgres-skew-child.ts', import.meta.url).pathname,
         JSON.stringify({ connectionString: PG_URL, schema }),
       ],

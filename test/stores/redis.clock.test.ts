@@ -21,7 +21,7 @@ const arg = { url: SERVICES.redis, prefix };
 async function inChild(skewMs: number, op: string, ...args: unknown[]) {
   const { stdout } = await run(
     process.execPath,
-    ['--conditions=source', '--import', SKEW, CHILD, JSON.stringify({ arg, op, args })],
+    ['--conditions=idem-source', '--import', SKEW, CHILD, JSON.stringify({ arg, op, args })],
     { env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) } },
   );
   // biome-ignore lint/suspicious/noExplicitAny: parsed child output
