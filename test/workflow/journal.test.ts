@@ -15,11 +15,18 @@ import {
   type Idem,
   InvalidKeyError,
   InvalidOptionError,
+  LeaseLostError,
   memoryStore,
   type Store,
 } from 'idem';
+import { postgresStore } from 'idem/postgres';
+import { redisStore } from 'idem/redis';
 import { sqliteStore } from 'idem/sqlite';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
+import { adminPool, dropSchema, PG_URL } from '../stores/fixtures/postgres-suite.ts';
+import { deletePrefix } from '../stores/fixtures/redis-suite.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'idem-journal-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,6 +57,27 @@ const STORES: Array<[string, () => Store]> = [
   ['memory', () => memoryStore()],
   ['sqlite', () => sqliteStore({ path: join(dir, `j-${Math.random().toString(36).slice(2)}.db`) })],
 ];
+if (await serviceAvailable('postgres')) {
+  const schema = uniqueName('idem_wf_j');
+  STORES.push(['postgres', () => postgresStore({ connectionString: PG_URL, schema, max: 2 })]);
+  afterAll(async () => {
+    const admin = adminPool();
+    await dropSchema(admin, schema);
+    await admin.end();
+  });
+}
+if (await serviceAvailable('redis')) {
+  const prefix = uniqueName('idem_wf_j');
+  STORES.push(['redis', () => redisStore({ url: SERVICES.redis, prefix })]);
+  afterAll(async () => {
+    const client = new Redis(SERVICES.redis);
+    await deletePrefix(client, prefix);
+    await client.quit();
+  });
+}
+/** A run key unique to this test file's run (the Postgres and Redis stores are shared by the tests). */
+const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const rk = (name: string) => `${name}:${RUN}`;
 
 class Transient extends Error {}
 
@@ -70,13 +98,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       });
       return { a, b, steps: run.steps.map((s) => `${s.stepId}:${s.replayed ? 'replayed' : 'ran'}`) };
     };
-    await expect(idem.workflow('order:1', body)).rejects.toThrow('flaky');
+    await expect(idem.workflow(rk('order'), body)).rejects.toThrow('flaky');
     failAt3 = false;
-    const out = await idem.workflow('order:1', body);
+    const out = await idem.workflow(rk('order'), body);
     expect(ran).toEqual(['a', 'b', 'c', 'c']);
     expect(out).toEqual({ a: 1, b: 2, steps: ['a#1:replayed', 'b#1:replayed', 'c#1:ran'] });
     // a completed run replays its result: the body does not run again
-    expect(await idem.workflow('order:1', body)).toEqual(out);
+    expect(await idem.workflow(rk('order'), body)).toEqual(out);
     expect(ran).toHaveLength(4);
     await idem.close();
   });
@@ -85,7 +113,7 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     const idem = fresh();
     const seen: string[] = [];
     const keys = new Set<string>();
-    const out = await idem.workflow('loop:1', async (run) => {
+    const out = await idem.workflow(rk('loop'), async (run) => {
       for (let i = 0; i < 3; i++)
         await run.step('item', (ctx) => {
           seen.push(ctx.stepId);
@@ -108,22 +136,22 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       await run.step('charge', () => (charged += amount), { input: { amount } });
       throw new Transient('stop after charge');
     };
-    await expect(idem.workflow('div:1', body)).rejects.toThrow('stop after charge');
+    await expect(idem.workflow(rk('div'), body)).rejects.toThrow('stop after charge');
     amount = 99;
-    const err = await idem.workflow('div:1', body).catch((e) => e);
+    const err = await idem.workflow(rk('div'), body).catch((e) => e);
     expect(err).toBeInstanceOf(DivergenceError);
     expect(err.step).toBe('charge#1');
     expect(charged).toBe(10);
     amount = 10;
-    await expect(idem.workflow('div:1', body)).rejects.toThrow('stop after charge');
+    await expect(idem.workflow(rk('div'), body)).rejects.toThrow('stop after charge');
     expect(charged).toBe(10);
     await idem.close();
   });
 
   it('a run key reused with another run input is a FingerprintMismatchError', async () => {
     const idem = fresh();
-    await idem.workflow('in:1', async () => 1, { input: { a: 1 } });
-    await expect(idem.workflow('in:1', async () => 1, { input: { a: 2 } })).rejects.toBeInstanceOf(
+    await idem.workflow(rk('in'), async () => 1, { input: { a: 1 } });
+    await expect(idem.workflow(rk('in'), async () => 1, { input: { a: 2 } })).rejects.toBeInstanceOf(
       FingerprintMismatchError,
     );
     await idem.close();
@@ -137,10 +165,10 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
         runs++;
         throw definitive(new Error('card declined'));
       });
-    await expect(idem.workflow('def:1', body)).rejects.toThrow('card declined');
-    await expect(idem.workflow('def:1', body)).rejects.toThrow('card declined');
+    await expect(idem.workflow(rk('def'), body)).rejects.toThrow('card declined');
+    await expect(idem.workflow(rk('def'), body)).rejects.toThrow('card declined');
     expect(runs).toBe(1);
-    const info = await idem.runs.get('def:1');
+    const info = await idem.runs.get(rk('def'));
     expect(info.status).toBe('failed');
     expect(info.steps.map((s) => [s.stepId, s.status])).toEqual([['refuse#1', 'failed']]);
     await idem.close();
@@ -148,13 +176,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
 
   it('runs.get lists the steps with status, attempts and timestamps', async () => {
     const idem = fresh();
-    expect((await idem.runs.get('info:1')).status).toBe('absent');
-    await idem.workflow('info:1', async (run) => {
+    expect((await idem.runs.get(rk('info'))).status).toBe('absent');
+    await idem.workflow(rk('info'), async (run) => {
       await run.step('x', () => 1);
       await run.step('y', () => 2);
       await run.step('x', () => 3);
     });
-    const info = await idem.runs.get('info:1');
+    const info = await idem.runs.get(rk('info'));
     expect(info.status).toBe('completed');
     expect(info.attempt).toBe(1);
     expect(info.steps.map((s) => [s.name, s.occurrence, s.status, s.attempts])).toEqual([
@@ -175,8 +203,8 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       return run ? run.step('tool:search', () => `found ${args.q} (${++calls})`, { input: args }) : 'no run';
     };
     const body = async () => [await tool({ q: 'a' }), await tool({ q: 'b' })];
-    expect(await idem.workflow('amb:1', body)).toEqual(['found a (1)', 'found b (2)']);
-    expect((await idem.runs.get('amb:1')).steps.map((s) => s.stepId)).toEqual([
+    expect(await idem.workflow(rk('amb'), body)).toEqual(['found a (1)', 'found b (2)']);
+    expect((await idem.runs.get(rk('amb'))).steps.map((s) => s.stepId)).toEqual([
       'tool:search#1',
       'tool:search#2',
     ]);
@@ -193,15 +221,42 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       if (crash) throw new Transient('crash');
       return 'done';
     };
-    await expect(idem.workflow('cost:1', body)).rejects.toThrow('crash');
+    await expect(idem.workflow(rk('cost'), body)).rejects.toThrow('crash');
     crash = false;
     c.reset();
-    expect(await idem.workflow('cost:1', body)).toBe('done');
+    expect(await idem.workflow(rk('cost'), body)).toBe('done');
     // run: claim + complete; steps: one claim each; no renewals within 2 s
     expect(c.calls).toEqual({ claim: 51, complete: 1 });
     c.reset();
-    expect(await idem.workflow('cost:1', body)).toBe('done');
+    expect(await idem.workflow(rk('cost'), body)).toBe('done');
     expect(c.calls).toEqual({ claim: 1 });
+    await idem.close();
+  });
+
+  it('a 1,000-step run: every step once; the resume replays all 1,000 with one claim each', async () => {
+    const c = counting(makeStore());
+    const idem = createIdem({ store: c.store, lease: '10s' });
+    const effects = new Map<string, number>();
+    let crash = true;
+    const body = async (run: import('idem').WorkflowRun) => {
+      let sum = 0;
+      for (let i = 0; i < 1000; i++) {
+        sum += await run.step('n', (ctx) => {
+          effects.set(ctx.stepId, (effects.get(ctx.stepId) ?? 0) + 1);
+          return i;
+        });
+      }
+      if (crash) throw new Transient('crash after the last step');
+      return sum;
+    };
+    await expect(idem.workflow(rk('k1000'), body)).rejects.toThrow('crash');
+    crash = false;
+    c.reset();
+    expect(await idem.workflow(rk('k1000'), body)).toBe(499_500);
+    expect(effects.size).toBe(1000);
+    expect([...effects.values()].every((n) => n === 1)).toBe(true);
+    expect(c.calls.claim).toBe(1001);
+    expect((await idem.runs.get(rk('k1000'))).steps).toHaveLength(1000);
     await idem.close();
   });
 
@@ -213,6 +268,86 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     );
     await expect(idem.workflow('k', 'nope' as never)).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(idem.workflow('k2', (run) => run.step('', () => 1))).rejects.toBeInstanceOf(InvalidKeyError);
+    await idem.close();
+  });
+});
+
+describe('the run fence', () => {
+  it('an invocation that lost its run writes no step: the step stays in progress for the next holder', async () => {
+    const inner = memoryStore();
+    let steal = false;
+    // the run's renewals are refused once "stolen", as when another process took the run over
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'renew')
+          return async (...a: [string, string, number]) => (steal ? undefined : v.apply(target, a));
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const idem = createIdem({ store, lease: 200 });
+    const ran: number[] = [];
+    const err = await idem
+      .workflow(rk('fence'), async (run) => {
+        await run.step('one', () => ran.push(1));
+        await run.step('two', async () => {
+          steal = true;
+          await new Promise((r) => setTimeout(r, 150)); // past half the lease: the fence must ask the store
+          return ran.push(2);
+        });
+        await run.step('three', () => ran.push(3));
+      })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(LeaseLostError);
+    expect(ran).toEqual([1, 2]);
+    const info = await idem.runs.get(rk('fence'));
+    expect(info.steps.map((s) => [s.stepId, s.status === 'completed'])).toEqual([
+      ['one#1', true],
+      ['two#1', false],
+    ]);
+    steal = false;
+    await new Promise((r) => setTimeout(r, 250)); // the lost invocation's leases run out
+    const seen: string[] = [];
+    await idem.workflow(rk('fence'), async (run) => {
+      await run.step('one', () => seen.push('one'));
+      await run.step('two', (ctx) => seen.push(`two:${ctx.attempt}:${ctx.mayHaveRun}`));
+      await run.step('three', () => seen.push('three'));
+    });
+    expect(seen).toEqual(['two:2:true', 'three']);
+    await idem.close();
+  });
+});
+
+describe('run.tx on node:sqlite', () => {
+  it('commits the effect with the step record; a failed fn rolls both back; a recorded tx step replays', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(dir, 'tx.db'));
+    db.exec('CREATE TABLE effects (n INTEGER)');
+    const idem = createIdem({ store: memoryStore() });
+    let fail = true;
+    const body = async (run: import('idem').WorkflowRun) => {
+      const v = await run.tx('insert', db, (d) => {
+        (d as typeof db).prepare('INSERT INTO effects (n) VALUES (1)').run();
+        if (fail) throw new Transient('after the insert');
+        return 'inserted';
+      });
+      return v;
+    };
+    await expect(idem.workflow(rk('sqltx'), body)).rejects.toThrow('after the insert');
+    const count = () => (db.prepare('SELECT count(*) AS n FROM effects').get() as { n: number }).n;
+    expect(count()).toBe(0);
+    fail = false;
+    expect(await idem.workflow(rk('sqltx'), body)).toBe('inserted');
+    expect(count()).toBe(1);
+    // the same run on a store that lost its records (a crash after COMMIT, before the store write):
+    // the tx row answers, the insert does not run again
+    const other = createIdem({ store: memoryStore() });
+    expect(await other.workflow(rk('sqltx'), body)).toBe('inserted');
+    expect(count()).toBe(1);
+    await expect(
+      idem.workflow(rk('sqltx2'), (run) => run.tx('x', {} as never, () => 1)),
+    ).rejects.toBeInstanceOf(InvalidOptionError);
+    db.close();
     await idem.close();
   });
 });
