@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidKeyError, InvalidOptionError, LeaseLostError } from '../core/errors.ts';
-import { fingerprintOf, recordIdOf, sameFingerprint, scopeParts, validateKey } from '../core/keys.ts';
+import { fingerprintOf, recordIdOf, scopeParts, validateKey } from '../core/keys.ts';
 import { resolveRunOptions } from '../core/options.ts';
 import { decodeOutcome } from '../core/outcome.ts';
 import type { Store, StoreRecord } from '../core/store.ts';
