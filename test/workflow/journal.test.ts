@@ -1,10 +1,8 @@
 /**
- * The run journal in one process, on the memory and SQLite stores: steps once per run + name +
+ * The run journal in one process, on the memory, SQLite, Postgres and Redis stores: steps once per run + name +
  * occurrence, replays without running, divergence, stored run results, step error policy,
  * `runs.get`, the ambient run, and resume cost counted in store calls.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   activeRun,
@@ -17,67 +15,9 @@ import {
   InvalidOptionError,
   LeaseLostError,
   memoryStore,
-  type Store,
 } from 'idem';
-import { postgresStore } from 'idem/postgres';
-import { redisStore } from 'idem/redis';
-import { sqliteStore } from 'idem/sqlite';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
-import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
-import { adminPool, dropSchema, PG_URL } from '../stores/fixtures/postgres-suite.ts';
-import { deletePrefix } from '../stores/fixtures/redis-suite.ts';
-
-const dir = mkdtempSync(join(tmpdir(), 'idem-journal-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A store that counts calls per method. */
-function counting(store: Store): { store: Store; calls: Record<string, number>; reset(): void } {
-  const calls: Record<string, number> = {};
-  const wrapped = new Proxy(store, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        calls[String(prop)] = (calls[String(prop)] ?? 0) + 1;
-        return v.apply(target, args);
-      };
-    },
-  });
-  return {
-    store: wrapped,
-    calls,
-    reset: () => {
-      for (const k of Object.keys(calls)) delete calls[k];
-    },
-  };
-}
-
-const STORES: Array<[string, () => Store]> = [
-  ['memory', () => memoryStore()],
-  ['sqlite', () => sqliteStore({ path: join(dir, `j-${Math.random().toString(36).slice(2)}.db`) })],
-];
-if (await serviceAvailable('postgres')) {
-  const schema = uniqueName('idem_wf_j');
-  STORES.push(['postgres', () => postgresStore({ connectionString: PG_URL, schema, max: 2 })]);
-  afterAll(async () => {
-    const admin = adminPool();
-    await dropSchema(admin, schema);
-    await admin.end();
-  });
-}
-if (await serviceAvailable('redis')) {
-  const prefix = uniqueName('idem_wf_j');
-  STORES.push(['redis', () => redisStore({ url: SERVICES.redis, prefix })]);
-  afterAll(async () => {
-    const client = new Redis(SERVICES.redis);
-    await deletePrefix(client, prefix);
-    await client.quit();
-  });
-}
-/** A run key unique to this test file's run (the Postgres and Redis stores are shared by the tests). */
-const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const rk = (name: string) => `${name}:${RUN}`;
+import { describe, expect, it } from 'vitest';
+import { counting, dir, rk, STORES } from './fixtures/stores.ts';
 
 class Transient extends Error {}
 
@@ -230,33 +170,6 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     c.reset();
     expect(await idem.workflow(rk('cost'), body)).toBe('done');
     expect(c.calls).toEqual({ claim: 1 });
-    await idem.close();
-  });
-
-  it('a 1,000-step run: every step once; the resume replays all 1,000 with one claim each', async () => {
-    const c = counting(makeStore());
-    const idem = createIdem({ store: c.store, lease: '10s' });
-    const effects = new Map<string, number>();
-    let crash = true;
-    const body = async (run: import('idem').WorkflowRun) => {
-      let sum = 0;
-      for (let i = 0; i < 1000; i++) {
-        sum += await run.step('n', (ctx) => {
-          effects.set(ctx.stepId, (effects.get(ctx.stepId) ?? 0) + 1);
-          return i;
-        });
-      }
-      if (crash) throw new Transient('crash after the last step');
-      return sum;
-    };
-    await expect(idem.workflow(rk('k1000'), body)).rejects.toThrow('crash');
-    crash = false;
-    c.reset();
-    expect(await idem.workflow(rk('k1000'), body)).toBe(499_500);
-    expect(effects.size).toBe(1000);
-    expect([...effects.values()].every((n) => n === 1)).toBe(true);
-    expect(c.calls.claim).toBe(1001);
-    expect((await idem.runs.get(rk('k1000'))).steps).toHaveLength(1000);
     await idem.close();
   });
 
