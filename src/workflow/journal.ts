@@ -162,7 +162,9 @@ export function createJournal(deps: JournalDeps) {
           steps,
           step,
           tx: (name, client, fn, opts = {}) =>
-            step(name, (c) => txStep(client, c, (cl) => fn(cl, c), opts.table, fence), { input: opts.input }),
+            step(name, (c) => txStep(client, c, () => fn(client, c), opts.table, fence), {
+              input: opts.input,
+            }),
         };
         return await withActiveRun(run, () => body(run));
       },

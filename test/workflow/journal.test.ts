@@ -240,7 +240,7 @@ describe('run.tx on node:sqlite', () => {
     let fail = true;
     const body = async (run: import('idem').WorkflowRun) => {
       const v = await run.tx('insert', db, (d) => {
-        (d as typeof db).prepare('INSERT INTO effects (n) VALUES (1)').run();
+        d.prepare('INSERT INTO effects (n) VALUES (1)').run();
         if (fail) throw new Transient('after the insert');
         return 'inserted';
       });
@@ -264,3 +264,7 @@ describe('run.tx on node:sqlite', () => {
     await idem.close();
   });
 });
+
+// Compile-time: run.tx hands `fn` the client's own type (checked by `tsc --noEmit`, never called).
+export const typedTx = (run: import('idem').WorkflowRun, pool: import('pg').PoolClient) =>
+  run.tx('reserve', pool, (c) => c.query('SELECT $1::int AS n', [1]).then((r) => r.rows[0]?.n as number));
