@@ -202,6 +202,7 @@ export function createJournal(deps: JournalDeps) {
       const now = Date.now();
       let status: RunInfo['status'] = 'absent';
       if (record?.state === 'completed') status = outcomeStatus(record.outcome);
+      else if (record?.attempt === 0) status = 'released';
       else if (record) status = record.token !== '' && record.leaseUntil > now ? 'running' : 'interrupted';
       const steps: StepInfo[] = [];
       // the index is read in batches of GET_BATCH slots (each slot then its step), until a gap
@@ -235,7 +236,7 @@ export function createJournal(deps: JournalDeps) {
 }
 
 function stepStatus(s: StoreRecord | undefined, now: number): StepInfo['status'] {
-  if (!s) return 'interrupted';
+  if (!s) return 'released';
   if (s.state === 'completed') return completedAtOf(s) === undefined ? 'failed' : 'completed';
   return s.token !== '' && s.leaseUntil > now ? 'running' : 'interrupted';
 }

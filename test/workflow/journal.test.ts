@@ -39,6 +39,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       return { a, b, steps: run.steps.map((s) => `${s.stepId}:${s.replayed ? 'replayed' : 'ran'}`) };
     };
     await expect(idem.workflow(rk('order'), body)).rejects.toThrow('flaky');
+    const between = await idem.runs.get(rk('order'));
+    expect(between.status).toBe('released'); // a transient error released the run
+    expect(between.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual([
+      'a#1:completed',
+      'b#1:completed',
+      'c#1:released',
+    ]);
     failAt3 = false;
     const out = await idem.workflow(rk('order'), body);
     expect(ran).toEqual(['a', 'b', 'c', 'c']);
