@@ -141,6 +141,24 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     await idem.close();
   });
 
+  it('runs.get on a run in progress: running, with the steps recorded so far', async () => {
+    const idem = fresh();
+    await idem.workflow(rk('live'), async (run) => {
+      await run.step('first', () => 1);
+      const info = await idem.runs.get(rk('live'));
+      expect(info.status).toBe('running');
+      expect(info.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual(['first#1:completed']);
+      await run.step('second', async () => {
+        const mid = await idem.runs.get(rk('live'));
+        expect(mid.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual([
+          'first#1:completed',
+          'second#1:running',
+        ]);
+      });
+    });
+    await idem.close();
+  });
+
   it('tools inside the body see the run through activeRun(), and record as its steps', async () => {
     const idem = fresh();
     expect(activeRun()).toBeUndefined();
@@ -188,6 +206,12 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     );
     await expect(idem.workflow('k', 'nope' as never)).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(idem.workflow('k2', (run) => run.step('', () => 1))).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(idem.workflow('k3', (run) => run.step('s', () => 1, { inptu: 1 } as never))).rejects.toThrow(
+      /unknown step option inptu — did you mean input/,
+    );
+    await expect(
+      idem.workflow('k4', (run) => run.tx('t', {} as never, () => 1, { tabel: 'x' } as never)),
+    ).rejects.toThrow(/unknown run.tx option tabel — did you mean table/);
     await idem.close();
   });
 });
