@@ -262,6 +262,40 @@ describe('the run fence', () => {
   });
 });
 
+describe('run.tx and the run fence', () => {
+  it('an invocation that lost its run rolls its transaction back instead of committing', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(dir, 'tx-fence.db'));
+    db.exec('CREATE TABLE effects (n INTEGER)');
+    const inner = memoryStore();
+    let steal = false;
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'renew')
+          return async (...a: [string, string, number]) => (steal ? undefined : v.apply(target, a));
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const idem = createIdem({ store, lease: 200 });
+    const err = await idem
+      .workflow(rk('txfence'), (run) =>
+        run.tx('insert', db, async (d) => {
+          d.prepare('INSERT INTO effects (n) VALUES (1)').run();
+          steal = true;
+          await new Promise((r) => setTimeout(r, 150));
+          return 'inserted';
+        }),
+      )
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(LeaseLostError);
+    expect((db.prepare('SELECT count(*) AS n FROM effects').get() as { n: number }).n).toBe(0);
+    expect(db.isTransaction).toBe(false);
+    db.close();
+    await idem.close();
+  });
+});
+
 describe('run.tx on node:sqlite', () => {
   it('commits the effect with the step record; a failed fn rolls both back; a recorded tx step replays', async () => {
     const { DatabaseSync } = await import('node:sqlite');
