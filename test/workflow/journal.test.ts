@@ -149,7 +149,12 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       expect(info.status).toBe('running');
       expect(info.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual(['first#1:completed']);
       await run.step('second', async () => {
-        const mid = await idem.runs.get(rk('live'));
+        // the index slot is claimed while the step runs (not before it): poll until it lands
+        let mid = await idem.runs.get(rk('live'));
+        for (let i = 0; i < 100 && mid.steps.length < 2; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          mid = await idem.runs.get(rk('live'));
+        }
         expect(mid.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual([
           'first#1:completed',
           'second#1:running',
@@ -195,6 +200,40 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     c.reset();
     expect(await idem.workflow(rk('cost'), body)).toBe('done');
     expect(c.calls).toEqual({ claim: 1 });
+    await idem.close();
+  });
+
+  it('scope separates runs of one key; exclude leaves fields out of step fingerprints', async () => {
+    const idem = fresh();
+    let runs = 0;
+    const body = (traceId: string) => async (run: import('idem').WorkflowRun) => {
+      expect(run.id).toBe(rk('scoped'));
+      return run.step('s', () => ++runs, { input: { amount: 5, traceId } });
+    };
+    const opts = (tenant: string) => ({ scope: tenant, exclude: ['traceId'] });
+    expect(await idem.workflow(rk('scoped'), body('t1'), opts('tenant-a'))).toBe(1);
+    expect(await idem.workflow(rk('scoped'), body('t2'), opts('tenant-b'))).toBe(2);
+    expect((await idem.runs.get(rk('scoped'), { scope: 'tenant-a' })).steps).toHaveLength(1);
+    expect((await idem.runs.get(rk('scoped'))).status).toBe('absent');
+    // a released run of tenant-a replays its step although the trace id changed (excluded)
+    const again = await idem
+      .workflow(
+        rk('scoped2'),
+        async (run) => {
+          await run.step('s', () => ++runs, { input: { amount: 5, traceId: 'x' } });
+          throw new Transient('retry me');
+        },
+        opts('tenant-a'),
+      )
+      .catch((e) => e);
+    expect(again).toBeInstanceOf(Transient);
+    const replayed = await idem.workflow(
+      rk('scoped2'),
+      (run) => run.step('s', () => ++runs, { input: { amount: 5, traceId: 'y' } }),
+      opts('tenant-a'),
+    );
+    expect(replayed).toBe(3);
+    expect(runs).toBe(3);
     await idem.close();
   });
 
