@@ -368,7 +368,3 @@ describe('run.tx on node:sqlite', () => {
     await idem.close();
   });
 });
-
-// Compile-time: run.tx hands `fn` the client's own type (checked by `tsc --noEmit`, never called).
-export const typedTx = (run: import('idem').WorkflowRun, pool: import('pg').PoolClient) =>
-  run.tx('reserve', pool, (c) => c.query('SELECT $1::int AS n', [1]).then((r) => r.rows[0]?.n as number));
