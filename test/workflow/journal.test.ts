@@ -121,6 +121,20 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     await idem.close();
   });
 
+  it('a step value that cannot be stored is recorded as a TypeError, and not run again', async () => {
+    const idem = fresh();
+    let runs = 0;
+    const body = (run: import('idem').WorkflowRun) =>
+      run.step('fn', () => {
+        runs++;
+        return { callback: () => 1 };
+      });
+    await expect(idem.workflow(rk('unstorable'), body)).rejects.toThrow(/cannot be stored/);
+    await expect(idem.workflow(rk('unstorable'), body)).rejects.toThrow(/cannot be stored/);
+    expect(runs).toBe(1);
+    await idem.close();
+  });
+
   it('runs.get lists the steps with status, attempts and timestamps', async () => {
     const idem = fresh();
     expect((await idem.runs.get(rk('info'))).status).toBe('absent');
