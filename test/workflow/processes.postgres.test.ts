@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { adminPool, dropSchema, PG_URL } from '../stores/fixtures/postgres-suite.ts';
 import {
+  divergedResume,
   frozenZombie,
   killedMidStep,
   type ScenarioEnv,
@@ -54,6 +55,8 @@ describe.skipIf(!up)('run journal across processes on postgres', () => {
     killedMidStep(env));
   it('three processes racing one run: each step executes once', () => threeRacing(env));
   it('a zombie frozen with SIGSTOP past a takeover: its late step write is refused', () => frozenZombie(env));
+  it('a resume whose step input changed: DivergenceError naming the step, then the original code finishes', () =>
+    divergedResume(env));
 
   for (const killAt of ['before-commit', 'after-commit'] as const) {
     it(`run.tx killed ${killAt}: after the resume the effect exists exactly once`, async () => {

@@ -7,7 +7,13 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, it } from 'vitest';
 import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { deletePrefix } from '../stores/fixtures/redis-suite.ts';
-import { frozenZombie, killedMidStep, type ScenarioEnv, threeRacing } from './fixtures/scenarios.ts';
+import {
+  divergedResume,
+  frozenZombie,
+  killedMidStep,
+  type ScenarioEnv,
+  threeRacing,
+} from './fixtures/scenarios.ts';
 
 const up = await serviceAvailable('redis');
 
@@ -34,4 +40,6 @@ describe.skipIf(!up)('run journal across processes on redis', () => {
     killedMidStep(env));
   it('three processes racing one run: each step executes once', () => threeRacing(env));
   it('a zombie frozen with SIGSTOP past a takeover: its late step write is refused', () => frozenZombie(env));
+  it('a resume whose step input changed: DivergenceError naming the step, then the original code finishes', () =>
+    divergedResume(env));
 });

@@ -7,6 +7,7 @@ import { createIdem } from 'idem';
 import { sqliteStore } from 'idem/sqlite';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  divergedResume,
   frozenZombie,
   killedMidStep,
   type ScenarioEnv,
@@ -29,6 +30,8 @@ describe('run journal across processes on sqlite', () => {
     killedMidStep(env));
   it('three processes racing one run: each step executes once', () => threeRacing(env));
   it('a zombie frozen with SIGSTOP past a takeover: its late step write is refused', () => frozenZombie(env));
+  it('a resume whose step input changed: DivergenceError naming the step, then the original code finishes', () =>
+    divergedResume(env));
 
   for (const killAt of ['before-commit', 'after-commit'] as const) {
     it(`run.tx on node:sqlite killed ${killAt}: after the resume the effect exists exactly once`, async () => {
