@@ -10,7 +10,7 @@ class Transient extends Error {}
 /** 1,000 in `npm test`; IDEM_JOURNAL_STEPS=10000 (or more) for a longer run. */
 const N = Number(process.env.IDEM_JOURNAL_STEPS ?? 1000);
 
-describe.each(STORES)('a long run on %s', (_name, makeStore) => {
+describe.concurrent.each(STORES)('a long run on %s', (_name, makeStore) => {
   it(`a ${N}-step run: every step once; the resume replays all of them with one claim each`, async () => {
     const c = counting(makeStore());
     const idem = createIdem({ store: c.store, lease: '10s' });
