@@ -1,0 +1,113 @@
+/**
+ * idem/mcp over the Streamable HTTP transport (real node:http server, real SDK client): a
+ * JSON-RPC request re-sent in its session runs once (the session + request id key), a keyed
+ * retry after a client timeout gets the first result, and two sessions never share a result.
+ */
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { callToolOnce, REPLAYED_META } from 'idem/mcp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { keyedCall, mcpSetup, textOf, toolServer } from './setup.ts';
+
+const t = mcpSetup();
+let http: Server | undefined;
+const clients: Client[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  http?.closeAllConnections();
+  http?.close();
+  if (http) await once(http, 'close');
+  http = undefined;
+});
+
+/** A stateful Streamable HTTP endpoint: one transport and one wrapped McpServer per session. */
+async function serve(): Promise<URL> {
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+  http = createServer(async (req, res) => {
+    const id = req.headers['mcp-session-id'] as string | undefined;
+    let transport = id ? sessions.get(id) : undefined;
+    if (!transport) {
+      transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        enableJsonResponse: true,
+        onsessioninitialized: (sid) => void sessions.set(sid, transport!),
+      });
+      await toolServer(t.idem(), t.counters).connect(transport);
+    }
+    await transport.handleRequest(req, res);
+  });
+  http.listen(0, '127.0.0.1');
+  await once(http, 'listening');
+  return new URL(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`);
+}
+
+async function connect(url: URL) {
+  const transport = new StreamableHTTPClientTransport(url);
+  const client = new Client({ name: 'test', version: '1.0.0' });
+  await client.connect(transport);
+  clients.push(client);
+  return { client, sessionId: transport.sessionId!, protocol: transport.protocolVersion ?? '2025-06-18' };
+}
+
+describe('idem/mcp, Streamable HTTP transport', () => {
+  it('a JSON-RPC request re-sent in its session (same id) runs once: key = session + request id', async () => {
+    const url = await serve();
+    const { sessionId, protocol } = await connect(url);
+    const post = async (id: number) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sessionId,
+          'mcp-protocol-version': protocol,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'refund', arguments: { order: 'H-1', amount: 3 } },
+        }),
+      });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { result: CallToolResult }).result;
+    };
+    const first = await post(1001);
+    const resent = await post(1001);
+    const next = await post(1002);
+    expect(textOf(first)).toBe('refunded 3 on H-1 (#1)');
+    expect(resent).toMatchObject({ content: first.content, _meta: { [REPLAYED_META]: true } });
+    expect(textOf(next)).toBe('refunded 3 on H-1 (#2)'); // a new request is a new call
+    expect(t.counters.runs.refund).toBe(2);
+  });
+
+  it('callToolOnce over HTTP: a timed-out try and its retries run the tool once', async () => {
+    const url = await serve();
+    const { client } = await connect(url);
+    t.counters.delayMs = 400;
+    const r = await callToolOnce(
+      client,
+      { name: 'refund', arguments: { order: 'I-2', amount: 8 } },
+      { key: 'http-slow', timeout: 150, attempts: 4, backoffMs: 20 },
+    );
+    expect(textOf(r)).toBe('refunded 8 on I-2 (#1)');
+    expect(t.counters.runs.refund).toBe(1);
+  });
+
+  it('two sessions with the same key do not share a result (no cross-session leak by default)', async () => {
+    const url = await serve();
+    const a = await connect(url);
+    const b = await connect(url);
+    const args = { order: 'J', amount: 1 };
+    expect(textOf(await keyedCall(a.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#1)');
+    expect(textOf(await keyedCall(b.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#2)');
+    expect(textOf(await keyedCall(b.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#2)');
+  });
+});
