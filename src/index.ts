@@ -40,3 +40,20 @@ export { definitive, isDefinitive } from './core/outcome.ts';
 export type { ReplayCacheOptions } from './core/replay-cache.ts';
 export type { ClaimRequest, ClaimResult, Store, StoreRecord } from './core/store.ts';
 export { type MemoryStoreOptions, memoryStore } from './stores/memory/index.ts';
+export {
+  type AmbientRun,
+  activeRun,
+  type RunInfo,
+  type RunStep,
+  type Runs,
+  type StepContext,
+  type StepInfo,
+  type StepOptions,
+  type StepStatus,
+  type TxClient,
+  type TxOptions,
+  type WorkflowBody,
+  type WorkflowOptions,
+  type WorkflowRun,
+  withActiveRun,
+} from './workflow/index.ts';

@@ -5,6 +5,7 @@
  * |---|---|
  * | `core-deps` | `src/core` imports only `node:` modules, `src/core` itself and package.json `dependencies` |
  * | `core-inward` | nothing in `src/core` imports `src/http`, `src/gateway`, `src/stores` or `src/cli` |
+ * | `workflow-core` | the run journal (`src/workflow`) is part of the core: only `src/core/engine.ts` and `src/core/types.ts` import it, and it imports what `src/core` may |
  * | `stores-apart` | `src/stores/<a>` never imports `src/stores/<b>`; shared helpers are listed in STORE_SHARED |
  * | `adapters-thin` | `src/http/{express,fastify,hono}` import only `node:`, their own framework, their own folder, the HTTP core modules (`src/http/*.ts`) and `src/core` |
  * | `declared-deps` | every package `src` imports is a dependency or a peer dependency (what consumers get) |
@@ -23,6 +24,8 @@ const ROOT = join(import.meta.dirname, '..');
 const ADAPTERS: Record<string, string> = { express: 'express', fastify: 'fastify', hono: 'hono' };
 /** Modules under src/stores that every store may import (not a store of their own). */
 const STORE_SHARED = ['src/stores/deadlines.ts', 'src/stores/spec.ts'];
+/** The core files that wire the run journal (`idem.workflow`, `idem.runs`) into the engine. */
+const WORKFLOW_WIRING = ['src/core/engine.ts', 'src/core/types.ts'];
 
 interface Import {
   from: string;
@@ -133,9 +136,18 @@ function ruleViolations(
     if (bare && !declared.has(bare)) add('declared-deps', i);
     if (under(i.from, 'src/core')) {
       if (bare && !deps.has(bare)) add('core-deps', i);
-      if (local && !under(i.to, 'src/core')) add('core-deps', i);
+      if (
+        local &&
+        !under(i.to, 'src/core') &&
+        !(WORKFLOW_WIRING.includes(i.from) && under(i.to, 'src/workflow'))
+      )
+        add('core-deps', i);
       if (['src/http', 'src/gateway', 'src/stores', 'src/cli'].some((d) => under(i.to, d)))
         add('core-inward', i);
+    }
+    if (under(i.from, 'src/workflow')) {
+      if (bare && !deps.has(bare)) add('workflow-core', i);
+      if (local && !under(i.to, 'src/core') && !under(i.to, 'src/workflow')) add('workflow-core', i);
     }
     const a = storeOf(i.from);
     const b = storeOf(i.to);
@@ -217,6 +229,18 @@ describe('the rules can fail (synthetic violations)', () => {
     expect(
       check('src/core/x.ts', "import 'node:fs';\nimport * as d from 'devalue';\nimport './y.ts';"),
     ).toEqual([]);
+  });
+
+  it('workflow-core', () => {
+    expect(check('src/core/x.ts', "import { j } from '../workflow/journal.ts';")).toEqual([
+      'core-deps: src/core/x.ts → src/workflow/journal.ts',
+    ]);
+    expect(check('src/core/engine.ts', "import { j } from '../workflow/journal.ts';")).toEqual([]);
+    expect(check('src/workflow/x.ts', "import pg from 'pg';\nimport { h } from '../http/core.ts';")).toEqual([
+      'workflow-core: src/workflow/x.ts → pg',
+      'workflow-core: src/workflow/x.ts → src/http/core.ts',
+    ]);
+    expect(check('src/workflow/x.ts', "import { k } from '../core/keys.ts';\nimport './y.ts';")).toEqual([]);
   });
 
   it('stores-apart', () => {

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { createJournal } from '../workflow/journal.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
@@ -128,9 +129,21 @@ export function createIdem(options: IdemOptions): Idem {
     );
   }
 
+  const journal = createJournal({
+    store,
+    scope: baseScope,
+    ttlMs: defaults.ttlMs,
+    leaseMs: defaults.leaseMs,
+    maxOutcomeBytes: options.maxOutcomeBytes ?? DEFAULT_MAX_OUTCOME_BYTES,
+    definitive: options.definitive,
+    execute: (key, action, opts) => execute(key, action, opts),
+  });
+
   return {
     store,
     execute,
+    workflow: journal.workflow,
+    runs: journal.runs,
     async run(key, action, opts) {
       return (await execute(key, action, opts)).value;
     },

@@ -4,6 +4,8 @@
  *
  * @module
  */
+
+import type { Runs, WorkflowBody, WorkflowOptions } from '../workflow/types.ts';
 import type { Duration } from './duration.ts';
 import type { IdemEvent } from './events.ts';
 import type { ActionContext } from './holder.ts';
@@ -120,5 +122,9 @@ export interface Idem {
   purgeExpired(options?: { batchSize?: number; maxBatches?: number }): Promise<number>;
   /** Closes the store. */
   close(): Promise<void>;
+  /** Runs a multi-step workflow once per run key: each `run.step` once per run + name + occurrence (docs/workflows.md). */
+  workflow<T>(runKey: string, body: WorkflowBody<T>, options?: WorkflowOptions): Promise<T>;
+  /** Inspects workflow runs: `idem.runs.get(runKey)`. */
+  readonly runs: Runs;
   readonly store: Store;
 }

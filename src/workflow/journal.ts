@@ -1,0 +1,271 @@
+/**
+ * The run journal: `idem.workflow(runKey, body)` and `idem.runs.get(runKey)`.
+ *
+ * ```
+ * workflow(runKey, body)
+ *   engine.execute(runKey)          the run is one record: claimed, leased, fenced by its token;
+ *     completed run ─▶ its stored result, body not run
+ *     body(run) inside withActiveRun(run)
+ *       run.step(name, fn)          a record per run + name + occurrence (step.ts)
+ *         first execution also writes the run's step index: slot n ─▶ name#occurrence
+ * ```
+ *
+ * Built on the Store contract only, so it works on every store. A replayed step costs one
+ * store call (the claim that finds it completed); a completed run costs one call in all.
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { InvalidKeyError, InvalidOptionError, LeaseLostError } from '../core/errors.ts';
+import { fingerprintOf, recordIdOf, sameFingerprint, scopeParts, validateKey } from '../core/keys.ts';
+import { resolveRunOptions } from '../core/options.ts';
+import { decodeOutcome } from '../core/outcome.ts';
+import type { Store, StoreRecord } from '../core/store.ts';
+import { type StepContext, type StepOptions, withActiveRun } from './ambient.ts';
+import { completedAtOf, holdStep } from './step.ts';
+import { txStep } from './tx/index.ts';
+import type {
+  RunInfo,
+  RunStep,
+  Runs,
+  StepInfo,
+  WorkflowBody,
+  WorkflowOptions,
+  WorkflowRun,
+} from './types.ts';
+
+/** The engine pieces the journal runs on (structural, so the journal never imports the engine). */
+export interface JournalDeps {
+  store: Store;
+  scope: readonly string[];
+  ttlMs: number;
+  leaseMs: number;
+  maxOutcomeBytes: number;
+  definitive?: ((error: unknown) => boolean) | undefined;
+  execute<T>(
+    key: string,
+    action: (ctx: {
+      recordId: string;
+      token: string;
+      attempt: number;
+      mayHaveRun: boolean;
+      signal: AbortSignal;
+    }) => Promise<T>,
+    options: Record<string, unknown>,
+  ): Promise<{ value: T }>;
+}
+
+const KNOWN = ['input', 'exclude', 'scope', 'ttl', 'lease', 'onInProgress', 'waitTimeout', 'definitive'];
+const MAX_STEP_NAME = 200;
+/** How far past its own slot a step looks for a free one (steps started in another order). */
+const SLOT_PROBE = 64;
+
+/**
+ * Builds `workflow` and `runs` for one idem instance.
+ *
+ * @example
+ * const { workflow, runs } = createJournal({ store, scope: [], ttlMs, leaseMs, maxOutcomeBytes, execute });
+ */
+export function createJournal(deps: JournalDeps) {
+  const { store } = deps;
+  const stepScope = (scope: readonly string[], runKey: string) => [...scope, 'idem.workflow.step', runKey];
+  const slotScope = (scope: readonly string[], runKey: string) => [...scope, 'idem.workflow.slot', runKey];
+
+  async function workflow<T>(
+    runKey: string,
+    body: WorkflowBody<T>,
+    options: WorkflowOptions = {},
+  ): Promise<T> {
+    validateKey(runKey, 'run key');
+    if (typeof body !== 'function') throw new InvalidOptionError('workflow body must be a function');
+    checkKnown(options);
+    const own = resolveRunOptions(options as Parameters<typeof resolveRunOptions>[0], 'workflow');
+    const leaseMs = own.leaseMs ?? deps.leaseMs;
+    const ttlMs = own.ttlMs ?? deps.ttlMs;
+    const scope = [...deps.scope, ...scopeParts(options.scope)];
+    const exclude = options.exclude ?? [];
+    const runOpts: Record<string, unknown> = {
+      ...options,
+      scope: [...scopeParts(options.scope), 'idem.workflow'],
+    };
+    // measured before the claim is sent: the run's lease surely lasts until this + leaseMs
+    const claimSentBefore = performance.now();
+    const { value } = await deps.execute<T>(
+      runKey,
+      async (ctx) => {
+        let leaseEnd = claimSentBefore + leaseMs;
+        const fence = async () => {
+          if (ctx.signal.aborted) throw ctx.signal.reason;
+          if (performance.now() < leaseEnd - leaseMs / 2) return;
+          const sentAt = performance.now();
+          const until = await store.renew(ctx.recordId, ctx.token, leaseMs);
+          if (until === undefined) {
+            throw new LeaseLostError(
+              `run "${runKey}" was taken over by another invocation: this invocation writes nothing more`,
+            );
+          }
+          leaseEnd = sentAt + leaseMs;
+        };
+        const occurrences = new Map<string, number>();
+        const steps: RunStep[] = [];
+        let slots = 0;
+        const stepDeps = {
+          store,
+          runId: runKey,
+          leaseMs,
+          ttlMs,
+          maxOutcomeBytes: deps.maxOutcomeBytes,
+          runSignal: ctx.signal,
+          fence,
+          definitive: [options.definitive, deps.definitive],
+        };
+        const step = async <S>(
+          name: string,
+          fn: (c: StepContext) => S | Promise<S>,
+          opts: StepOptions = {},
+        ) => {
+          checkStepName(name);
+          if (typeof fn !== 'function') throw new InvalidOptionError(`step "${name}": fn must be a function`);
+          // numbered synchronously, in call order, so parallel steps number deterministically
+          const occurrence = (occurrences.get(name) ?? 0) + 1;
+          occurrences.set(name, occurrence);
+          const slot = ++slots;
+          const stepId = `${name}#${occurrence}`;
+          const fingerprint = opts.input === undefined ? '' : fingerprintOf(opts.input, exclude);
+          const recordId = recordIdOf(stepScope(scope, runKey), stepId);
+          const result = await holdStep(stepDeps, {
+            stepId,
+            recordId,
+            fingerprint,
+            fn,
+            onAcquired: () =>
+              writeSlot(scope, runKey, slot, { name, occurrence, startedAt: Date.now() }, ttlMs, leaseMs),
+          });
+          steps.push({ name, occurrence, stepId, replayed: result.replayed, attempt: result.attempt });
+          return result.value;
+        };
+        const run: WorkflowRun = {
+          id: runKey,
+          attempt: ctx.attempt,
+          mayHaveRun: ctx.mayHaveRun,
+          signal: ctx.signal,
+          steps,
+          step,
+          tx: (name, client, fn, opts = {}) =>
+            step(name, (c) => txStep(client, c, (cl) => fn(cl, c), opts.table), { input: opts.input }),
+        };
+        return await withActiveRun(run, () => body(run));
+      },
+      runOpts,
+    );
+    return value;
+  }
+
+  /** Writes slot n of the run's step index (first writer wins; a taken slot sends us further). */
+  async function writeSlot(
+    scope: readonly string[],
+    runKey: string,
+    slot: number,
+    entry: { name: string; occurrence: number; startedAt: number },
+    ttlMs: number,
+    leaseMs: number,
+  ): Promise<void> {
+    const fingerprint = fingerprintOf([entry.name, entry.occurrence]);
+    for (let n = slot; n < slot + SLOT_PROBE; n++) {
+      const id = recordIdOf(slotScope(scope, runKey), String(n));
+      const token = randomUUID();
+      const r = await store.claim({ id, fingerprint, leaseMs, ttlMs, token });
+      if (r.status === 'acquired') {
+        await store.complete(id, token, JSON.stringify(entry), ttlMs);
+        return;
+      }
+      if (sameFingerprint(r.record.fingerprint, fingerprint)) return; // written by an earlier attempt
+    }
+  }
+
+  const runs: Runs = {
+    async get(runKey, options = {}) {
+      validateKey(runKey, 'run key');
+      const scope = [...deps.scope, ...scopeParts(options.scope)];
+      const record = await store.get(recordIdOf([...scope, 'idem.workflow'], runKey));
+      const now = Date.now();
+      let status: RunInfo['status'] = 'absent';
+      if (record?.state === 'completed') status = outcomeStatus(record.outcome);
+      else if (record) status = record.token !== '' && record.leaseUntil > now ? 'running' : 'interrupted';
+      const steps: StepInfo[] = [];
+      for (let n = 1; ; n++) {
+        const slot = await store.get(recordIdOf(slotScope(scope, runKey), String(n)));
+        if (!slot?.outcome) break;
+        const entry = JSON.parse(slot.outcome) as { name: string; occurrence: number; startedAt: number };
+        const stepId = `${entry.name}#${entry.occurrence}`;
+        const s = await store.get(recordIdOf(stepScope(scope, runKey), stepId));
+        steps.push({
+          name: entry.name,
+          occurrence: entry.occurrence,
+          stepId,
+          status: stepStatus(s, now),
+          attempts: s?.attempt ?? 0,
+          startedAt: entry.startedAt,
+          completedAt: s?.state === 'completed' ? completedAtOf(s) : undefined,
+        });
+      }
+      return { runKey, status, attempt: record?.attempt ?? 0, steps };
+    },
+  };
+
+  return { workflow, runs };
+}
+
+function stepStatus(s: StoreRecord | undefined, now: number): StepInfo['status'] {
+  if (!s) return 'interrupted';
+  if (s.state === 'completed') return completedAtOf(s) === undefined ? 'failed' : 'completed';
+  return s.token !== '' && s.leaseUntil > now ? 'running' : 'interrupted';
+}
+
+function outcomeStatus(outcome: string | undefined): RunInfo['status'] {
+  try {
+    return decodeOutcome(outcome ?? '').kind === 'value' ? 'completed' : 'failed';
+  } catch {
+    return 'failed';
+  }
+}
+
+function checkKnown(options: object): void {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('workflow options must be an object');
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.includes(name)) {
+      const near = KNOWN.find((k) => distance(k.toLowerCase(), name.toLowerCase()) <= 2);
+      throw new InvalidOptionError(
+        `unknown workflow option ${name}${near ? ` — did you mean ${near}?` : ` (known: ${KNOWN.join(', ')})`}`,
+      );
+    }
+  }
+}
+
+function checkStepName(name: unknown): void {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > MAX_STEP_NAME ||
+    !/^[\x20-\x7e]+$/.test(name)
+  ) {
+    throw new InvalidKeyError(
+      `step name must be 1-${MAX_STEP_NAME} printable ASCII characters, got ${JSON.stringify(name)}`,
+    );
+  }
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
