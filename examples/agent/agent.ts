@@ -1,7 +1,7 @@
 /**
- * One agent process: answers support tickets with a tool loop (AI SDK `generateText`) whose
- * model calls go through idemMiddleware and whose side-effecting tools are idempotentTools,
- * all keyed by the ticket's run. The driver SIGKILLs it at random points and starts it again
+ * One agent process: answers support tickets, each an `idem.workflow` run holding a tool loop
+ * (AI SDK `generateText`) whose model calls go through idemMiddleware and whose side-effecting
+ * tools are idempotentTools (journal steps of the run). The driver SIGKILLs it at random points and starts it again
  * on the tickets it had not finished. It prints one JSON line per event.
  *
  * Run by main.ts: node --conditions=idem-source examples/agent/agent.ts <dir> <model url> <tickets json>
@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, stepCountIs, tool, wrapLanguageModel } from 'ai';
-import { createIdem } from 'idem';
+import { createIdem, type WorkflowRun } from 'idem';
 import { idemMiddleware, idempotentTools, isIndeterminateOutcomeError, toolCall } from 'idem/ai-sdk';
 import { sqliteStore } from 'idem/sqlite';
 import { z } from 'zod';
@@ -31,16 +31,13 @@ const model = wrapLanguageModel({
   model: createOpenAI({ baseURL: url, apiKey: 'sk-local' }).chat('agent-model'),
   middleware: idemMiddleware({ idem }),
 });
-/** Tool calls whose body ran in this process (the others were answered from their record). */
-const ran = new Set<string>();
 
 const effects = {
   issue_refund: tool({
     description: 'Refunds an order',
     inputSchema: z.object({ order: z.string(), amount: z.number() }),
-    execute: async ({ order, amount }, { toolCallId }) => {
+    execute: async ({ order, amount }) => {
       const call = toolCall()!;
-      ran.add(toolCallId);
       ledger.logExecution('issue_refund', order, call.mayHaveRun);
       await work(30);
       const refundId = ledger.refund(order, amount, call.downstreamKey);
@@ -51,9 +48,8 @@ const effects = {
   close_ticket: tool({
     description: 'Closes a ticket',
     inputSchema: z.object({ ticket: z.string(), refundId: z.string() }),
-    execute: async ({ ticket }, { toolCallId }) => {
+    execute: async ({ ticket }) => {
       const call = toolCall()!;
-      ran.add(toolCallId);
       ledger.logExecution('close_ticket', ticket, call.mayHaveRun);
       await work(30);
       ledger.closeTicket(ticket, call.downstreamKey);
@@ -69,30 +65,45 @@ const lookup_order = tool({
 });
 
 /**
- * The ticket's tool loop. Each model call is keyed `<run>:step-<n>`; a call whose process was
- * killed mid-call has an unknown outcome (it may have been billed), so the loop retries that
- * step, and only that step, under a derived key (`<run>~retry-<k>:step-<n>`): billed again,
- * knowingly. The model then issues its tool call under a new toolCallId, and idempotentTool
- * answers it from the first call's record (same run, step, tool and arguments).
+ * The ticket's run: one `idem.workflow` per ticket, its tool loop inside. Tools record as the
+ * run's journal steps (`tool:issue_refund#1`…); model calls are keyed `<run>:step-<n>` by
+ * idemMiddleware. A model call whose process was killed mid-call has an unknown outcome (it may
+ * have been billed), so that step, and only that step, is retried under a derived key
+ * (`<run>~retry-<k>:step-<n>`): billed again, knowingly, in a new invocation of the run. The
+ * model then issues its tool call under a new toolCallId; the journal answers the tool step
+ * from its record (same run, step occurrence and arguments).
  */
 async function handle(ticket: Ticket) {
-  const run = `ticket:${ticket.id}`;
-  const retries = new Map<number, number>(); // step n -> retries
-  const tools = { lookup_order, ...idempotentTools(effects, { idem, run, waitTimeout: '1m' }) };
-  let result: Awaited<ReturnType<typeof generateText<typeof tools>>>;
+  const runKey = `ticket:${ticket.id}`;
+  const retries = new Map<number, number>(); // model step n -> retries
+  const tools = { lookup_order, ...idempotentTools(effects, { idem }) };
+  const body = async (run: WorkflowRun) => {
+    const result = await generateText({
+      model,
+      prompt: `Support ticket ${ticket.id}: the customer asks for a refund of order ${ticket.order}.`,
+      tools,
+      stopWhen: stepCountIs(8),
+      prepareStep: ({ stepNumber }) => {
+        const k = retries.get(stepNumber + 1);
+        return { providerOptions: { idem: { key: k ? `${runKey}~retry-${k}` : runKey } } };
+      },
+    });
+    return {
+      text: result.text,
+      llm: result.steps.map((s) => ({
+        replayed: s.providerMetadata?.idem?.replayed === true,
+        tokens: s.usage.totalTokens ?? 0,
+      })),
+      tools: run.steps.map((s) => ({ step: s.stepId, replayed: s.replayed })),
+    };
+  };
   for (;;) {
     try {
-      result = await generateText({
-        model,
-        prompt: `Support ticket ${ticket.id}: the customer asks for a refund of order ${ticket.order}.`,
-        tools,
-        stopWhen: stepCountIs(8),
-        prepareStep: ({ stepNumber }) => {
-          const k = retries.get(stepNumber + 1);
-          return { providerOptions: { idem: { key: k ? `${run}~retry-${k}` : run } } };
-        },
-      });
-      break;
+      const out = await idem.workflow(runKey, body, { onInProgress: 'wait', waitTimeout: '1m' });
+      for (const e of out.llm) emit({ ev: 'llm', ...e });
+      for (const e of out.tools) emit({ ev: 'tool', ...e });
+      emit({ ev: 'done', ticket: ticket.id, text: out.text });
+      return;
     } catch (error) {
       if (!isIndeterminateOutcomeError(error)) throw error;
       const step = Number(/:step-(\d+)$/.exec(error.key)?.[1]);
@@ -100,18 +111,6 @@ async function handle(ticket: Ticket) {
       emit({ ev: 'indeterminate', ticket: ticket.id, step });
     }
   }
-  for (const step of result.steps) {
-    emit({
-      ev: 'llm',
-      replayed: step.providerMetadata?.idem?.replayed === true,
-      tokens: step.usage.totalTokens,
-    });
-    for (const r of step.toolResults) {
-      if (r.toolName !== 'lookup_order')
-        emit({ ev: 'tool', tool: r.toolName, replayed: !ran.has(r.toolCallId) });
-    }
-  }
-  emit({ ev: 'done', ticket: ticket.id, text: result.text });
 }
 
 emit({ ev: 'ready' });
