@@ -39,9 +39,10 @@ export function toolServer(idem: Idem, c: Counters, options: Partial<McpIdemOpti
   server.registerTool(
     'refund',
     { description: 'Refunds an order', inputSchema: { order: z.string(), amount: z.number() } },
-    async ({ order, amount }) => {
+    async ({ order, amount }, extra) => {
       const n = count('refund');
       if (c.delayMs) await new Promise((r) => setTimeout(r, c.delayMs));
+      if (extra.signal.aborted) throw new Error('aborted'); // a tool that honours its signal
       return text(`refunded ${amount} on ${order} (#${n})`);
     },
   );

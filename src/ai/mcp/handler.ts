@@ -81,8 +81,10 @@ export function idempotentHandler<H extends Handler>(tool: ToolInfo, handler: H,
   const wrapped = async (...a: unknown[]): Promise<CallToolResult> => {
     const args = tool.hasArgs ? a[0] : {};
     const extra = (tool.hasArgs ? a[1] : a[0]) as ToolExtra;
+    // A keyed call is not aborted by its request's cancellation (a client timeout): it runs to
+    // its end, so the retry with the key gets its result. Its signal fires when the lease is lost.
     const call = async (signal: AbortSignal, ctx?: ToolCallContext) => {
-      const merged = { ...extra, signal: AbortSignal.any([extra.signal, signal]) };
+      const merged = { ...extra, signal };
       const go = () => (tool.hasArgs ? handler(args, merged) : handler(merged));
       return ctx ? withToolCall(ctx, go) : go();
     };
