@@ -27,10 +27,17 @@ afterEach(async () => {
   http = undefined;
 });
 
-/** A stateful Streamable HTTP endpoint: one transport and one wrapped McpServer per session. */
+/**
+ * A stateful Streamable HTTP endpoint: one transport and one wrapped McpServer per session. An
+ * `x-tenant` header stands in for an auth middleware: it sets `req.auth`, which the SDK hands to
+ * tools as `extra.authInfo`.
+ */
 async function serve(): Promise<URL> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   http = createServer(async (req, res) => {
+    const tenant = req.headers['x-tenant'];
+    if (typeof tenant === 'string')
+      Object.assign(req, { auth: { token: 't', clientId: tenant, scopes: [] } });
     const id = req.headers['mcp-session-id'] as string | undefined;
     let transport = id ? sessions.get(id) : undefined;
     if (!transport) {
@@ -48,8 +55,10 @@ async function serve(): Promise<URL> {
   return new URL(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`);
 }
 
-async function connect(url: URL) {
-  const transport = new StreamableHTTPClientTransport(url);
+async function connect(url: URL, tenant?: string) {
+  const transport = new StreamableHTTPClientTransport(url, {
+    ...(tenant && { requestInit: { headers: { 'x-tenant': tenant } } }),
+  });
   const client = new Client({ name: 'test', version: '1.0.0' });
   await client.connect(transport);
   clients.push(client);
@@ -109,5 +118,34 @@ describe('idem/mcp, Streamable HTTP transport', () => {
     expect(textOf(await keyedCall(a.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#1)');
     expect(textOf(await keyedCall(b.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#2)');
     expect(textOf(await keyedCall(b.client, 'refund', args, 'k'))).toBe('refunded 1 on J (#2)');
+  });
+
+  it('concurrent duplicates in one session run the tool once', async () => {
+    const url = await serve();
+    const { client } = await connect(url);
+    t.counters.delayMs = 150;
+    const all = await Promise.all(
+      Array.from({ length: 4 }, () => keyedCall(client, 'refund', { order: 'M', amount: 4 }, 'dup')),
+    );
+    expect(new Set(all.map(textOf))).toEqual(new Set(['refunded 4 on M (#1)']));
+    expect(t.counters.runs.refund).toBe(1);
+  });
+
+  it('authenticated: a client that reconnects (new session) and retries with its key gets the first result; another tenant does not', async () => {
+    const url = await serve();
+    const args = { order: 'N', amount: 6 };
+    const first = await connect(url, 'tenant-a');
+    expect(textOf(await keyedCall(first.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#1)');
+    await first.client.close();
+    const again = await connect(url, 'tenant-a');
+    expect(again.sessionId).not.toBe(first.sessionId);
+    const replay = await keyedCall(again.client, 'refund', args, 'retry-me');
+    expect(replay).toMatchObject({
+      content: [{ text: 'refunded 6 on N (#1)' }],
+      _meta: { [REPLAYED_META]: true },
+    });
+    const other = await connect(url, 'tenant-b');
+    expect(textOf(await keyedCall(other.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#2)');
+    expect(t.counters.runs.refund).toBe(2);
   });
 });
