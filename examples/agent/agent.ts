@@ -4,7 +4,8 @@
  * tools are idempotentTools (journal steps of the run). The driver SIGKILLs it at random points and starts it again
  * on the tickets it had not finished. It prints one JSON line per event.
  *
- * Run by main.ts: node --conditions=idem-source examples/agent/agent.ts <dir> <model url> <tickets json>
+ * Run by main.ts: node --conditions=idem-source examples/agent/agent.ts <dir> <model url> <tickets json> [control]
+ * `control`: the same agent without idem (plain model, plain tools keyed by their toolCallId).
  */
 import { join } from 'node:path';
 import { createOpenAI } from '@ai-sdk/openai';
@@ -20,27 +21,29 @@ export interface Ticket {
   order: string;
 }
 
-const [dir = '.', url = '', json = '[]'] = process.argv.slice(2);
+const [dir = '.', url = '', json = '[]', mode = 'idem'] = process.argv.slice(2);
+const control = mode === 'control';
 const tickets = JSON.parse(json) as Ticket[];
 const emit = (event: object) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const work = (ms: number) => new Promise((r) => setTimeout(r, Math.random() * ms));
 
 const idem = createIdem({ store: sqliteStore({ path: join(dir, 'idem.db') }), lease: '1s' });
 const ledger = openLedger(join(dir, 'ledger.db'));
-const model = wrapLanguageModel({
-  model: createOpenAI({ baseURL: url, apiKey: 'sk-local' }).chat('agent-model'),
-  middleware: idemMiddleware({ idem }),
-});
+const bare = createOpenAI({ baseURL: url, apiKey: 'sk-local' }).chat('agent-model');
+const model = control ? bare : wrapLanguageModel({ model: bare, middleware: idemMiddleware({ idem }) });
+/** The call's identity: idem's (stable across retries) or, without idem, the model's toolCallId. */
+const identity = (toolCallId: string) => toolCall() ?? { downstreamKey: toolCallId, mayHaveRun: false };
 
 const effects = {
   issue_refund: tool({
     description: 'Refunds an order',
     inputSchema: z.object({ order: z.string(), amount: z.number() }),
-    execute: async ({ order, amount }) => {
-      const call = toolCall()!;
+    execute: async ({ order, amount }, { toolCallId }) => {
+      const call = identity(toolCallId);
       ledger.logExecution('issue_refund', order, call.mayHaveRun);
       await work(30);
       const refundId = ledger.refund(order, amount, call.downstreamKey);
+      emit({ ev: 'effect', tool: 'issue_refund' });
       await work(30);
       return { refundId, order, amount };
     },
@@ -48,11 +51,12 @@ const effects = {
   close_ticket: tool({
     description: 'Closes a ticket',
     inputSchema: z.object({ ticket: z.string(), refundId: z.string() }),
-    execute: async ({ ticket }) => {
-      const call = toolCall()!;
+    execute: async ({ ticket }, { toolCallId }) => {
+      const call = identity(toolCallId);
       ledger.logExecution('close_ticket', ticket, call.mayHaveRun);
       await work(30);
       ledger.closeTicket(ticket, call.downstreamKey);
+      emit({ ev: 'effect', tool: 'close_ticket' });
       return { ticket, closed: true };
     },
   }),
@@ -74,6 +78,7 @@ const lookup_order = tool({
  * from its record (same run, step occurrence and arguments).
  */
 async function handle(ticket: Ticket) {
+  if (control) return handleWithoutIdem(ticket);
   const runKey = `ticket:${ticket.id}`;
   const retries = new Map<number, number>(); // model step n -> retries
   const tools = { lookup_order, ...idempotentTools(effects, { idem }) };
@@ -111,6 +116,18 @@ async function handle(ticket: Ticket) {
       emit({ ev: 'indeterminate', ticket: ticket.id, step });
     }
   }
+}
+
+/** The control: the same loop with no idem; a resumed ticket starts over. */
+async function handleWithoutIdem(ticket: Ticket) {
+  const result = await generateText({
+    model,
+    prompt: `Support ticket ${ticket.id}: the customer asks for a refund of order ${ticket.order}.`,
+    tools: { lookup_order, ...effects },
+    stopWhen: stepCountIs(8),
+  });
+  for (const s of result.steps) emit({ ev: 'llm', replayed: false, tokens: s.usage.totalTokens ?? 0 });
+  emit({ ev: 'done', ticket: ticket.id, text: result.text });
 }
 
 emit({ ev: 'ready' });

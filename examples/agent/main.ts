@@ -4,7 +4,9 @@
  * points mid-run and starts it again on the unfinished tickets. At the end it checks the
  * ledger: every refund and every closure must exist exactly once. Exit code 1 if not.
  *
- * Run: npm run example:agent [-- --tickets N --kills N --seed N --dir DIR]
+ * Run: npm run example:agent [-- --tickets N --kills N --seed N --dir DIR --kill-at-effect --without-idem]
+ * `--kill-at-effect` kills each agent right after its first ledger write instead of at a random
+ * time; `--without-idem` runs the same agent without idem, as a control (it duplicates effects).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -21,6 +23,8 @@ const { values } = parseArgs({
     kills: { type: 'string', default: '6' },
     seed: { type: 'string', default: '7' },
     dir: { type: 'string' },
+    'kill-at-effect': { type: 'boolean', default: false },
+    'without-idem': { type: 'boolean', default: false },
   },
 });
 const [ticketCount, maxKills, seed] = [values.tickets, values.kills, values.seed].map(Number) as [
@@ -60,7 +64,14 @@ function runAgent(kill: boolean): Promise<string> {
   const agent = new URL('./agent.ts', import.meta.url).pathname;
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--conditions=idem-source', agent, dir, model.url, JSON.stringify(pending)],
+    [
+      '--conditions=idem-source',
+      agent,
+      dir,
+      model.url,
+      JSON.stringify(pending),
+      values['without-idem'] ? 'control' : 'idem',
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   processes++;
@@ -71,8 +82,9 @@ function runAgent(kill: boolean): Promise<string> {
     } catch {
       return; // a line cut by the kill
     }
-    if (e.ev === 'ready' && kill)
+    if (e.ev === 'ready' && kill && !values['kill-at-effect'])
       setTimeout(() => done.size < tickets.length && child.kill('SIGKILL'), 30 + random() * 600);
+    if (e.ev === 'effect' && kill && values['kill-at-effect']) child.kill('SIGKILL');
     if (e.ev === 'done') done.add(e.ticket!);
     if (e.ev === 'llm') {
       stats.llm++;
@@ -90,7 +102,7 @@ function runAgent(kill: boolean): Promise<string> {
 }
 
 console.log(
-  `idem example agent: ${ticketCount} refund tickets, up to ${maxKills} SIGKILLs at random points (seed ${seed})\n`,
+  `idem example agent${values['without-idem'] ? ' WITHOUT idem (control)' : ''}: ${ticketCount} refund tickets, up to ${maxKills} SIGKILLs ${values['kill-at-effect'] ? 'right after a ledger write' : 'at random points'} (seed ${seed})\n`,
 );
 const deadline = setTimeout(() => {
   console.error('the agent did not finish within 120 s');
