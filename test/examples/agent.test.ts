@@ -41,5 +41,5 @@ it('killed right after a ledger write: still once with idem; the control without
   const control = agent('--tickets', '2', '--kills', '1', '--kill-at-effect', '--without-idem');
   expect(control.stderr).toBe('');
   expect(control.status).toBe(1);
-  expect(control.stdout).toMatch(/✗ effects duplicated or missing: \[\{"id":"O-10\d","n":2\}\]/);
+  expect(control.stdout).toMatch(/✗ effects duplicated or missing: \[\{"id":"O-10\d","n":[23]\}/);
 });
