@@ -14,7 +14,7 @@ import type {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
-import { IdemError, InvalidKeyError } from '../../core/errors.ts';
+import { InvalidKeyError, isIdemError } from '../../core/errors.ts';
 import { activeRun } from '../../workflow/ambient.ts';
 import { type ToolCallContext, withToolCall } from './context.ts';
 
@@ -114,7 +114,7 @@ export function idempotentHandler<H extends Handler>(tool: ToolInfo, handler: H,
       });
       return r.replayed ? { ...r.value, _meta: { ...r.value._meta, [REPLAYED_META]: true } } : r.value;
     } catch (error) {
-      if (!(error instanceof IdemError)) throw error; // released by idem; the SDK answers isError
+      if (!isIdemError(error)) throw error; // released by idem; the SDK answers isError
       return {
         isError: true,
         content: [{ type: 'text', text: error.message }],
