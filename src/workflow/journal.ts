@@ -7,7 +7,7 @@
  *     completed run ─▶ its stored result, body not run
  *     body(run) inside withActiveRun(run)
  *       run.step(name, fn)          a record per run + name + occurrence (step.ts)
- *         first execution also writes the run's step index: slot n ─▶ name#occurrence
+ *         first execution also claims the run's step index slot n (names name#occurrence)
  * ```
  *
  * Built on the Store contract only, so it works on every store. A replayed step costs one
@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidKeyError, InvalidOptionError, LeaseLostError } from '../core/errors.ts';
-import { fingerprintOf, recordIdOf, sameFingerprint, scopeParts, validateKey } from '../core/keys.ts';
+import { fingerprintOf, recordIdOf, scopeParts, validateKey } from '../core/keys.ts';
 import { resolveRunOptions } from '../core/options.ts';
 import { decodeOutcome } from '../core/outcome.ts';
 import type { Store, StoreRecord } from '../core/store.ts';
@@ -59,6 +59,17 @@ const KNOWN = ['input', 'exclude', 'scope', 'ttl', 'lease', 'onInProgress', 'wai
 const MAX_STEP_NAME = 200;
 /** How far past its own slot a step looks for a free one (steps started in another order). */
 const SLOT_PROBE = 64;
+/** Slot records are never completed: their lease only has to be valid. */
+const SLOT_LEASE_MS = 1000;
+/** How many index slots `runs.get` reads at once. */
+const GET_BATCH = 32;
+
+/** A slot record's fingerprint, parsed. */
+function slotEntry(fingerprint: string) {
+  const m = /^wf1:(\d+):(.*)#(\d+)$/.exec(fingerprint);
+  if (!m) return undefined;
+  return { startedAt: Number(m[1]), name: m[2]!, occurrence: Number(m[3]), stepId: `${m[2]}#${m[3]}` };
+}
 
 /**
  * Builds `workflow` and `runs` for one idem instance.
@@ -138,8 +149,7 @@ export function createJournal(deps: JournalDeps) {
             recordId,
             fingerprint,
             fn,
-            onAcquired: () =>
-              writeSlot(scope, runKey, slot, { name, occurrence, startedAt: Date.now() }, ttlMs, leaseMs),
+            onAcquired: () => writeSlot(scope, runKey, slot, stepId, ttlMs),
           });
           steps.push({ name, occurrence, stepId, replayed: result.replayed, attempt: result.attempt });
           return result.value;
@@ -152,7 +162,9 @@ export function createJournal(deps: JournalDeps) {
           steps,
           step,
           tx: (name, client, fn, opts = {}) =>
-            step(name, (c) => txStep(client, c, (cl) => fn(cl, c), opts.table), { input: opts.input }),
+            step(name, (c) => txStep(client, c, () => fn(client, c), opts.table, fence), {
+              input: opts.input,
+            }),
         };
         return await withActiveRun(run, () => body(run));
       },
@@ -161,25 +173,24 @@ export function createJournal(deps: JournalDeps) {
     return value;
   }
 
-  /** Writes slot n of the run's step index (first writer wins; a taken slot sends us further). */
+  /**
+   * Writes slot n of the run's step index: one claim, never completed, whose fingerprint names
+   * the step (`wf1:<startedAt>:<name>#<occurrence>`), kept for the run's ttl. First writer wins;
+   * a slot taken by another step (steps started in another order) sends us to the next one.
+   */
   async function writeSlot(
     scope: readonly string[],
     runKey: string,
     slot: number,
-    entry: { name: string; occurrence: number; startedAt: number },
+    stepId: string,
     ttlMs: number,
-    leaseMs: number,
   ): Promise<void> {
-    const fingerprint = fingerprintOf([entry.name, entry.occurrence]);
+    const fingerprint = `wf1:${Date.now()}:${stepId}`;
     for (let n = slot; n < slot + SLOT_PROBE; n++) {
       const id = recordIdOf(slotScope(scope, runKey), String(n));
-      const token = randomUUID();
-      const r = await store.claim({ id, fingerprint, leaseMs, ttlMs, token });
-      if (r.status === 'acquired') {
-        await store.complete(id, token, JSON.stringify(entry), ttlMs);
-        return;
-      }
-      if (sameFingerprint(r.record.fingerprint, fingerprint)) return; // written by an earlier attempt
+      const r = await store.claim({ id, fingerprint, leaseMs: SLOT_LEASE_MS, ttlMs, token: randomUUID() });
+      if (r.status === 'acquired') return;
+      if (slotEntry(r.record.fingerprint)?.stepId === stepId) return; // written by an earlier attempt
     }
   }
 
@@ -193,21 +204,28 @@ export function createJournal(deps: JournalDeps) {
       if (record?.state === 'completed') status = outcomeStatus(record.outcome);
       else if (record) status = record.token !== '' && record.leaseUntil > now ? 'running' : 'interrupted';
       const steps: StepInfo[] = [];
-      for (let n = 1; ; n++) {
-        const slot = await store.get(recordIdOf(slotScope(scope, runKey), String(n)));
-        if (!slot?.outcome) break;
-        const entry = JSON.parse(slot.outcome) as { name: string; occurrence: number; startedAt: number };
-        const stepId = `${entry.name}#${entry.occurrence}`;
-        const s = await store.get(recordIdOf(stepScope(scope, runKey), stepId));
-        steps.push({
-          name: entry.name,
-          occurrence: entry.occurrence,
-          stepId,
-          status: stepStatus(s, now),
-          attempts: s?.attempt ?? 0,
-          startedAt: entry.startedAt,
-          completedAt: s?.state === 'completed' ? completedAtOf(s) : undefined,
-        });
+      // the index is read in batches of GET_BATCH slots (each slot then its step), until a gap
+      for (let from = 1; ; from += GET_BATCH) {
+        const batch = await Promise.all(
+          Array.from({ length: GET_BATCH }, async (_, k) => {
+            const slot = await store.get(recordIdOf(slotScope(scope, runKey), String(from + k)));
+            const entry = slot && slotEntry(slot.fingerprint);
+            if (!entry) return undefined;
+            const s = await store.get(recordIdOf(stepScope(scope, runKey), entry.stepId));
+            return {
+              name: entry.name,
+              occurrence: entry.occurrence,
+              stepId: entry.stepId,
+              status: stepStatus(s, now),
+              attempts: s?.attempt ?? 0,
+              startedAt: entry.startedAt,
+              completedAt: s?.state === 'completed' ? completedAtOf(s) : undefined,
+            } satisfies StepInfo;
+          }),
+        );
+        const gap = batch.indexOf(undefined);
+        steps.push(...(batch.slice(0, gap === -1 ? undefined : gap) as StepInfo[]));
+        if (gap !== -1) break;
       }
       return { runKey, status, attempt: record?.attempt ?? 0, steps };
     },

@@ -80,10 +80,10 @@ export interface WorkflowRun extends AmbientRun {
    * `node:sqlite` `DatabaseSync`) whose commit also records the step: the effect and its record
    * commit together, so the effect happens exactly once.
    */
-  tx<T>(
+  tx<C extends TxClient, T>(
     name: string,
-    client: TxClient,
-    fn: (client: TxClient, ctx: StepContext) => T | Promise<T>,
+    client: C,
+    fn: (client: C, ctx: StepContext) => T | Promise<T>,
     options?: TxOptions,
   ): Promise<T>;
 }

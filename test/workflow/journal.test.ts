@@ -1,10 +1,8 @@
 /**
- * The run journal in one process, on the memory and SQLite stores: steps once per run + name +
+ * The run journal in one process, on the memory, SQLite, Postgres and Redis stores: steps once per run + name +
  * occurrence, replays without running, divergence, stored run results, step error policy,
  * `runs.get`, the ambient run, and resume cost counted in store calls.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   activeRun,
@@ -15,41 +13,11 @@ import {
   type Idem,
   InvalidKeyError,
   InvalidOptionError,
+  LeaseLostError,
   memoryStore,
-  type Store,
 } from 'idem';
-import { sqliteStore } from 'idem/sqlite';
-import { afterAll, describe, expect, it } from 'vitest';
-
-const dir = mkdtempSync(join(tmpdir(), 'idem-journal-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A store that counts calls per method. */
-function counting(store: Store): { store: Store; calls: Record<string, number>; reset(): void } {
-  const calls: Record<string, number> = {};
-  const wrapped = new Proxy(store, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        calls[String(prop)] = (calls[String(prop)] ?? 0) + 1;
-        return v.apply(target, args);
-      };
-    },
-  });
-  return {
-    store: wrapped,
-    calls,
-    reset: () => {
-      for (const k of Object.keys(calls)) delete calls[k];
-    },
-  };
-}
-
-const STORES: Array<[string, () => Store]> = [
-  ['memory', () => memoryStore()],
-  ['sqlite', () => sqliteStore({ path: join(dir, `j-${Math.random().toString(36).slice(2)}.db`) })],
-];
+import { describe, expect, it } from 'vitest';
+import { counting, dir, rk, STORES } from './fixtures/stores.ts';
 
 class Transient extends Error {}
 
@@ -70,13 +38,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       });
       return { a, b, steps: run.steps.map((s) => `${s.stepId}:${s.replayed ? 'replayed' : 'ran'}`) };
     };
-    await expect(idem.workflow('order:1', body)).rejects.toThrow('flaky');
+    await expect(idem.workflow(rk('order'), body)).rejects.toThrow('flaky');
     failAt3 = false;
-    const out = await idem.workflow('order:1', body);
+    const out = await idem.workflow(rk('order'), body);
     expect(ran).toEqual(['a', 'b', 'c', 'c']);
     expect(out).toEqual({ a: 1, b: 2, steps: ['a#1:replayed', 'b#1:replayed', 'c#1:ran'] });
     // a completed run replays its result: the body does not run again
-    expect(await idem.workflow('order:1', body)).toEqual(out);
+    expect(await idem.workflow(rk('order'), body)).toEqual(out);
     expect(ran).toHaveLength(4);
     await idem.close();
   });
@@ -85,7 +53,7 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     const idem = fresh();
     const seen: string[] = [];
     const keys = new Set<string>();
-    const out = await idem.workflow('loop:1', async (run) => {
+    const out = await idem.workflow(rk('loop'), async (run) => {
       for (let i = 0; i < 3; i++)
         await run.step('item', (ctx) => {
           seen.push(ctx.stepId);
@@ -108,22 +76,22 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       await run.step('charge', () => (charged += amount), { input: { amount } });
       throw new Transient('stop after charge');
     };
-    await expect(idem.workflow('div:1', body)).rejects.toThrow('stop after charge');
+    await expect(idem.workflow(rk('div'), body)).rejects.toThrow('stop after charge');
     amount = 99;
-    const err = await idem.workflow('div:1', body).catch((e) => e);
+    const err = await idem.workflow(rk('div'), body).catch((e) => e);
     expect(err).toBeInstanceOf(DivergenceError);
     expect(err.step).toBe('charge#1');
     expect(charged).toBe(10);
     amount = 10;
-    await expect(idem.workflow('div:1', body)).rejects.toThrow('stop after charge');
+    await expect(idem.workflow(rk('div'), body)).rejects.toThrow('stop after charge');
     expect(charged).toBe(10);
     await idem.close();
   });
 
   it('a run key reused with another run input is a FingerprintMismatchError', async () => {
     const idem = fresh();
-    await idem.workflow('in:1', async () => 1, { input: { a: 1 } });
-    await expect(idem.workflow('in:1', async () => 1, { input: { a: 2 } })).rejects.toBeInstanceOf(
+    await idem.workflow(rk('in'), async () => 1, { input: { a: 1 } });
+    await expect(idem.workflow(rk('in'), async () => 1, { input: { a: 2 } })).rejects.toBeInstanceOf(
       FingerprintMismatchError,
     );
     await idem.close();
@@ -137,10 +105,10 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
         runs++;
         throw definitive(new Error('card declined'));
       });
-    await expect(idem.workflow('def:1', body)).rejects.toThrow('card declined');
-    await expect(idem.workflow('def:1', body)).rejects.toThrow('card declined');
+    await expect(idem.workflow(rk('def'), body)).rejects.toThrow('card declined');
+    await expect(idem.workflow(rk('def'), body)).rejects.toThrow('card declined');
     expect(runs).toBe(1);
-    const info = await idem.runs.get('def:1');
+    const info = await idem.runs.get(rk('def'));
     expect(info.status).toBe('failed');
     expect(info.steps.map((s) => [s.stepId, s.status])).toEqual([['refuse#1', 'failed']]);
     await idem.close();
@@ -148,13 +116,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
 
   it('runs.get lists the steps with status, attempts and timestamps', async () => {
     const idem = fresh();
-    expect((await idem.runs.get('info:1')).status).toBe('absent');
-    await idem.workflow('info:1', async (run) => {
+    expect((await idem.runs.get(rk('info'))).status).toBe('absent');
+    await idem.workflow(rk('info'), async (run) => {
       await run.step('x', () => 1);
       await run.step('y', () => 2);
       await run.step('x', () => 3);
     });
-    const info = await idem.runs.get('info:1');
+    const info = await idem.runs.get(rk('info'));
     expect(info.status).toBe('completed');
     expect(info.attempt).toBe(1);
     expect(info.steps.map((s) => [s.name, s.occurrence, s.status, s.attempts])).toEqual([
@@ -175,8 +143,8 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       return run ? run.step('tool:search', () => `found ${args.q} (${++calls})`, { input: args }) : 'no run';
     };
     const body = async () => [await tool({ q: 'a' }), await tool({ q: 'b' })];
-    expect(await idem.workflow('amb:1', body)).toEqual(['found a (1)', 'found b (2)']);
-    expect((await idem.runs.get('amb:1')).steps.map((s) => s.stepId)).toEqual([
+    expect(await idem.workflow(rk('amb'), body)).toEqual(['found a (1)', 'found b (2)']);
+    expect((await idem.runs.get(rk('amb'))).steps.map((s) => s.stepId)).toEqual([
       'tool:search#1',
       'tool:search#2',
     ]);
@@ -193,14 +161,14 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       if (crash) throw new Transient('crash');
       return 'done';
     };
-    await expect(idem.workflow('cost:1', body)).rejects.toThrow('crash');
+    await expect(idem.workflow(rk('cost'), body)).rejects.toThrow('crash');
     crash = false;
     c.reset();
-    expect(await idem.workflow('cost:1', body)).toBe('done');
+    expect(await idem.workflow(rk('cost'), body)).toBe('done');
     // run: claim + complete; steps: one claim each; no renewals within 2 s
     expect(c.calls).toEqual({ claim: 51, complete: 1 });
     c.reset();
-    expect(await idem.workflow('cost:1', body)).toBe('done');
+    expect(await idem.workflow(rk('cost'), body)).toBe('done');
     expect(c.calls).toEqual({ claim: 1 });
     await idem.close();
   });
@@ -216,3 +184,87 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     await idem.close();
   });
 });
+
+describe('the run fence', () => {
+  it('an invocation that lost its run writes no step: the step stays in progress for the next holder', async () => {
+    const inner = memoryStore();
+    let steal = false;
+    // the run's renewals are refused once "stolen", as when another process took the run over
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'renew')
+          return async (...a: [string, string, number]) => (steal ? undefined : v.apply(target, a));
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const idem = createIdem({ store, lease: 200 });
+    const ran: number[] = [];
+    const err = await idem
+      .workflow(rk('fence'), async (run) => {
+        await run.step('one', () => ran.push(1));
+        await run.step('two', async () => {
+          steal = true;
+          await new Promise((r) => setTimeout(r, 150)); // past half the lease: the fence must ask the store
+          return ran.push(2);
+        });
+        await run.step('three', () => ran.push(3));
+      })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(LeaseLostError);
+    expect(ran).toEqual([1, 2]);
+    const info = await idem.runs.get(rk('fence'));
+    expect(info.steps.map((s) => [s.stepId, s.status === 'completed'])).toEqual([
+      ['one#1', true],
+      ['two#1', false],
+    ]);
+    steal = false;
+    await new Promise((r) => setTimeout(r, 250)); // the lost invocation's leases run out
+    const seen: string[] = [];
+    await idem.workflow(rk('fence'), async (run) => {
+      await run.step('one', () => seen.push('one'));
+      await run.step('two', (ctx) => seen.push(`two:${ctx.attempt}:${ctx.mayHaveRun}`));
+      await run.step('three', () => seen.push('three'));
+    });
+    expect(seen).toEqual(['two:2:true', 'three']);
+    await idem.close();
+  });
+});
+
+describe('run.tx on node:sqlite', () => {
+  it('commits the effect with the step record; a failed fn rolls both back; a recorded tx step replays', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(dir, 'tx.db'));
+    db.exec('CREATE TABLE effects (n INTEGER)');
+    const idem = createIdem({ store: memoryStore() });
+    let fail = true;
+    const body = async (run: import('idem').WorkflowRun) => {
+      const v = await run.tx('insert', db, (d) => {
+        d.prepare('INSERT INTO effects (n) VALUES (1)').run();
+        if (fail) throw new Transient('after the insert');
+        return 'inserted';
+      });
+      return v;
+    };
+    await expect(idem.workflow(rk('sqltx'), body)).rejects.toThrow('after the insert');
+    const count = () => (db.prepare('SELECT count(*) AS n FROM effects').get() as { n: number }).n;
+    expect(count()).toBe(0);
+    fail = false;
+    expect(await idem.workflow(rk('sqltx'), body)).toBe('inserted');
+    expect(count()).toBe(1);
+    // the same run on a store that lost its records (a crash after COMMIT, before the store write):
+    // the tx row answers, the insert does not run again
+    const other = createIdem({ store: memoryStore() });
+    expect(await other.workflow(rk('sqltx'), body)).toBe('inserted');
+    expect(count()).toBe(1);
+    await expect(
+      idem.workflow(rk('sqltx2'), (run) => run.tx('x', {} as never, () => 1)),
+    ).rejects.toBeInstanceOf(InvalidOptionError);
+    db.close();
+    await idem.close();
+  });
+});
+
+// Compile-time: run.tx hands `fn` the client's own type (checked by `tsc --noEmit`, never called).
+export const typedTx = (run: import('idem').WorkflowRun, pool: import('pg').PoolClient) =>
+  run.tx('reserve', pool, (c) => c.query('SELECT $1::int AS n', [1]).then((r) => r.rows[0]?.n as number));

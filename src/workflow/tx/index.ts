@@ -7,6 +7,7 @@
  *     row already there (committed by an earlier attempt) ─▶ ROLLBACK, answer its stored value
  *   fn(client)                    the user's writes, in this transaction
  *   store fn's value in the row
+ *   fence: this invocation still holds the run, or ROLLBACK
  * COMMIT                           effect and record together, or neither
  * ```
  *
@@ -41,14 +42,16 @@ export async function txStep<T>(
   ctx: StepContext,
   fn: (client: TxClient) => T | Promise<T>,
   table: string = DEFAULT_TX_TABLE,
+  beforeCommit: () => Promise<void> = async () => {},
 ): Promise<T> {
   if (typeof table !== 'string' || !TABLE.test(table)) {
     throw new InvalidOptionError(
       `run.tx table must be an SQL identifier (optionally schema.table), got ${JSON.stringify(table)}`,
     );
   }
-  if (isSqlite(client)) return sqliteTx(client, table, ctx, fn as (c: SqliteTxClient) => T | Promise<T>);
-  if (isPg(client)) return pgTx(client, table, ctx, fn as (c: PgTxClient) => T | Promise<T>);
+  if (isSqlite(client))
+    return sqliteTx(client, table, ctx, fn as (c: SqliteTxClient) => T | Promise<T>, beforeCommit);
+  if (isPg(client)) return pgTx(client, table, ctx, fn as (c: PgTxClient) => T | Promise<T>, beforeCommit);
   throw new InvalidOptionError(
     'run.tx needs a pg client (Client, or a PoolClient from pool.connect()) or a node:sqlite DatabaseSync',
   );

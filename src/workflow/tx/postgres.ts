@@ -39,13 +39,14 @@ async function ensureTable(client: PgTxClient, table: string): Promise<void> {
  * Runs `fn(client)` between BEGIN and COMMIT together with the step's row.
  *
  * @example
- * await pgTx(client, 'idem_journal_tx', ctx, (c) => c.query('UPDATE accounts SET n = n + 1'));
+ * await pgTx(client, 'idem_journal_tx', ctx, (c) => c.query('UPDATE accounts SET n = n + 1'), fence);
  */
 export async function pgTx<T>(
   client: PgTxClient,
   table: string,
   ctx: StepContext,
   fn: (client: PgTxClient) => T | Promise<T>,
+  beforeCommit: () => Promise<void>,
 ): Promise<T> {
   await ensureTable(client, table);
   await client.query('BEGIN');
@@ -65,6 +66,7 @@ export async function pgTx<T>(
       ctx.downstreamKey,
       encodeOutcome({ kind: 'value', value }),
     ]);
+    await beforeCommit(); // a zombie invocation rolls back instead of committing
     await client.query('COMMIT');
     return value;
   } catch (error) {

@@ -25,13 +25,14 @@ const ready = new WeakMap<object, Set<string>>();
  * Runs `fn(db)` inside `BEGIN IMMEDIATE … COMMIT` together with the step's row.
  *
  * @example
- * await sqliteTx(db, 'idem_journal_tx', ctx, (d) => d.prepare('INSERT INTO ledger VALUES (1)').run());
+ * await sqliteTx(db, 'idem_journal_tx', ctx, (d) => d.prepare('INSERT INTO ledger VALUES (1)').run(), fence);
  */
 export async function sqliteTx<T>(
   db: SqliteTxClient,
   table: string,
   ctx: StepContext,
   fn: (db: SqliteTxClient) => T | Promise<T>,
+  beforeCommit: () => Promise<void>,
 ): Promise<T> {
   const done = ready.get(db) ?? new Set<string>();
   ready.set(db, done);
@@ -58,6 +59,7 @@ export async function sqliteTx<T>(
       encodeOutcome({ kind: 'value', value }),
       Date.now(),
     );
+    await beforeCommit(); // a zombie invocation rolls back instead of committing
     db.exec('COMMIT');
     return value;
   } catch (error) {
