@@ -65,6 +65,28 @@ await client.close();
   expect([second, r1, r2]).toEqual([first, false, true]);
 });
 
+it('two processes of the quick-start server on one store: the same key from two clients at once runs the tool once', async () => {
+  const serverScript = script('mcp-server-2', blocks[0]!);
+  const client = script(
+    'mcp-two',
+    `import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { callToolOnce } from 'idem/mcp';
+const clients = [new Client({ name: 'a', version: '1' }), new Client({ name: 'b', version: '1' })];
+const params = { command: process.execPath, args: ['--conditions=idem-source', ${JSON.stringify(serverScript)}], cwd: process.cwd() };
+await Promise.all(clients.map((c) => c.connect(new StdioClientTransport(params))));
+const call = (c) => callToolOnce(c, { name: 'refund', arguments: { order: 'B-2' } }, { key: 'two-processes' });
+const results = await Promise.all(clients.map(call));
+console.log(JSON.stringify(results.map((r) => r.content[0].text)));
+await Promise.all(clients.map((c) => c.close()));
+`,
+  );
+  const { stdout } = await run(process.execPath, ['--conditions=idem-source', client], { cwd });
+  const [a, b] = JSON.parse(stdout.trim()) as [string, string];
+  expect(a).toMatch(/^refund [0-9a-f-]{36} for B-2$/);
+  expect(b).toBe(a);
+});
+
 it('docs/tools.md: the AI SDK quick start runs as written: the model is billed twice, the tool runs once', async () => {
   expect(lines(blocks[2]!)).toBeLessThanOrEqual(10);
   server.reset();
