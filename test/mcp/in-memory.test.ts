@@ -2,6 +2,7 @@
  * idem/mcp over the SDK's in-memory transport: a real Client and McpServer in one process.
  * Retried, concurrent and re-sent calls run a tool once; read-only tools pass through; thrown
  * errors release the key, `isError` results are stored; callers in other scopes never share.
+ * On SQLite, Postgres and Redis (the wrapper only uses the Store contract).
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
@@ -18,22 +19,23 @@ import {
 } from 'idem/mcp';
 import { describe, expect, it } from 'vitest';
 import { keyedCall, mcpSetup, textOf, toolServer } from './setup.ts';
+import { STORES } from './stores.ts';
 
-const t = mcpSetup();
+describe.each(STORES)('idem/mcp, in-memory transport, %s store', (_name, store) => {
+  const t = mcpSetup(store);
 
-async function connect(options: Partial<McpIdemOptions> = {}, authInfo?: AuthInfo, server?: McpServer) {
-  const s = server ?? toolServer(t.idem(), t.counters, options);
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  if (authInfo) {
-    const send = clientSide.send.bind(clientSide);
-    clientSide.send = (message, opts) => send(message, { ...opts, authInfo });
+  async function connect(options: Partial<McpIdemOptions> = {}, authInfo?: AuthInfo, server?: McpServer) {
+    const s = server ?? toolServer(t.idem(), t.counters, options);
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    if (authInfo) {
+      const send = clientSide.send.bind(clientSide);
+      clientSide.send = (message, opts) => send(message, { ...opts, authInfo });
+    }
+    const client = new Client({ name: 'test', version: '1.0.0' });
+    await Promise.all([s.connect(serverSide), client.connect(clientSide)]);
+    return { client, server: s };
   }
-  const client = new Client({ name: 'test', version: '1.0.0' });
-  await Promise.all([s.connect(serverSide), client.connect(clientSide)]);
-  return { client, server: s };
-}
 
-describe('idem/mcp, in-memory transport', () => {
   it('a call retried with its key runs once; every retry gets the first result, marked replayed', async () => {
     const { client } = await connect();
     const args = { order: 'A-1', amount: 40 };

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { createIdem, type Idem } from 'idem';
+import { createIdem, type Idem, type Store } from 'idem';
 import { KEY_META, type McpIdemOptions, toolCall, withIdem } from 'idem/mcp';
 import { sqliteStore } from 'idem/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
@@ -71,7 +71,8 @@ export function toolServer(idem: Idem, c: Counters, options: Partial<McpIdemOpti
   return server;
 }
 
-export function mcpSetup() {
+/** A fresh idem per test, on `store()` (default: a SQLite file), in a scope of its own. */
+export function mcpSetup(store?: () => Store) {
   let dir: string;
   let idem: Idem;
   let n = 0;
@@ -81,7 +82,8 @@ export function mcpSetup() {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   beforeEach(() => {
-    idem = createIdem({ store: sqliteStore({ path: join(dir, `t${++n}.db`) }) });
+    const scope = `test-${process.pid}-${++n}`;
+    idem = createIdem({ store: store ? store() : sqliteStore({ path: join(dir, `t${n}.db`) }), scope });
     Object.assign(counters, { runs: {}, downstream: [], delayMs: 0, throws: 0 });
   });
   afterEach(() => idem.close());
