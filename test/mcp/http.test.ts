@@ -148,4 +148,24 @@ describe('idem/mcp, Streamable HTTP transport', () => {
     expect(textOf(await keyedCall(other.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#2)');
     expect(t.counters.runs.refund).toBe(2);
   });
+
+  it('a workflow step calling a server outside the run (over HTTP): the step re-runs with the same ctx.downstreamKey as key, the tool runs once', async () => {
+    const url = await serve();
+    const { client } = await connect(url);
+    let failAfterCall = true;
+    const body = (run: import('idem').WorkflowRun) =>
+      run.step('refund', async (ctx) => {
+        const r = await callToolOnce(
+          client,
+          { name: 'refund', arguments: { order: 'P', amount: 7 } },
+          { key: ctx.downstreamKey },
+        );
+        if (failAfterCall) throw new Error('the step dies after its call, before recording');
+        return textOf(r);
+      });
+    await expect(t.idem().workflow('order:P', body)).rejects.toThrow('before recording');
+    failAfterCall = false;
+    expect(await t.idem().workflow('order:P', body)).toBe('refunded 7 on P (#1)');
+    expect(t.counters.runs.refund).toBe(1);
+  });
 });
