@@ -11,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { callToolOnce, REPLAYED_META } from 'idem/mcp';
+import { callToolOnce, type McpIdemOptions, REPLAYED_META } from 'idem/mcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { keyedCall, mcpSetup, textOf, toolServer } from './setup.ts';
 
@@ -19,20 +19,21 @@ const t = mcpSetup();
 let http: Server | undefined;
 const clients: Client[] = [];
 
-afterEach(async () => {
+async function closeServer() {
   await Promise.all(clients.splice(0).map((c) => c.close()));
   http?.closeAllConnections();
   http?.close();
   if (http) await once(http, 'close');
   http = undefined;
-});
+}
+afterEach(closeServer);
 
 /**
  * A stateful Streamable HTTP endpoint: one transport and one wrapped McpServer per session. An
  * `x-tenant` header stands in for an auth middleware: it sets `req.auth`, which the SDK hands to
  * tools as `extra.authInfo`.
  */
-async function serve(): Promise<URL> {
+async function serve(options: Partial<McpIdemOptions> = {}): Promise<URL> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   http = createServer(async (req, res) => {
     const tenant = req.headers['x-tenant'];
@@ -46,7 +47,7 @@ async function serve(): Promise<URL> {
         enableJsonResponse: true,
         onsessioninitialized: (sid) => void sessions.set(sid, transport!),
       });
-      await toolServer(t.idem(), t.counters).connect(transport);
+      await toolServer(t.idem(), t.counters, options).connect(transport);
     }
     await transport.handleRequest(req, res);
   });
@@ -131,22 +132,31 @@ describe('idem/mcp, Streamable HTTP transport', () => {
     expect(t.counters.runs.refund).toBe(1);
   });
 
-  it('authenticated: a client that reconnects (new session) and retries with its key gets the first result; another tenant does not', async () => {
-    const url = await serve();
+  it('a client that reconnects (new session) and retries its key: not shared by default; shared with scope = the tenant, never with another tenant', async () => {
     const args = { order: 'N', amount: 6 };
-    const first = await connect(url, 'tenant-a');
-    expect(textOf(await keyedCall(first.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#1)');
-    await first.client.close();
-    const again = await connect(url, 'tenant-a');
-    expect(again.sessionId).not.toBe(first.sessionId);
-    const replay = await keyedCall(again.client, 'refund', args, 'retry-me');
-    expect(replay).toMatchObject({
-      content: [{ text: 'refunded 6 on N (#1)' }],
-      _meta: { [REPLAYED_META]: true },
-    });
+    const retryAcrossSessions = async (url: URL, tenant: string) => {
+      const first = await connect(url, tenant);
+      const a = textOf(await keyedCall(first.client, 'refund', args, 'retry-me'));
+      await first.client.close();
+      const again = await connect(url, tenant);
+      expect(again.sessionId).not.toBe(first.sessionId);
+      return [a, textOf(await keyedCall(again.client, 'refund', args, 'retry-me'))];
+    };
+    // default scope: OAuth client + session. A client id may name an app shared by many users.
+    expect(await retryAcrossSessions(await serve(), 'app-1')).toEqual([
+      'refunded 6 on N (#1)',
+      'refunded 6 on N (#2)',
+    ]);
+    await closeServer();
+    // scope: the tenant (here the authenticated client): the reconnected retry gets the first result
+    const url = await serve({ scope: (extra) => extra.authInfo?.clientId });
+    expect(await retryAcrossSessions(url, 'tenant-a')).toEqual([
+      'refunded 6 on N (#3)',
+      'refunded 6 on N (#3)',
+    ]);
     const other = await connect(url, 'tenant-b');
-    expect(textOf(await keyedCall(other.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#2)');
-    expect(t.counters.runs.refund).toBe(2);
+    expect(textOf(await keyedCall(other.client, 'refund', args, 'retry-me'))).toBe('refunded 6 on N (#4)');
+    expect(t.counters.runs.refund).toBe(4);
   });
 
   it('a workflow step calling a server outside the run (over HTTP): the step re-runs with the same ctx.downstreamKey as key, the tool runs once', async () => {

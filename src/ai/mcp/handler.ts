@@ -39,7 +39,8 @@ export interface McpIdemOptions {
   idem: Idem;
   /**
    * Who is calling: part of every record key, so two callers never share a result. Default:
-   * the authenticated client (`extra.authInfo.clientId`), else the session id, else none.
+   * the OAuth client (`extra.authInfo.clientId`) and the session id, those present: keys never
+   * cross sessions. Return your tenant or user id to dedupe across sessions (reconnects).
    */
   scope?: (extra: ToolExtra) => string | readonly string[] | undefined;
   /**
@@ -135,8 +136,17 @@ function defaultKey(extra: ToolExtra): string | undefined {
   return `rpc:${extra.sessionId}:${String(extra.requestId)}`;
 }
 
+/**
+ * The caller's scope. Default: the OAuth client and the session, both when present. A client id
+ * names an application that many users may share, so it alone is no tenant; a session never
+ * spans two callers. To dedupe across sessions (a client that reconnects), pass `scope`.
+ */
 function scopeOf(options: McpIdemOptions, extra: ToolExtra): string[] {
-  const scope = options.scope ? options.scope(extra) : (extra.authInfo?.clientId ?? extra.sessionId);
+  if (!options.scope) {
+    const parts = [extra.authInfo?.clientId, extra.sessionId];
+    return parts.filter((p): p is string => typeof p === 'string' && p !== '');
+  }
+  const scope = options.scope(extra);
   if (scope === undefined) return [];
   return typeof scope === 'string' ? [scope] : [...scope];
 }
