@@ -32,7 +32,7 @@ export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
  * Options of `withIdem` and {@link idempotentHandler}.
  *
  * @example
- * const options: McpIdemOptions = { idem, scope: (extra) => extra.authInfo?.clientId };
+ * const options: McpIdemOptions = { idem, scope: (extra) => String(extra.authInfo?.extra?.tenantId) };
  */
 export interface McpIdemOptions {
   /** A `createIdem` instance: its store decides how far "once" reaches. */
