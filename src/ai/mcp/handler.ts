@@ -32,7 +32,7 @@ export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
  * Options of `withIdem` and {@link idempotentHandler}.
  *
  * @example
- * const options: McpIdemOptions = { idem, scope: (extra) => String(extra.authInfo?.extra?.tenantId) };
+ * const options: McpIdemOptions = { idem, scope: (extra) => extra.authInfo?.extra?.tenantId as string | undefined };
  */
 export interface McpIdemOptions {
   /** A `createIdem` instance: its store decides how far "once" reaches. */
@@ -40,7 +40,8 @@ export interface McpIdemOptions {
   /**
    * Who is calling: part of every record key, so two callers never share a result. Default:
    * the OAuth client (`extra.authInfo.clientId`) and the session id, those present: keys never
-   * cross sessions. Return your tenant or user id to dedupe across sessions (reconnects).
+   * cross sessions. Return your tenant or user id to dedupe across sessions (reconnects);
+   * undefined falls back to the default, never to a scope shared by everyone.
    */
   scope?: (extra: ToolExtra) => string | readonly string[] | undefined;
   /**
@@ -142,12 +143,11 @@ function defaultKey(extra: ToolExtra): string | undefined {
  * spans two callers. To dedupe across sessions (a client that reconnects), pass `scope`.
  */
 function scopeOf(options: McpIdemOptions, extra: ToolExtra): string[] {
-  if (!options.scope) {
+  const scope = options.scope?.(extra);
+  if (scope === undefined) {
     const parts = [extra.authInfo?.clientId, extra.sessionId];
     return parts.filter((p): p is string => typeof p === 'string' && p !== '');
   }
-  const scope = options.scope(extra);
-  if (scope === undefined) return [];
   return typeof scope === 'string' ? [scope] : [...scope];
 }
 
