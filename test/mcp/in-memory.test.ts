@@ -129,6 +129,12 @@ describe.each(STORES)('idem/mcp, in-memory transport, %s store', (_name, store) 
     const rb = await keyedCall(b.client, 'refund', args, 'shared-key');
     expect([textOf(ra), textOf(rb)]).toEqual(['refunded 2 on F (#1)', 'refunded 2 on F (#2)']);
     expect(textOf(await keyedCall(a.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#1)');
+    // a scope function that finds no tenant falls back to the default, not to one shared scope
+    const none = { scope: () => undefined };
+    const c = await connect(none, auth('tenant-c'));
+    const d = await connect(none, auth('tenant-d'));
+    expect(textOf(await keyedCall(c.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#3)');
+    expect(textOf(await keyedCall(d.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#4)');
   });
 
   it('unkeyed calls (no _meta key, no session) run every time, or are refused with unkeyed: reject', async () => {
