@@ -134,7 +134,7 @@ const lines = [
   `agent processes:         ${processes} (${kills} killed with SIGKILL mid-run)`,
   `steps run:               ${stats.llm - stats.llmReplayed} model calls + ${stats.tools - stats.toolsReplayed} tool steps executed by the invocations that finished the runs`,
   `steps replayed:          ${stats.llmReplayed} model calls + ${stats.toolsReplayed} tool steps answered from the journal after a kill`,
-  `tool executions:         ${count(report.executions, 'issue_refund', 'n')} issue_refund (${count(report.executions, 'issue_refund', 'retries')} retried after a kill), ${count(report.executions, 'close_ticket', 'n')} close_ticket (${count(report.executions, 'close_ticket', 'retries')} retried): a retry carries the same downstream key, which the ledger honours`,
+  `tool executions:         ${count(report.executions, 'issue_refund', 'n')} issue_refund (${count(report.executions, 'issue_refund', 'retries')} retried after a kill), ${count(report.executions, 'close_ticket', 'n')} close_ticket (${count(report.executions, 'close_ticket', 'retries')} retried)${values['without-idem'] ? ': each under its own toolCallId as key' : ': a retry carries the same downstream key, which the ledger honours'}`,
   `tool effects:            ${once(report.refundsPerOrder)}/${ticketCount} orders refunded exactly once, ${once(report.closuresPerTicket)}/${ticketCount} tickets closed exactly once`,
   `LLM calls:               ${model.bill.calls} billed vs ${logicalLlm} logical (a kill mid-call re-bills that call)`,
   `tokens saved:            ${stats.tokensReplayed} of ${stats.tokens} (model calls replayed instead of billed again)`,
