@@ -56,6 +56,8 @@ export interface JournalDeps {
 }
 
 const KNOWN = ['input', 'exclude', 'scope', 'ttl', 'lease', 'onInProgress', 'waitTimeout', 'definitive'];
+const STEP_KNOWN = ['input'];
+const TX_KNOWN = ['input', 'table'];
 const MAX_STEP_NAME = 200;
 /** How far past its own slot a step looks for a free one (steps started in another order). */
 const SLOT_PROBE = 64;
@@ -137,6 +139,7 @@ export function createJournal(deps: JournalDeps) {
         ) => {
           checkStepName(name);
           if (typeof fn !== 'function') throw new InvalidOptionError(`step "${name}": fn must be a function`);
+          checkKnown(opts, STEP_KNOWN, 'step');
           // numbered synchronously, in call order, so parallel steps number deterministically
           const occurrence = (occurrences.get(name) ?? 0) + 1;
           occurrences.set(name, occurrence);
@@ -161,10 +164,11 @@ export function createJournal(deps: JournalDeps) {
           signal: ctx.signal,
           steps,
           step,
-          tx: (name, client, fn, opts = {}) =>
-            step(name, (c) => txStep(client, c, () => fn(client, c), opts.table, fence), {
-              input: opts.input,
-            }),
+          tx: (name, client, fn, opts = {}) => {
+            checkKnown(opts, TX_KNOWN, 'run.tx');
+            const tx = (c: StepContext) => txStep(client, c, () => fn(client, c), opts.table, fence);
+            return step(name, tx, { input: opts.input });
+          },
         };
         return await withActiveRun(run, () => body(run));
       },
@@ -202,6 +206,7 @@ export function createJournal(deps: JournalDeps) {
       const now = Date.now();
       let status: RunInfo['status'] = 'absent';
       if (record?.state === 'completed') status = outcomeStatus(record.outcome);
+      else if (record?.attempt === 0) status = 'released';
       else if (record) status = record.token !== '' && record.leaseUntil > now ? 'running' : 'interrupted';
       const steps: StepInfo[] = [];
       // the index is read in batches of GET_BATCH slots (each slot then its step), until a gap
@@ -235,7 +240,7 @@ export function createJournal(deps: JournalDeps) {
 }
 
 function stepStatus(s: StoreRecord | undefined, now: number): StepInfo['status'] {
-  if (!s) return 'interrupted';
+  if (!s) return 'released';
   if (s.state === 'completed') return completedAtOf(s) === undefined ? 'failed' : 'completed';
   return s.token !== '' && s.leaseUntil > now ? 'running' : 'interrupted';
 }
@@ -248,15 +253,15 @@ function outcomeStatus(outcome: string | undefined): RunInfo['status'] {
   }
 }
 
-function checkKnown(options: object): void {
+function checkKnown(options: object, known = KNOWN, what = 'workflow'): void {
   if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionError('workflow options must be an object');
+    throw new InvalidOptionError(`${what} options must be an object`);
   }
   for (const name of Object.keys(options)) {
-    if (!KNOWN.includes(name)) {
-      const near = KNOWN.find((k) => distance(k.toLowerCase(), name.toLowerCase()) <= 2);
+    if (!known.includes(name)) {
+      const near = known.find((k) => distance(k.toLowerCase(), name.toLowerCase()) <= 2);
       throw new InvalidOptionError(
-        `unknown workflow option ${name}${near ? ` — did you mean ${near}?` : ` (known: ${KNOWN.join(', ')})`}`,
+        `unknown ${what} option ${name}${near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`}`,
       );
     }
   }

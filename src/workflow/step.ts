@@ -135,7 +135,17 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
     heartbeat.settle();
     await indexed;
     await d.fence();
-    const encoded = encodeOutcome({ kind: 'value', value: { t: Date.now(), v: value } });
+    let encoded: string;
+    try {
+      encoded = encodeOutcome({ kind: 'value', value: { t: Date.now(), v: value } });
+    } catch (cause) {
+      // recorded as the step's failure, so a resumed run does not run it again to fail the same way
+      const error = new TypeError(
+        `step "${call.stepId}" returned a value that cannot be stored: ${(cause as Error).message}`,
+      );
+      await complete(encodeOutcome({ kind: 'error', error: serializeError(error) }));
+      throw error;
+    }
     const bytes = Buffer.byteLength(encoded);
     if (bytes > d.maxOutcomeBytes) {
       await complete(encodeOutcome({ kind: 'too_large', bytes, limit: d.maxOutcomeBytes }));

@@ -99,8 +99,12 @@ export interface TxOptions extends StepOptions {
   table?: string;
 }
 
-/** A step's state as stored. `interrupted`: started, its lease ran out with no outcome recorded. */
-export type StepStatus = 'running' | 'interrupted' | 'completed' | 'failed';
+/**
+ * A step's state as stored. `interrupted`: started, its lease ran out with no outcome recorded
+ * (the next holder takes it over with `mayHaveRun`); `released`: it threw a transient error and
+ * runs again on the next invocation; `failed`: a definitive error is its recorded outcome.
+ */
+export type StepStatus = 'running' | 'interrupted' | 'released' | 'completed' | 'failed';
 
 /**
  * A step as `idem.runs.get` reports it.
@@ -129,8 +133,11 @@ export interface StepInfo {
  */
 export interface RunInfo {
   runKey: string;
-  /** `absent`: no record (never run, expired, or released after a transient failure). */
-  status: 'absent' | 'running' | 'interrupted' | 'completed' | 'failed';
+  /**
+   * `absent`: no record (never run, or expired); `released`: the body threw a transient error
+   * (the next invocation resumes it); `interrupted`: its holder's lease ran out mid-run.
+   */
+  status: 'absent' | 'running' | 'interrupted' | 'released' | 'completed' | 'failed';
   attempt: number;
   steps: StepInfo[];
 }

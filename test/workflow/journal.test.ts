@@ -39,6 +39,13 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       return { a, b, steps: run.steps.map((s) => `${s.stepId}:${s.replayed ? 'replayed' : 'ran'}`) };
     };
     await expect(idem.workflow(rk('order'), body)).rejects.toThrow('flaky');
+    const between = await idem.runs.get(rk('order'));
+    expect(between.status).toBe('released'); // a transient error released the run
+    expect(between.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual([
+      'a#1:completed',
+      'b#1:completed',
+      'c#1:released',
+    ]);
     failAt3 = false;
     const out = await idem.workflow(rk('order'), body);
     expect(ran).toEqual(['a', 'b', 'c', 'c']);
@@ -114,6 +121,20 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     await idem.close();
   });
 
+  it('a step value that cannot be stored is recorded as a TypeError, and not run again', async () => {
+    const idem = fresh();
+    let runs = 0;
+    const body = (run: import('idem').WorkflowRun) =>
+      run.step('fn', () => {
+        runs++;
+        return { callback: () => 1 };
+      });
+    await expect(idem.workflow(rk('unstorable'), body)).rejects.toThrow(/cannot be stored/);
+    await expect(idem.workflow(rk('unstorable'), body)).rejects.toThrow(/cannot be stored/);
+    expect(runs).toBe(1);
+    await idem.close();
+  });
+
   it('runs.get lists the steps with status, attempts and timestamps', async () => {
     const idem = fresh();
     expect((await idem.runs.get(rk('info'))).status).toBe('absent');
@@ -131,6 +152,29 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
       ['x', 2, 'completed', 1],
     ]);
     for (const s of info.steps) expect(s.completedAt).toBeGreaterThanOrEqual(s.startedAt);
+    await idem.close();
+  });
+
+  it('runs.get on a run in progress: running, with the steps recorded so far', async () => {
+    const idem = fresh();
+    await idem.workflow(rk('live'), async (run) => {
+      await run.step('first', () => 1);
+      const info = await idem.runs.get(rk('live'));
+      expect(info.status).toBe('running');
+      expect(info.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual(['first#1:completed']);
+      await run.step('second', async () => {
+        // the index slot is claimed while the step runs (not before it): poll until it lands
+        let mid = await idem.runs.get(rk('live'));
+        for (let i = 0; i < 100 && mid.steps.length < 2; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          mid = await idem.runs.get(rk('live'));
+        }
+        expect(mid.steps.map((s) => `${s.stepId}:${s.status}`)).toEqual([
+          'first#1:completed',
+          'second#1:running',
+        ]);
+      });
+    });
     await idem.close();
   });
 
@@ -173,6 +217,40 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     await idem.close();
   });
 
+  it('scope separates runs of one key; exclude leaves fields out of step fingerprints', async () => {
+    const idem = fresh();
+    let runs = 0;
+    const body = (traceId: string) => async (run: import('idem').WorkflowRun) => {
+      expect(run.id).toBe(rk('scoped'));
+      return run.step('s', () => ++runs, { input: { amount: 5, traceId } });
+    };
+    const opts = (tenant: string) => ({ scope: tenant, exclude: ['traceId'] });
+    expect(await idem.workflow(rk('scoped'), body('t1'), opts('tenant-a'))).toBe(1);
+    expect(await idem.workflow(rk('scoped'), body('t2'), opts('tenant-b'))).toBe(2);
+    expect((await idem.runs.get(rk('scoped'), { scope: 'tenant-a' })).steps).toHaveLength(1);
+    expect((await idem.runs.get(rk('scoped'))).status).toBe('absent');
+    // a released run of tenant-a replays its step although the trace id changed (excluded)
+    const again = await idem
+      .workflow(
+        rk('scoped2'),
+        async (run) => {
+          await run.step('s', () => ++runs, { input: { amount: 5, traceId: 'x' } });
+          throw new Transient('retry me');
+        },
+        opts('tenant-a'),
+      )
+      .catch((e) => e);
+    expect(again).toBeInstanceOf(Transient);
+    const replayed = await idem.workflow(
+      rk('scoped2'),
+      (run) => run.step('s', () => ++runs, { input: { amount: 5, traceId: 'y' } }),
+      opts('tenant-a'),
+    );
+    expect(replayed).toBe(3);
+    expect(runs).toBe(3);
+    await idem.close();
+  });
+
   it('refuses bad input with typed errors', async () => {
     const idem = fresh();
     await expect(idem.workflow('', async () => 1)).rejects.toBeInstanceOf(InvalidKeyError);
@@ -181,6 +259,12 @@ describe.each(STORES)('run journal on %s', (_name, makeStore) => {
     );
     await expect(idem.workflow('k', 'nope' as never)).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(idem.workflow('k2', (run) => run.step('', () => 1))).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(idem.workflow('k3', (run) => run.step('s', () => 1, { inptu: 1 } as never))).rejects.toThrow(
+      /unknown step option inptu — did you mean input/,
+    );
+    await expect(
+      idem.workflow('k4', (run) => run.tx('t', {} as never, () => 1, { tabel: 'x' } as never)),
+    ).rejects.toThrow(/unknown run.tx option tabel — did you mean table/);
     await idem.close();
   });
 });
@@ -231,6 +315,40 @@ describe('the run fence', () => {
   });
 });
 
+describe('run.tx and the run fence', () => {
+  it('an invocation that lost its run rolls its transaction back instead of committing', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(dir, 'tx-fence.db'));
+    db.exec('CREATE TABLE effects (n INTEGER)');
+    const inner = memoryStore();
+    let steal = false;
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'renew')
+          return async (...a: [string, string, number]) => (steal ? undefined : v.apply(target, a));
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const idem = createIdem({ store, lease: 200 });
+    const err = await idem
+      .workflow(rk('txfence'), (run) =>
+        run.tx('insert', db, async (d) => {
+          d.prepare('INSERT INTO effects (n) VALUES (1)').run();
+          steal = true;
+          await new Promise((r) => setTimeout(r, 150));
+          return 'inserted';
+        }),
+      )
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(LeaseLostError);
+    expect((db.prepare('SELECT count(*) AS n FROM effects').get() as { n: number }).n).toBe(0);
+    expect(db.isTransaction).toBe(false);
+    db.close();
+    await idem.close();
+  });
+});
+
 describe('run.tx on node:sqlite', () => {
   it('commits the effect with the step record; a failed fn rolls both back; a recorded tx step replays', async () => {
     const { DatabaseSync } = await import('node:sqlite');
@@ -264,7 +382,3 @@ describe('run.tx on node:sqlite', () => {
     await idem.close();
   });
 });
-
-// Compile-time: run.tx hands `fn` the client's own type (checked by `tsc --noEmit`, never called).
-export const typedTx = (run: import('idem').WorkflowRun, pool: import('pg').PoolClient) =>
-  run.tx('reserve', pool, (c) => c.query('SELECT $1::int AS n', [1]).then((r) => r.rows[0]?.n as number));
