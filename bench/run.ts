@@ -16,6 +16,7 @@ import { memorySection } from './sections/memory.ts';
 import { postgresSection } from './sections/postgres.ts';
 import { redisSection } from './sections/redis.ts';
 import { sqliteSection } from './sections/sqlite.ts';
+import { toolsSection } from './sections/tools.ts';
 
 const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   memory: memorySection,
@@ -24,6 +25,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   redis: redisSection,
   gateway: gatewaySection,
   journal: journalSection,
+  tools: toolsSection,
 };
 
 function commandLine(argv: string[]): string {

@@ -161,3 +161,6 @@ function generateResult(result: GenerateResult, key: string, replayed: boolean):
     },
   };
 }
+
+export { type IdempotentToolOptions, idempotentTool, idempotentTools, TOOL_KEY_NAMESPACE } from './tool.ts';
+export { type ToolCallContext, toolCall } from './tool-context.ts';
