@@ -137,7 +137,8 @@ export function recordingAction(
           }
           if (state.headWritten) state.broken = true;
           const p: StoredResponse = problem(timeout ? 'upstream-timeout' : 'indeterminate-outcome', detail);
-          resolve(route.outcome(p.status) === 'release' ? { ...p, release: true } : p);
+          // on an LLM route the provider may have billed what it began to send: never released
+          resolve(!route.llm && route.outcome(p.status) === 'release' ? { ...p, release: true } : p);
         },
       });
     });
