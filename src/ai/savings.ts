@@ -198,10 +198,25 @@ export function savingsReport(): SavingsReport {
  */
 export function exportToOpenTelemetry(savings: Savings, meterName = 'idem'): void {
   type Counter = { add(value: number, attributes?: Record<string, string>): void };
-  let counters: { dup: Counter; tokens: Counter; cost: Counter } | null | undefined;
+  type Api = typeof import('@opentelemetry/api');
+  let api: Api | null | undefined;
+  // the counters follow the global MeterProvider: an SDK registered later is picked up
+  let provider: unknown;
+  let counters: { dup: Counter; tokens: Counter; cost: Counter } | undefined;
   const loading = import('@opentelemetry/api').then(
-    (api) => {
-      const meter = api.metrics.getMeter(meterName);
+    (module) => {
+      api = module;
+    },
+    () => {
+      api = null;
+    },
+  );
+  const emit = (saved: Saved) => {
+    if (!api) return;
+    const current = api.metrics.getMeterProvider();
+    if (current !== provider || !counters) {
+      provider = current;
+      const meter = current.getMeter(meterName);
       counters = {
         dup: meter.createCounter('idem.llm.duplicate_calls_suppressed', {
           description: 'LLM calls answered by idem instead of the provider',
@@ -209,13 +224,7 @@ export function exportToOpenTelemetry(savings: Savings, meterName = 'idem'): voi
         tokens: meter.createCounter('idem.llm.tokens_saved', { unit: '{token}' }),
         cost: meter.createCounter('idem.llm.cost_saved', { unit: 'USD' }),
       };
-    },
-    () => {
-      counters = null;
-    },
-  );
-  const emit = (saved: Saved) => {
-    if (!counters) return;
+    }
     const at = { provider: saved.provider, model: saved.model };
     counters.dup.add(1, at);
     for (const kind of ['input', 'cached', 'output'] as const) {
@@ -224,7 +233,7 @@ export function exportToOpenTelemetry(savings: Savings, meterName = 'idem'): voi
     if (saved.costUsd !== undefined) counters.cost.add(saved.costUsd, at);
   };
   savings.onSaved((saved) => {
-    if (counters === undefined) void loading.then(() => emit(saved));
+    if (api === undefined) void loading.then(() => emit(saved));
     else emit(saved);
   });
 }
