@@ -69,7 +69,9 @@ program
         ...(opts.host !== undefined && { host: opts.host }),
       };
       if (!config.upstream && config.preset === undefined)
-        throw new InvalidArgumentError('--upstream (or "upstream" in --config, or a --preset) is required');
+        throw new InvalidArgumentError(
+          '--upstream (or "upstream" in --config) is required, unless a --preset gives one',
+        );
       const gateway = await createGateway(config as GatewayConfig);
       const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
       await closeOnFailure(gateway, () => checkStore(gateway.store, spec));

@@ -148,7 +148,16 @@ describe('gateway preset: a provider failure, then success', () => {
     server.set({ overloadedStreams: 1 });
     const c = anthropic({ maxRetries: 0 });
     const key = uniq('overloaded');
+    const released = () =>
+      anthropicGw.metrics.registry
+        .getSingleMetric('idem_releases_total')!
+        .get()
+        .then((m) => m.values.reduce((n, v) => n + v.value, 0));
+    const before = await released();
     await expect(anthropicStream(c, key)).rejects.toThrow(/overloaded/i);
+    // the SDK throws at the error event; the gateway releases the key a moment later
+    for (let i = 0; i < 100 && (await released()) === before; i++)
+      await new Promise((r) => setTimeout(r, 20));
     expect(await anthropicStream(c, key)).toBe(ANSWER); // the server bills only the second
     expect([server.requests, server.billed]).toEqual([2, 1]);
   });
