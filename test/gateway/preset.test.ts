@@ -82,6 +82,17 @@ describe('preset config', () => {
     expect(responseFacts('anthropic', 'text/event-stream', `${cut}event: error\ndata: {}\n\n`).unbilled).toBe(
       true,
     );
+    // a Responses stream that failed before any output text: not billed (released)
+    const failed = 'event: response.created\ndata: {}\n\nevent: error\ndata: {"type":"error"}\n\n';
+    expect(responseFacts('openai', 'text/event-stream', failed)).toMatchObject({
+      complete: false,
+      unbilled: true,
+    });
+    const begun = 'event: response.output_text.delta\ndata: {}\n\nevent: error\ndata: {}\n\n';
+    expect(responseFacts('openai', 'text/event-stream', begun)).toMatchObject({
+      complete: false,
+      unbilled: false,
+    });
     expect(responseFacts('openai', 'application/json', '{"usage":{"prompt_tokens":1}}')).toEqual({
       usage: { prompt_tokens: 1 },
       complete: true,
