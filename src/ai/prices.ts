@@ -65,7 +65,8 @@ export interface Tokens {
 
 /**
  * Normalizes a usage object (OpenAI chat `prompt_tokens`…, Responses `input_tokens`…,
- * Anthropic `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`).
+ * Anthropic `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`, the AI
+ * SDK's `inputTokens` / `outputTokens`).
  * OpenAI counts cached tokens inside the input; Anthropic apart: both come out apart.
  *
  * @example
@@ -75,6 +76,21 @@ export interface Tokens {
 export function tokensOf(usage: Usage | undefined): Tokens {
   if (!usage) return { input: 0, cached: 0, output: 0 };
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+  // the AI SDK's usage: { inputTokens: { total, noCache, cacheRead, cacheWrite }, outputTokens: { total } }
+  const input = usage.inputTokens as Record<string, unknown> | number | undefined;
+  if (typeof input === 'object' && input !== null) {
+    const cached = n(input.cacheRead);
+    const noCache = input.noCache === undefined ? n(input.total) - cached : n(input.noCache);
+    return {
+      input: Math.max(0, noCache),
+      cached,
+      output: n((usage.outputTokens as Record<string, unknown> | undefined)?.total),
+    };
+  }
+  if (typeof input === 'number') {
+    const cached = Math.min(input, n(usage.cachedInputTokens));
+    return { input: n(input) - cached, cached, output: n(usage.outputTokens) };
+  }
   const details = (usage.prompt_tokens_details ?? usage.input_tokens_details) as
     | { cached_tokens?: unknown }
     | undefined;

@@ -5,7 +5,9 @@
  * OpenTelemetry export through @opentelemetry/api's global MeterProvider.
  */
 import { metrics } from '@opentelemetry/api';
+import { generateText, wrapLanguageModel } from 'ai';
 import { createIdem, memoryStore } from 'idem';
+import { idemMiddleware } from 'idem/ai-sdk';
 import { createSavings, savingsReport, withIdem } from 'idem/openai';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ import {
 } from '../../src/ai/prices.ts';
 import { exportToOpenTelemetry } from '../../src/ai/savings.ts';
 import { InvalidOptionError } from '../../src/core/errors.ts';
+import { bareModel } from './ai-sdk-model.ts';
 import { chat } from './drivers.ts';
 import { startServer, type TestServer } from './server.ts';
 
@@ -38,6 +41,17 @@ describe('tokens and prices', () => {
         output_tokens: 9,
       }),
     ).toEqual({ input: 5, cached: 100, output: 9 });
+    expect(
+      tokensOf({
+        inputTokens: { total: 12, noCache: 4, cacheRead: 8, cacheWrite: undefined },
+        outputTokens: { total: 5, text: 5, reasoning: undefined },
+      }),
+    ).toEqual({ input: 4, cached: 8, output: 5 });
+    expect(tokensOf({ inputTokens: 10, outputTokens: 3, cachedInputTokens: 2 })).toEqual({
+      input: 8,
+      cached: 2,
+      output: 3,
+    });
     expect(tokensOf(undefined)).toEqual({ input: 0, cached: 0, output: 0 });
     expect(tokensOf({ prompt_tokens: 'x', completion_tokens: -1 })).toEqual({
       input: 0,
@@ -133,6 +147,32 @@ describe('in-process wrappers count what they suppress', () => {
     await client.chat.completions.create(chat, { idempotencyKey: 'p' });
     await client.chat.completions.create(chat, { idempotencyKey: 'p' });
     expect(savingsReport().duplicatesSuppressed).toBe(before + 1);
+    await idem.close();
+  });
+});
+
+describe('idem/ai-sdk counts what it suppresses', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(() => server.close());
+
+  it('a replayed generateText step is counted in the process report with the model and its usage', async () => {
+    const idem = createIdem({ store: memoryStore() });
+    const model = wrapLanguageModel({
+      model: bareModel(server.url, 'chat'),
+      middleware: idemMiddleware({ idem }),
+    });
+    const before = savingsReport().byModel['gpt-test']?.duplicatesSuppressed ?? 0;
+    const ask = { model, prompt: 'hi', providerOptions: { idem: { key: 'sdk-savings' } } };
+    await generateText(ask);
+    await generateText(ask);
+    expect(server.billed).toBe(1);
+    const after = savingsReport();
+    expect(after.byModel['gpt-test']?.duplicatesSuppressed).toBe(before + 1);
+    expect(after.keys[0]).toMatchObject({ provider: 'openai.chat', model: 'gpt-test', duplicates: 1 });
+    expect(after.keys[0]?.id).not.toContain('sdk-savings'); // the record id, never the raw key
     await idem.close();
   });
 });
