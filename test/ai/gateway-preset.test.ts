@@ -3,22 +3,27 @@
  * `@ai-sdk/openai`) pointed at `idem serve --preset …` in front of the local provider server:
  * billed == logical and the right answer under SDK retries after a timeout, a provider 500 then
  * success, streams interrupted by the client or cut by the upstream, a tool loop under one key,
- * two tenants with one key, 102 duplicates from 3 client processes (one gateway); streams replay
+ * two tenants with one key, 102 duplicates from 3 client processes (one gateway) and through 3
+ * `idem serve --preset openai` processes on one Redis store; streams replay
  * byte-identical; the savings counters move in /metrics and GET /savings.
  */
 import { spawn } from 'node:child_process';
 import Anthropic from '@anthropic-ai/sdk';
 import { generateText, stepCountIs, streamText, tool } from 'ai';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createGateway, type Gateway, type SavingsReport } from '../../src/gateway/index.ts';
+import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { bareModel } from './ai-sdk-model.ts';
 import { chat, message } from './drivers.ts';
 import { ANSWER } from './scenarios.ts';
 import { startServer, type TestServer } from './server.ts';
 
 const CHILD = new URL('./fixtures/gateway-child.ts', import.meta.url).pathname;
+const BIN = new URL('../../bin/idem.js', import.meta.url).pathname;
+const redisUp = await serviceAvailable('redis');
 const nth = (n: number) => ANSWER.replace('#1', `#${n}`);
 const quiet = { warn() {}, error() {} };
 
@@ -53,6 +58,20 @@ afterAll(async () => {
   await server.close();
 });
 beforeEach(() => server.reset());
+
+/** One client process of gateway-child.ts; resolves with what each of its calls got. */
+const run = (args: object) =>
+  new Promise<{ text: string; replayed: boolean }[]>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=idem-source', CHILD, JSON.stringify(args)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}`)),
+    );
+  });
 
 let n = 0;
 const uniq = (label: string) => `${label}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
@@ -339,19 +358,6 @@ describe('gateway preset: savings', () => {
 });
 
 describe('gateway preset: 102 duplicates from 3 client processes on one gateway', () => {
-  const run = (args: object) =>
-    new Promise<{ text: string; replayed: boolean }[]>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--conditions=idem-source', CHILD, JSON.stringify(args)], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d));
-      child.on('error', reject);
-      child.on('close', (code) =>
-        code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}`)),
-      );
-    });
-
   it.each(['openai', 'anthropic', 'ai'])('%s: billed once, every caller gets the one answer', async (sdk) => {
     server.set({ delayMs: 400 });
     const args = {
@@ -367,4 +373,61 @@ describe('gateway preset: 102 duplicates from 3 client processes on one gateway'
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
     expect(server.billed).toBe(1);
   });
+});
+
+describe('gateway preset: 3 gateway processes on one Redis store', () => {
+  /** `idem serve --preset openai` as a user runs it; resolves with its URL once it listens. */
+  async function serve(store: string) {
+    const child = spawn(
+      process.execPath,
+      [BIN, 'serve', '--preset', 'openai', '--upstream', server.url, '--store', store, '--port', '0'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+        const m = /idem gateway (http:\/\/[\d.:]+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`idem serve exited ${code}`)));
+    });
+    return { url, stop: () => child.kill('SIGTERM') };
+  }
+
+  it.skipIf(!redisUp)(
+    '102 duplicates, 34 through each gateway: billed once; the savings of all three add up to 101',
+    async () => {
+      server.set({ delayMs: 400 });
+      const prefix = uniqueName('idem_gwp');
+      const store = `${SERVICES.redis}?prefix=${prefix}`;
+      const gateways = await Promise.all([serve(store), serve(store), serve(store)]);
+      try {
+        const key = uniq('fleet');
+        const startAt = Date.now() + 2000;
+        const results = (
+          await Promise.all(
+            gateways.map((g) => run({ sdk: 'openai', gateway: g.url, key, count: 34, startAt })),
+          )
+        ).flat();
+        expect(results).toHaveLength(102);
+        expect(new Set(results.map((r) => r.text))).toEqual(new Set([ANSWER]));
+        expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+        expect(server.billed).toBe(1);
+        const suppressed = await Promise.all(
+          gateways.map(async (g) => {
+            const report = (await (await fetch(`${g.url}/savings`)).json()) as SavingsReport;
+            return report.duplicatesSuppressed;
+          }),
+        );
+        expect(suppressed.reduce((a, b) => a + b, 0)).toBe(101);
+      } finally {
+        for (const g of gateways) g.stop();
+        const redis = new Redis(SERVICES.redis);
+        const left = await redis.keys(`${prefix}*`);
+        if (left.length > 0) await redis.del(...left);
+        await redis.quit();
+      }
+    },
+  );
 });
