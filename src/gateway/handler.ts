@@ -273,7 +273,7 @@ export function createProxyHandler(deps: HandlerDeps) {
         } else {
           metrics.request(route.name, 'replayed');
           saved(first.r.value);
-          writeStored(res, first.r.value, true, [], route.marks);
+          writeStored(res, first.r.value, true, finalFor(route, first.r.value), route.marks);
         }
         return;
       }
@@ -309,6 +309,15 @@ export function createProxyHandler(deps: HandlerDeps) {
 
 // --- Internal helpers ---
 
+/**
+ * On LLM routes, a stored 5xx also says `retry-after-ms: 0`: the AI SDK ignores
+ * `x-should-retry` and retries any 5xx after 2 s and 4 s; told 0, its retries (replays, never
+ * billed) end in milliseconds. The openai and Anthropic SDKs stop at `x-should-retry: false`.
+ */
+function finalFor(route: CompiledRoute, value: ForwardResult): [string, string][] {
+  return route.llm && !value.release && value.status >= 500 ? [['retry-after-ms', '0']] : [];
+}
+
 function finishHolder(
   res: ServerResponse,
   state: LiveState,
@@ -317,7 +326,13 @@ function finishHolder(
 ): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
-    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : [], route.marks);
+    writeStored(
+      res,
+      value,
+      false,
+      !value.release && value.status >= 500 ? [NO_RETRY, ...finalFor(route, value)] : [],
+      route.marks,
+    );
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
 }

@@ -232,6 +232,41 @@ describe('gateway preset: streams', () => {
     },
   );
 
+  it('ai: a key whose stream was cut answers 502 at once; retry-after-ms: 0 lets the AI SDK give up in ms, not 6 s', async () => {
+    server.set({ cutAfterEvents: 3, cleanCut: true });
+    const model = bareModel(oaUrl, 'chat', 'sk-a');
+    const key = uniq('ai-cut');
+    const attempt = async () => {
+      const errors: unknown[] = [];
+      const result = streamText({
+        model,
+        prompt: 'hi',
+        ...keyed(key),
+        onError: ({ error }) => void errors.push(error),
+      });
+      try {
+        for await (const _ of result.fullStream);
+      } catch (error) {
+        errors.push(error);
+      }
+      return errors;
+    };
+    expect((await attempt()).length).toBeGreaterThan(0);
+    const started = Date.now();
+    const again = await attempt();
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(
+      JSON.stringify(
+        again.map(
+          (e) =>
+            (e as { statusCode?: number; lastError?: { statusCode?: number } }).lastError?.statusCode ??
+            (e as { statusCode?: number }).statusCode,
+        ),
+      ),
+    ).toContain('502');
+    expect(server.billed).toBe(1);
+  });
+
   it('ai: streamText through the gateway replays the same text without a second bill', async () => {
     const model = bareModel(oaUrl, 'responses', 'sk-a');
     const key = uniq('ai-stream');
