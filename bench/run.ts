@@ -12,6 +12,7 @@ import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts
 import { renderSection, type SectionResult } from './lib/report.ts';
 import { gatewaySection } from './sections/gateway.ts';
 import { journalSection } from './sections/journal.ts';
+import { llmSection } from './sections/llm.ts';
 import { memorySection } from './sections/memory.ts';
 import { postgresSection } from './sections/postgres.ts';
 import { redisSection } from './sections/redis.ts';
@@ -26,6 +27,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   gateway: gatewaySection,
   journal: journalSection,
   tools: toolsSection,
+  llm: llmSection,
 };
 
 function commandLine(argv: string[]): string {

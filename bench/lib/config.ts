@@ -13,7 +13,16 @@
  * @module
  */
 
-export const SECTIONS = ['memory', 'sqlite', 'postgres', 'redis', 'gateway', 'journal', 'tools'] as const;
+export const SECTIONS = [
+  'memory',
+  'sqlite',
+  'postgres',
+  'redis',
+  'gateway',
+  'llm',
+  'journal',
+  'tools',
+] as const;
 export type SectionId = (typeof SECTIONS)[number];
 
 export interface RunConfig {

@@ -15,8 +15,10 @@ import { replayAllowList, storableHeaders } from '../http/headers.ts';
 import { ownBytes } from '../http/outcome.ts';
 import { credentialScope, type FetchBody, readBody } from './body.ts';
 import { IndeterminateOutcomeError } from './errors.ts';
+import type { Provider } from './providers.ts';
 import { createRecording, type Recording } from './recording.ts';
 import { type Head, type LlmOutcome, LOST, passableHeaders, respond, untilAborted } from './respond.ts';
+import { processSavingsTracker, type Savings } from './savings.ts';
 import { usageOf } from './usage.ts';
 
 export { type LlmOutcome, REPLAYED_HEADER } from './respond.ts';
@@ -36,21 +38,14 @@ export interface LlmIdemOptions {
   ttl?: Duration;
   /** The claim's lease, renewed while the call runs. Default: the idem instance's `lease`. */
   lease?: Duration;
+  /**
+   * Where suppressed duplicates are counted (tokens and money saved), or `false` for nowhere.
+   * Default: the process tracker, read with `savingsReport()` and exported to OpenTelemetry.
+   */
+  savings?: Savings | false;
 }
 
-/** What a provider adapter tells the shared call. */
-export interface Provider {
-  name: string;
-  /** Provider response headers worth replaying, besides the defaults. */
-  replayHeaders: readonly string[];
-  /** True when an SSE body ended with the provider's last event (not merely closed). */
-  streamComplete(text: string): boolean;
-  /**
-   * True when an SSE body that ended without its last event ended in a provider error before any
-   * content was generated (Anthropic's mid-stream `overloaded_error`): not billed, so released.
-   */
-  streamUnbilled?(text: string): boolean;
-}
+export type { Provider } from './providers.ts';
 
 /** One call to run: its key, the request as the SDK built it, and the caller's signal. */
 export interface LlmRequest {
@@ -77,6 +72,8 @@ export const RELEASED_STATUSES: ReadonlySet<number> = new Set([408, 409, 429, 50
 interface Pending {
   fingerprint: string;
   head: Promise<Head>;
+  /** The outcome once stored (undefined when released or failed): what a duplicate saved. */
+  final: Promise<LlmOutcome | undefined>;
 }
 
 /** Calls in flight per idem instance: two instances behave like two processes. */
@@ -101,6 +98,11 @@ export function createLlmCall(
   const waitTimeout = options.waitTimeout ?? '10m';
   const calls = inFlight.get(idem) ?? new Map<string, Pending>();
   inFlight.set(idem, calls);
+  const savings = options.savings === false ? undefined : (options.savings ?? processSavingsTracker());
+  const count = (id: string, model: string | undefined, outcome: LlmOutcome | undefined) => {
+    if (savings && outcome?.complete && outcome.status >= 200 && outcome.status < 300)
+      savings.record({ provider: provider.name, id, model, usage: outcome.usage });
+  };
 
   return async function callOnce(request, send) {
     const scope = options.scope ?? [provider.name, credentialScope(request.headers)];
@@ -108,16 +110,25 @@ export function createLlmCall(
     const { print, send: body } = await readBody(request.body);
     const { pathname, search } = new URL(request.url);
     const fingerprint = fingerprintOf({ method: request.method, path: pathname + search, body: print });
+    const model = (print as { model?: unknown } | null)?.model;
+    const modelName = typeof model === 'string' ? model : undefined;
 
     for (let shared = calls.get(recordId); shared; shared = calls.get(recordId)) {
       if (shared.fingerprint !== fingerprint) throw new FingerprintMismatchError();
       const head = await untilAborted(shared.head, request.signal);
       if (head.kind === 'done' && head.released) continue; // not ours to share: claim for ourselves
-      return respond(request.key, head, true, request.signal);
+      const response = respond(request.key, head, true, request.signal);
+      void shared.final.then((outcome) => count(recordId, modelName, outcome));
+      return response;
     }
 
     let settle!: (head: Head) => void;
-    const entry: Pending = { fingerprint, head: new Promise<Head>((resolve) => (settle = resolve)) };
+    let settleFinal!: (outcome: LlmOutcome | undefined) => void;
+    const entry: Pending = {
+      fingerprint,
+      head: new Promise<Head>((resolve) => (settle = resolve)),
+      final: new Promise((resolve) => (settleFinal = resolve)),
+    };
     calls.set(recordId, entry);
     const done = () => {
       if (calls.get(recordId) === entry) calls.delete(recordId);
@@ -167,11 +178,14 @@ export function createLlmCall(
           stored();
           done();
           const released = !r.replayed && isReleased(r.value);
+          settleFinal(released ? undefined : r.value);
+          if (r.replayed) count(recordId, modelName, r.value);
           settle({ kind: 'done', outcome: r.value, replayed: r.replayed, released });
         },
         (error: unknown) => {
           stored();
           done();
+          settleFinal(undefined);
           settle({ kind: 'error', error });
         },
       );

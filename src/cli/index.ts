@@ -3,7 +3,7 @@
  * The `idem` command.
  *
  * ```
- * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE]
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
  * idem --version
@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
+import { applyPreset } from '../gateway/llm.ts';
 import { checkStore, DEFAULT_SQLITE_PATH } from '../stores/spec.ts';
 import { checkEndpoint, formatCheck } from './check.ts';
 import { startDemo } from './demo.ts';
@@ -48,18 +49,29 @@ program
   .option('--port <n>', 'port to listen on (default 8080)', port)
   .option('--host <host>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for all)')
   .option('--config <file>', 'JSON config with routes and policies (flags override it)')
+  .option('--preset <name>', 'LLM provider preset: openai | anthropic (--upstream defaults to its API)')
   .action(
-    async (opts: { upstream?: string; store?: string; port?: number; host?: string; config?: string }) => {
+    async (opts: {
+      upstream?: string;
+      store?: string;
+      port?: number;
+      host?: string;
+      config?: string;
+      preset?: string;
+    }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
         ...file,
+        ...(opts.preset !== undefined && { preset: opts.preset as GatewayConfig['preset'] }),
         ...(opts.upstream !== undefined && { upstream: opts.upstream }),
         ...(opts.store !== undefined && { store: opts.store }),
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.host !== undefined && { host: opts.host }),
       };
-      if (!config.upstream)
-        throw new InvalidArgumentError('--upstream (or "upstream" in --config) is required');
+      if (!config.upstream && config.preset === undefined)
+        throw new InvalidArgumentError(
+          '--upstream (or "upstream" in --config) is required, unless a --preset gives one',
+        );
       const gateway = await createGateway(config as GatewayConfig);
       const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
       await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
@@ -68,7 +80,9 @@ program
           throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
         }),
       );
-      console.log(`idem gateway ${url} → ${config.upstream} (store ${describeStore(config.store)})`);
+      const upstream = config.upstream ?? applyPreset(config).upstream;
+      const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
+      console.log(`idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset})`);
       onSignal(() => gateway.close());
     },
   );

@@ -84,12 +84,29 @@ export interface RoutePolicy {
    * `Idempotency-Replay: body-omitted`. Default 16 MiB.
    */
   maxResponseBytes?: number;
+  /**
+   * The provider whose wire rules apply on this route (set by a `preset`): a stream without its
+   * last event is stored as `indeterminate-outcome`, one that failed before generating anything
+   * is released, usage is recorded for savings, and each turn of a conversation under one key
+   * is its own record. See docs/ai/gateway-preset.md.
+   */
+  llm?: 'openai' | 'anthropic';
 }
 
 /** Options of `createGateway()`, and the shape of the JSON config file. */
 export interface GatewayConfig {
-  /** The service behind the gateway: `http(s)://host:port[/base-path]`. */
-  upstream: string;
+  /**
+   * The service behind the gateway: `http(s)://host:port[/base-path]`. Required unless a
+   * `preset` gives one (the provider's public API).
+   */
+  upstream?: string;
+  /**
+   * An LLM provider preset: its billable endpoints as keyed routes with the LLM policy (see
+   * docs/ai/gateway-preset.md). `routes` and `defaults` given with it are applied over it.
+   */
+  preset?: 'openai' | 'anthropic';
+  /** Prices (USD per million tokens) over the shipped defaults, for the savings of `preset` routes. */
+  prices?: Record<string, { input: number; output: number; cachedInput?: number }>;
   /** A `Store`, or a spec: `memory`, `sqlite:PATH`, `postgres://…`, `redis://…`. Default `sqlite:.idem/gateway.db`. */
   store?: string | Store;
   port?: number;
@@ -124,7 +141,13 @@ export interface GatewayConfig {
   /** First match wins. Requests no route matches pass through. Default: one route `/*`. */
   routes?: RoutePolicy[];
   /** Paths the gateway answers itself, or `false` to turn one off. */
-  endpoints?: { health?: string | false; metrics?: string | false; policy?: string | false };
+  endpoints?: {
+    health?: string | false;
+    metrics?: string | false;
+    policy?: string | false;
+    /** LLM savings as JSON (`GET`). Default `/savings` with a `preset`, else off. */
+    savings?: string | false;
+  };
   /** Linked (`rel="describedby"`) from 400 `missing-key` answers. Default: the policy endpoint. */
   docsUrl?: string;
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
@@ -139,6 +162,8 @@ export interface GatewayConfig {
 
 const TOP_KEYS = new Set([
   'upstream',
+  'preset',
+  'prices',
   'store',
   'port',
   'host',
@@ -204,7 +229,7 @@ export function checkConfigFields(config: object, known: readonly string[] = [..
   if (endpoints !== undefined) {
     if (typeof endpoints !== 'object' || endpoints === null)
       throw new InvalidOptionError('endpoints must be an object');
-    checkKnownOptions(endpoints, ['health', 'metrics', 'policy'], 'endpoints.');
+    checkKnownOptions(endpoints, ['health', 'metrics', 'policy', 'savings'], 'endpoints.');
     const seen = new Map<string, string>();
     for (const [name, path] of Object.entries(endpoints)) {
       if (path === false) continue;

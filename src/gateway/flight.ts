@@ -16,6 +16,7 @@
  * @module
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ForwardResult } from './respond.ts';
 
 /** The head a joiner receives. */
 export interface FlightHead {
@@ -39,7 +40,9 @@ export interface Flight {
   /** Joins `res` from offset 0. False when the flight cannot be joined (no head, or chunks dropped). */
   join(res: ServerResponse): boolean;
   /** The holder is done: `true` ends joiners; `false` (the upstream broke off) destroys them. */
-  settle(ok: boolean): void;
+  settle(ok: boolean, outcome?: ForwardResult): void;
+  /** The holder's stored outcome once settled (undefined when none was stored). */
+  readonly outcome: Promise<ForwardResult | undefined>;
 }
 
 /**
@@ -58,10 +61,13 @@ export function createFlight(fingerprint: string): Flight {
   let chunks: Buffer[] | undefined = [];
   let settled: boolean | undefined;
   const joiners = new Set<ServerResponse>();
+  let resolveOutcome!: (outcome: ForwardResult | undefined) => void;
+  const outcome = new Promise<ForwardResult | undefined>((r) => (resolveOutcome = r));
 
   return {
     fingerprint,
     head,
+    outcome,
     start(h) {
       current = h; // the holder builds the joiners' head (allow-listed headers and replay markers)
       resolveHead(h);
@@ -84,9 +90,10 @@ export function createFlight(fingerprint: string): Flight {
       }
       return true;
     },
-    settle(ok) {
+    settle(ok, stored) {
       settled = ok;
       resolveHead(undefined);
+      resolveOutcome(ok ? stored : undefined);
       for (const res of joiners) {
         if (ok) res.end();
         else res.destroy();

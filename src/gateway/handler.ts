@@ -12,6 +12,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Savings } from '../ai/savings.ts';
 import type { Idem, RunOptions } from '../core/engine.ts';
 import { FingerprintMismatchError, InProgressError, StoreUnavailableError } from '../core/errors.ts';
 import { sameFingerprint } from '../core/keys.ts';
@@ -22,6 +23,7 @@ import { type IncomingLike, type KeyRules, NO_RETRY, prepareKeyed, refusalFor } 
 import { parseTarget } from '../http/target.ts';
 import { createFlight, type Flight } from './flight.ts';
 import { bypass, clientGone, deadline, forwardedFor, GONE, headerLines, refuse, TIMED_OUT } from './io.ts';
+import { type LlmRequestFacts, requestFacts } from './llm.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
 import { type ForwardResult, upstreamRequestHeaders, writeProblem, writeStored } from './respond.ts';
@@ -40,6 +42,8 @@ export interface HandlerDeps {
   upstream: Upstream;
   routes: readonly CompiledRoute[];
   metrics: GatewayMetrics;
+  /** Where suppressed duplicates on LLM routes are counted. */
+  savings?: Savings;
   namespace: string;
   keyHeader: string;
   downstreamKeyHeader: string | false;
@@ -123,14 +127,17 @@ export function createProxyHandler(deps: HandlerDeps) {
         metrics.request(route.name, 'rejected');
         return refuse(req, res, prepared.refusal, route.marks);
       }
-      const { key, scope, fingerprint, body } = prepared;
+      const { key: clientKey, scope, fingerprint, body } = prepared;
+      // LLM routes: each turn of a conversation sent under one key is its own record
+      const facts = route.llm ? requestFacts(body) : undefined;
+      const key = facts?.turn === undefined ? clientKey : `${clientKey}#turn-${facts.turn}`;
       const request: ForwardRequest = {
         method,
         url,
         headers: upstreamRequestHeaders(req.rawHeaders, drop, false, forwarded),
         body: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
       };
-      await run(route, key, scope, fingerprint, request, res);
+      await run(route, key, scope, fingerprint, request, res, clientKey, facts);
     } catch (error) {
       const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       logError(`[idem gateway] request failed on route ${routeName}: ${why}`);
@@ -166,8 +173,21 @@ export function createProxyHandler(deps: HandlerDeps) {
     fingerprint: string,
     request: ForwardRequest,
     res: ServerResponse,
+    clientKey: string,
+    facts: LlmRequestFacts | undefined,
   ): Promise<void> {
     const gone = clientGone(res);
+    let storedOutcome: ForwardResult | undefined;
+    const saved = (value: ForwardResult | undefined) => {
+      if (!route.llm || !deps.savings || !value?.llm || value.status < 200 || value.status >= 300) return;
+      recordId ||= idem.ids(engineKey(key), scope).recordId;
+      deps.savings.record({
+        provider: route.llm,
+        id: recordId,
+        model: value.llm.model,
+        usage: value.llm.usage,
+      });
+    };
     let flight: Flight | undefined;
     let recordId = '';
     if (route.concurrency === 'attach') {
@@ -196,6 +216,7 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (head && live.join(res)) {
           metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
           metrics.request(route.name, 'attached');
+          void live.outcome.then(saved);
           return;
         }
       } else {
@@ -216,7 +237,7 @@ export function createProxyHandler(deps: HandlerDeps) {
     };
     let started = false;
     let startedAt = 0;
-    const action = recordingAction(deps, route, request, res, state, flight, key);
+    const action = recordingAction(deps, route, request, res, state, flight, clientKey, facts);
     // A duplicate whose holder released the key (503, refused) is re-run by the engine, with
     // this action; one whose client went away runs nothing (the engine releases the key again).
     const execution = idem.execute(
@@ -247,10 +268,12 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (started) route.retry.record(Date.now() - startedAt);
         if (!first.r.replayed) {
           metrics.request(route.name, 'executed');
+          if (!first.r.value.release) storedOutcome = first.r.value;
           finishHolder(res, state, first.r.value, route);
         } else {
           metrics.request(route.name, 'replayed');
-          writeStored(res, first.r.value, true, [], route.marks);
+          saved(first.r.value);
+          writeStored(res, first.r.value, true, finalFor(route, first.r.value), route.marks);
         }
         return;
       }
@@ -277,7 +300,7 @@ export function createProxyHandler(deps: HandlerDeps) {
     } finally {
       gone.dispose();
       if (flight) {
-        flight.settle(!state.broken);
+        flight.settle(!state.broken, storedOutcome);
         if (flights.get(recordId) === flight) flights.delete(recordId);
       }
     }
@@ -285,6 +308,15 @@ export function createProxyHandler(deps: HandlerDeps) {
 }
 
 // --- Internal helpers ---
+
+/**
+ * On LLM routes, a stored 5xx also says `retry-after-ms: 0`: the AI SDK ignores
+ * `x-should-retry` and retries any 5xx after 2 s and 4 s; told 0, its retries (replays, never
+ * billed) end in milliseconds. The openai and Anthropic SDKs stop at `x-should-retry: false`.
+ */
+function finalFor(route: CompiledRoute, value: ForwardResult): [string, string][] {
+  return route.llm && !value.release && value.status >= 500 ? [['retry-after-ms', '0']] : [];
+}
 
 function finishHolder(
   res: ServerResponse,
@@ -294,7 +326,13 @@ function finishHolder(
 ): void {
   // a synthetic answer (abandoned lease, upstream failure); a stored 5xx is final for this key
   if (!state.headWritten)
-    writeStored(res, value, false, !value.release && value.status >= 500 ? [NO_RETRY] : [], route.marks);
+    writeStored(
+      res,
+      value,
+      false,
+      !value.release && value.status >= 500 ? [NO_RETRY, ...finalFor(route, value)] : [],
+      route.marks,
+    );
   else if (state.broken) res.destroy();
   else if (!res.destroyed) res.end();
 }

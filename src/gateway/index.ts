@@ -17,6 +17,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { resolvePrices } from '../ai/prices.ts';
+import { createSavings, type Savings } from '../ai/savings.ts';
 import { toMs } from '../core/duration.ts';
 import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
@@ -25,14 +27,17 @@ import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import { checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
+import { applyPreset } from './llm.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { compileRoutes } from './routes.ts';
 import { createUpstream, type Upstream } from './upstream.ts';
 
+export type { Savings, SavingsReport } from '../ai/savings.ts';
 export { redact, storeFromSpec } from '../stores/spec.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
+export { applyPreset, type PresetName } from './llm.ts';
 export type { GatewayMetrics } from './metrics.ts';
 
 /** A running (or ready to run) gateway. */
@@ -41,16 +46,19 @@ export interface Gateway {
   readonly idem: Idem;
   readonly store: Store;
   readonly metrics: GatewayMetrics;
+  /** Duplicate LLM calls suppressed on `preset` / `llm` routes: tokens and money saved. */
+  readonly savings: Savings;
   /** Listens on `port` / `host` (defaults from the config, then 8080 and 127.0.0.1); answers the URL. */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops accepting, waits for in-flight requests, closes the upstream pool and the store it opened. */
   close(): Promise<void>;
 }
 
-const DEFAULT_ENDPOINTS = {
+const DEFAULT_ENDPOINTS: Record<'health' | 'metrics' | 'policy' | 'savings', string | false> = {
   health: '/healthz',
   metrics: '/metrics',
   policy: '/.well-known/idempotency-policy',
+  savings: false,
 };
 const HEALTH_ID = 'idem-gateway-healthz';
 
@@ -62,11 +70,12 @@ const HEALTH_ID = 'idem-gateway-healthz';
  * const gateway = await createGateway({ upstream: 'http://127.0.0.1:4000', store: 'sqlite:.idem/gw.db' });
  * const url = await gateway.listen(0);
  */
-export async function createGateway(config: GatewayConfig): Promise<Gateway> {
+export async function createGateway(options: GatewayConfig): Promise<Gateway> {
+  if (options && typeof options === 'object') checkConfigFields(options);
+  const config = options && typeof options === 'object' ? applyPreset(options) : options;
   if (!config || typeof config.upstream !== 'string') {
-    throw new InvalidOptionError('createGateway needs { upstream: "http://host:port" }');
+    throw new InvalidOptionError('createGateway needs { upstream: "http://host:port" } (or a preset)');
   }
-  checkConfigFields(config);
   const routes = compileRoutes(config.routes, config.defaults);
   const keyHeader = (config.keyHeader ?? 'idempotency-key').toLowerCase();
   const downstreamKeyHeader: string | false =
@@ -93,6 +102,8 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     ? await storeFromSpec((config.store as string) ?? `sqlite:${DEFAULT_SQLITE_PATH}`)
     : (config.store as Store);
   const metrics = gatewayMetrics();
+  const savings = createSavings({ prices: resolvePrices(config.prices, 'prices') });
+  savings.onSaved(metrics.llmSaved);
   const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
   const idem = createIdem({
     store: metrics.instrument(store),
@@ -112,6 +123,7 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     upstream,
     routes,
     metrics,
+    savings,
     namespace: config.namespace ?? 'gateway',
     logger: config.logger ?? console,
     ...facts,
@@ -125,6 +137,10 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
       const url = req.url;
       if (url === endpoints.health) return void health(store, upstream, res);
       if (url === endpoints.metrics) return void sendMetrics(metrics, res);
+      if (endpoints.savings && url === endpoints.savings) {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        return void res.end(JSON.stringify(savings.report()));
+      }
       if (url === endpoints.policy) {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
         return void res.end(policyJson);
@@ -147,6 +163,7 @@ export async function createGateway(config: GatewayConfig): Promise<Gateway> {
     idem,
     store,
     metrics,
+    savings,
     listen(port = config.port ?? 8080, host = config.host ?? '127.0.0.1') {
       return new Promise((resolve, reject) => {
         server.once('error', reject);

@@ -19,10 +19,14 @@
  * | `idem_gateway_requests_total` | counter | `route`, `result` |
  * | `idem_gateway_requests_without_key_total` | counter | `route` |
  * | `idem_gateway_upstream_errors_total` | counter | `phase` (`before_send`, `after_send`) |
+ * | `idem_llm_duplicate_calls_suppressed_total` | counter | `provider`, `model` (LLM routes: answered without calling the provider) |
+ * | `idem_llm_tokens_saved_total` | counter | `kind` (`input`, `cached`, `output`) |
+ * | `idem_llm_cost_saved_usd_total` | counter | `model` (models in the price table) |
  *
  * @module
  */
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { Saved } from '../ai/savings.ts';
 import type { IdemEvent } from '../core/events.ts';
 import type { Store } from '../core/store.ts';
 
@@ -44,6 +48,8 @@ export interface GatewayMetrics {
   request(route: string, result: RequestResult): void;
   withoutKey(route: string): void;
   upstreamError(phase: 'before_send' | 'after_send'): void;
+  /** One duplicate LLM call suppressed, and what it saved. */
+  llmSaved(saved: Saved): void;
   /** Wraps a store so every operation's latency is observed. */
   instrument(store: Store): Store;
 }
@@ -87,6 +93,17 @@ export function gatewayMetrics(): GatewayMetrics {
   const upstreamErrors = counter('idem_gateway_upstream_errors_total', 'Upstream failures by phase', [
     'phase',
   ]);
+  const suppressed = counter(
+    'idem_llm_duplicate_calls_suppressed_total',
+    'Duplicate LLM calls answered from a stored or shared outcome instead of the provider',
+    ['provider', 'model'],
+  );
+  const tokensSaved = counter('idem_llm_tokens_saved_total', 'Tokens not billed again, by kind', ['kind']);
+  const costSaved = counter(
+    'idem_llm_cost_saved_usd_total',
+    'USD not billed again, at the price table (models it lists)',
+    ['model'],
+  );
   const storeLatency = new Histogram({
     name: 'idem_store_latency_seconds',
     help: 'Store operation latency',
@@ -164,6 +181,13 @@ export function gatewayMetrics(): GatewayMetrics {
     },
     withoutKey: (route) => withoutKey.labels(route).inc(),
     upstreamError: (phase) => upstreamErrors.labels(phase).inc(),
+    llmSaved(saved) {
+      suppressed.labels(saved.provider, saved.model).inc();
+      for (const kind of ['input', 'cached', 'output'] as const) {
+        if (saved.tokens[kind] > 0) tokensSaved.labels(kind).inc(saved.tokens[kind]);
+      }
+      if (saved.costUsd !== undefined) costSaved.labels(saved.model).inc(saved.costUsd);
+    },
     instrument(store) {
       const wrapped: Store = {
         name: store.name,

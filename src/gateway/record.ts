@@ -23,6 +23,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import type { ActionContext } from '../core/engine.ts';
 import { echoesKey } from '../http/headers.ts';
 import type { Flight } from './flight.ts';
+import { type LlmRequestFacts, responseFacts } from './llm.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import {
   clientResponseHeaders,
@@ -59,6 +60,7 @@ export function recordingAction(
   state: LiveState,
   flight: Flight | undefined,
   clientKey: string,
+  facts?: LlmRequestFacts,
 ) {
   return (ctx: ActionContext): Promise<ForwardResult> | ForwardResult => {
     if (ctx.mayHaveRun && route.onAbandoned === 'fail') {
@@ -117,7 +119,14 @@ export function recordingAction(
           }
         },
         onEnd() {
-          resolve({ status, headers: stored, bytes, ...bodyOf(chunks, bytes), ...(release && { release }) });
+          const result: ForwardResult = {
+            status,
+            headers: stored,
+            bytes,
+            ...bodyOf(chunks, bytes),
+            ...(release && { release }),
+          };
+          resolve(route.llm && !release ? llmOutcome(route.llm, result, state, facts) : result);
         },
         onError(error, sent, timeout) {
           deps.metrics.upstreamError(sent ? 'after_send' : 'before_send');
@@ -128,11 +137,39 @@ export function recordingAction(
           }
           if (state.headWritten) state.broken = true;
           const p: StoredResponse = problem(timeout ? 'upstream-timeout' : 'indeterminate-outcome', detail);
-          resolve(route.outcome(p.status) === 'release' ? { ...p, release: true } : p);
+          // on an LLM route the provider may have billed what it began to send: never released
+          resolve(!route.llm && route.outcome(p.status) === 'release' ? { ...p, release: true } : p);
         },
       });
     });
   };
+}
+
+/**
+ * An LLM route's outcome: a stream that ended without the provider's last event is broken for
+ * the client and stored as `indeterminate-outcome` (never as complete); one that failed before
+ * generating anything was not billed and is released; otherwise the usage is kept for savings.
+ */
+function llmOutcome(
+  provider: NonNullable<CompiledRoute['llm']>,
+  result: ForwardResult,
+  state: LiveState,
+  facts: LlmRequestFacts | undefined,
+): ForwardResult {
+  if (result.body === null) return result; // over maxResponseBytes: stored omitted, as any route
+  const text = typeof result.body === 'string' ? result.body : Buffer.from(result.body).toString('utf8');
+  const contentType = result.headers.find(([name]) => name === 'content-type')?.[1];
+  const read = responseFacts(provider, contentType, text);
+  if (read.unbilled) return { ...result, release: true };
+  if (!read.complete) {
+    if (state.headWritten) state.broken = true;
+    return problem(
+      'indeterminate-outcome',
+      'the provider closed the stream before its last event: the call was billed, its answer is incomplete; use a new key to run it again',
+    );
+  }
+  const model = facts?.model;
+  return { ...result, llm: { ...(model && { model }), ...(read.usage && { usage: read.usage }) } };
 }
 
 /** `headers` with every value that echoes `downstreamKey` replaced by the client's key. */

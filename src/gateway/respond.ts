@@ -5,6 +5,7 @@
  * @module
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Usage } from '../ai/usage.ts';
 import { connectionTokens, HOP_BY_HOP, isNeverReplayed } from '../http/headers.ts';
 import { DEFAULT_MARKS, markerHeaders, type ReplayMarks } from '../http/outcome.ts';
 import { type ProblemType, problemBody } from '../http/problem.ts';
@@ -20,6 +21,8 @@ export interface StoredResponse {
   bytes: number;
   /** True when the body was over `maxResponseBytes` and not stored. */
   omitted?: boolean;
+  /** On LLM routes: the model asked for and the usage the provider reported (for savings). */
+  llm?: { model?: string; usage?: Usage };
 }
 
 /** What the action hands back: the stored response, or one that released the key. */

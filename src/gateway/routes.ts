@@ -15,6 +15,7 @@ import type { ReplayMarks } from '../http/outcome.ts';
 import { defaultOutcomePolicy, type OutcomeDecision } from '../http/policy.ts';
 import { createRetryEstimator, type RetryEstimator } from '../http/retry.ts';
 import type { Concurrency, KeyMode, RoutePolicy } from './config.ts';
+import { type PresetName, presetName } from './llm.ts';
 
 /** A route ready for the hot path. */
 export interface CompiledRoute {
@@ -41,6 +42,8 @@ export interface CompiledRoute {
   maxKeyLength: number;
   /** The replay marker and should-retry header names. */
   marks: ReplayMarks;
+  /** The LLM provider rules of this route, if any. */
+  llm: PresetName | undefined;
 }
 
 const ROUTE_KEYS = new Set([
@@ -64,6 +67,7 @@ const ROUTE_KEYS = new Set([
   'maxKeyLength',
   'replayHeader',
   'shouldRetryHeaders',
+  'llm',
 ]);
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);
 export const DEFAULT_RESPONSE_LIMIT = 16 * 1024 * 1024;
@@ -148,6 +152,7 @@ function compileRoute(r: RoutePolicy, where: string): CompiledRoute {
       replayed: headerNames(r.replayHeader ?? 'Idempotent-Replayed', `${where}.replayHeader`),
       noRetry: headerNames(r.shouldRetryHeaders ?? ['x-should-retry'], `${where}.shouldRetryHeaders`, false),
     },
+    llm: r.llm === undefined ? undefined : presetName(r.llm, `${where}.llm`),
   };
 }
 

@@ -33,6 +33,8 @@ export interface KeyedCall {
   fingerprint: string;
   /** The parameters for the wrapped model: no `providerOptions.idem`, the header set to `key`. */
   params: CallParams;
+  /** The wrapped model, for the savings of suppressed duplicates. */
+  model: { provider: string; modelId: string };
 }
 
 /**
@@ -80,6 +82,7 @@ export function keyedCall(
       params: urlsAsText(fingerprinted),
     }),
     params: forwarded,
+    model: { provider: model.provider, modelId: model.modelId },
   };
 }
 

@@ -10,6 +10,8 @@ import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
 import { FingerprintMismatchError } from '../../core/errors.ts';
 import { untilAborted } from '../respond.ts';
+import { processSavingsTracker } from '../savings.ts';
+import type { Usage } from '../usage.ts';
 import type { KeyedCall } from './keys.ts';
 import { LOST, type ModelOutcome } from './outcome.ts';
 import type { PartsRecording } from './parts.ts';
@@ -45,6 +47,8 @@ export interface OnceOptions {
 interface Pending {
   fingerprint: string;
   head: Promise<Head>;
+  /** The stored outcome, once there is one: what a duplicate saved. */
+  final: Promise<ModelOutcome | undefined>;
 }
 
 /** Calls in flight per idem instance: two instances behave like two processes. */
@@ -70,13 +74,16 @@ export async function callOnce(
   if (shared) {
     if (shared.fingerprint !== call.fingerprint) throw new FingerprintMismatchError();
     const head = await untilAborted(shared.head, options.signal);
+    void shared.final.then((outcome) => countSaved(call, recordId, outcome));
     return { head, replayed: true };
   }
 
   let settle!: (head: Head) => void;
+  let settleFinal!: (outcome: ModelOutcome | undefined) => void;
   const entry: Pending = {
     fingerprint: call.fingerprint,
     head: new Promise<Head>((resolve) => (settle = resolve)),
+    final: new Promise((resolve) => (settleFinal = resolve)),
   };
   calls.set(recordId, entry);
   let stored!: () => void;
@@ -107,9 +114,34 @@ export async function callOnce(
       },
     )
     .then(
-      (r) => finish({ kind: 'done', outcome: r.value, replayed: r.replayed }),
-      (error: unknown) => finish({ kind: 'error', error }),
+      (r) => {
+        settleFinal(r.value);
+        if (r.replayed) countSaved(call, recordId, r.value);
+        finish({ kind: 'done', outcome: r.value, replayed: r.replayed });
+      },
+      (error: unknown) => {
+        settleFinal(undefined);
+        finish({ kind: 'error', error });
+      },
     );
   const head = await untilAborted(entry.head, options.signal);
   return { head, replayed: head.kind === 'done' && head.replayed };
+}
+
+/**
+ * Counts a duplicate answered from `outcome` into the process savings (`savingsReport()`,
+ * OpenTelemetry): the usage of a generated answer or of a complete stream's finish part.
+ */
+function countSaved(call: KeyedCall, id: string, outcome: ModelOutcome | undefined): void {
+  let usage: unknown;
+  if (outcome?.kind === 'generate') usage = outcome.result.usage;
+  else if (outcome?.kind === 'stream' && outcome.complete)
+    usage = (outcome.parts.find((p) => p.type === 'finish') as { usage?: unknown } | undefined)?.usage;
+  else return;
+  processSavingsTracker().record({
+    provider: call.model.provider,
+    id,
+    model: call.model.modelId,
+    usage: usage as Usage | undefined,
+  });
 }

@@ -10,10 +10,18 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createLlmCall, type LlmIdemOptions, type Provider } from '../call.ts';
+import { createLlmCall, type LlmIdemOptions } from '../call.ts';
+import { ANTHROPIC } from '../providers.ts';
 
 export { type LlmOutcome, RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
+export {
+  DEFAULT_PRICES,
+  type ModelPrice,
+  PRICES_AS_OF,
+  type PriceTable,
+} from '../prices.ts';
+export { createSavings, type Savings, type SavingsReport, savingsReport } from '../savings.ts';
 export type { Usage } from '../usage.ts';
 
 /** The request a middleware sees (the SDK's `APIRequest`): a `RequestInit` with its `url`. */
@@ -47,14 +55,7 @@ export type AnthropicIdemOptions = LlmIdemOptions;
  */
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
-const BILLABLE = /\/v1\/(messages|messages\/batches|complete)$/;
-
-const anthropic: Provider = {
-  name: 'anthropic',
-  replayHeaders: ['anthropic-organization-id'],
-  streamComplete: (text) => /^event: message_stop\s*$/m.test(text) || /^event: completion\s*$/m.test(text),
-  streamUnbilled: (text) => /^event: error\s*$/m.test(text) && !/^event: content_block_delta\s*$/m.test(text),
-};
+const BILLABLE = ANTHROPIC.billable;
 
 /**
  * The middleware `withIdem` adds, for a client you build yourself:
@@ -66,7 +67,7 @@ const anthropic: Provider = {
  * const client = new Anthropic({ middleware: [logger, idemMiddleware({ idem })] });
  */
 export function idemMiddleware(options: AnthropicIdemOptions): AnthropicMiddleware {
-  const callOnce = createLlmCall(anthropic, options);
+  const callOnce = createLlmCall(ANTHROPIC, options);
   const minted = new WeakMap<object, string>();
   return async function idem(request, next, ctx) {
     const method = (request.method ?? 'GET').toUpperCase();

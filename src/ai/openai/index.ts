@@ -14,11 +14,19 @@ import {
   StoreUnavailableError,
 } from '../../core/errors.ts';
 import { problemResponse } from '../../http/problem.ts';
-import { createLlmCall, type LlmIdemOptions, type Provider } from '../call.ts';
+import { createLlmCall, type LlmIdemOptions } from '../call.ts';
 import { isIndeterminateOutcomeError } from '../errors.ts';
+import { OPENAI } from '../providers.ts';
 
 export { type LlmOutcome, RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
+export {
+  DEFAULT_PRICES,
+  type ModelPrice,
+  PRICES_AS_OF,
+  type PriceTable,
+} from '../prices.ts';
+export { createSavings, type Savings, type SavingsReport, savingsReport } from '../savings.ts';
 export type { Usage } from '../usage.ts';
 
 /** A `fetch` as the SDK calls it. */
@@ -43,17 +51,7 @@ export interface OpenAIIdemOptions extends LlmIdemOptions {
  */
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
-const BILLABLE =
-  /\/(chat\/completions|completions|responses|embeddings|images\/(generations|edits|variations))$/;
-
-const openai: Provider = {
-  name: 'openai',
-  replayHeaders: ['openai-model', 'openai-organization', 'openai-processing-ms', 'openai-version'],
-  streamComplete: (text) =>
-    /^data: \[DONE\]\s*$/m.test(text) ||
-    /^event: response\.(completed|failed|incomplete)\s*$/m.test(text) ||
-    /"type"\s*:\s*"response\.(completed|failed|incomplete)"/.test(text),
-};
+const BILLABLE = OPENAI.billable;
 
 /**
  * A copy of `client` (same type, same options) whose billable calls are claimed in `idem`'s
@@ -76,7 +74,7 @@ const openai: Provider = {
  * );
  */
 export function withIdem<C extends OpenAIClientLike>(client: C, options: OpenAIIdemOptions): C {
-  const callOnce = createLlmCall(openai, options);
+  const callOnce = createLlmCall(OPENAI, options);
   const configured = client as unknown as { fetch?: Fetch; idempotencyHeader?: string };
   const base: Fetch = options.fetch ?? configured.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const header = configured.idempotencyHeader ?? IDEMPOTENCY_HEADER;
