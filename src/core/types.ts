@@ -5,6 +5,7 @@
  * @module
  */
 import type { Duration } from './duration.ts';
+import type { EncryptionOptions } from './encryption.ts';
 import type { IdemEvent } from './events.ts';
 import type { ActionContext } from './holder.ts';
 import type { InProgressPolicy } from './options.ts';
@@ -48,6 +49,11 @@ export interface IdemOptions {
   definitive?: (error: unknown) => boolean;
   /** Receives an event per transition, for metrics and logs. Never receives raw keys. */
   onEvent?: (event: IdemEvent) => void;
+  /**
+   * Encrypt stored outcomes at rest (AES-256-GCM, rotation by key id); see docs/engine.md,
+   * *Encryption at rest*. Off by default.
+   */
+  encryption?: EncryptionOptions;
 }
 
 /**
