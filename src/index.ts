@@ -10,6 +10,7 @@
  */
 export type { Duration } from './core/duration.ts';
 export { toMs } from './core/duration.ts';
+export type { EncryptionOptions } from './core/encryption.ts';
 export type {
   Action,
   ActionContext,

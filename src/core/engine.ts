@@ -14,6 +14,7 @@
  */
 
 import { createJournal } from '../workflow/journal.ts';
+import { outcomeCodec } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
@@ -73,6 +74,7 @@ export function createIdem(options: IdemOptions): Idem {
     recordIdOf([...baseScope, ...scopeParts(scope)], key);
 
   const emit = safeHook(options.onEvent);
+  const codec = outcomeCodec(options.encryption);
   const cache = createReplayCache(options.replayCache);
   const flights = createSingleFlight(emit);
   const lateClaims = createLateClaimUndo(store, emit);
@@ -81,8 +83,9 @@ export function createIdem(options: IdemOptions): Idem {
     emit,
     maxOutcomeBytes: options.maxOutcomeBytes ?? DEFAULT_MAX_OUTCOME_BYTES,
     definitive: options.definitive,
+    codec,
   });
-  const turns = createTurns({ store, emit, cache, hold, lateClaims });
+  const turns = createTurns({ store, emit, cache, hold, lateClaims, codec });
 
   /** The call with its options checked and merged over the instance defaults. */
   function callOf<T>(key: string, action: Action<T>, opts: RunOptions<T>): Call<T> {

@@ -16,7 +16,8 @@ export type IdemErrorCode =
   | 'lease_lost'
   | 'outcome_too_large'
   | 'indeterminate_outcome'
-  | 'divergence';
+  | 'divergence'
+  | 'outcome_unreadable';
 
 const BRAND = Symbol.for('idem.error');
 
@@ -195,6 +196,21 @@ export class DivergenceError extends IdemError {
   constructor(step: string, message = `step "${step}" was recorded with a different input`) {
     super('divergence', 409, message);
     this.step = step;
+  }
+}
+
+/**
+ * A stored outcome cannot be read back: sealed with a key id that `encryption.keys` no longer
+ * has, altered in the store, copied from another record, or plaintext where
+ * `encryption.plaintext` is `'refuse'`. HTTP 500: the record stays; fix the keys and retry.
+ *
+ * @example
+ * catch (e) { if (e instanceof OutcomeUnreadableError) log.error(e.message) }
+ */
+export class OutcomeUnreadableError extends IdemError {
+  override name = 'OutcomeUnreadableError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('outcome_unreadable', 500, message, options);
   }
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { OutcomeCodec } from './encryption.ts';
 import { OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
@@ -56,10 +57,12 @@ interface HolderDeps {
   emit: ((event: IdemEvent) => void) | undefined;
   maxOutcomeBytes: number;
   definitive?: ((error: unknown) => boolean) | undefined;
+  /** Seals outcomes before they reach the store (encryption at rest, or none). */
+  codec: OutcomeCodec;
 }
 
 /** Builds the holder routine for one engine. */
-export function createHolder({ store, emit, maxOutcomeBytes, definitive }: HolderDeps) {
+export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec }: HolderDeps) {
   return async function hold<T>(run: HolderRun<T>): Promise<T> {
     const { recordId, token, attempt, leaseMs, ttlMs } = run;
     const controller = new AbortController();
@@ -156,7 +159,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive }: Holde
       for (let i = 0; ; i++) {
         let ok: boolean;
         try {
-          ok = await store.complete(recordId, token, encoded, ttlMs);
+          ok = await store.complete(recordId, token, codec.seal(recordId, encoded), ttlMs);
         } catch (error) {
           emit?.({ type: 'store_error', recordId, error });
           // The store refused the size: store the marker instead, so retries do not re-run.

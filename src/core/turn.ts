@@ -14,7 +14,9 @@
  *
  * @module
  */
+
 import { randomUUID } from 'node:crypto';
+import type { OutcomeCodec } from './encryption.ts';
 import {
   FingerprintMismatchError,
   InProgressError,
@@ -54,6 +56,8 @@ interface TurnDeps {
   cache: ReplayCache | undefined;
   hold: ReturnType<typeof createHolder>;
   lateClaims: LateClaimUndo;
+  /** Opens stored outcomes (encryption at rest, or none). */
+  codec: OutcomeCodec;
 }
 
 /**
@@ -64,7 +68,7 @@ interface TurnDeps {
  * const turns = createTurns({ store, emit, cache, hold, lateClaims });
  * flights.start(call.recordId, call.fingerprint, (entry, setState) => turns.take(call, entry, setState));
  */
-export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) {
+export function createTurns({ store, emit, cache, hold, lateClaims, codec }: TurnDeps) {
   /** Runs `fn` on the store; any failure is emitted and becomes a StoreUnavailableError. */
   function storeCall<R>(recordId: string, fn: () => Promise<R>): Promise<R> {
     let pending: Promise<R>;
@@ -135,7 +139,7 @@ export function createTurns({ store, emit, cache, hold, lateClaims }: TurnDeps) 
     }
     if (turn.kind === 'completed') {
       const { record } = turn;
-      const outcome = record.outcome ?? '';
+      const outcome = codec.open(record.id, record.outcome ?? '');
       cache?.set(record.id, { fingerprint, outcome, attempt: record.attempt }, record.expiresAt, turn.now);
       return replay<T>(record.id, outcome, record.attempt, false);
     }

@@ -7,6 +7,7 @@
 
 import type { Runs, WorkflowBody, WorkflowOptions } from '../workflow/types.ts';
 import type { Duration } from './duration.ts';
+import type { EncryptionOptions } from './encryption.ts';
 import type { IdemEvent } from './events.ts';
 import type { ActionContext } from './holder.ts';
 import type { InProgressPolicy } from './options.ts';
@@ -50,6 +51,11 @@ export interface IdemOptions {
   definitive?: (error: unknown) => boolean;
   /** Receives an event per transition, for metrics and logs. Never receives raw keys. */
   onEvent?: (event: IdemEvent) => void;
+  /**
+   * Encrypt stored outcomes at rest (AES-256-GCM, rotation by key id); see docs/engine.md,
+   * *Encryption at rest*. Off by default.
+   */
+  encryption?: EncryptionOptions;
 }
 
 /**

@@ -5,8 +5,9 @@
  *
  * The default scope is a SHA-256 over the credentials the request carries: `Authorization`,
  * `Proxy-Authorization`, `X-API-Key` and cookies. Values are normalized first, so one caller
- * keeps one scope however its client spells them: the auth scheme's case and runs of
- * whitespace do not count, and cookies count only by name (the configured `scopeCookies`; with
+ * keeps one scope however its client spells them: whitespace around a value, the auth scheme's
+ * case and the spaces after the scheme do not count (anything inside a credential does), and
+ * cookies count only by name (the configured `scopeCookies`; with
  * none configured, all cookies, and only on a request that carries no other credential). A
  * credential header sent twice is refused (400 `duplicate-credentials`): which value would the
  * upstream believe? Requests without any credential share the one `anonymous` scope (idem
@@ -163,10 +164,14 @@ function linesOf(headers: HeaderLines, name: string): readonly string[] {
 
 /** The auth scheme is case-insensitive and whitespace is not part of a credential. */
 function normalize(name: string, value: string): string {
-  const v = value.trim().replace(/\s+/g, ' ');
+  // Only what HTTP itself ignores: optional whitespace around the field value, and for the
+  // authorization fields the scheme's case and the run of spaces after it (RFC 9110 §11.4:
+  // `auth-scheme 1*SP credentials`). Anything inside the credentials counts as sent: two values
+  // that differ there may be two callers to the upstream, so they must be two scopes.
+  const v = value.replace(/^[ \t]+|[ \t]+$/g, '');
   if (!name.endsWith('authorization')) return v;
-  const space = v.indexOf(' ');
-  return space < 0 ? v.toLowerCase() : `${v.slice(0, space).toLowerCase()} ${v.slice(space + 1)}`;
+  const m = /^([^ \t]+)[ \t]+/.exec(v);
+  return m ? `${(m[1] as string).toLowerCase()} ${v.slice(m[0].length)}` : v.toLowerCase();
 }
 
 /** The chosen cookies, sorted; null when none; undefined when one chosen name has two values. */

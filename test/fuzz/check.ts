@@ -225,3 +225,31 @@ export function probeUnhandled() {
     },
   };
 }
+
+/**
+ * Samples the process's resident set every 100 ms while a slice runs, so a leak under hostile
+ * input shows as growth: `stop()` answers the start, peak and end in MiB.
+ */
+export function sampleRss() {
+  const mib = () => process.memoryUsage().rss / 1048576;
+  const start = mib();
+  let peak = start;
+  const timer = setInterval(() => (peak = Math.max(peak, mib())), 100);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      const end = mib();
+      peak = Math.max(peak, end);
+      return {
+        start,
+        peak,
+        end,
+        text: `RSS ${start.toFixed(0)} → peak ${peak.toFixed(0)} → ${end.toFixed(0)} MiB`,
+      };
+    },
+  };
+}
+
+/** Generous per-slice timeout: 120 s, or 8 ms a request for the full run. */
+export const sliceTimeout = (requests: number) => Math.max(120_000, requests * 8);

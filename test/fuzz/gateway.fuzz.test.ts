@@ -16,10 +16,13 @@ import {
   probeUnhandled,
   report,
   runGroups,
+  sampleRss,
+  sliceTimeout,
   type Violation,
 } from './check.ts';
 
-const REQUESTS = 5200;
+/** `npm run fuzz` sets IDEM_FUZZ_REQUESTS=100000 for the full run. */
+const REQUESTS = Number(process.env.IDEM_FUZZ_REQUESTS ?? 5200);
 const ledger = createLedger();
 let upstream: http.Server;
 let gateway: Gateway;
@@ -59,37 +62,45 @@ afterAll(async () => {
 });
 
 describe('fuzz: gateway', () => {
-  it(`${REQUESTS} generated requests: documented answers only, no 5xx, no hang, at most one run per key`, async () => {
-    const probe = probeUnhandled();
-    // The gateway logs each failed request; count them instead of flooding the output.
-    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
-    const groups = generateGroups(SEED, REQUESTS, 'g');
-    const cases = new Map<string, FuzzCase>(groups.flatMap((g) => g.cases.map((c) => [c.id, c])));
-    const port = Number(new URL(url).port);
-    const { violations, sent } = await runGroups(groups, { port, url }, 24);
-    const all: Violation[] = [...violations, ...doubleRuns(ledger, cases)];
-    probe.stop();
-    const errorsLogged = logged.mock.calls.length;
-    logged.mockRestore();
-    // The gateway still serves a normal request afterwards.
-    const after = await fetch(`${url}/payments`, {
-      method: 'POST',
-      headers: {
-        'idempotency-key': 'after-fuzz',
-        authorization: 'Bearer after',
-        'content-type': 'application/json',
-      },
-      body: '{"ok":true}',
-      signal: AbortSignal.timeout(5000),
-    }).catch((e: Error) => e);
-    const text = `${report('gateway', SEED, sent, all)}\n  (the gateway logged ${errorsLogged} errors)`;
-    console.log(text);
-    expect(sent).toBeGreaterThanOrEqual(REQUESTS);
-    expect(upstreamCalls).toBeGreaterThan(0);
-    expect(probe.seen, 'unhandled rejections / uncaught exceptions').toEqual([]);
-    expect(after instanceof Response ? after.status : String(after), 'a normal request after the fuzz').toBe(
-      201,
-    );
-    expect(all.length, text).toBe(0);
-  }, 120_000);
+  it(
+    `${REQUESTS} generated requests: documented answers only, no 5xx, no hang, at most one run per key`,
+    async () => {
+      const probe = probeUnhandled();
+      // The gateway logs each failed request; count them instead of flooding the output.
+      const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+      const groups = generateGroups(SEED, REQUESTS, 'g');
+      const rss = sampleRss(); // after the cases are built: what serving them costs
+      const cases = new Map<string, FuzzCase>(groups.flatMap((g) => g.cases.map((c) => [c.id, c])));
+      const port = Number(new URL(url).port);
+      const { violations, sent } = await runGroups(groups, { port, url }, 24);
+      const all: Violation[] = [...violations, ...doubleRuns(ledger, cases)];
+      probe.stop();
+      const errorsLogged = logged.mock.calls.length;
+      logged.mockRestore();
+      // The gateway still serves a normal request afterwards.
+      const after = await fetch(`${url}/payments`, {
+        method: 'POST',
+        headers: {
+          'idempotency-key': 'after-fuzz',
+          authorization: 'Bearer after',
+          'content-type': 'application/json',
+        },
+        body: '{"ok":true}',
+        signal: AbortSignal.timeout(5000),
+      }).catch((e: Error) => e);
+      const memory = rss.stop();
+      const text = `${report('gateway', SEED, sent, all)}\n  (the gateway logged ${errorsLogged} errors; ${memory.text})`;
+      console.log(text);
+      expect(sent).toBeGreaterThanOrEqual(REQUESTS);
+      expect(memory.peak - memory.start, `RSS bounded: ${memory.text}`).toBeLessThan(512);
+      expect(upstreamCalls).toBeGreaterThan(0);
+      expect(probe.seen, 'unhandled rejections / uncaught exceptions').toEqual([]);
+      expect(
+        after instanceof Response ? after.status : String(after),
+        'a normal request after the fuzz',
+      ).toBe(201);
+      expect(all.length, text).toBe(0);
+    },
+    sliceTimeout(REQUESTS),
+  );
 });

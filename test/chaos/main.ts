@@ -1,0 +1,40 @@
+/**
+ * `npm run chaos [-- --quick] [--store sqlite,postgres,redis] [--ops N] [--seed N]`: runs the
+ * chaos harness (run.ts) on each store and prints the checker's report (check.ts); exits 1 when
+ * any duplicate effect, lost outcome, conflicting outcome or stuck key is found.
+ */
+import { parseArgs } from 'node:util';
+import { clean, formatReport } from './check.ts';
+import { type ChaosStore, FULL, QUICK, runChaos } from './run.ts';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'sqlite,postgres,redis' },
+    ops: { type: 'string' },
+    seed: { type: 'string' },
+  },
+});
+const stores = values.store.split(',').map((s) => s.trim()) as ChaosStore[];
+for (const s of stores) {
+  if (!['sqlite', 'postgres', 'redis'].includes(s)) {
+    console.error(`chaos: unknown store "${s}" (sqlite, postgres, redis)`);
+    process.exit(2);
+  }
+}
+const profile = values.quick ? QUICK : FULL;
+const seed = values.seed ? Number(values.seed) : Date.now() % 1_000_000;
+let ok = true;
+for (const store of stores) {
+  const report = await runChaos({
+    ...profile,
+    ...(values.ops && { ops: Number(values.ops) }),
+    store,
+    seed,
+    log: (line) => console.log(line),
+  });
+  console.log(formatReport(report));
+  ok &&= clean(report);
+}
+console.log(ok ? 'chaos: clean' : `chaos: FAILED (replay with --seed ${seed})`);
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,149 @@
+/**
+ * The processes of a chaos run: library workers (test/chaos/worker.ts) and `idem serve`
+ * gateways, each restartable, with their pending deliveries failed when they die.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+const WORKER = new URL('./worker.ts', import.meta.url).pathname;
+const SKEW = new URL('../stores/fixtures/redis-skew-clock.ts', import.meta.url).href;
+const IDEM_BIN = new URL('../../bin/idem.js', import.meta.url).pathname;
+
+export interface Answer {
+  op: number;
+  d: number;
+  ok: boolean;
+  value?: { op: number; by: number; attempt: number; nonce: string };
+  replayed?: boolean;
+  code?: string;
+}
+
+/** A delivery whose worker died before answering. */
+export class Lost extends Error {}
+
+/** A worker process that can be killed, frozen and replaced. */
+export interface Worker {
+  readonly id: number;
+  send(op: number, d: number, holdMs: number): Promise<Answer>;
+  kill(): void;
+  stop(): void;
+  cont(): void;
+  alive(): boolean;
+  stopped: boolean;
+}
+
+export async function startWorker(
+  id: number,
+  config: { store: string; ledger: string; leaseMs: number; bypass?: boolean },
+  skewMs: number,
+): Promise<Worker> {
+  const args = [
+    '--conditions=idem-source',
+    ...(skewMs ? ['--import', SKEW] : []),
+    WORKER,
+    JSON.stringify(config),
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) },
+  });
+  let killed = false;
+  const pending = new Map<number, { resolve: (a: Answer) => void; reject: (e: Error) => void }>();
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const msg = JSON.parse(line) as Answer & { ready?: boolean };
+    if (msg.ready) return ready();
+    pending.get(msg.d)?.resolve(msg);
+    pending.delete(msg.d);
+  });
+  child.once('exit', () => {
+    for (const p of pending.values()) p.reject(new Lost(`worker ${id} died`));
+    pending.clear();
+    ready();
+  });
+  child.stdin!.on('error', () => {}); // writes to a dead worker
+  await isReady;
+  const w: Worker = {
+    id,
+    stopped: false,
+    send(op, d, holdMs) {
+      if (!w.alive()) return Promise.reject(new Lost(`worker ${id} is dead`));
+      return new Promise((resolve, reject) => {
+        pending.set(d, { resolve, reject });
+        child.stdin!.write(`${JSON.stringify({ op, d, holdMs })}\n`);
+      });
+    },
+    kill() {
+      killed = true;
+      child.kill('SIGKILL');
+    },
+    stop() {
+      w.stopped = true;
+      child.kill('SIGSTOP');
+    },
+    cont() {
+      w.stopped = false;
+      child.kill('SIGCONT');
+    },
+    alive: () => !killed && child.exitCode === null && child.signalCode === null,
+  };
+  return w;
+}
+
+export interface GatewayProc {
+  readonly url: string;
+  kill(): void;
+  stop(): void;
+  cont(): void;
+  alive(): boolean;
+  stopped: boolean;
+  exited: Promise<void>;
+}
+
+/** `idem serve` on `port` (restarted on the same port), its clock skewed by `skewMs`. */
+export async function startGateway(port: number, configPath: string, skewMs: number): Promise<GatewayProc> {
+  const args = [
+    '--conditions=idem-source',
+    ...(skewMs ? ['--import', SKEW] : []),
+    IDEM_BIN,
+    'serve',
+    '--config',
+    configPath,
+    '--port',
+    String(port),
+  ];
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) },
+  });
+  let killed = false;
+  let log = '';
+  child.stderr.on('data', (c: Buffer) => (log = (log + c).slice(-4000)));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.includes('idem gateway')) resolve();
+    });
+    void exited.then(() => reject(new Error(`gateway on ${port} exited: ${log}`)));
+  });
+  const g: GatewayProc = {
+    url: `http://127.0.0.1:${port}`,
+    stopped: false,
+    kill() {
+      killed = true;
+      child.kill('SIGKILL');
+    },
+    stop() {
+      g.stopped = true;
+      child.kill('SIGSTOP');
+    },
+    cont() {
+      g.stopped = false;
+      child.kill('SIGCONT');
+    },
+    alive: () => !killed && child.exitCode === null && child.signalCode === null,
+    exited,
+  };
+  return g;
+}

@@ -1,0 +1,367 @@
+/**
+ * The chaos harness: thousands of logical operations, each delivered 3–5 times at once, through
+ * library workers and three `idem serve` gateways over one store, while faults are injected —
+ * SIGKILL and SIGSTOP/SIGCONT of workers and gateways mid-action, an upstream that answers 5xx,
+ * stalls or cuts the connection after acting, restarts of the store server and cut connections
+ * (private Redis and PostgreSQL servers started here), and app clocks skewed by minutes. Then
+ * it checks the history and the side-effect ledger (see check.ts).
+ *
+ * ```
+ * npm run chaos                       # every store, 10,000 operations each
+ * npm run chaos -- --quick            # the profile npm test runs
+ * npm run chaos -- --store redis --ops 2000 --seed 7
+ * ```
+ *
+ * @module
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createIdem } from 'idem';
+import { storeFromSpec } from '../../src/stores/spec.ts';
+import { type ChaosReport, checkRun, type Delivery } from './check.ts';
+import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
+import {
+  canRunPrivatePostgres,
+  freePort,
+  type PrivateService,
+  privatePostgres,
+  privateRedis,
+} from './services.ts';
+
+export type ChaosStore = 'sqlite' | 'postgres' | 'redis';
+
+export interface ChaosOptions {
+  store: ChaosStore;
+  ops: number;
+  seed: number;
+  workers: number;
+  gateways: number;
+  leaseMs: number;
+  /** Ops in flight at once. */
+  window: number;
+  /** A fault every this many ms while operations run. */
+  faultEveryMs: number;
+  /** Largest clock skew of a worker or gateway (Postgres and Redis keep time on the server). */
+  skewMs: number;
+  /** The checker's self-test: workers run actions without idem. */
+  bypass?: boolean;
+  log?: (line: string) => void;
+}
+
+export const QUICK: Omit<ChaosOptions, 'store' | 'seed'> = {
+  ops: 250,
+  workers: 3,
+  gateways: 3,
+  leaseMs: 600,
+  window: 24,
+  faultEveryMs: 250,
+  skewMs: 3 * 60_000,
+};
+export const FULL: Omit<ChaosOptions, 'store' | 'seed'> = { ...QUICK, ops: 10_000, workers: 4, window: 48 };
+
+/** mulberry32: a small seeded PRNG, so a failing run replays with its seed. */
+function prng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] as T,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs one store's chaos and answers its report. */
+export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
+  const log = o.log ?? (() => {});
+  const rand = prng(o.seed);
+  const dir = mkdtempSync(join(tmpdir(), `idem-chaos-${o.store}-`));
+  const faults: Record<string, number> = {};
+  const count = (f: string) => (faults[f] = (faults[f] ?? 0) + 1);
+  let service: PrivateService | undefined;
+  const started = Date.now();
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  try {
+    let spec: string;
+    if (o.store === 'sqlite') spec = `sqlite:${join(dir, 'chaos.db')}`;
+    else if (o.store === 'redis') {
+      service = await privateRedis();
+      spec = `${service.url}?prefix=chaos`;
+    } else {
+      if (!canRunPrivatePostgres())
+        throw new Error('cannot run a private PostgreSQL here (binaries or the postgres user missing)');
+      service = await privatePostgres();
+      spec = `${service.url}?schema=chaos`;
+    }
+    cleanups.push(() => service?.stop());
+    const skewed = o.store !== 'sqlite'; // SQLite keeps time on the app's clock: one machine, one clock
+    const skewOf = () => (skewed ? (rand.next() * 2 - 1) * o.skewMs : 0);
+
+    // the upstream behind the gateways: its ledger line is the effect
+    const upstreamLedger: { op: number; n: number }[] = [];
+    let executions = 0;
+    const upstream = http.createServer((req, res) => {
+      const op = Number(req.headers['x-chaos-op']);
+      req.resume();
+      req.on('end', () => {
+        const r = rand.next();
+        if (r < 0.05) return void res.writeHead(503).end('try later'); // released: did nothing
+        const n = ++executions;
+        upstreamLedger.push({ op, n });
+        const body = JSON.stringify({ op, n });
+        if (r < 0.08) return void res.socket?.destroy(); // acted, then the connection died
+        if (r < 0.11) return void res.writeHead(500, { 'content-type': 'application/json' }).end(body);
+        const reply = () => res.writeHead(201, { 'content-type': 'application/json' }).end(body);
+        if (r < 0.16) setTimeout(reply, 300);
+        else reply();
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+    const config = join(dir, 'gateway.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+        store: spec,
+        purgeEvery: false,
+        upstreamTimeout: '5s',
+        defaults: { lease: o.leaseMs, concurrency: 'wait', waitTimeout: '20s', ttl: '1h' },
+        routes: [{ path: '/*', key: 'required' }],
+      }),
+    );
+
+    // processes
+    let generation = 0;
+    const ledgerOf = () => join(dir, `ledger-${generation++}.log`);
+    const workers: Worker[] = [];
+    for (let i = 0; i < o.workers; i++)
+      workers[i] = await startWorker(
+        i,
+        { store: spec, ledger: ledgerOf(), leaseMs: o.leaseMs, bypass: o.bypass },
+        skewOf(),
+      );
+    const ports = await Promise.all(Array.from({ length: o.gateways }, () => freePort()));
+    const gateways: GatewayProc[] = await Promise.all(ports.map((p) => startGateway(p, config, skewOf())));
+    cleanups.push(() => Promise.all(workers.map((w) => w.kill())));
+    cleanups.push(() => Promise.all(gateways.map((g) => g.kill())));
+
+    // one respawn per process slot at a time: the fault loop and the heal step may both ask
+    const respawning = new Map<string, Promise<void>>();
+    const once = (slot: string, fn: () => Promise<void>) => {
+      const running = respawning.get(slot);
+      if (running) return running;
+      const p = fn().finally(() => respawning.delete(slot));
+      respawning.set(slot, p);
+      return p;
+    };
+    const respawnWorker = (i: number) =>
+      once(`w${i}`, async () => {
+        workers[i] = await startWorker(
+          i,
+          { store: spec, ledger: ledgerOf(), leaseMs: o.leaseMs, bypass: o.bypass },
+          skewOf(),
+        );
+      });
+    const respawnGateway = (i: number) =>
+      once(`g${i}`, async () => {
+        await (gateways[i] as GatewayProc).exited;
+        for (let tries = 0; ; tries++) {
+          try {
+            gateways[i] = await startGateway(ports[i] as number, config, skewOf());
+            return;
+          } catch (e) {
+            if (tries > 20) throw e;
+            await sleep(100);
+          }
+        }
+      });
+
+    // one delivery, retried like a client or a queue would until it gets an answer
+    const deliveries: Delivery[] = [];
+    let nextD = 0;
+    const deliver = async (op: number, layer: 'lib' | 'http', final: boolean): Promise<void> => {
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const d = nextD++;
+        if (layer === 'lib') {
+          const w = rand.pick(workers.filter((x) => x.alive()));
+          if (!w) {
+            await sleep(50);
+            continue;
+          }
+          try {
+            const a = await w.send(op, d, rand.int(3) === 0 ? rand.int(o.leaseMs * 2) : rand.int(20));
+            if (a.ok)
+              return void deliveries.push({
+                op,
+                layer,
+                final,
+                ok: true,
+                value: JSON.stringify(a.value),
+                replayed: !!a.replayed,
+              });
+            deliveries.push({ op, layer, final, ok: false, error: a.code ?? 'error' });
+          } catch (e) {
+            deliveries.push({
+              op,
+              layer,
+              final,
+              ok: false,
+              error: e instanceof Lost ? 'worker-died' : String(e),
+            });
+          }
+        } else {
+          const g = rand.pick(gateways);
+          try {
+            const res = await fetch(`${g.url}/op/${op}`, {
+              method: 'POST',
+              headers: {
+                'idempotency-key': `chaos-http-${op}`,
+                'x-chaos-op': String(op),
+                authorization: 'Bearer chaos',
+              },
+              body: JSON.stringify({ op }),
+              signal: AbortSignal.timeout(final ? 30_000 : 8_000),
+            });
+            const body = await res.text();
+            if ([409, 425, 429, 503].includes(res.status)) {
+              deliveries.push({ op, layer, final, ok: false, error: `http ${res.status}` });
+            } else {
+              return void deliveries.push({
+                op,
+                layer,
+                final,
+                ok: true,
+                value: `${res.status} ${body}`,
+                replayed: res.headers.get('idempotent-replayed') === 'true',
+              });
+            }
+          } catch (e) {
+            deliveries.push({ op, layer, final, ok: false, error: `fetch: ${(e as Error).name}` });
+          }
+        }
+        await sleep(50 + rand.int(150));
+      }
+    };
+
+    // faults, while the operations run
+    let injecting = true;
+    const frozen = new Set<Worker | GatewayProc>();
+    const faultLoop = (async () => {
+      let lastStoreFault = 0;
+      while (injecting) {
+        await sleep(o.faultEveryMs);
+        if (!injecting) break;
+        const kind = rand.pick([
+          'kill-worker',
+          'stop-worker',
+          'kill-gateway',
+          'stop-gateway',
+          'store-restart',
+          'cut-connections',
+        ] as const);
+        const wi = rand.int(workers.length);
+        const gi = rand.int(gateways.length);
+        if (kind === 'kill-worker' && workers[wi]?.alive()) {
+          workers[wi].kill();
+          count(kind);
+          void sleep(50).then(() => respawnWorker(wi));
+        } else if (kind === 'stop-worker' && workers[wi]?.alive() && !workers[wi].stopped) {
+          const w = workers[wi];
+          w.stop();
+          frozen.add(w);
+          count(kind);
+          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => (w.cont(), frozen.delete(w)));
+        } else if (kind === 'kill-gateway' && gateways[gi]?.alive() && !gateways[gi].stopped) {
+          gateways[gi].kill();
+          count(kind);
+          void respawnGateway(gi);
+        } else if (kind === 'stop-gateway' && gateways[gi]?.alive() && !gateways[gi].stopped) {
+          const g = gateways[gi];
+          g.stop();
+          frozen.add(g);
+          count(kind);
+          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => (g.cont(), frozen.delete(g)));
+        } else if (kind === 'store-restart' && service && Date.now() - lastStoreFault > 3000) {
+          lastStoreFault = Date.now();
+          count(kind);
+          await service.restart();
+        } else if (kind === 'cut-connections' && service) {
+          count(kind);
+          await service.cutConnections().catch(() => {});
+        }
+      }
+    })();
+
+    // the operations: a window of ops in flight, each delivered 3–5 times at once
+    const layers = Array.from(
+      { length: o.ops },
+      () => (o.gateways > 0 && rand.next() < 0.4 ? 'http' : 'lib') as 'lib' | 'http',
+    );
+    let next = 0;
+    const lane = async () => {
+      while (next < o.ops) {
+        const op = next++;
+        const copies = 3 + rand.int(3);
+        await Promise.all(
+          Array.from({ length: copies }, () => deliver(op, layers[op] as 'lib' | 'http', false)),
+        );
+        if (op % 500 === 0) log(`[chaos ${o.store}] op ${op}/${o.ops}`);
+      }
+    };
+    await Promise.all(Array.from({ length: o.window }, lane));
+    injecting = false;
+    await faultLoop;
+    for (const p of frozen) p.cont();
+    await Promise.all(respawning.values());
+    for (let i = 0; i < workers.length; i++) if (!workers[i]?.alive()) await respawnWorker(i);
+    for (let i = 0; i < gateways.length; i++) if (!gateways[i]?.alive()) await respawnGateway(i);
+    await sleep(o.leaseMs * 2 + 200);
+
+    // the final pass: every op once more, on a healthy system
+    next = 0;
+    const finalLane = async () => {
+      while (next < o.ops) {
+        const op = next++;
+        await deliver(op, layers[op] as 'lib' | 'http', true);
+      }
+    };
+    await Promise.all(Array.from({ length: o.window }, finalLane));
+
+    // stuck keys: library records still in progress after the final pass
+    const idem = createIdem({ store: await storeFromSpec(spec) });
+    const stuck: number[] = [];
+    for (let op = 0; op < o.ops; op++) {
+      if (layers[op] !== 'lib') continue;
+      const record = await idem.store.get(idem.ids(`chaos-op-${op}`).recordId);
+      if (!record || record.state !== 'completed') stuck.push(op);
+    }
+    await idem.close();
+
+    return checkRun({
+      store: o.store,
+      seed: o.seed,
+      ops: o.ops,
+      layers,
+      deliveries,
+      ledgerDir: dir,
+      upstreamLedger,
+      stuck,
+      faults,
+      durationMs: Date.now() - started,
+    });
+  } finally {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
