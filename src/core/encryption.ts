@@ -9,6 +9,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { InvalidOptionError, OutcomeUnreadableError } from './errors.ts';
+import type { ClaimRequest, ClaimResult, Store, StoreRecord } from './store.ts';
 
 /**
  * `createIdem({ encryption })`: the keys outcomes are sealed with.
@@ -136,4 +137,30 @@ function keyBytes(id: string, key: Uint8Array | string): Buffer {
     );
   }
   return bytes;
+}
+
+/**
+ * The store as seen through `codec`: outcomes are sealed on `complete` and opened wherever a
+ * record comes back (`claim`, `get`). For code that writes records itself (the run journal's
+ * steps), so encryption at rest covers it exactly like the engine's own records.
+ *
+ * @example
+ * const steps = sealedStore(store, outcomeCodec({ keys: { k1 } }));
+ */
+export function sealedStore(store: Store, codec: OutcomeCodec): Store {
+  if (codec === plainCodec) return store;
+  const open = (r: StoreRecord): StoreRecord =>
+    r.outcome === undefined ? r : { ...r, outcome: codec.open(r.id, r.outcome) };
+  return Object.assign(Object.create(store) as Store, {
+    async claim(req: ClaimRequest): Promise<ClaimResult> {
+      const result = await store.claim(req);
+      return result.status === 'existing' ? { ...result, record: open(result.record) } : result;
+    },
+    complete: (id: string, token: string, outcome: string, ttlMs: number) =>
+      store.complete(id, token, codec.seal(id, outcome), ttlMs),
+    async get(id: string) {
+      const r = await store.get(id);
+      return r && open(r);
+    },
+  });
 }

@@ -14,7 +14,7 @@
  */
 
 import { createJournal } from '../workflow/journal.ts';
-import { outcomeCodec } from './encryption.ts';
+import { outcomeCodec, sealedStore } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
@@ -133,7 +133,8 @@ export function createIdem(options: IdemOptions): Idem {
   }
 
   const journal = createJournal({
-    store,
+    store: sealedStore(store, codec),
+    codec,
     scope: baseScope,
     ttlMs: defaults.ttlMs,
     leaseMs: defaults.leaseMs,

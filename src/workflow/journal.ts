@@ -15,7 +15,9 @@
  *
  * @module
  */
+
 import { randomUUID } from 'node:crypto';
+import type { OutcomeCodec } from '../core/encryption.ts';
 import { InvalidKeyError, InvalidOptionError, LeaseLostError } from '../core/errors.ts';
 import { fingerprintOf, recordIdOf, scopeParts, validateKey } from '../core/keys.ts';
 import { resolveRunOptions } from '../core/options.ts';
@@ -42,6 +44,8 @@ export interface JournalDeps {
   leaseMs: number;
   maxOutcomeBytes: number;
   definitive?: ((error: unknown) => boolean) | undefined;
+  /** Seals `run.tx` rows like the store's outcomes (encryption at rest, or none). */
+  codec: OutcomeCodec;
   execute<T>(
     key: string,
     action: (ctx: {
@@ -166,7 +170,8 @@ export function createJournal(deps: JournalDeps) {
           step,
           tx: (name, client, fn, opts = {}) => {
             checkKnown(opts, TX_KNOWN, 'run.tx');
-            const tx = (c: StepContext) => txStep(client, c, () => fn(client, c), opts.table, fence);
+            const tx = (c: StepContext) =>
+              txStep(client, c, () => fn(client, c), opts.table, fence, deps.codec);
             return step(name, tx, { input: opts.input });
           },
         };

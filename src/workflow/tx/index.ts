@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { type OutcomeCodec, plainCodec } from '../../core/encryption.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { StepContext } from '../ambient.ts';
 import { type PgTxClient, pgTx } from './postgres.ts';
@@ -43,6 +44,7 @@ export async function txStep<T>(
   fn: (client: TxClient) => T | Promise<T>,
   table: string = DEFAULT_TX_TABLE,
   beforeCommit: () => Promise<void> = async () => {},
+  codec: OutcomeCodec = plainCodec,
 ): Promise<T> {
   if (typeof table !== 'string' || !TABLE.test(table)) {
     throw new InvalidOptionError(
@@ -50,8 +52,9 @@ export async function txStep<T>(
     );
   }
   if (isSqlite(client))
-    return sqliteTx(client, table, ctx, fn as (c: SqliteTxClient) => T | Promise<T>, beforeCommit);
-  if (isPg(client)) return pgTx(client, table, ctx, fn as (c: PgTxClient) => T | Promise<T>, beforeCommit);
+    return sqliteTx(client, table, ctx, fn as (c: SqliteTxClient) => T | Promise<T>, beforeCommit, codec);
+  if (isPg(client))
+    return pgTx(client, table, ctx, fn as (c: PgTxClient) => T | Promise<T>, beforeCommit, codec);
   throw new InvalidOptionError(
     'run.tx needs a pg client (Client, or a PoolClient from pool.connect()) or a node:sqlite DatabaseSync',
   );

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type OutcomeCodec, plainCodec } from '../../core/encryption.ts';
 import { decodeOutcome, encodeOutcome, reviveError } from '../../core/outcome.ts';
 import type { StepContext } from '../ambient.ts';
 
@@ -47,6 +48,7 @@ export async function pgTx<T>(
   ctx: StepContext,
   fn: (client: PgTxClient) => T | Promise<T>,
   beforeCommit: () => Promise<void>,
+  codec: OutcomeCodec = plainCodec,
 ): Promise<T> {
   await ensureTable(client, table);
   await client.query('BEGIN');
@@ -59,12 +61,12 @@ export async function pgTx<T>(
       // committed by an earlier attempt (the insert waited for it): its value, not a second effect
       const { rows } = await client.query(`SELECT outcome FROM ${table} WHERE id = $1`, [ctx.downstreamKey]);
       await client.query('ROLLBACK');
-      return decoded<T>(rows[0]?.outcome as string);
+      return decoded<T>(codec.open(ctx.downstreamKey, rows[0]?.outcome as string));
     }
     const value = await fn(client);
     await client.query(`UPDATE ${table} SET outcome = $2 WHERE id = $1`, [
       ctx.downstreamKey,
-      encodeOutcome({ kind: 'value', value }),
+      codec.seal(ctx.downstreamKey, encodeOutcome({ kind: 'value', value })),
     ]);
     await beforeCommit(); // a zombie invocation rolls back instead of committing
     await client.query('COMMIT');

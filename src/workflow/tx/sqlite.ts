@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type OutcomeCodec, plainCodec } from '../../core/encryption.ts';
 import { encodeOutcome } from '../../core/outcome.ts';
 import type { StepContext } from '../ambient.ts';
 import { decoded } from './postgres.ts';
@@ -33,6 +34,7 @@ export async function sqliteTx<T>(
   ctx: StepContext,
   fn: (db: SqliteTxClient) => T | Promise<T>,
   beforeCommit: () => Promise<void>,
+  codec: OutcomeCodec = plainCodec,
 ): Promise<T> {
   const done = ready.get(db) ?? new Set<string>();
   ready.set(db, done);
@@ -49,14 +51,14 @@ export async function sqliteTx<T>(
       | undefined;
     if (row) {
       db.exec('ROLLBACK');
-      return decoded<T>(row.outcome);
+      return decoded<T>(codec.open(ctx.downstreamKey, row.outcome));
     }
     const value = await fn(db);
     db.prepare(`INSERT INTO ${table} (id, run_id, step_id, outcome, created_at) VALUES (?, ?, ?, ?, ?)`).run(
       ctx.downstreamKey,
       ctx.runId,
       ctx.stepId,
-      encodeOutcome({ kind: 'value', value }),
+      codec.seal(ctx.downstreamKey, encodeOutcome({ kind: 'value', value })),
       Date.now(),
     );
     await beforeCommit(); // a zombie invocation rolls back instead of committing
