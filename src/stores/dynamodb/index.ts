@@ -1,0 +1,465 @@
+/**
+ * The DynamoDB store: one conditional write per transition (`ConditionExpression`, with
+ * `ReturnValuesOnConditionCheckFailure: 'ALL_OLD'` so a failed claim answers the record that
+ * stands in the way in the same round trip), on an AWS SDK v3 `DynamoDBClient`.
+ *
+ * Clock rule: DynamoDB has no clock a client can read, so leases run on the caller's clock and
+ * every record is judged on `Date.now() − clockSkewMs`. A lease is taken over, and a record
+ * counts as expired, only `clockSkewMs` after its time on the writer's clock, so two machines
+ * whose clocks differ by at most `clockSkewMs` never take over a live lease.
+ *
+ * DynamoDB's TTL deletes late (often within days), so the store treats an item past `e`
+ * (expiresAt) as absent; the TTL attribute only keeps the table small.
+ *
+ * @module
+ */
+import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../core/errors.ts';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  guardMsOf,
+  type Store,
+  type StoreRecord,
+} from '../../core/store.ts';
+import { type DynamoDBClientLike, isConditionFailed, isItemTooLarge, send } from './client.ts';
+import {
+  completedItemBytes,
+  encodeOutcome,
+  type Item,
+  MAX_ITEM_BYTES,
+  N,
+  S,
+  seconds,
+  toRecord,
+} from './item.ts';
+
+export type { DynamoDBClientLike } from './client.ts';
+export { type CreateTableOptions, createTable } from './table.ts';
+
+/**
+ * Options of {@link dynamodbStore}.
+ *
+ * @example
+ * const options: DynamoDBStoreOptions = { client, table: 'idem', clockSkewMs: 1000 };
+ */
+export interface DynamoDBStoreOptions {
+  /** An AWS SDK v3 `DynamoDBClient` (from `@aws-sdk/client-dynamodb`). The store never destroys it. */
+  client: DynamoDBClientLike;
+  /** The table name. Create it with {@link createTable} or the CloudFormation snippet in the docs. */
+  table: string;
+  /** The partition key attribute (type S). Defaults to 'id', like Powertools' tables. */
+  keyAttribute?: string;
+  /** The TTL attribute (epoch seconds). Defaults to 'expiration', like Powertools' tables. */
+  ttlAttribute?: string;
+  /**
+   * The largest difference between the clocks of any two callers, in ms: leases are taken over
+   * and records expire this much later than their writer's clock says. Defaults to 1000.
+   */
+  clockSkewMs?: number;
+  /** Longest wait for one request (the SDK's retries included); then `StoreUnavailableError`. Default 2000. */
+  requestTimeout?: number;
+}
+
+/** Failed conditions a claim may meet in a row (each one a concurrent writer winning) before it gives up. */
+const MAX_CLAIM_ROUNDS = 10;
+/** Scan pages one purgeExpired call reads at most. */
+const MAX_PURGE_PAGES = 50;
+/** Holders whose attempt and fingerprint size this store remembers (claims it won). */
+const MAX_HELD = 100_000;
+
+/**
+ * A store on a DynamoDB table, through the AWS SDK v3.
+ *
+ * @example
+ * import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+ * import { createIdem } from 'idem';
+ * import { dynamodbStore } from 'idem/dynamodb';
+ * const idem = createIdem({ store: dynamodbStore({ client: new DynamoDBClient({}), table: 'idem' }) });
+ */
+export function dynamodbStore(options: DynamoDBStoreOptions): Store {
+  const { client, table, keyAttribute = 'id', ttlAttribute = 'expiration' } = options;
+  const { clockSkewMs = 1000, requestTimeout = 2000 } = options;
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.includes(key)) {
+      throw new InvalidOptionError(`dynamodbStore: unknown option "${key}" (known: ${KNOWN.join(', ')})`);
+    }
+  }
+  if (typeof client?.send !== 'function') {
+    throw new InvalidOptionError('dynamodbStore needs { client }: an AWS SDK v3 DynamoDBClient');
+  }
+  if (typeof table !== 'string' || !/^[a-zA-Z0-9_.-]{3,255}$/.test(table)) {
+    throw new InvalidOptionError(`dynamodbStore: table must be a DynamoDB table name, got ${String(table)}`);
+  }
+  for (const [what, name] of [
+    ['keyAttribute', keyAttribute],
+    ['ttlAttribute', ttlAttribute],
+  ] as const) {
+    if (typeof name !== 'string' || name === '' || RESERVED.includes(name)) {
+      throw new InvalidOptionError(
+        `dynamodbStore: ${what} must be a non-empty name other than ${RESERVED.join(', ')}, got "${name}"`,
+      );
+    }
+  }
+  if (keyAttribute === ttlAttribute) {
+    throw new InvalidOptionError('dynamodbStore: keyAttribute and ttlAttribute must differ');
+  }
+  if (!(Number.isFinite(clockSkewMs) && clockSkewMs >= 0)) {
+    throw new InvalidOptionError(
+      `dynamodbStore: clockSkewMs must be a number of ms >= 0, got ${clockSkewMs}`,
+    );
+  }
+  if (!(Number.isFinite(requestTimeout) && requestTimeout > 0)) {
+    throw new InvalidOptionError(`dynamodbStore: requestTimeout must be a positive number of ms`);
+  }
+
+  let closed = false;
+  /** token → what the claim knew, so release and complete need no read. */
+  const held = new Map<string, { attempt: number; fingerprintBytes: number }>();
+  const hold = (token: string, attempt: number, fingerprint: string) => {
+    if (held.size >= MAX_HELD) held.delete(held.keys().next().value!);
+    held.set(token, { attempt, fingerprintBytes: Buffer.byteLength(fingerprint) });
+  };
+  let purgeCursor: Item | undefined;
+
+  const key = (id: string) => ({ [keyAttribute]: S(id) });
+  /** The caller's clock, and the time records are judged by (the skew margin earlier). */
+  const clock = () => {
+    const now = Date.now();
+    return { now, judge: now - clockSkewMs };
+  };
+  const request = (operation: Parameters<typeof send>[1], input: Record<string, unknown>) => {
+    if (closed) return Promise.reject(new StoreUnavailableError('the dynamodb store is closed'));
+    return send(client, operation, { TableName: table, ...input }, requestTimeout);
+  };
+  /**
+   * A conditional write: true when it was applied, else the item as it stood (`ALL_OLD`). A
+   * server without `ALL_OLD` (dynalite) answers no item: then, when `read` is set, one
+   * consistent read fetches it.
+   */
+  const write = async (
+    operation: 'PutItem' | 'UpdateItem' | 'DeleteItem',
+    input: Record<string, unknown>,
+    id: string,
+    read: boolean,
+  ): Promise<true | { item: Item | undefined }> => {
+    try {
+      await request(operation, { ...input, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' });
+      return true;
+    } catch (e) {
+      if (!isConditionFailed(e)) throw e;
+      const item = (e as { Item?: Item }).Item;
+      if (item || !read) return { item };
+      return { item: await readItem(id) };
+    }
+  };
+  const readItem = async (id: string): Promise<Item | undefined> =>
+    (await request('GetItem', { Key: key(id), ConsistentRead: true })).Item as Item | undefined;
+
+  return {
+    name: 'dynamodb',
+
+    async claim(req: ClaimRequest): Promise<ClaimResult> {
+      const leaseMs = ms('leaseMs', req.leaseMs);
+      const margin = Math.max(leaseMs, ms('ttlMs', req.ttlMs));
+      let { now, judge } = clock();
+      const fresh = (): Item => ({
+        ...key(req.id),
+        s: S('p'),
+        f: S(req.fingerprint),
+        t: S(req.token),
+        a: N(1),
+        l: N(now + leaseMs),
+        e: N(now + leaseMs + margin),
+        m: N(margin),
+        n: N(seconds(margin)),
+        [ttlAttribute]: N(seconds(now + leaseMs + margin)),
+      });
+      let answer = await write(
+        'PutItem',
+        {
+          Item: fresh(),
+          ConditionExpression: 'attribute_not_exists(#k) OR e <= :j',
+          ExpressionAttributeNames: { '#k': keyAttribute },
+          ExpressionAttributeValues: { ':j': N(judge) },
+        },
+        req.id,
+        true,
+      );
+      for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
+        if (answer === true) {
+          hold(req.token, 1, req.fingerprint);
+          return { status: 'acquired', attempt: 1, leaseUntil: now + leaseMs, takeover: false };
+        }
+        const old = answer.item && toRecord(req.id, answer.item);
+        if (old && old.expiresAt > judge) {
+          const takeable =
+            old.state === 'in_progress' &&
+            old.fingerprint === req.fingerprint &&
+            (old.token === '' || old.leaseUntil <= judge);
+          if (!takeable) return { status: 'existing', record: old, now: judge };
+          // a takeover (attempt + 1) or a released marker (attempt 0 → 1), fenced on the record as read
+          const leaseUntil = now + leaseMs;
+          const expiresAt = Math.max(old.expiresAt, leaseUntil + margin);
+          const attempt = old.attempt + 1;
+          const taken = await write(
+            'UpdateItem',
+            {
+              Key: key(req.id),
+              UpdateExpression: 'SET t = :t, a = :a, l = :l, e = :e, m = :m, n = :n, #x = :x',
+              ConditionExpression: 's = :p AND f = :f AND t = :ot AND a = :oa AND l = :ol AND e = :oe',
+              ExpressionAttributeNames: { '#x': ttlAttribute },
+              ExpressionAttributeValues: {
+                ':t': S(req.token),
+                ':a': N(attempt),
+                ':l': N(leaseUntil),
+                ':e': N(expiresAt),
+                ':m': N(expiresAt - leaseUntil),
+                ':n': N(seconds(expiresAt - leaseUntil)),
+                ':x': N(seconds(expiresAt)),
+                ':p': S('p'),
+                ':f': S(req.fingerprint),
+                ':ot': S(old.token),
+                ':oa': N(old.attempt),
+                ':ol': N(old.leaseUntil),
+                ':oe': N(old.expiresAt),
+              },
+            },
+            req.id,
+            true,
+          );
+          if (taken === true) {
+            hold(req.token, attempt, req.fingerprint);
+            return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
+          }
+          answer = taken;
+          continue;
+        }
+        // gone or expired since the write failed: claim it as new
+        ({ now, judge } = clock());
+        answer = await write(
+          'PutItem',
+          {
+            Item: fresh(),
+            ConditionExpression: 'attribute_not_exists(#k) OR e <= :j',
+            ExpressionAttributeNames: { '#k': keyAttribute },
+            ExpressionAttributeValues: { ':j': N(judge) },
+          },
+          req.id,
+          true,
+        );
+      }
+      throw new StoreUnavailableError(`dynamodb claim on ${req.id} kept changing under concurrent writers`);
+    },
+
+    async complete(id, token, outcome, ttlMs) {
+      const ttl = ms('ttlMs', ttlMs);
+      if (!token) return false; // '' marks a released record: nobody holds it
+      const [text, escaped] = encodeOutcome(outcome);
+      const fingerprintBytes = held.get(token)?.fingerprintBytes ?? 0;
+      const bytes = completedItemBytes(
+        keyAttribute,
+        ttlAttribute,
+        id,
+        token,
+        fingerprintBytes,
+        text,
+        escaped,
+      );
+      const room = MAX_ITEM_BYTES - (bytes - Buffer.byteLength(text));
+      if (bytes > MAX_ITEM_BYTES) throw new OutcomeTooLargeError(Buffer.byteLength(text), room);
+      const { now, judge } = clock();
+      let done: Awaited<ReturnType<typeof write>>;
+      try {
+        done = await write(
+          'UpdateItem',
+          {
+            Key: key(id),
+            UpdateExpression: `SET s = :c, o = :o, l = :zero, e = :e, #x = :x${escaped ? ', j = :one' : ''} REMOVE m, n${escaped ? '' : ', j'}`,
+            ConditionExpression: 't = :t AND s = :p AND e > :j',
+            ExpressionAttributeNames: { '#x': ttlAttribute },
+            ExpressionAttributeValues: {
+              ':c': S('c'),
+              ':o': S(text),
+              ':zero': N(0),
+              ':e': N(now + ttl),
+              ':x': N(seconds(now + ttl)),
+              ...(escaped && { ':one': N(1) }),
+              ':t': S(token),
+              ':p': S('p'),
+              ':j': N(judge),
+            },
+          },
+          id,
+          true,
+        );
+      } catch (e) {
+        if (isItemTooLarge(e)) throw new OutcomeTooLargeError(Buffer.byteLength(text), room);
+        throw e;
+      }
+      held.delete(token);
+      if (done === true) return true;
+      // completing again with the same token answers true and changes nothing
+      const r = done.item && toRecord(id, done.item);
+      return r?.state === 'completed' && r.token === token && r.expiresAt > judge;
+    },
+
+    async release(id, token, guardMs) {
+      const guard = guardMsOf(guardMs);
+      if (!token) return false;
+      let attempt = held.get(token)?.attempt ?? 1; // a token this store did not claim: guess, then learn
+      for (let round = 0; round < 2; round++) {
+        const { judge } = clock();
+        const fenced = {
+          ConditionExpression: 't = :t AND s = :p AND a = :a AND e > :j',
+          ExpressionAttributeValues: { ':t': S(token), ':p': S('p'), ':a': N(attempt), ':j': N(judge) },
+        };
+        const later = attempt !== 1;
+        const done =
+          !later && guard === 0
+            ? await write('DeleteItem', { Key: key(id), ...fenced }, id, round === 0)
+            : await write(
+                'UpdateItem',
+                {
+                  Key: key(id),
+                  // after a takeover: the lease ends now, no token, retention unchanged;
+                  // attempt 1 with a guard: a released marker (attempt 0) until now + guard
+                  UpdateExpression: later
+                    ? 'SET t = :empty, l = :now'
+                    : 'SET t = :empty, a = :zero, l = :now, e = :e, m = :g, n = :gs, #x = :x',
+                  ...fenced,
+                  ...(!later && { ExpressionAttributeNames: { '#x': ttlAttribute } }),
+                  ExpressionAttributeValues: {
+                    ...fenced.ExpressionAttributeValues,
+                    ':empty': S(''),
+                    ':now': N(judge),
+                    ...(!later && {
+                      ':zero': N(0),
+                      ':e': N(judge + guard),
+                      ':g': N(guard),
+                      ':gs': N(seconds(guard)),
+                      ':x': N(seconds(judge + guard)),
+                    }),
+                  },
+                },
+                id,
+                round === 0,
+              );
+        if (done === true) {
+          held.delete(token);
+          return true;
+        }
+        const r = done.item && toRecord(id, done.item);
+        if (
+          !r ||
+          r.token !== token ||
+          r.state !== 'in_progress' ||
+          r.expiresAt <= judge ||
+          r.attempt === attempt
+        ) {
+          held.delete(token);
+          return false;
+        }
+        attempt = r.attempt; // the token holds it at another attempt than guessed
+      }
+      return false;
+    },
+
+    async renew(id, token, leaseMs) {
+      const lease = ms('leaseMs', leaseMs);
+      if (!token) return undefined;
+      const { now, judge } = clock();
+      const leaseUntil = now + lease;
+      const done = await write(
+        'UpdateItem',
+        {
+          Key: key(id),
+          // expiresAt moves with the lease: e = leaseUntil + m keeps the retention margin
+          UpdateExpression: 'SET l = :l, e = m + :l, #x = n + :ls',
+          ConditionExpression: 't = :t AND s = :p AND e > :j',
+          ExpressionAttributeNames: { '#x': ttlAttribute },
+          ExpressionAttributeValues: {
+            ':l': N(leaseUntil),
+            ':ls': N(seconds(leaseUntil)),
+            ':t': S(token),
+            ':p': S('p'),
+            ':j': N(judge),
+          },
+        },
+        id,
+        false,
+      );
+      if (done === true) return leaseUntil;
+      held.delete(token);
+      return undefined;
+    },
+
+    async get(id): Promise<StoreRecord | undefined> {
+      const item = await readItem(id);
+      if (!item) return undefined;
+      const record = toRecord(id, item);
+      return record.expiresAt > clock().judge ? record : undefined;
+    },
+
+    /**
+     * Deletes up to `limit` items past their expiresAt, for tables without TTL (or to trim one
+     * sooner): scans on from where the last call stopped, at most 50 pages a call, and deletes
+     * each item only if it is still expired.
+     */
+    async purgeExpired(limit) {
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new InvalidOptionError(`purgeExpired: limit must be a non-negative integer, got ${limit}`);
+      }
+      let deleted = 0;
+      let wrapped = purgeCursor === undefined;
+      for (let page = 0; page < MAX_PURGE_PAGES && deleted < limit; page++) {
+        const { judge } = clock();
+        const scanned = await request('Scan', {
+          ProjectionExpression: '#k',
+          FilterExpression: 'e <= :j',
+          ExpressionAttributeNames: { '#k': keyAttribute },
+          ExpressionAttributeValues: { ':j': N(judge) },
+          ...(purgeCursor && { ExclusiveStartKey: purgeCursor }),
+        });
+        const items = ((scanned.Items as Item[] | undefined) ?? []).slice(0, limit - deleted);
+        const results = await Promise.all(
+          items.map((item) =>
+            write(
+              'DeleteItem',
+              {
+                Key: { [keyAttribute]: item[keyAttribute] },
+                ConditionExpression: 'e <= :j',
+                ExpressionAttributeValues: { ':j': N(judge) },
+              },
+              '',
+              false,
+            ),
+          ),
+        );
+        deleted += results.filter((r) => r === true).length;
+        purgeCursor = scanned.LastEvaluatedKey as Item | undefined;
+        if (purgeCursor === undefined) {
+          if (wrapped) break; // the whole table was read in this call
+          wrapped = true;
+        }
+      }
+      return deleted;
+    },
+
+    async close() {
+      closed = true;
+      held.clear();
+    },
+  };
+}
+
+const KNOWN = ['client', 'table', 'keyAttribute', 'ttlAttribute', 'clockSkewMs', 'requestTimeout'];
+/** Attribute names the record uses itself. */
+const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
+
+/** A duration the store can do integer arithmetic with. */
+function ms(what: string, value: number): number {
+  const n = Math.ceil(value);
+  if (!(n >= 0 && n <= 1e15))
+    throw new InvalidOptionError(`${what} must be a finite number >= 0, got ${value}`);
+  return n;
+}
