@@ -174,17 +174,20 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
         n: N(seconds(margin)),
         [ttlAttribute]: N(seconds(now + leaseMs + margin)),
       });
-      let answer = await write(
-        'PutItem',
-        {
-          Item: fresh(),
-          ConditionExpression: 'attribute_not_exists(#k) OR e <= :j',
-          ExpressionAttributeNames: { '#k': keyAttribute },
-          ExpressionAttributeValues: { ':j': N(judge) },
-        },
-        req.id,
-        true,
-      );
+      // absent or expired (an item another tool wrote, without e, counts as expired): attempt 1
+      const put = () =>
+        write(
+          'PutItem',
+          {
+            Item: fresh(),
+            ConditionExpression: 'attribute_not_exists(#k) OR attribute_not_exists(e) OR e <= :j',
+            ExpressionAttributeNames: { '#k': keyAttribute },
+            ExpressionAttributeValues: { ':j': N(judge) },
+          },
+          req.id,
+          true,
+        );
+      let answer = await put();
       for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
         if (answer === true) {
           hold(req.token, 1, req.fingerprint);
@@ -236,17 +239,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
         }
         // gone or expired since the write failed: claim it as new
         ({ now, judge } = clock());
-        answer = await write(
-          'PutItem',
-          {
-            Item: fresh(),
-            ConditionExpression: 'attribute_not_exists(#k) OR e <= :j',
-            ExpressionAttributeNames: { '#k': keyAttribute },
-            ExpressionAttributeValues: { ':j': N(judge) },
-          },
-          req.id,
-          true,
-        );
+        answer = await put();
       }
       throw new StoreUnavailableError(`dynamodb claim on ${req.id} kept changing under concurrent writers`);
     },
