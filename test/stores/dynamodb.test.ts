@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../src/core/errors.ts';
 import type { ClaimRequest } from '../../src/core/store.ts';
 import { createTable, type DynamoDBClientLike, dynamodbStore } from '../../src/stores/dynamodb/index.ts';
+import { storeAddress, storeFromSpec } from '../../src/stores/spec.ts';
 import { createTestTable, dynamoClient, startDynalite } from '../helpers/dynalite.ts';
 import { uniqueName } from '../helpers/services.ts';
 
@@ -202,9 +203,29 @@ describe('dynamodb store (dynalite)', () => {
     await expect(wrong.claim(req())).rejects.toBeInstanceOf(StoreUnavailableError);
   });
 
+  it('a dynamodb:// spec (idem serve, idem purge) builds a store that owns its client and destroys it on close', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'spec', AWS_SECRET_ACCESS_KEY: 'spec' });
+    try {
+      const spec = `dynamodb://${table}?region=us-east-1&endpoint=${encodeURIComponent(dynalite.endpoint)}`;
+      expect(storeAddress(spec)).toBe(`DynamoDB table ${table}`);
+      const s = await storeFromSpec(spec);
+      expect(s.name).toBe('dynamodb');
+      const r = req();
+      await s.claim(r);
+      expect(await s.complete(r.id, r.token, 'via spec', 60_000)).toBe(true);
+      expect(await store.get(r.id)).toMatchObject({ outcome: 'via spec' });
+      await s.close?.();
+      await expect(s.get(r.id)).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      process.env = saved;
+    }
+  });
+
   it('refuses bad options with InvalidOptionError', () => {
     const bad: unknown[] = [
       { table },
+      { client, clientConfig: {}, table },
       { client, table: 'x' },
       { client, table, clockSkewMs: -1 },
       { client, table, requestTimeout: 0 },

@@ -31,7 +31,9 @@ export type Operation =
   | 'DescribeTable'
   | 'UpdateTimeToLive';
 
-type Commands = Record<`${Operation}Command`, new (input: unknown) => unknown>;
+type Commands = Record<`${Operation}Command`, new (input: unknown) => unknown> & {
+  DynamoDBClient: new (config: object) => DynamoDBClientLike & { destroy(): void };
+};
 
 let sdk: Commands | undefined;
 let loading: Promise<Commands> | undefined;
@@ -98,4 +100,31 @@ export async function send(
       cause: e,
     });
   }
+}
+
+/** Where the store's own client connects: like the SDK's `DynamoDBClientConfig`, the parts a spec can carry. */
+export interface ClientConfig {
+  region?: string;
+  /** e.g. `http://127.0.0.1:8000` for DynamoDB Local or dynalite. */
+  endpoint?: string;
+}
+
+/**
+ * A client the store owns: created on the first request (the SDK loads then), destroyed by `destroy`.
+ * Region and credentials not given come from the environment, as for any SDK client.
+ */
+export function ownClient(config: ClientConfig): DynamoDBClientLike & { destroy(): void } {
+  let made: (DynamoDBClientLike & { destroy(): void }) | undefined;
+  let destroyed = false;
+  return {
+    async send(command, options) {
+      if (destroyed) throw new StoreUnavailableError('the dynamodb store is closed');
+      made ??= new (sdk ?? (await commands())).DynamoDBClient({ ...config });
+      return made.send(command, options);
+    },
+    destroy() {
+      destroyed = true;
+      made?.destroy();
+    },
+  };
 }

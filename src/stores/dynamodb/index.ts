@@ -21,7 +21,14 @@ import {
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
-import { type DynamoDBClientLike, isConditionFailed, isItemTooLarge, send } from './client.ts';
+import {
+  type ClientConfig,
+  type DynamoDBClientLike,
+  isConditionFailed,
+  isItemTooLarge,
+  ownClient,
+  send,
+} from './client.ts';
 import {
   completedItemBytes,
   encodeOutcome,
@@ -33,7 +40,7 @@ import {
   toRecord,
 } from './item.ts';
 
-export type { DynamoDBClientLike } from './client.ts';
+export type { ClientConfig, DynamoDBClientLike } from './client.ts';
 export { type CreateTableOptions, createTable } from './table.ts';
 
 /**
@@ -44,7 +51,12 @@ export { type CreateTableOptions, createTable } from './table.ts';
  */
 export interface DynamoDBStoreOptions {
   /** An AWS SDK v3 `DynamoDBClient` (from `@aws-sdk/client-dynamodb`). The store never destroys it. */
-  client: DynamoDBClientLike;
+  client?: DynamoDBClientLike;
+  /**
+   * Instead of `client`: the store creates its own `DynamoDBClient` with this config on the first
+   * request (region and credentials otherwise from the environment) and destroys it on close.
+   */
+  clientConfig?: ClientConfig;
   /** The table name. Create it with {@link createTable} or the CloudFormation snippet in the docs. */
   table: string;
   /** The partition key attribute (type S). Defaults to 'id', like Powertools' tables. */
@@ -77,16 +89,21 @@ const MAX_HELD = 100_000;
  * const idem = createIdem({ store: dynamodbStore({ client: new DynamoDBClient({}), table: 'idem' }) });
  */
 export function dynamodbStore(options: DynamoDBStoreOptions): Store {
-  const { client, table, keyAttribute = 'id', ttlAttribute = 'expiration' } = options;
+  const { table, keyAttribute = 'id', ttlAttribute = 'expiration' } = options;
   const { clockSkewMs = 1000, requestTimeout = 2000 } = options;
   for (const key of Object.keys(options)) {
     if (!KNOWN.includes(key)) {
       throw new InvalidOptionError(`dynamodbStore: unknown option "${key}" (known: ${KNOWN.join(', ')})`);
     }
   }
-  if (typeof client?.send !== 'function') {
-    throw new InvalidOptionError('dynamodbStore needs { client }: an AWS SDK v3 DynamoDBClient');
+  if (!options.client === !options.clientConfig) {
+    throw new InvalidOptionError('dynamodbStore needs exactly one of { client, clientConfig }');
   }
+  if (options.client && typeof options.client.send !== 'function') {
+    throw new InvalidOptionError('dynamodbStore: client must be an AWS SDK v3 DynamoDBClient');
+  }
+  const owned = options.clientConfig ? ownClient(options.clientConfig) : undefined;
+  const client = options.client ?? owned!;
   if (typeof table !== 'string' || !/^[a-zA-Z0-9_.-]{3,255}$/.test(table)) {
     throw new InvalidOptionError(`dynamodbStore: table must be a DynamoDB table name, got ${String(table)}`);
   }
@@ -441,11 +458,20 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     async close() {
       closed = true;
       held.clear();
+      owned?.destroy();
     },
   };
 }
 
-const KNOWN = ['client', 'table', 'keyAttribute', 'ttlAttribute', 'clockSkewMs', 'requestTimeout'];
+const KNOWN = [
+  'client',
+  'clientConfig',
+  'table',
+  'keyAttribute',
+  'ttlAttribute',
+  'clockSkewMs',
+  'requestTimeout',
+];
 /** Attribute names the record uses itself. */
 const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
 
