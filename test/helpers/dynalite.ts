@@ -23,11 +23,12 @@ export async function startDynalite(): Promise<Dynalite> {
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections?.();
-        server.close(() => resolve());
-      }),
+    // closing the server closes dynalite's database: let requests in flight finish first
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => setTimeout(r, 200));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 

@@ -4,7 +4,7 @@
  * idem/testing). The ledger file, appended by the actions, must hold exactly one execution per
  * key, and every delivery of a key must answer that execution's value.
  *
- * `npm test` runs a slice (4 processes × 100 keys × 4 deliveries) to stay within the suite's
+ * `npm test` runs a slice (4 processes × 50 keys × 4 deliveries) to stay within the suite's
  * time budget: dynalite is one Node process answering every request. The issue's full race,
  * 8 processes × 500 keys × 4 deliveries (16 000 deliveries), runs with IDEM_DYNAMO_RACE=full.
  */
@@ -15,7 +15,7 @@ import { uniqueName } from '../helpers/services.ts';
 
 const FULL = process.env.IDEM_DYNAMO_RACE === 'full';
 const PROCESSES = FULL ? 8 : 4;
-const KEYS = FULL ? 500 : 100;
+const KEYS = FULL ? 500 : 50;
 const DELIVERIES = 4;
 
 describe('dynamodb store (dynalite): duplicate deliveries across OS processes', async () => {

@@ -5,13 +5,12 @@
  * fast one takes over only once the slow holder's lease has really run out; with no margin it
  * takes over at once, which is the failure the margin exists for.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestTable, startDynalite } from '../helpers/dynalite.ts';
 import { uniqueName } from '../helpers/services.ts';
 
-const run = promisify(execFile);
 const CHILD = new URL('./fixtures/dynamodb-skew-child.ts', import.meta.url).pathname;
 const SKEW = new URL('./fixtures/redis-skew-clock.ts', import.meta.url).href;
 const LEASE = 3_000;
@@ -29,10 +28,17 @@ describe('dynamodb store: leases on the caller clock with a skew margin', async 
   const dynalite = await startDynalite();
   const table = uniqueName('idem_ddb_skew');
   await createTestTable(dynalite.endpoint, table);
-  afterAll(() => dynalite.stop());
+  const children: ReturnType<typeof spawn>[] = [];
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill();
+    await dynalite.stop();
+  });
 
-  /** Claims `id` in a child whose clock is off by `skewMs`; true times are the child's minus its skew. */
-  async function claimIn(
+  /**
+   * Starts a child whose clock is off by `skewMs`, ready to claim `id`; `go()` starts its claims
+   * and answers them, with the child's times turned into true times (minus its skew).
+   */
+  async function childAt(
     skewMs: number,
     clockSkewMs: number,
     id: string,
@@ -41,30 +47,32 @@ describe('dynamodb store: leases on the caller clock with a skew margin', async 
   ) {
     const req = { id, fingerprint: 'f', leaseMs: LEASE, ttlMs: 60_000, token };
     const arg = { endpoint: dynalite.endpoint, table, clockSkewMs };
-    const { stdout } = await run(
+    const cfg = { arg, req, untilAcquired, waitForGo: true, maxMs: 20_000 };
+    const child = spawn(
       process.execPath,
-      [
-        '--conditions=idem-source',
-        '--import',
-        SKEW,
-        CHILD,
-        JSON.stringify({ arg, req, untilAcquired, maxMs: 20_000 }),
-      ],
-      { env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) } },
+      ['--conditions=idem-source', '--import', SKEW, CHILD, JSON.stringify(cfg)],
+      { env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) }, stdio: ['pipe', 'pipe', 'inherit'] },
     );
-    return (JSON.parse(stdout) as Attempt[]).map((a) => ({
-      ...a,
-      before: a.before - skewMs,
-      after: a.after - skewMs,
-    }));
+    children.push(child);
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    expect((await lines.next()).value).toBe('READY');
+    return {
+      async go() {
+        child.stdin!.write('GO\n');
+        const attempts = JSON.parse((await lines.next()).value as string) as Attempt[];
+        return attempts.map((a) => ({ ...a, before: a.before - skewMs, after: a.after - skewMs }));
+      },
+    };
   }
 
   it('within clockSkewMs, a fast clock never takes over a slow holder before its lease really ends', async () => {
     const id = uniqueName('skew');
-    const [a] = await claimIn(SLOW, 10_000, id, 'A', false);
+    const slow = await childAt(SLOW, 10_000, id, 'A', false);
+    const fast = await childAt(FAST, 10_000, id, 'B', true);
+    const [a] = await slow.go();
     expect(a!.result).toMatchObject({ status: 'acquired', attempt: 1 });
     const heldUntil = a!.before + LEASE; // the holder's own lease ends no earlier than this (true time)
-    const b = await claimIn(FAST, 10_000, id, 'B', true);
+    const b = await fast.go();
     const won = b.at(-1)!;
     expect(won.result).toMatchObject({ status: 'acquired', attempt: 2, takeover: true });
     expect(won.after).toBeGreaterThanOrEqual(heldUntil);
@@ -78,9 +86,11 @@ describe('dynamodb store: leases on the caller clock with a skew margin', async 
 
   it('past the rule (clocks further apart than clockSkewMs), the fast clock takes over a live lease', async () => {
     const id = uniqueName('skew');
-    const [a] = await claimIn(SLOW, 0, id, 'A', false);
+    const slow = await childAt(SLOW, 0, id, 'A', false);
+    const fast = await childAt(FAST, 0, id, 'B', false);
+    const [a] = await slow.go();
     expect(a!.result).toMatchObject({ status: 'acquired', attempt: 1 });
-    const [b] = await claimIn(FAST, 0, id, 'B', false);
+    const [b] = await fast.go();
     expect(b!.result).toMatchObject({ status: 'acquired', attempt: 2 });
     expect(b!.after).toBeLessThan(a!.after + LEASE); // early: the documented failure mode
   });
