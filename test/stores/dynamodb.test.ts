@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createIdem } from '../../src/core/engine.ts';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../../src/core/errors.ts';
 import type { ClaimRequest } from '../../src/core/store.ts';
 import { createTable, type DynamoDBClientLike, dynamodbStore } from '../../src/stores/dynamodb/index.ts';
@@ -162,6 +163,21 @@ describe('dynamodb store (dynalite)', () => {
       OutcomeTooLargeError,
     );
     expect(await fresh.get(big.id)).toMatchObject({ state: 'in_progress', token: big.token });
+  });
+
+  it('through the engine: a 500 KB result is OutcomeTooLargeError for the caller and every retry, never re-run', async () => {
+    const idem = createIdem({ store });
+    let runs = 0;
+    const action = () => {
+      runs++;
+      return 'z'.repeat(500_000);
+    };
+    const key = randomUUID();
+    const first = await idem.run(key, action).catch((e) => e);
+    expect(first).toBeInstanceOf(OutcomeTooLargeError);
+    expect(first.value).toHaveLength(500_000); // the first caller still gets what was produced
+    await expect(idem.run(key, action)).rejects.toBeInstanceOf(OutcomeTooLargeError);
+    expect(runs).toBe(1);
   });
 
   it('purgeExpired deletes only expired items, in bounded batches that go on where the last stopped', async () => {
