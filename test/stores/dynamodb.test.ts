@@ -240,6 +240,7 @@ describe('dynamodb store (dynalite)', () => {
 
   it('refuses bad options with InvalidOptionError', () => {
     const bad: unknown[] = [
+      undefined,
       { table },
       { client, clientConfig: {}, table },
       { client, table: 'x' },
@@ -250,7 +251,7 @@ describe('dynamodb store (dynalite)', () => {
       { client, table, tabel: 'typo' },
     ];
     for (const options of bad) {
-      expect(() => dynamodbStore(options as never), JSON.stringify(Object.keys(options as object))).toThrow(
+      expect(() => dynamodbStore(options as never), JSON.stringify(options && Object.keys(options))).toThrow(
         InvalidOptionError,
       );
     }

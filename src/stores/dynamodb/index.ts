@@ -21,14 +21,7 @@ import {
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
-import {
-  type ClientConfig,
-  type DynamoDBClientLike,
-  isConditionFailed,
-  isItemTooLarge,
-  ownClient,
-  send,
-} from './client.ts';
+import { isConditionFailed, isItemTooLarge, send } from './client.ts';
 import {
   completedItemBytes,
   encodeOutcome,
@@ -39,43 +32,15 @@ import {
   seconds,
   toRecord,
 } from './item.ts';
+import { type DynamoDBStoreOptions, resolveOptions } from './options.ts';
+import { createPurge } from './purge.ts';
 
 export type { ClientConfig, DynamoDBClientLike } from './client.ts';
+export type { DynamoDBStoreOptions } from './options.ts';
 export { type CreateTableOptions, createTable } from './table.ts';
-
-/**
- * Options of {@link dynamodbStore}.
- *
- * @example
- * const options: DynamoDBStoreOptions = { client, table: 'idem', clockSkewMs: 1000 };
- */
-export interface DynamoDBStoreOptions {
-  /** An AWS SDK v3 `DynamoDBClient` (from `@aws-sdk/client-dynamodb`). The store never destroys it. */
-  client?: DynamoDBClientLike;
-  /**
-   * Instead of `client`: the store creates its own `DynamoDBClient` with this config on the first
-   * request (region and credentials otherwise from the environment) and destroys it on close.
-   */
-  clientConfig?: ClientConfig;
-  /** The table name. Create it with {@link createTable} or the CloudFormation snippet in the docs. */
-  table: string;
-  /** The partition key attribute (type S). Defaults to 'id', like Powertools' tables. */
-  keyAttribute?: string;
-  /** The TTL attribute (epoch seconds). Defaults to 'expiration', like Powertools' tables. */
-  ttlAttribute?: string;
-  /**
-   * The largest difference between the clocks of any two callers, in ms: leases are taken over
-   * and records expire this much later than their writer's clock says. Defaults to 1000.
-   */
-  clockSkewMs?: number;
-  /** Longest wait for one request (the SDK's retries included); then `StoreUnavailableError`. Default 2000. */
-  requestTimeout?: number;
-}
 
 /** Failed conditions a claim may meet in a row (each one a concurrent writer winning) before it gives up. */
 const MAX_CLAIM_ROUNDS = 10;
-/** Scan pages one purgeExpired call reads at most. */
-const MAX_PURGE_PAGES = 50;
 /** Holders whose attempt and fingerprint size this store remembers (claims it won). */
 const MAX_HELD = 100_000;
 
@@ -89,45 +54,8 @@ const MAX_HELD = 100_000;
  * const idem = createIdem({ store: dynamodbStore({ client: new DynamoDBClient({}), table: 'idem' }) });
  */
 export function dynamodbStore(options: DynamoDBStoreOptions): Store {
-  const { table, keyAttribute = 'id', ttlAttribute = 'expiration' } = options;
-  const { clockSkewMs = 1000, requestTimeout = 2000 } = options;
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.includes(key)) {
-      throw new InvalidOptionError(`dynamodbStore: unknown option "${key}" (known: ${KNOWN.join(', ')})`);
-    }
-  }
-  if (!options.client === !options.clientConfig) {
-    throw new InvalidOptionError('dynamodbStore needs exactly one of { client, clientConfig }');
-  }
-  if (options.client && typeof options.client.send !== 'function') {
-    throw new InvalidOptionError('dynamodbStore: client must be an AWS SDK v3 DynamoDBClient');
-  }
-  const owned = options.clientConfig ? ownClient(options.clientConfig) : undefined;
-  const client = options.client ?? owned!;
-  if (typeof table !== 'string' || !/^[a-zA-Z0-9_.-]{3,255}$/.test(table)) {
-    throw new InvalidOptionError(`dynamodbStore: table must be a DynamoDB table name, got ${String(table)}`);
-  }
-  for (const [what, name] of [
-    ['keyAttribute', keyAttribute],
-    ['ttlAttribute', ttlAttribute],
-  ] as const) {
-    if (typeof name !== 'string' || name === '' || RESERVED.includes(name)) {
-      throw new InvalidOptionError(
-        `dynamodbStore: ${what} must be a non-empty name other than ${RESERVED.join(', ')}, got "${name}"`,
-      );
-    }
-  }
-  if (keyAttribute === ttlAttribute) {
-    throw new InvalidOptionError('dynamodbStore: keyAttribute and ttlAttribute must differ');
-  }
-  if (!(Number.isFinite(clockSkewMs) && clockSkewMs >= 0)) {
-    throw new InvalidOptionError(
-      `dynamodbStore: clockSkewMs must be a number of ms >= 0, got ${clockSkewMs}`,
-    );
-  }
-  if (!(Number.isFinite(requestTimeout) && requestTimeout > 0)) {
-    throw new InvalidOptionError(`dynamodbStore: requestTimeout must be a positive number of ms`);
-  }
+  const { client, owned, table, keyAttribute, ttlAttribute, clockSkewMs, requestTimeout } =
+    resolveOptions(options);
 
   let closed = false;
   /** token → what the claim knew, so release and complete need no read. */
@@ -136,7 +64,6 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     if (held.size >= MAX_HELD) held.delete(held.keys().next().value!);
     held.set(token, { attempt, fingerprintBytes: Buffer.byteLength(fingerprint) });
   };
-  let purgeCursor: Item | undefined;
 
   const key = (id: string) => ({ [keyAttribute]: S(id) });
   /** The caller's clock, and the time records are judged by (the skew margin earlier). */
@@ -171,6 +98,8 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
   };
   const readItem = async (id: string): Promise<Item | undefined> =>
     (await request('GetItem', { Key: key(id), ConsistentRead: true })).Item as Item | undefined;
+
+  const purge = createPurge({ request, write, keyAttribute, clock });
 
   return {
     name: 'dynamodb',
@@ -410,50 +339,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
       return record.expiresAt > clock().judge ? record : undefined;
     },
 
-    /**
-     * Deletes up to `limit` items past their expiresAt, for tables without TTL (or to trim one
-     * sooner): scans on from where the last call stopped, at most 50 pages a call, and deletes
-     * each item only if it is still expired.
-     */
-    async purgeExpired(limit) {
-      if (!Number.isInteger(limit) || limit < 0) {
-        throw new InvalidOptionError(`purgeExpired: limit must be a non-negative integer, got ${limit}`);
-      }
-      let deleted = 0;
-      let wrapped = purgeCursor === undefined;
-      for (let page = 0; page < MAX_PURGE_PAGES && deleted < limit; page++) {
-        const { judge } = clock();
-        const scanned = await request('Scan', {
-          ProjectionExpression: '#k',
-          FilterExpression: 'e <= :j',
-          ExpressionAttributeNames: { '#k': keyAttribute },
-          ExpressionAttributeValues: { ':j': N(judge) },
-          ...(purgeCursor && { ExclusiveStartKey: purgeCursor }),
-        });
-        const items = ((scanned.Items as Item[] | undefined) ?? []).slice(0, limit - deleted);
-        const results = await Promise.all(
-          items.map((item) =>
-            write(
-              'DeleteItem',
-              {
-                Key: { [keyAttribute]: item[keyAttribute] },
-                ConditionExpression: 'e <= :j',
-                ExpressionAttributeValues: { ':j': N(judge) },
-              },
-              '',
-              false,
-            ),
-          ),
-        );
-        deleted += results.filter((r) => r === true).length;
-        purgeCursor = scanned.LastEvaluatedKey as Item | undefined;
-        if (purgeCursor === undefined) {
-          if (wrapped) break; // the whole table was read in this call
-          wrapped = true;
-        }
-      }
-      return deleted;
-    },
+    purgeExpired: (limit) => purge(limit),
 
     async close() {
       closed = true;
@@ -462,18 +348,6 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     },
   };
 }
-
-const KNOWN = [
-  'client',
-  'clientConfig',
-  'table',
-  'keyAttribute',
-  'ttlAttribute',
-  'clockSkewMs',
-  'requestTimeout',
-];
-/** Attribute names the record uses itself. */
-const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
 
 /** A duration the store can do integer arithmetic with. */
 function ms(what: string, value: number): number {
