@@ -76,7 +76,7 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     });
   }
   throw new InvalidOptionError(
-    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://… or redis://…`,
+    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://…, redis://… or dynamodb://TABLE`,
   );
 }
 
