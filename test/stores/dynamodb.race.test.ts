@@ -28,7 +28,8 @@ describe('dynamodb store (dynalite): duplicate deliveries across OS processes', 
     const report = await raceProcesses({
       processStore: {
         module: new URL('./fixtures/dynamodb-factory.ts', import.meta.url).pathname,
-        arg: { endpoint: dynalite.endpoint, table, clockSkewMs: 1000 },
+        // a long request timeout: this checks atomicity, and the machine running it may be loaded
+        arg: { endpoint: dynalite.endpoint, table, clockSkewMs: 1000, requestTimeout: 30_000 },
       },
       processes: PROCESSES,
       keys: KEYS,
