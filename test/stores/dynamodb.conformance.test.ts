@@ -21,7 +21,7 @@ testStore({
   name: 'dynamodb (dynalite)',
   // the suite's leases are 300 ms and it waits 100 ms past them: a 50 ms skew margin fits
   // requestTimeout: generous, the tests run on a loaded machine against one dynalite process
-  create: () => dynamodbStore({ client, table, clockSkewMs: 50, requestTimeout: 10_000 }),
+  create: () => dynamodbStore({ client, table, clockSkewMs: 50, requestTimeout: 30_000 }),
   maxOutcomeBytes: 400_000,
   processStore: {
     module: new URL('./fixtures/dynamodb-factory.ts', import.meta.url).pathname,
