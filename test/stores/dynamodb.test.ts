@@ -255,7 +255,13 @@ describe('dynamodb store (dynalite)', () => {
         InvalidOptionError,
       );
     }
-    expect(() => dynamodbStore({ client, table, clockSkew: 5 } as never)).toThrow(/clockSkewMs/);
+    expect(() => dynamodbStore({ client, table, clockSkew: 5 } as never)).toThrow(
+      /did you mean clockSkewMs\?/,
+    );
+    expect(() => dynamodbStore({ client, tabel: 'x' } as never)).toThrow(/did you mean table\?/);
+    expect(() => dynamodbStore({ client, table, region: 'x' } as never)).toThrow(
+      /known: client, clientConfig/,
+    );
   });
 
   it('a server that is down or silent rejects with StoreUnavailableError within requestTimeout', async () => {

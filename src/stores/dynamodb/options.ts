@@ -60,9 +60,10 @@ export function resolveOptions(options: DynamoDBStoreOptions): ResolvedOptions {
   const { table, keyAttribute = 'id', ttlAttribute = 'expiration' } = options;
   const { clockSkewMs = 1000, requestTimeout = 2000 } = options;
   for (const key of Object.keys(options)) {
-    if (!KNOWN.includes(key)) {
-      throw new InvalidOptionError(`dynamodbStore: unknown option "${key}" (known: ${KNOWN.join(', ')})`);
-    }
+    if (KNOWN.includes(key)) continue;
+    const near = KNOWN.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2 || k.startsWith(key));
+    const hint = near ? ` — did you mean ${near}?` : ` (known: ${KNOWN.join(', ')})`;
+    throw new InvalidOptionError(`dynamodbStore: unknown option ${key}${hint}`);
   }
   if (!options.client === !options.clientConfig) {
     throw new InvalidOptionError('dynamodbStore needs exactly one of { client, clientConfig }');
@@ -111,3 +112,16 @@ const KNOWN = [
 ];
 /** Attribute names the record uses itself. */
 const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
+
+/** Levenshtein distance, for "did you mean" (option names are short). */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    row = next;
+  }
+  return row[b.length]!;
+}
