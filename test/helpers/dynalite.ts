@@ -16,6 +16,8 @@ export interface Dynalite {
 /** Starts dynalite on 127.0.0.1 and a free port, tables ACTIVE at once. */
 export async function startDynalite(): Promise<Dynalite> {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // longer than the SDK keeps idle sockets, so a request never races the server closing one
+  server.keepAliveTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -32,13 +34,12 @@ export async function startDynalite(): Promise<Dynalite> {
   };
 }
 
-/** An SDK client for `endpoint` with dummy credentials (dynalite checks none). */
+/** An SDK client for `endpoint` with dummy credentials (dynalite checks none), retrying as by default. */
 export function dynamoClient(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'idem', secretAccessKey: 'idem' },
-    maxAttempts: 1,
   });
 }
 

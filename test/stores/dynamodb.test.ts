@@ -136,6 +136,54 @@ describe('dynamodb store (dynalite)', () => {
     expect(await s.get(r.id)).toMatchObject({ state: 'in_progress', token: '', attempt: 2 });
   });
 
+  it('a claim that found the key held takes it over in one request once the lease has run out (a waiter, a rescuer)', async () => {
+    const { client: c, sent } = counting(true);
+    const s = dynamodbStore({ client: c, table, clockSkewMs: 0 });
+    const r = req({ leaseMs: 150 });
+    await s.claim(r);
+    expect(await s.claim({ ...r, token: randomUUID() })).toMatchObject({ status: 'existing' }); // held
+    await sleep(200);
+    sent.length = 0;
+    const t3 = randomUUID();
+    expect(await s.claim({ ...r, token: t3 })).toMatchObject({
+      status: 'acquired',
+      attempt: 2,
+      takeover: true,
+    });
+    expect(sent).toEqual(['UpdateItem']);
+    // what was seen may be stale: completed meanwhile, the fenced update answers the record as it is
+    const q = req({ leaseMs: 150 });
+    await s.claim(q);
+    await s.claim({ ...q, token: randomUUID() });
+    await sleep(200);
+    expect(await s.complete(q.id, q.token, 'late but first', 60_000)).toBe(true);
+    sent.length = 0;
+    expect(await s.claim({ ...q, token: randomUUID() })).toMatchObject({
+      status: 'existing',
+      record: { state: 'completed', outcome: 'late but first' },
+    });
+    expect(sent).toEqual(['UpdateItem']);
+  });
+
+  it("a claim whose write landed but whose answer was lost (the SDK's retry fails its condition) is still acquired", async () => {
+    let replayed = false;
+    const retrying: DynamoDBClientLike = {
+      async send(command, options) {
+        const first = await client.send(command as never, options);
+        const name = (command as { constructor: { name: string } }).constructor.name;
+        if (replayed || name !== 'PutItemCommand') return first;
+        replayed = true; // the answer is lost on the way back; the SDK sends the request again
+        return client.send(command as never, options);
+      },
+    };
+    const s = dynamodbStore({ client: retrying, table, clockSkewMs: 0 });
+    const r = req();
+    expect(await s.claim(r)).toMatchObject({ status: 'acquired', attempt: 1, takeover: false });
+    expect(replayed).toBe(true);
+    expect(await s.complete(r.id, r.token, 'once', 60_000)).toBe(true);
+    expect(await s.get(r.id)).toMatchObject({ state: 'completed', outcome: 'once', token: r.token });
+  });
+
   it('stores a lone surrogate exactly (JSON-escaped, marked j)', async () => {
     const r = req();
     await store.claim(r);

@@ -41,6 +41,8 @@ export { type CreateTableOptions, createTable } from './table.ts';
 
 /** Failed conditions a claim may meet in a row (each one a concurrent writer winning) before it gives up. */
 const MAX_CLAIM_ROUNDS = 10;
+/** In-progress records this store remembers having found held, for a one-request takeover. */
+const MAX_SIGHTINGS = 10_000;
 /** Holders whose attempt and fingerprint size this store remembers (claims it won). */
 const MAX_HELD = 100_000;
 
@@ -63,6 +65,13 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
   const hold = (token: string, attempt: number, fingerprint: string) => {
     if (held.size >= MAX_HELD) held.delete(held.keys().next().value!);
     held.set(token, { attempt, fingerprintBytes: Buffer.byteLength(fingerprint) });
+  };
+
+  /** id → the in-progress item a claim here last found held (see claim). */
+  const sightings = new Map<string, Item>();
+  const see = (id: string, item: Item) => {
+    if (sightings.size >= MAX_SIGHTINGS) sightings.delete(sightings.keys().next().value!);
+    sightings.set(id, item);
   };
 
   const key = (id: string) => ({ [keyAttribute]: S(id) });
@@ -133,19 +142,38 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
           req.id,
           true,
         );
-      let answer = await put();
+      const takeable = (r: StoreRecord) =>
+        r.state === 'in_progress' &&
+        r.fingerprint === req.fingerprint &&
+        r.expiresAt > judge &&
+        (r.token === '' || r.leaseUntil <= judge);
+      // A record an earlier claim here found held, whose lease has run out since (a waiter or a
+      // rescuer polling): straight to the fenced takeover, one request. Had it changed meanwhile,
+      // the failed condition answers it as it now is.
+      const seen = sightings.get(req.id);
+      sightings.delete(req.id);
+      let answer = seen && takeable(toRecord(req.id, seen)) ? { item: seen } : await put();
       for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
         if (answer === true) {
           hold(req.token, 1, req.fingerprint);
           return { status: 'acquired', attempt: 1, leaseUntil: now + leaseMs, takeover: false };
         }
         const old = answer.item && toRecord(req.id, answer.item);
+        if (old?.token === req.token && old.state === 'in_progress') {
+          // our own write landed and its answer was lost (the SDK retried it): the claim is ours
+          hold(req.token, old.attempt, req.fingerprint);
+          return {
+            status: 'acquired',
+            attempt: old.attempt,
+            leaseUntil: old.leaseUntil,
+            takeover: old.attempt > 1,
+          };
+        }
         if (old && old.expiresAt > judge) {
-          const takeable =
-            old.state === 'in_progress' &&
-            old.fingerprint === req.fingerprint &&
-            (old.token === '' || old.leaseUntil <= judge);
-          if (!takeable) return { status: 'existing', record: old, now: judge };
+          if (!takeable(old)) {
+            if (old.state === 'in_progress') see(req.id, answer.item!);
+            return { status: 'existing', record: old, now: judge };
+          }
           // a takeover (attempt + 1) or a released marker (attempt 0 → 1), fenced on the record as read
           const leaseUntil = now + leaseMs;
           const expiresAt = Math.max(old.expiresAt, leaseUntil + margin);
@@ -344,6 +372,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     async close() {
       closed = true;
       held.clear();
+      sightings.clear();
       owned?.destroy();
     },
   };
