@@ -102,7 +102,12 @@ export async function send(
   }
 }
 
-/** Where the store's own client connects: like the SDK's `DynamoDBClientConfig`, the parts a spec can carry. */
+/**
+ * Where the store's own client connects: like the SDK's `DynamoDBClientConfig`, the parts a spec can carry.
+ *
+ * @example
+ * dynamodbStore({ table: 'idem', clientConfig: { region: 'eu-west-1' } });
+ */
 export interface ClientConfig {
   region?: string;
   /** e.g. `http://127.0.0.1:8000` for DynamoDB Local or dynalite. */
