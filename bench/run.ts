@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs, type RunConfig, SECTIONS, type SectionId, USAGE, UsageError } from './lib/config.ts';
 import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts';
 import { renderSection, type SectionResult } from './lib/report.ts';
+import { dynamodbSection } from './sections/dynamodb.ts';
 import { gatewaySection } from './sections/gateway.ts';
 import { journalSection } from './sections/journal.ts';
 import { llmSection } from './sections/llm.ts';
@@ -28,6 +29,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   journal: journalSection,
   tools: toolsSection,
   llm: llmSection,
+  dynamodb: dynamodbSection,
 };
 
 function commandLine(argv: string[]): string {

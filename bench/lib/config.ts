@@ -22,6 +22,7 @@ export const SECTIONS = [
   'llm',
   'journal',
   'tools',
+  'dynamodb',
 ] as const;
 export type SectionId = (typeof SECTIONS)[number];
 

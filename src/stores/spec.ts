@@ -8,6 +8,7 @@
  * | `sqlite:PATH` (`sqlite:` alone: `.idem/gateway.db`) | `sqliteStore({ path })`: one machine, many processes |
  * | `postgres://…` / `postgresql://…` (`?schema=` and `?table=` are read and removed) | `postgresStore` |
  * | `redis://…` / `rediss://…` (`?prefix=` is read and removed) | `redisStore` |
+ * | `dynamodb://TABLE` (`?region=`, `?endpoint=`; credentials from the environment) | `dynamodbStore` |
  *
  * @module
  */
@@ -63,8 +64,19 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     const { redisStore } = await import('./redis/index.ts');
     return redisStore({ url: url.toString(), ...(prefix && { prefix }) });
   }
+  if (s.startsWith('dynamodb://')) {
+    const url = new URL(s);
+    const table = decodeURIComponent(url.host);
+    const region = take(url, 'region');
+    const endpoint = take(url, 'endpoint');
+    const { dynamodbStore } = await import('./dynamodb/index.ts');
+    return dynamodbStore({
+      table,
+      clientConfig: { ...(region && { region }), ...(endpoint && { endpoint }) },
+    });
+  }
   throw new InvalidOptionError(
-    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://… or redis://…`,
+    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://…, redis://… or dynamodb://TABLE`,
   );
 }
 
@@ -78,6 +90,7 @@ export async function storeFromSpec(spec: string): Promise<Store> {
 export function storeAddress(spec: string): string {
   const s = spec.trim();
   if (s.startsWith('sqlite:')) return `SQLite file ${s.slice('sqlite:'.length) || DEFAULT_SQLITE_PATH}`;
+  if (s.startsWith('dynamodb://')) return `DynamoDB table ${s.slice('dynamodb://'.length).split('?')[0]}`;
   const ports: Record<string, string> = {
     postgres: '5432',
     postgresql: '5432',

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { InvalidOptionError, StoreUnavailableError } from '../core/errors.ts';
+import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../core/errors.ts';
 import type { ClaimRequest, Store } from '../core/store.ts';
 import type { SuiteEnv } from './suite-env.ts';
 
@@ -79,13 +79,27 @@ export function contractTests(env: SuiteEnv): void {
 
   it('outcomes are stored exactly: unicode, quotes, control characters and 2 MiB', async () => {
     const s = env.store();
-    const samples = ['', "π≈3.14 — “quotes” 'single' \\ \u0000\u0001\n\t 🚀", 'x'.repeat(2 * 1024 * 1024)];
+    const big = Math.min(2 * 1024 * 1024, env.maxOutcomeBytes ?? Number.POSITIVE_INFINITY);
+    const samples = ['', "π≈3.14 — “quotes” 'single' \\ \u0000\u0001\n\t 🚀", 'x'.repeat(big)];
     for (const outcome of samples) {
       const r = req();
       await claimOk(s, r);
       expect(await s.complete(r.id, r.token, outcome, DAY)).toBe(true);
       expect((await s.get(r.id))?.outcome).toBe(outcome);
     }
+  });
+
+  it("a 2 MiB outcome over the store's own size limit rejects with OutcomeTooLargeError and keeps the record in progress", async ({
+    skip,
+  }) => {
+    if (env.maxOutcomeBytes === undefined) return skip('the store has no outcome size limit');
+    const s = env.store();
+    const r = req();
+    await claimOk(s, r);
+    const err = await s.complete(r.id, r.token, 'x'.repeat(2 * 1024 * 1024), DAY).catch((e) => e);
+    expect(err).toBeInstanceOf(OutcomeTooLargeError);
+    expect(await s.get(r.id)).toMatchObject({ state: 'in_progress', token: r.token });
+    expect(await s.complete(r.id, r.token, 'small', DAY)).toBe(true);
   });
 
   it('release is fenced by the token and frees the key for a new attempt 1', async () => {

@@ -50,6 +50,12 @@ export interface TestStoreOptions {
    * nothing to delete. Otherwise the suite requires it to delete expired records.
    */
   selfExpiring?: boolean;
+  /**
+   * The longest outcome (UTF-8 bytes) the store keeps, for stores with an item size limit
+   * (DynamoDB). The exact-outcome test then stores one that size instead of 2 MiB, and the
+   * 2 MiB one must reject with `OutcomeTooLargeError`, leaving the record in progress.
+   */
+  maxOutcomeBytes?: number;
 }
 
 /**
@@ -83,6 +89,7 @@ function storeEnv(options: TestStoreOptions): SuiteEnv {
     name: options.name,
     leaseMs: options.leaseMs ?? 300,
     selfExpiring: options.selfExpiring ?? false,
+    maxOutcomeBytes: options.maxOutcomeBytes,
     create: options.create,
     store: () => {
       if (!store) throw new Error('store not created yet');

@@ -22,4 +22,6 @@ export interface SuiteEnv {
   name: string;
   /** The store deletes expired records by itself (Redis TTLs): purge may find nothing. */
   selfExpiring: boolean;
+  /** The longest outcome the store keeps (an item size limit); undefined: 2 MiB and more. */
+  maxOutcomeBytes?: number | undefined;
 }
