@@ -54,10 +54,9 @@ export function startChild(script: URL, cfg: unknown): Child {
     child,
     lines,
     async waitFor(pattern, ms = 20_000) {
-      let found: string | undefined;
-      const ok = await until(() => (found = lines.find((l) => pattern.test(l))) !== undefined, ms);
+      const ok = await until(() => lines.some((l) => pattern.test(l)), ms);
       if (!ok) throw new Error(`child never printed ${pattern}; got ${JSON.stringify(lines)}`);
-      return found!;
+      return lines.find((l) => pattern.test(l))!;
     },
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -117,7 +117,11 @@ describe.skipIf(!up)('idem/amqp', () => {
     );
     send(q, 'p1');
     let dead: false | amqp.GetMessage = false;
-    expect(await until(async () => (dead = await ch.get(dlq, { noAck: true })) !== false)).toBe(true);
+    const poll = async () => {
+      dead = await ch.get(dlq, { noAck: true });
+      return dead !== false;
+    };
+    expect(await until(poll)).toBe(true);
     await ch.cancel(consumerTag);
     expect(runs).toBe(3);
     const d = dead as unknown as ConsumeMessage;
