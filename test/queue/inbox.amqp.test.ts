@@ -131,6 +131,46 @@ describe.skipIf(!up)('idem/amqp', () => {
     expect(again).toMatchObject({ status: 'parked', duplicate: true, attempts: 3 });
   });
 
+  it('a message without an id, or refused by consumeOnce, is dead-lettered, reported, never thrown', async () => {
+    const dlx = await exchange('dlx2');
+    const dlq = await queue('dlq2');
+    await ch.bindQueue(dlq, dlx, '');
+    const q = await queue('refused', { 'x-dead-letter-exchange': dlx });
+    const statuses: string[] = [];
+    const errors: unknown[] = [];
+    const tags: string[] = [];
+    const opts = {
+      onResult: (r: { status: string }) => statuses.push(r.status),
+      onError: (e: unknown) => errors.push(e),
+    };
+    tags.push(
+      (
+        await ch.consume(
+          q,
+          idempotentConsumer(idem, ch, { consumer: 'refused', ...opts }, async () => 1),
+        )
+      ).consumerTag,
+    );
+    ch.sendToQueue(q, Buffer.from('no id')); // no messageId property
+    expect(await until(() => statuses.includes('no_message_id'))).toBe(true);
+    await ch.cancel(tags[0]!);
+    // an option consumeOnce refuses (maxAttempts 0): dead-lettered and reported
+    const bad = idempotentConsumer(idem, ch, { consumer: 'refused', maxAttempts: 0, ...opts }, async () => 1);
+    tags.push((await ch.consume(q, bad)).consumerTag);
+    send(q, 'refused-1');
+    expect(await until(() => errors.length === 1)).toBe(true);
+    expect(String(errors[0])).toMatch(/maxAttempts/);
+    const dead: string[] = [];
+    expect(
+      await until(async () => {
+        const m = await ch.get(dlq, { noAck: true });
+        if (m) dead.push(m.content.toString());
+        return dead.length === 2;
+      }),
+    ).toBe(true);
+    expect(dead.sort()).toEqual(['no id', 'refused-1']);
+  });
+
   it('fan-out: each of two consumers runs a message once, however often it is published', async () => {
     const x = await exchange('fan');
     const runs: string[] = [];
