@@ -43,7 +43,12 @@ import {
 } from './outcome.ts';
 import type { Store } from './store.ts';
 
-/** Which message, for which consumer. Fan-out consumers use their own `consumer` name. */
+/**
+ * Which message, for which consumer. Fan-out consumers use their own `consumer` name.
+ *
+ * @example
+ * const ref: MessageRef = { consumer: 'billing', messageId: msg.properties.messageId };
+ */
 export interface MessageRef {
   /** The consuming service or subscription: each consumer processes a message once. */
   consumer: string;
@@ -51,7 +56,12 @@ export interface MessageRef {
   messageId: string;
 }
 
-/** What the handler receives. */
+/**
+ * What the handler receives.
+ *
+ * @example
+ * const handler = (ctx: ConsumeContext) => payments.post(order, { idempotencyKey: ctx.downstreamKey });
+ */
 export interface ConsumeContext {
   consumer: string;
   messageId: string;
@@ -67,16 +77,30 @@ export interface ConsumeContext {
   recordId: string;
 }
 
-/** The handler of one message. */
+/**
+ * The handler of one message.
+ *
+ * @example
+ * const charge: ConsumeHandler<string> = async (ctx) => (await stripe.charge(order, ctx.downstreamKey)).id;
+ */
 export type ConsumeHandler<T> = (ctx: ConsumeContext) => T | Promise<T>;
 
-/** What the adapter should do with the delivery. */
+/**
+ * What the adapter should do with the delivery.
+ *
+ * @example
+ * const settle: Record<ConsumeNext, () => void> = { ack: () => ch.ack(m), retry: () => ch.nack(m), dead_letter: () => ch.nack(m, false, false) };
+ */
 export type ConsumeNext = 'ack' | 'retry' | 'dead_letter';
 
 /**
  * The answer of `consumeOnce`. `next` tells a broker adapter what to do: `ack` once the outcome
  * is recorded, `retry` (nack / requeue after `retryAfterMs`) when the key was released or is held
  * elsewhere, `dead_letter` when the message is parked.
+ *
+ * @example
+ * const r: ConsumeResult<Receipt> = await idem.consumeOnce(ref, handler);
+ * if (r.status === 'retry') setTimeout(requeue, r.retryAfterMs);
  */
 export type ConsumeResult<T> =
   | { status: 'processed'; next: 'ack'; duplicate: false; value: T; attempt: number }
@@ -110,6 +134,9 @@ export type ConsumeResult<T> =
 /**
  * Options of `consumeOnce`: the engine's per-call options plus the inbox's own.
  * `ttl` is the dedup window: keep it longer than the broker can redeliver or republish.
+ *
+ * @example
+ * await idem.consumeOnce(ref, handler, { maxAttempts: 3, ttl: '7d', retryDelay: (n) => 1000 * n });
  */
 export interface ConsumeOptions {
   /** The message payload: the same message id with another payload is `rejected`, never run. */
@@ -164,7 +191,12 @@ interface Executed<T> {
   attempt: number;
 }
 
-/** What the inbox needs from the engine. */
+/**
+ * What the inbox needs from the engine (`createIdem` passes its own).
+ *
+ * @example
+ * const deps: InboxDeps = { store, execute, ids, ttlMs: 86_400_000 };
+ */
 export interface InboxDeps {
   store: Store;
   execute<T>(

@@ -14,7 +14,12 @@ import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
-/** Options of {@link idempotentProcessor}. */
+/**
+ * Options of {@link idempotentProcessor}.
+ *
+ * @example
+ * const options: BullmqInboxOptions = { consumer: 'billing', messageId: (job) => job.data.eventId };
+ */
 export interface BullmqInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   /** This consumer's name: each consumer processes a job once. */
   consumer: string;

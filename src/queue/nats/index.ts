@@ -20,7 +20,12 @@ import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
-/** Options of {@link idempotentHandler}. */
+/**
+ * Options of {@link idempotentHandler}.
+ *
+ * @example
+ * const options: NatsInboxOptions = { consumer: 'billing', workingEvery: '5s', maxAttempts: 3 };
+ */
 export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   /** This consumer's name (usually the durable consumer's): each consumer processes a message once. */
   consumer: string;

@@ -11,13 +11,23 @@ interface PgResult {
   rows: Record<string, unknown>[];
   rowCount: number | null;
 }
-/** The `pg` client methods used (a `pg.Client` or a `PoolClient`). */
+/**
+ * The `pg` client methods used (a `pg.Client` or a `PoolClient`).
+ *
+ * @example
+ * const client: PgClientLike = await pool.connect();
+ */
 export interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<PgResult>;
   /** When present (pg ≥ 8.11), BEGIN + mark and outcome + COMMIT each go in one round trip. */
   escapeLiteral?(value: string): string;
 }
-/** A `pg.Pool`: a client is checked out per message. */
+/**
+ * A `pg.Pool`: a client is checked out per message.
+ *
+ * @example
+ * const pool: PgPoolLike = new pg.Pool({ connectionString });
+ */
 export interface PgPoolLike extends PgClientLike {
   connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
   readonly totalCount: number;
@@ -50,7 +60,12 @@ function ensureTable(owner: object, client: PgClientLike, table: string): Promis
   return done;
 }
 
-/** Runs one message on Postgres. */
+/**
+ * Runs one message on Postgres (what `consumeOnceTx` calls for a pg Pool or Client).
+ *
+ * @example
+ * const out = await postgresInbox(pool, call, (tx) => apply(tx));
+ */
 export async function postgresInbox<T>(
   db: PgPoolLike | PgClientLike,
   call: TxCall,
