@@ -60,19 +60,41 @@ function ensureTable(owner: object, client: PgClientLike, table: string): Promis
   return done;
 }
 
+const queues = new WeakMap<object, Promise<unknown>>();
+
 /**
- * Runs one message on Postgres (what `consumeOnceTx` calls for a pg Pool or Client).
+ * Runs one message on Postgres (what `consumeOnceTx` calls for a pg Pool or Client). A Pool
+ * checks out a client per message; calls on one Client wait for each other, since two
+ * transactions cannot share a connection.
  *
  * @example
  * const out = await postgresInbox(pool, call, (tx) => apply(tx));
  */
-export async function postgresInbox<T>(
+export function postgresInbox<T>(
   db: PgPoolLike | PgClientLike,
   call: TxCall,
   run: (tx: unknown, attempt: number) => T | Promise<T>,
 ): Promise<TxOutcome<T>> {
   const pool =
     typeof (db as PgPoolLike).connect === 'function' && 'totalCount' in db ? (db as PgPoolLike) : undefined;
+  if (pool) return once(pool, db, call, run);
+  const next = (queues.get(db) ?? Promise.resolve()).then(
+    () => once(undefined, db, call, run),
+    () => once(undefined, db, call, run),
+  );
+  queues.set(
+    db,
+    next.catch(() => {}),
+  );
+  return next;
+}
+
+async function once<T>(
+  pool: PgPoolLike | undefined,
+  db: PgPoolLike | PgClientLike,
+  call: TxCall,
+  run: (tx: unknown, attempt: number) => T | Promise<T>,
+): Promise<TxOutcome<T>> {
   const client = pool ? await pool.connect() : db;
   const { table, consumer, messageId, maxAttempts, now } = call;
   let broken: Error | undefined;
