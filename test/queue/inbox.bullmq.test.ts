@@ -9,11 +9,13 @@ import { createIdem } from 'idem';
 import { idempotentProcessor } from 'idem/bullmq';
 import { redisStore } from 'idem/redis';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { deletePrefix, until } from '../stores/fixtures/redis-suite.ts';
+import { createLedger, dropLedger, startChild } from './inbox-fixtures.ts';
 
 const up = await serviceAvailable('redis');
+const pgUp = up && (await serviceAvailable('postgres'));
 
 describe.skipIf(!up)('idem/bullmq', () => {
   const prefix = uniqueName('idem_bq');
@@ -23,7 +25,13 @@ describe.skipIf(!up)('idem/bullmq', () => {
     ? createIdem({ store: redisStore({ url: SERVICES.redis, prefix }), lease: '5s' })
     : (undefined as never);
   const closers: Array<() => Promise<unknown>> = [];
+  const ledgerSchema = `${prefix}_ledger`;
+  let ledger: Awaited<ReturnType<typeof createLedger>>;
+  beforeAll(async () => {
+    if (pgUp) ledger = await createLedger(ledgerSchema);
+  });
   afterAll(async () => {
+    if (ledger) await dropLedger(ledger, ledgerSchema);
     for (const close of closers.reverse()) await close().catch(() => {});
     await idem?.close();
     await deletePrefix(admin, prefix);
@@ -125,6 +133,53 @@ describe.skipIf(!up)('idem/bullmq', () => {
     expect(failed?.failedReason).toMatch(/refused: InvalidOptionError: .*maxAttempts/);
     expect(failed?.attemptsMade).toBe(1);
   });
+
+  const killWorker = (queueName: string, mode: string) => {
+    const c = startChild(new URL('./inbox-bullmq-worker.ts', import.meta.url), {
+      redis: SERVICES.redis,
+      prefix,
+      queue: queueName,
+      pg: SERVICES.postgres,
+      schema: ledgerSchema,
+      mode,
+      leaseMs: 1000,
+    });
+    closers.push(() => c.kill());
+    return c;
+  };
+  /** A worker in this process with the child's short lock and stall intervals. */
+  const rescuer = (name: string, onResult: (r: { status: string; value?: unknown }) => void) => {
+    const w = new Worker(
+      name,
+      idempotentProcessor(idem, { consumer: 'kill', onResult }, async () => ({ by: 'rescuer' })),
+      { connection, prefix: `${prefix}_q`, lockDuration: 1000, stalledInterval: 500, maxStalledCount: 10 },
+    );
+    w.on('error', () => {});
+    closers.push(() => w.close(true));
+    return w;
+  };
+
+  it.skipIf(!pgUp)(
+    'a worker SIGKILLed after recording, before completing: the stalled job completes with the recorded value',
+    async () => {
+      const q = queue('kill1');
+      const child = killWorker(q.name, 'die-after-record');
+      await child.waitFor(/^ready$/);
+      const job = await q.add('k', {}, { jobId: 'k1' });
+      await child.waitFor(/^processed k1$/);
+      await child.kill();
+      const results: Array<{ status: string; value?: unknown }> = [];
+      rescuer(q.name, (r) => results.push(r));
+      expect(await until(async () => (await q.getCompletedCount()) === 1, 15_000)).toBe(true);
+      expect(results).toEqual([
+        expect.objectContaining({ status: 'duplicate', value: { by: child.child.pid } }),
+      ]);
+      expect((await q.getJob(job.id!))?.returnvalue).toEqual({ by: child.child.pid });
+      const { rows } = await ledger.query(`SELECT * FROM "${ledgerSchema}".ledger WHERE message_id = 'k1'`);
+      expect(rows).toHaveLength(1);
+    },
+    30_000,
+  );
 
   it('refuses a bad messageId option', () => {
     expect(() =>
