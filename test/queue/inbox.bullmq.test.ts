@@ -147,7 +147,7 @@ describe.skipIf(!up)('idem/bullmq', () => {
     closers.push(() => c.kill());
     return c;
   };
-  /** A worker in this process with the child's short lock and stall intervals. */
+  /** A worker in this process with the child's short lock and stall intervals, answering { by: 'rescuer' }. */
   const rescuer = (name: string, onResult: (r: { status: string; value?: unknown }) => void) => {
     const w = new Worker(
       name,
@@ -177,6 +177,43 @@ describe.skipIf(!up)('idem/bullmq', () => {
       expect((await q.getJob(job.id!))?.returnvalue).toEqual({ by: child.child.pid });
       const { rows } = await ledger.query(`SELECT * FROM "${ledgerSchema}".ledger WHERE message_id = 'k1'`);
       expect(rows).toHaveLength(1);
+    },
+    30_000,
+  );
+
+  it.skipIf(!pgUp)(
+    'a worker SIGKILLed mid-handler: after the lease the job reruns with mayHaveRun and the same downstreamKey',
+    async () => {
+      const q = queue('kill2');
+      const child = killWorker(q.name, 'die-mid-handler');
+      await child.waitFor(/^ready$/);
+      await q.add('k', {}, { jobId: 'k2' });
+      await child.waitFor(/^effect k2$/);
+      await child.kill();
+      const results: string[] = [];
+      const w = new Worker(
+        q.name,
+        idempotentProcessor(
+          idem,
+          { consumer: 'kill', retryDelay: () => 100, onResult: (r) => results.push(r.status) },
+          async (job, ctx) => {
+            await ledger.query(
+              `INSERT INTO "${ledgerSchema}".ledger (message_id, consumer, pid, may_have_run, downstream_key) VALUES ($1, 'bullmq', $2, $3, $4)`,
+              [job.id, process.pid, ctx.mayHaveRun, ctx.downstreamKey],
+            );
+          },
+        ),
+        { connection, prefix: `${prefix}_q`, lockDuration: 1000, stalledInterval: 500, maxStalledCount: 10 },
+      );
+      w.on('error', () => {});
+      closers.push(() => w.close(true));
+      expect(await until(async () => (await q.getCompletedCount()) === 1, 20_000)).toBe(true);
+      expect(results.at(-1)).toBe('processed');
+      const { rows } = await ledger.query(
+        `SELECT * FROM "${ledgerSchema}".ledger WHERE message_id = 'k2' ORDER BY n`,
+      );
+      expect(rows.map((r) => r.may_have_run)).toEqual([false, true]);
+      expect(new Set(rows.map((r) => r.downstream_key)).size).toBe(1);
     },
     30_000,
   );
