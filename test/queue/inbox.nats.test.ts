@@ -131,15 +131,15 @@ describe.skipIf(!up)('idem/nats', () => {
         idem,
         {
           consumer: 'long',
-          workingEvery: 200,
+          workingEvery: 250,
           onResult: (r, m) => results.push({ status: r.status, deliveries: m.info.deliveryCount }),
         },
         async () => {
           runs++;
-          await sleep(1800);
+          await sleep(3200);
         },
       ),
-      800,
+      1500,
     );
     await s.publish('slow-1');
     expect(await until(() => results.length >= 1, 8000)).toBe(true);

@@ -108,9 +108,9 @@ describe('consumeOnce', () => {
   it('runs that die mid-handler count as failed runs: a crashing message is parked too', async () => {
     const store = memoryStore();
     // a worker that dies: its heartbeat never reaches the store, so its lease runs out
-    const frozen = { ...store, renew: async () => Date.now() + 150 };
+    const frozen = { ...store, renew: async () => Date.now() + 600 };
     // one instance per "worker": within one instance a duplicate joins the pending flight
-    const dying = () => createIdem({ store: frozen, lease: '150ms' });
+    const dying = () => createIdem({ store: frozen, lease: '600ms' });
     const ref = { consumer: 'c', messageId: 'crasher' };
     const seen: Array<{ attempt: number; mayHaveRun: boolean }> = [];
     const hang = (ctx: { attempt: number; mayHaveRun: boolean }) => {
@@ -119,14 +119,14 @@ describe('consumeOnce', () => {
     };
     void dying().consumeOnce(ref, hang, { maxAttempts: 2 });
     await sleep(50);
-    const live = createIdem({ store, lease: '150ms' });
+    const live = createIdem({ store, lease: '600ms' });
     expect(await live.consumeOnce(ref, async () => 'x')).toMatchObject({
       status: 'retry',
       reason: 'in_progress',
     });
-    await sleep(250);
+    await sleep(800);
     void dying().consumeOnce(ref, hang, { maxAttempts: 2 }); // takes over: counts the first death
-    await sleep(250);
+    await sleep(800);
     let ran = false;
     const r = await live.consumeOnce(
       ref,
