@@ -35,6 +35,7 @@ import {
 import type { ActionContext } from './holder.ts';
 import type { ConsumeHandler, ConsumeOptions, ConsumeResult, MessageRef } from './inbox-types.ts';
 import { deriveKey } from './keys.ts';
+import { resolveRunOptions } from './options.ts';
 import {
   decodeOutcome,
   encodeOutcome,
@@ -310,28 +311,70 @@ function checkRef(ref: MessageRef): MessageRef {
 }
 
 function checkOptions(options: ConsumeOptions) {
-  if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionError('consumeOnce options must be an object');
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.includes(name)) {
-      const hint =
-        name === 'onInProgress' ? ' (a consumer never waits: an in-progress message is retried)' : '';
-      throw new InvalidOptionError(`consumeOnce: unknown option ${name}${hint} (known: ${KNOWN.join(', ')})`);
-    }
-  }
+  checkConsumeOptions(options);
   const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, redelivered, ...run } = options;
-  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
+  return { maxAttempts, retryDelay, redelivered, ...run };
+}
+
+/**
+ * Checks consume options where they enter (adapters call it at construction, with their own
+ * option names in `extra`): unknown names are refused with the nearest known one, values are
+ * checked like `consumeOnce` checks them. Throws `InvalidOptionError`.
+ *
+ * @example
+ * checkConsumeOptions({ maxAttemps: 3 }, ['consumer'], 'idempotentConsumer')
+ * // throws: idempotentConsumer: unknown option maxAttemps — did you mean maxAttempts?
+ */
+export function checkConsumeOptions(
+  options: unknown,
+  extra: readonly string[] = [],
+  label = 'consumeOnce',
+): void {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError(`${label} options must be an object`);
+  }
+  const known = [...KNOWN, ...extra];
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue;
+    if (name === 'onInProgress') {
+      throw new InvalidOptionError(
+        `${label}: a consumer never waits (option onInProgress): an in-progress message is retried`,
+      );
+    }
+    const near = known.find((k) => closeEnough(name.toLowerCase(), k.toLowerCase()));
+    const hint = near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`;
+    throw new InvalidOptionError(`${label}: unknown option ${name}${hint}`);
+  }
+  const { maxAttempts, retryDelay, redelivered } = options as ConsumeOptions;
+  if (
+    maxAttempts !== undefined &&
+    (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000)
+  ) {
     throw new InvalidOptionError(
-      `consumeOnce: maxAttempts must be an integer from 1 to 1000, got ${maxAttempts}`,
+      `${label}: maxAttempts must be an integer from 1 to 1000, got ${maxAttempts}`,
     );
   }
-  if (typeof retryDelay !== 'function')
-    throw new InvalidOptionError('consumeOnce: retryDelay must be a function');
-  if (redelivered !== undefined && typeof redelivered !== 'boolean') {
-    throw new InvalidOptionError('consumeOnce: redelivered must be a boolean');
+  if (retryDelay !== undefined && typeof retryDelay !== 'function') {
+    throw new InvalidOptionError(`${label}: retryDelay must be a function`);
   }
-  return { maxAttempts, retryDelay, redelivered, ...run };
+  if (redelivered !== undefined && typeof redelivered !== 'boolean') {
+    throw new InvalidOptionError(`${label}: redelivered must be a boolean`);
+  }
+  resolveRunOptions(options as ConsumeOptions, label); // ttl, lease, scope, input options…
+}
+
+/** True when `a` is within two edits of `b` (a typo), by the classic dynamic programme. */
+function closeEnough(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 2) return false;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]! <= 2;
 }
 
 /** 500 ms, 1 s, 2 s… at most 30 s. */

@@ -121,17 +121,29 @@ describe.skipIf(!up)('idem/bullmq', () => {
     expect(runs).toBe(3);
   });
 
-  it('a job consumeOnce refuses (a bad option) fails at once, without retries', async () => {
+  it('a job consumeOnce refuses (an outcome over maxOutcomeBytes) fails at once, without retries', async () => {
     const q = queue('refused');
+    const small = createIdem({ store: redisStore({ url: SERVICES.redis, prefix }), maxOutcomeBytes: 16 });
+    closers.push(() => small.close());
     worker(
       'refused',
-      idempotentProcessor(idem, { consumer: 'refused', maxAttempts: 0 }, async () => 1),
+      idempotentProcessor(small, { consumer: 'refused' }, async () => 'x'.repeat(100)),
     );
     const job = await q.add('x', {}, { attempts: 5 });
     expect(await until(async () => (await q.getFailedCount()) === 1, 10_000)).toBe(true);
     const failed = await q.getJob(job.id!);
-    expect(failed?.failedReason).toMatch(/refused: InvalidOptionError: .*maxAttempts/);
+    expect(failed?.failedReason).toMatch(/refused: OutcomeTooLargeError/);
     expect(failed?.attemptsMade).toBe(1);
+  });
+
+  it('bad options are refused when the processor is built', () => {
+    expect(() =>
+      idempotentProcessor(idem, { consumer: 'c', retryDelai: () => 1 } as never, async () => 1),
+    ).toThrow(/unknown option retryDelai — did you mean retryDelay\?/);
+    expect(() => idempotentProcessor(idem, { consumer: '' }, async () => 1)).toThrow(/consumer must be/);
+    expect(() =>
+      idempotentProcessor(idem, { consumer: 'c', lease: '30 parsecs' as never }, async () => 1),
+    ).toThrow(/lease/);
   });
 
   const killWorker = (queueName: string, mode: string) => {

@@ -247,4 +247,13 @@ describe.skipIf(!up)('idem/nats', () => {
     },
     30_000,
   );
+
+  it('bad options are refused when the handler is built', () => {
+    expect(() =>
+      idempotentHandler(idem, { consumer: 'c', workingEvry: '1s' } as never, async () => 1),
+    ).toThrow(/did you mean workingEvery\?/);
+    expect(() => idempotentHandler(idem, { consumer: 'c', workingEvery: 10 }, async () => 1)).toThrow(
+      /at least 100 ms/,
+    );
+  });
 });

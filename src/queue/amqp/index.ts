@@ -17,6 +17,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { toMs } from '../../core/duration.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
 /**
@@ -69,6 +70,16 @@ export function idempotentConsumer<R = unknown>(
   options: AmqpInboxOptions,
   handler: (msg: ConsumeMessage, ctx: ConsumeContext) => R | Promise<R>,
 ): (msg: ConsumeMessage | null) => Promise<ConsumeResult<R> | undefined> {
+  checkConsumeOptions(
+    options,
+    ['consumer', 'messageId', 'maxRequeueDelay', 'onResult', 'onError'],
+    'idempotentConsumer',
+  );
+  if (typeof options.consumer !== 'string' || options.consumer === '') {
+    throw new InvalidOptionError(
+      "idempotentConsumer: consumer must be a non-empty string (this consumer's name)",
+    );
+  }
   const {
     consumer,
     messageId,

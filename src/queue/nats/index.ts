@@ -18,6 +18,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { toMs } from '../../core/duration.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
 /**
@@ -56,6 +57,16 @@ export function idempotentHandler<R = unknown>(
   options: NatsInboxOptions,
   handler: (msg: JsMsg, ctx: ConsumeContext) => R | Promise<R>,
 ): (msg: JsMsg) => Promise<ConsumeResult<R> | undefined> {
+  checkConsumeOptions(
+    options,
+    ['consumer', 'messageId', 'workingEvery', 'onResult', 'onError'],
+    'idempotentHandler',
+  );
+  if (typeof options.consumer !== 'string' || options.consumer === '') {
+    throw new InvalidOptionError(
+      "idempotentHandler: consumer must be a non-empty string (this consumer's name)",
+    );
+  }
   const {
     consumer,
     messageId,
