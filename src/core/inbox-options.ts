@@ -25,7 +25,12 @@ const KNOWN = [
 const MAX_ID_LENGTH = 4096;
 const DEFAULT_MAX_ATTEMPTS = 5;
 
-/** The ref, checked: two non-empty strings. */
+/**
+ * The ref, checked: two non-empty strings of at most 4096 characters, else `InvalidKeyError`.
+ *
+ * @example
+ * const { consumer, messageId } = checkRef({ consumer: 'billing', messageId: 'evt-1' });
+ */
 export function checkRef(ref: MessageRef): MessageRef {
   if (ref === null || typeof ref !== 'object') {
     throw new InvalidKeyError('consumeOnce needs { consumer, messageId }');
@@ -41,7 +46,12 @@ export function checkRef(ref: MessageRef): MessageRef {
   return ref;
 }
 
-/** The options, checked, with the inbox's defaults applied. */
+/**
+ * The options, checked, with the inbox's defaults applied.
+ *
+ * @example
+ * const { maxAttempts, retryDelay, ...run } = checkOptions({ ttl: '7d' }); // maxAttempts 5
+ */
 export function checkOptions(options: ConsumeOptions) {
   checkConsumeOptions(options);
   const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, redelivered, ...run } = options;
