@@ -12,6 +12,7 @@ import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts
 import { renderSection, type SectionResult } from './lib/report.ts';
 import { dynamodbSection } from './sections/dynamodb.ts';
 import { gatewaySection } from './sections/gateway.ts';
+import { inboxSection } from './sections/inbox.ts';
 import { journalSection } from './sections/journal.ts';
 import { llmSection } from './sections/llm.ts';
 import { memorySection } from './sections/memory.ts';
@@ -30,6 +31,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   tools: toolsSection,
   llm: llmSection,
   dynamodb: dynamodbSection,
+  inbox: inboxSection,
 };
 
 function commandLine(argv: string[]): string {

@@ -23,6 +23,7 @@ export const SECTIONS = [
   'journal',
   'tools',
   'dynamodb',
+  'inbox',
 ] as const;
 export type SectionId = (typeof SECTIONS)[number];
 

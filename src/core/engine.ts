@@ -18,6 +18,7 @@ import { outcomeCodec, sealedStore } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
+import { createConsumeOnce } from './inbox.ts';
 import {
   deriveKey,
   downstreamKeyOf,
@@ -142,12 +143,24 @@ export function createIdem(options: IdemOptions): Idem {
     definitive: options.definitive,
     execute: (key, action, opts) => execute(key, action, opts),
   });
+  const ids = (key: string, scope?: string | readonly string[]) => {
+    const recordId = idOf(validateKey(key), scope);
+    return { recordId, downstreamKey: downstreamKeyOf(recordId) };
+  };
+  const consumeOnce = createConsumeOnce({
+    store: sealedStore(store, codec),
+    execute,
+    ids,
+    definitive: options.definitive,
+    ttlMs: defaults.ttlMs,
+  });
 
   return {
     store,
     execute,
     workflow: journal.workflow,
     runs: journal.runs,
+    consumeOnce,
     async run(key, action, opts) {
       return (await execute(key, action, opts)).value;
     },
