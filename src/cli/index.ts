@@ -50,6 +50,10 @@ program
   .option('--host <host>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for all)')
   .option('--config <file>', 'JSON config with routes and policies (flags override it)')
   .option('--preset <name>', 'LLM provider preset: openai | anthropic (--upstream defaults to its API)')
+  .option(
+    '--admin-token <token>',
+    'bearer token for /metrics and /savings (or IDEM_ADMIN_TOKEN; without: loopback only)',
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -58,6 +62,7 @@ program
       host?: string;
       config?: string;
       preset?: string;
+      adminToken?: string;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -67,6 +72,7 @@ program
         ...(opts.store !== undefined && { store: opts.store }),
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.host !== undefined && { host: opts.host }),
+        ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
       };
       if (!config.upstream && config.preset === undefined)
         throw new InvalidArgumentError(

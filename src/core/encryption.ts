@@ -164,3 +164,22 @@ export function sealedStore(store: Store, codec: OutcomeCodec): Store {
     },
   });
 }
+
+/**
+ * Encryption options from an environment variable `id:key[,id:key…]` (keys as base64 or hex;
+ * the first one seals), or undefined when it is unset or empty.
+ *
+ * @example
+ * createIdem({ store, encryption: encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS) })
+ */
+export function encryptionFromEnv(value: string | undefined): EncryptionOptions | undefined {
+  if (!value?.trim()) return undefined;
+  const keys: Record<string, string> = {};
+  for (const entry of value.split(',')) {
+    const colon = entry.indexOf(':');
+    if (colon <= 0)
+      throw new InvalidOptionError('IDEM_ENCRYPTION_KEYS must be id:key[,id:key…] (the first key seals)');
+    keys[entry.slice(0, colon).trim()] = entry.slice(colon + 1).trim();
+  }
+  return { keys };
+}

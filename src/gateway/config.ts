@@ -20,8 +20,10 @@
  *
  * @module
  */
+
 import { readFile } from 'node:fs/promises';
 import type { Duration } from '../core/duration.ts';
+import type { EncryptionOptions } from '../core/encryption.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { checkKnownOptions } from '../http/known.ts';
@@ -109,6 +111,16 @@ export interface GatewayConfig {
   prices?: Record<string, { input: number; output: number; cachedInput?: number }>;
   /** A `Store`, or a spec: `memory`, `sqlite:PATH`, `postgres://…`, `redis://…`. Default `sqlite:.idem/gateway.db`. */
   store?: string | Store;
+  /**
+   * Bearer token for `/metrics` and `/savings` (also `IDEM_ADMIN_TOKEN`). Without one they answer
+   * only clients on this machine (loopback); everyone else gets 401 `admin-token-required`.
+   */
+  adminToken?: string;
+  /**
+   * Encrypt stored responses at rest (see docs/engine.md, *Encryption at rest*). Also from
+   * `IDEM_ENCRYPTION_KEYS="id:base64key[,id:base64key…]"` (the first key seals).
+   */
+  encryption?: EncryptionOptions;
   port?: number;
   host?: string;
   /** First scope part of every record, so several gateways can share one store. Default `'gateway'`. */
@@ -162,6 +174,8 @@ export interface GatewayConfig {
 
 const TOP_KEYS = new Set([
   'upstream',
+  'adminToken',
+  'encryption',
   'preset',
   'prices',
   'store',

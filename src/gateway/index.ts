@@ -15,16 +15,19 @@
  *
  * @module
  */
+
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolvePrices } from '../ai/prices.ts';
 import { createSavings, type Savings } from '../ai/savings.ts';
 import { toMs } from '../core/duration.ts';
+import { encryptionFromEnv } from '../core/encryption.ts';
 import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
+import { adminGuard } from './admin.ts';
 import { checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { applyPreset } from './llm.ts';
@@ -105,8 +108,10 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   const savings = createSavings({ prices: resolvePrices(config.prices, 'prices') });
   savings.onSaved(metrics.llmSaved);
   const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
+  const admitted = adminGuard(config.adminToken ?? (process.env.IDEM_ADMIN_TOKEN || undefined));
   const idem = createIdem({
     store: metrics.instrument(store),
+    encryption: config.encryption ?? encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS),
     onEvent: metrics.onEvent,
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
     maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
@@ -136,8 +141,9 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     if (req.method === 'GET' && req.url) {
       const url = req.url;
       if (url === endpoints.health) return void health(store, upstream, res);
-      if (url === endpoints.metrics) return void sendMetrics(metrics, res);
+      if (url === endpoints.metrics) return void (admitted(req, res) && sendMetrics(metrics, res));
       if (endpoints.savings && url === endpoints.savings) {
+        if (!admitted(req, res)) return;
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         return void res.end(JSON.stringify(savings.report()));
       }

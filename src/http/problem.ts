@@ -146,6 +146,13 @@ export const PROBLEMS = {
     errorType: 'authentication_error',
     detail: 'this route scopes keys by caller: send your credentials with the Idempotency-Key',
   },
+  'admin-token-required': {
+    status: 401,
+    title: 'This endpoint needs the admin token',
+    code: 'admin_token_required',
+    errorType: 'authentication_error',
+    detail: 'send Authorization: Bearer <admin token> (adminToken / IDEM_ADMIN_TOKEN)',
+  },
   'internal-error': {
     status: 500,
     title: 'idem failed on this request; see its log',

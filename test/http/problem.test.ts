@@ -33,6 +33,7 @@ const EXPECTED: Record<ProblemType, { status: number; code: string; errorType: s
   'duplicate-credentials': { status: 400, code: 'duplicate_credentials', errorType: 'invalid_request_error' },
   'missing-credentials': { status: 401, code: 'missing_credentials', errorType: 'authentication_error' },
   'internal-error': { status: 500, code: 'internal_error', errorType: 'api_error' },
+  'admin-token-required': { status: 401, code: 'admin_token_required', errorType: 'authentication_error' },
 };
 
 describe('problem bodies', () => {
