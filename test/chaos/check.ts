@@ -15,9 +15,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+export type Layer = 'lib' | 'inbox' | 'workflow' | 'http';
+
 export interface Delivery {
   op: number;
-  layer: 'lib' | 'http';
+  layer: Layer;
   final: boolean;
   ok: boolean;
   value?: string;
@@ -49,7 +51,7 @@ interface RunFacts {
   store: string;
   seed: number;
   ops: number;
-  layers: ('lib' | 'http')[];
+  layers: Layer[];
   deliveries: Delivery[];
   ledgerDir: string;
   upstreamLedger: { op: number; n: number }[];
@@ -61,30 +63,31 @@ interface RunFacts {
 export function checkRun(f: RunFacts): ChaosReport {
   const examples: string[] = [];
   const note = (s: string) => examples.length < 10 && examples.push(s);
-  const effects = new Map<number, { mayHaveRun: boolean }[]>();
+  /** Effects by what acted: `lib-<op>`, `inbox-<op>`, `wf-<op>-<step>`. */
+  const effects = new Map<string, { mayHaveRun: boolean }[]>();
   for (const file of readdirSync(f.ledgerDir).filter((n) => n.startsWith('ledger-'))) {
     for (const line of readFileSync(join(f.ledgerDir, file), 'utf8').split('\n')) {
       if (!line) continue;
-      let e: { op: number; mayHaveRun: boolean };
+      let e: { key: string; mayHaveRun: boolean };
       try {
         e = JSON.parse(line);
       } catch {
         continue; // a line cut by SIGKILL mid-write: the effect did not finish being recorded
       }
-      effects.set(e.op, [...(effects.get(e.op) ?? []), e]);
+      effects.set(e.key, [...(effects.get(e.key) ?? []), e]);
     }
   }
   let duplicateEffects = 0;
   let toldMayHaveRun = 0;
   let takeovers = 0;
-  for (const [op, list] of effects) {
+  for (const [key, list] of effects) {
     const told = list.filter((e) => e.mayHaveRun).length;
     takeovers += told;
     toldMayHaveRun += Math.min(told, list.length - 1);
     const untold = list.length - told;
     if (untold > 1) {
       duplicateEffects += untold - 1;
-      note(`op ${op}: ${untold} effects without mayHaveRun`);
+      note(`${key}: ${untold} effects without mayHaveRun`);
     }
   }
   const upstream = new Map<number, number>();
@@ -112,7 +115,7 @@ export function checkRun(f: RunFacts): ChaosReport {
       );
     }
     const values = new Set(
-      list.filter((d) => d.ok && (f.layers[op] === 'lib' || d.value?.startsWith('2'))).map((d) => d.value),
+      list.filter((d) => d.ok && (f.layers[op] !== 'http' || d.value?.startsWith('2'))).map((d) => d.value),
     );
     if (values.size > 1) {
       conflictingOutcomes++;

@@ -13,7 +13,7 @@ export interface Answer {
   op: number;
   d: number;
   ok: boolean;
-  value?: { op: number; by: number; attempt: number; nonce: string };
+  value?: unknown;
   replayed?: boolean;
   code?: string;
 }
@@ -24,7 +24,7 @@ export class Lost extends Error {}
 /** A worker process that can be killed, frozen and replaced. */
 export interface Worker {
   readonly id: number;
-  send(op: number, d: number, holdMs: number): Promise<Answer>;
+  send(op: number, d: number, holdMs: number, kind?: 'lib' | 'inbox' | 'workflow'): Promise<Answer>;
   kill(): void;
   stop(): void;
   cont(): void;
@@ -67,11 +67,11 @@ export async function startWorker(
   const w: Worker = {
     id,
     stopped: false,
-    send(op, d, holdMs) {
+    send(op, d, holdMs, kind = 'lib') {
       if (!w.alive()) return Promise.reject(new Lost(`worker ${id} is dead`));
       return new Promise((resolve, reject) => {
         pending.set(d, { resolve, reject });
-        child.stdin!.write(`${JSON.stringify({ op, d, holdMs })}\n`);
+        child.stdin!.write(`${JSON.stringify({ op, d, holdMs, kind })}\n`);
       });
     },
     kill() {

@@ -1,6 +1,7 @@
 /**
- * The chaos harness: thousands of logical operations, each delivered 3–5 times at once, through
- * library workers and three `idem serve` gateways over one store, while faults are injected —
+ * The chaos harness: thousands of logical operations, each delivered 3–5 times at once — library
+ * calls, queue messages (`consumeOnce`), two-step workflow runs, HTTP through three `idem serve`
+ * gateways — over one store, while faults are injected —
  * SIGKILL and SIGSTOP/SIGCONT of workers and gateways mid-action, an upstream that answers 5xx,
  * stalls or cuts the connection after acting, restarts of the store server and cut connections
  * (private Redis and PostgreSQL servers started here), and app clocks skewed by minutes. Then
@@ -21,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdem } from 'idem';
 import { storeFromSpec } from '../../src/stores/spec.ts';
-import { type ChaosReport, checkRun, type Delivery } from './check.ts';
+import { type ChaosReport, checkRun, type Delivery, type Layer } from './check.ts';
 import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
 import {
   canRunPrivatePostgres,
@@ -190,17 +191,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // one delivery, retried like a client or a queue would until it gets an answer
     const deliveries: Delivery[] = [];
     let nextD = 0;
-    const deliver = async (op: number, layer: 'lib' | 'http', final: boolean): Promise<void> => {
+    const deliver = async (op: number, layer: Layer, final: boolean): Promise<void> => {
       for (let attempt = 0; attempt < 40; attempt++) {
         const d = nextD++;
-        if (layer === 'lib') {
+        if (layer !== 'http') {
           const w = rand.pick(workers.filter((x) => x.alive()));
           if (!w) {
             await sleep(50);
             continue;
           }
           try {
-            const a = await w.send(op, d, rand.int(3) === 0 ? rand.int(o.leaseMs * 2) : rand.int(20));
+            const a = await w.send(op, d, rand.int(3) === 0 ? rand.int(o.leaseMs * 2) : rand.int(20), layer);
             if (a.ok)
               return void deliveries.push({
                 op,
@@ -304,18 +305,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     })();
 
     // the operations: a window of ops in flight, each delivered 3–5 times at once
-    const layers = Array.from(
-      { length: o.ops },
-      () => (o.gateways > 0 && rand.next() < 0.4 ? 'http' : 'lib') as 'lib' | 'http',
-    );
+    const layerOf = (r: number): Layer =>
+      o.gateways > 0 && r < 0.3 ? 'http' : r < 0.55 ? 'lib' : r < 0.8 ? 'inbox' : 'workflow';
+    const layers = Array.from({ length: o.ops }, () => layerOf(rand.next()));
     let next = 0;
     const lane = async () => {
       while (next < o.ops) {
         const op = next++;
         const copies = 3 + rand.int(3);
-        await Promise.all(
-          Array.from({ length: copies }, () => deliver(op, layers[op] as 'lib' | 'http', false)),
-        );
+        await Promise.all(Array.from({ length: copies }, () => deliver(op, layers[op] as Layer, false)));
         if (op % 500 === 0) log(`[chaos ${o.store}] op ${op}/${o.ops}`);
       }
     };
@@ -333,7 +331,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const finalLane = async () => {
       while (next < o.ops) {
         const op = next++;
-        await deliver(op, layers[op] as 'lib' | 'http', true);
+        await deliver(op, layers[op] as Layer, true);
       }
     };
     await Promise.all(Array.from({ length: o.window }, finalLane));

@@ -33,8 +33,53 @@ const idem = createIdem({
 
 const write = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
 
-async function deliver(op: number, d: number, holdMs: number): Promise<void> {
+type Kind = 'lib' | 'inbox' | 'workflow';
+
+/** The side effect: one ledger line, written before anything can be stored. */
+function effect(key: string, op: number, ctx: { attempt: number; mayHaveRun: boolean }) {
+  appendFileSync(
+    config.ledger,
+    `${JSON.stringify({ key, op, pid: process.pid, attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun })}\n`,
+  );
+}
+const hold = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** A queue message: consumeOnce, as a broker adapter would call it on every delivery. */
+async function consume(op: number, d: number, holdMs: number): Promise<void> {
+  const r = await idem.consumeOnce({ consumer: 'chaos', messageId: `m-${op}` }, async (ctx) => {
+    effect(`inbox-${op}`, op, ctx);
+    await hold(holdMs);
+    return { op, by: process.pid, attempt: ctx.attempt, nonce: randomUUID() };
+  });
+  if (r.status === 'processed' || r.status === 'duplicate') {
+    write({ op, d, ok: true, value: r.value, replayed: r.duplicate });
+  } else if (r.status === 'parked')
+    write({ op, d, ok: true, value: { parked: true }, replayed: r.duplicate });
+  else write({ op, d, ok: false, code: `${r.status}:${r.status === 'retry' ? r.reason : r.reason}` });
+}
+
+/** A two-step workflow run: each step's effect once, unless told mayHaveRun. */
+async function workflow(op: number, d: number, holdMs: number): Promise<void> {
+  const value = await idem.workflow(
+    `chaos-wf-${op}`,
+    async (run) => {
+      const step = (name: string) =>
+        run.step(name, async (ctx) => {
+          effect(`wf-${op}-${name}`, op, ctx);
+          await hold(holdMs / 2);
+          return randomUUID();
+        });
+      return { op, a: await step('a'), b: await step('b') };
+    },
+    { onInProgress: 'wait', waitTimeout: '20s' },
+  );
+  write({ op, d, ok: true, value });
+}
+
+async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promise<void> {
   try {
+    if (kind === 'inbox') return await consume(op, d, holdMs);
+    if (kind === 'workflow') return await workflow(op, d, holdMs);
     const execute = config.bypass
       ? async <T>(_key: string, action: (ctx: { attempt: number; mayHaveRun: boolean }) => Promise<T>) => ({
           value: await action({ attempt: 1, mayHaveRun: false }),
@@ -44,11 +89,8 @@ async function deliver(op: number, d: number, holdMs: number): Promise<void> {
     const r = await execute(
       `chaos-op-${op}`,
       async (ctx: { attempt: number; mayHaveRun: boolean }) => {
-        appendFileSync(
-          config.ledger,
-          `${JSON.stringify({ op, pid: process.pid, attempt: ctx.attempt, mayHaveRun: ctx.mayHaveRun })}\n`,
-        );
-        await new Promise((res) => setTimeout(res, holdMs));
+        effect(`lib-${op}`, op, ctx);
+        await hold(holdMs);
         return { op, by: process.pid, attempt: ctx.attempt, nonce: randomUUID() };
       },
       { input: { op } },
@@ -65,8 +107,8 @@ async function deliver(op: number, d: number, holdMs: number): Promise<void> {
 }
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  const { op, d, holdMs } = JSON.parse(line) as { op: number; d: number; holdMs: number };
-  void deliver(op, d, holdMs);
+  const { op, d, holdMs, kind } = JSON.parse(line) as { op: number; d: number; holdMs: number; kind?: Kind };
+  void deliver(op, d, holdMs, kind ?? 'lib');
 });
 process.stdin.on('end', async () => {
   await idem.close();
