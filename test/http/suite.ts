@@ -299,7 +299,7 @@ export function testHttpAdapter(harness: AdapterHarness, suite: SuiteOptions = {
     });
 
     it('row 9: same key while the first runs → 409 conflict with Retry-After in [1, 60]', async () => {
-      const r = await rig();
+      const r = await rig({ onInProgress: 'reject' }); // the default waits up to 30 s first
       const first = r.post('/slow', 'busy');
       await r.entered();
       const second = await r.post('/slow', 'busy');
