@@ -11,9 +11,9 @@ const keyed = (url: string, key: string, payload: unknown = { a: 1 }) => ({
   payload: payload as Record<string, unknown>,
 });
 
-async function app() {
+async function app(options: { onInProgress?: 'wait' | 'reject' } = {}) {
   const f = Fastify();
-  await f.register(idempotency({ idem: createIdem({ store: memoryStore() }) }));
+  await f.register(idempotency({ idem: createIdem({ store: memoryStore() }), ...options }));
   return f;
 }
 
@@ -67,7 +67,7 @@ describe('fastify specifics', () => {
   });
 
   it('our own 409/422 replies are not captured by onSend, even next to other onSend hooks', async () => {
-    const f = await app();
+    const f = await app({ onInProgress: 'reject' }); // the default waits up to 30 s first
     f.addHook('onSend', async (_req, reply, payload) => {
       reply.header('x-seen-by-app', '1');
       return payload;
