@@ -157,6 +157,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
 
   const purgeMs = config.purgeEvery === false ? 0 : toMs(config.purgeEvery ?? '5m', 'purgeEvery');
   let purgeTimer: NodeJS.Timeout | undefined;
+  let closing: Promise<void> | undefined;
   if (purgeMs > 0) {
     purgeTimer = setInterval(() => {
       idem.purgeExpired({ batchSize: 1000, maxBatches: 20 }).catch(() => {});
@@ -180,14 +181,18 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
         });
       });
     },
-    async close() {
-      clearInterval(purgeTimer);
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
-      await upstream.close();
-      if (ownsStore) await store.close?.();
+    close() {
+      // a second close (shutdown hooks, tests' cleanup) waits for the first instead of failing
+      closing ??= (async () => {
+        clearInterval(purgeTimer);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await upstream.close();
+        if (ownsStore) await store.close?.();
+      })();
+      return closing;
     },
   };
 }

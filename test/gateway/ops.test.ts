@@ -139,6 +139,15 @@ describe('gateway: /healthz, /metrics, the policy document', () => {
   });
 });
 
+describe('gateway: close', () => {
+  it('close() twice, and at once: the second waits for the first instead of failing', async () => {
+    const s = await startStack();
+    await Promise.all([s.gateway.close(), s.gateway.close()]);
+    await expect(s.gateway.close()).resolves.toBeUndefined();
+    await s.demo.close();
+  });
+});
+
 describe('gateway: config file and store specs', () => {
   it('routes from a JSON file: excluded body fields, fingerprint headers, path params', async () => {
     const file = join(dir, 'gateway.json');
