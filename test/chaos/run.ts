@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdem } from 'idem';
 import { storeFromSpec } from '../../src/stores/spec.ts';
+import { prng } from '../fuzz/cases.ts';
 import { type ChaosReport, checkRun, type Delivery, type Layer } from './check.ts';
 import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
 import {
@@ -62,23 +63,6 @@ export const QUICK: Omit<ChaosOptions, 'store' | 'seed'> = {
   skewMs: 3 * 60_000,
 };
 export const FULL: Omit<ChaosOptions, 'store' | 'seed'> = { ...QUICK, ops: 10_000, workers: 4, window: 48 };
-
-/** mulberry32: a small seeded PRNG, so a failing run replays with its seed. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] as T,
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -162,5 +162,5 @@ function generateResult(result: GenerateResult, key: string, replayed: boolean):
   };
 }
 
+export { type ToolCallContext, toolCall } from '../tool-context.ts';
 export { type IdempotentToolOptions, idempotentTool, idempotentTools, TOOL_KEY_NAMESPACE } from './tool.ts';
-export { type ToolCallContext, toolCall } from './tool-context.ts';

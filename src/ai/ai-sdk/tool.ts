@@ -13,7 +13,7 @@ import { InvalidOptionError } from '../../core/errors.ts';
 import { resolveRunOptions } from '../../core/options.ts';
 import { checkKnownOptions } from '../../http/known.ts';
 import { activeRun } from '../../workflow/ambient.ts';
-import { type ToolCallContext, withToolCall } from './tool-context.ts';
+import { type ToolCallContext, withToolCall } from '../tool-context.ts';
 
 /** The key namespace of tool calls: keys are `ai-tool:<sha256 of [run, step, name, input]>`. */
 export const TOOL_KEY_NAMESPACE = 'ai-tool';

@@ -16,7 +16,7 @@ import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
 import { InvalidKeyError, isIdemError } from '../../core/errors.ts';
 import { activeRun } from '../../workflow/ambient.ts';
-import { type ToolCallContext, withToolCall } from './context.ts';
+import { type ToolCallContext, withToolCall } from '../tool-context.ts';
 
 /** The `_meta` field a client puts its key in: `params._meta["idem/key"]`. */
 export const KEY_META = 'idem/key';

@@ -17,8 +17,8 @@ import { checkMcpOptions } from './options.ts';
 
 type ToolConfig = { annotations?: ToolInfo['annotations']; inputSchema?: unknown };
 
+export { type ToolCallContext, toolCall } from '../tool-context.ts';
 export { type CallToolOnceOptions, callToolOnce } from './client.ts';
-export { type ToolCallContext, toolCall } from './context.ts';
 export {
   ERROR_META,
   KEY_META,

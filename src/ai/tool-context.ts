@@ -1,6 +1,8 @@
 /**
- * The key, downstream key and attempt of the tool call running now, for tool code that calls
- * an external API with its own idempotency key.
+ * The key, downstream key and attempt of the tool call running now (an MCP tool wrapped by
+ * `idem/mcp`, or an AI SDK tool wrapped by `idempotentTool`), for tool code that calls an
+ * external API with its own idempotency key. One context for both, so tool code reads it the
+ * same way whichever wrapper runs it.
  *
  * @module
  */
