@@ -12,6 +12,7 @@ import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { createIdem } from '../core/engine.ts';
+import { StoreUnavailableError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 
 export interface WorkerConfig {
@@ -62,20 +63,36 @@ if (cfg.mode === 'hold') {
     [jobs[i], jobs[j]] = [jobs[j]!, jobs[i]!];
   }
   const seen: Record<string, string[]> = {};
+  /**
+   * One delivery, retried like a client would when the store did not answer before anything
+   * ran (a claim timing out on a loaded machine): that is no duplicate, so it must not fail the
+   * race. A failure after the action ran is not retried: the parent's checks see it.
+   */
+  const deliver = async (key: string): Promise<string> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await idem.run(
+          key,
+          async () => {
+            const v = `${process.pid}:${Math.random().toString(36).slice(2)}`;
+            appendFileSync(cfg.ledger, `${key} ${process.pid} ${v}\n`);
+            await new Promise((r) => setTimeout(r, Math.random() * 3));
+            return v;
+          },
+          { input: { key } },
+        );
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError) || error.actionCompleted || attempt >= 5) throw error;
+        events.retried_store_unavailable = (events.retried_store_unavailable ?? 0) + 1;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
+  };
   let next = 0;
   const lane = async () => {
     while (next < jobs.length) {
       const key = jobs[next++]!;
-      const value = await idem.run(
-        key,
-        async () => {
-          const v = `${process.pid}:${Math.random().toString(36).slice(2)}`;
-          appendFileSync(cfg.ledger, `${key} ${process.pid} ${v}\n`);
-          await new Promise((r) => setTimeout(r, Math.random() * 3));
-          return v;
-        },
-        { input: { key } },
-      );
+      const value = await deliver(key);
       seen[key] = [...(seen[key] ?? []), value];
     }
   };
