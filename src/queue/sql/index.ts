@@ -17,9 +17,9 @@
  */
 import { InvalidKeyError, InvalidOptionError } from '../../core/errors.ts';
 import { deriveKey, downstreamKeyOf, recordIdOf } from '../../core/keys.ts';
-import { serializeError } from '../../core/outcome.ts';
+import { isDefinitive, serializeError } from '../../core/outcome.ts';
 import { type PgClientLike, type PgPoolLike, postgresInbox } from './postgres.ts';
-import type { TxCall, TxOutcome } from './shared.ts';
+import { readOutcome, type TxCall, type TxOutcome } from './shared.ts';
 import { type SqliteDatabaseLike, sqliteInbox } from './sqlite.ts';
 
 export type { PgClientLike, PgPoolLike } from './postgres.ts';
@@ -80,10 +80,12 @@ export interface TxConsumeOptions {
   maxAttempts?: number;
   /** Delay before a failed message is retried, by failed runs so far. Default 500 ms × 2^(n−1), at most 30 s. */
   retryDelay?: (failures: number) => number;
+  /** Classifies errors that park at once (like `definitive()`-wrapped ones, which always do). */
+  definitive?: (error: unknown) => boolean;
 }
 
 const TABLE = /^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/;
-const KNOWN = ['table', 'maxAttempts', 'retryDelay'];
+const KNOWN = ['table', 'maxAttempts', 'retryDelay', 'definitive'];
 
 /**
  * Runs `handler(tx, ctx)` inside a transaction that also marks the message processed, on a
@@ -108,6 +110,13 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
         `consumeOnceTx: ${name} must be a non-empty string of at most 4096 characters`,
       );
     }
+    // Postgres text cannot hold NUL, and a lone surrogate does not survive UTF-8: refuse both
+    // here, before touching the database.
+    if (v.includes('\u0000') || !v.isWellFormed()) {
+      throw new InvalidKeyError(
+        `consumeOnceTx: ${name} must not contain NUL bytes or lone surrogates, got ${JSON.stringify(v.slice(0, 80))}`,
+      );
+    }
   }
   if (typeof handler !== 'function')
     throw new InvalidOptionError('consumeOnceTx: handler must be a function');
@@ -115,7 +124,14 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
     if (!KNOWN.includes(name))
       throw new InvalidOptionError(`consumeOnceTx: unknown option ${name} (known: ${KNOWN.join(', ')})`);
   }
-  const { table = 'idem_inbox', maxAttempts = 5, retryDelay = defaultRetryDelay } = options ?? {};
+  const { table = 'idem_inbox', maxAttempts = 5, retryDelay = defaultRetryDelay, definitive } = options ?? {};
+  for (const [name, fn] of [
+    ['retryDelay', retryDelay],
+    ['definitive', definitive],
+  ] as const) {
+    if (fn !== undefined && typeof fn !== 'function')
+      throw new InvalidOptionError(`consumeOnceTx: ${name} must be a function, got ${typeof fn}`);
+  }
   if (!TABLE.test(table))
     throw new InvalidOptionError(`consumeOnceTx: table must match ${TABLE}, got ${table}`);
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
@@ -124,7 +140,15 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
     );
   }
   const { consumer, messageId } = ref;
-  const call: TxCall = { table, consumer, messageId, maxAttempts, now: Date.now() };
+  const permanent = (error: unknown) => {
+    if (isDefinitive(error)) return true;
+    try {
+      return definitive?.(error) === true;
+    } catch {
+      return false; // a broken classifier must not park a message
+    }
+  };
+  const call: TxCall = { table, consumer, messageId, maxAttempts, now: Date.now(), permanent };
   const downstreamKey = downstreamKeyOf(recordIdOf([], deriveKey('inbox', [consumer, messageId])));
   const run = (tx: unknown, attempt: number) =>
     handler(tx as Tx, { consumer, messageId, attempt, downstreamKey });
@@ -153,7 +177,7 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
         status: 'duplicate',
         next: 'ack',
         duplicate: true,
-        value: out.outcome === null ? undefined : (JSON.parse(out.outcome) as T),
+        value: readOutcome(out.outcome) as T | undefined,
         attempt: out.attempts,
       };
     default:
@@ -174,7 +198,7 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
         reason: 'failed',
         error: out.error,
         attempts: out.failures,
-        retryAfterMs: Math.max(0, retryDelay(out.failures)),
+        retryAfterMs: checkDelay(retryDelay(out.failures)),
       };
   }
 }
@@ -200,4 +224,13 @@ function isSqlite(db: unknown): db is SqliteDatabaseLike {
 
 function defaultRetryDelay(failures: number): number {
   return Math.min(30_000, 500 * 2 ** Math.max(0, failures - 1));
+}
+
+function checkDelay(ms: unknown): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+    throw new InvalidOptionError(
+      `consumeOnceTx: retryDelay must answer a finite number of milliseconds ≥ 0, got ${String(ms)}`,
+    );
+  }
+  return ms;
 }

@@ -4,12 +4,15 @@
  *
  * @module
  */
-import { errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
+import { StoreUnavailableError } from '../../core/errors.ts';
+import { abortedTransaction, errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
 
 /** A query's result (`pg`'s; an array of them for several statements in one text). */
 interface PgResult {
   rows: Record<string, unknown>[];
   rowCount: number | null;
+  /** The command tag: `COMMIT` answers `ROLLBACK` when the transaction had failed. */
+  command?: string;
 }
 /**
  * The `pg` client methods used (a `pg.Client` or a `PoolClient`).
@@ -62,6 +65,31 @@ function ensureTable(owner: object, client: PgClientLike, table: string): Promis
 
 const queues = new WeakMap<object, Promise<unknown>>();
 
+interface Existing {
+  state: 'processed' | 'parked';
+  attempts: number;
+  outcome: string | null;
+  error: string | null;
+}
+
+/** Connection-level failures (the database is down or unreachable): node's and SQLSTATE 08xxx / 57Pxx. */
+const DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
+
+function unreachable(error: unknown): never {
+  const code = String((error as { code?: unknown })?.code ?? '');
+  const message = String((error as Error)?.message ?? error);
+  if (
+    DOWN.has(code) ||
+    /^(08|57P)/.test(code) ||
+    /timeout exceeded when trying to connect|Connection terminated/i.test(message)
+  ) {
+    throw new StoreUnavailableError(`consumeOnceTx: the database is unreachable (${code || message})`, {
+      cause: error,
+    });
+  }
+  throw error;
+}
+
 /**
  * Runs one message on Postgres (what `consumeOnceTx` calls for a pg Pool or Client). A Pool
  * checks out a client per message; calls on one Client wait for each other, since two
@@ -95,11 +123,11 @@ async function once<T>(
   call: TxCall,
   run: (tx: unknown, attempt: number) => T | Promise<T>,
 ): Promise<TxOutcome<T>> {
-  const client = pool ? await pool.connect() : db;
+  const client = pool ? await pool.connect().catch(unreachable) : db;
   const { table, consumer, messageId, maxAttempts, now } = call;
   let broken: Error | undefined;
   try {
-    await ensureTable(pool ?? db, client, table);
+    await ensureTable(pool ?? db, client, table).catch(unreachable);
     // With escapeLiteral, statements travel together (simple protocol, literals escaped by pg):
     // the mark costs no round trip of its own, only its row write.
     const lit = typeof client.escapeLiteral === 'function' ? client.escapeLiteral.bind(client) : undefined;
@@ -125,25 +153,25 @@ async function once<T>(
           `SELECT state, attempts, outcome, error FROM ${table} WHERE consumer = $1 AND message_id = $2`,
           [consumer, messageId],
         );
-        const row = rows[0] as {
-          state: 'processed' | 'parked';
-          attempts: number;
-          outcome: string | null;
-          error: string | null;
-        };
-        return { kind: 'existing', ...row };
+        return { kind: 'existing', ...(rows[0] as unknown as Existing) };
       }
       attempt = (claimed.rows[0] as { attempts: number }).attempts;
       const value = await run(client, attempt);
       const outcome = outcomeColumn(value);
       const setOutcome = (o: string, c: string, m: string) =>
         `UPDATE ${table} SET outcome = ${o} WHERE consumer = ${c} AND message_id = ${m}`;
-      if (outcome === null) await client.query('COMMIT');
-      else if (lit) await client.query(`${setOutcome(lit(outcome), lit(consumer), lit(messageId))}; COMMIT`);
+      let commit: PgResult | PgResult[];
+      if (outcome === null) commit = await client.query('COMMIT');
+      else if (lit)
+        commit = await client.query(`${setOutcome(lit(outcome), lit(consumer), lit(messageId))}; COMMIT`);
       else {
         await client.query(setOutcome('$3', '$1', '$2'), [consumer, messageId, outcome]);
-        await client.query('COMMIT');
+        commit = await client.query('COMMIT');
       }
+      // A statement that failed inside the handler (its error caught) aborts the transaction:
+      // Postgres then answers COMMIT with ROLLBACK. Nothing was written: never `processed`.
+      const tag = Array.isArray(commit) ? commit[commit.length - 1]?.command : commit.command;
+      if (tag === 'ROLLBACK') throw abortedTransaction();
       return { kind: 'processed', value, attempt };
     } catch (error) {
       await client.query('ROLLBACK').catch((e: Error) => {
@@ -152,17 +180,22 @@ async function once<T>(
       if (broken) throw error;
       const { rows } = await client.query(
         `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, error, updated_at)
-         VALUES ($1, $2, CASE WHEN $4::int <= 1 THEN 'parked' ELSE 'failed' END, 1, $3, $5)
+         VALUES ($1, $2, CASE WHEN $4::int <= 1 OR $6::boolean THEN 'parked' ELSE 'failed' END, 1, $3, $5)
          ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = t.attempts + 1, error = $3, updated_at = $5,
-           state = CASE WHEN t.attempts + 1 >= $4::int THEN 'parked' ELSE 'failed' END
+           state = CASE WHEN t.attempts + 1 >= $4::int OR $6::boolean THEN 'parked' ELSE 'failed' END
          WHERE t.state = 'failed' RETURNING attempts, state`,
-        [consumer, messageId, errorColumn(error), maxAttempts, Date.now()],
+        [consumer, messageId, errorColumn(error), maxAttempts, Date.now(), call.permanent(error)],
       );
-      const row = (rows[0] as { attempts: number; state: string } | undefined) ?? {
-        attempts: maxAttempts,
-        state: 'parked',
-      };
-      return { kind: 'failed', error, failures: row.attempts, parked: row.state === 'parked' };
+      const row = rows[0] as { attempts: number; state: string } | undefined;
+      if (row) return { kind: 'failed', error, failures: row.attempts, parked: row.state === 'parked' };
+      // Another delivery processed (or parked) the message while this run failed: answer its state.
+      const seen = await client.query(
+        `SELECT state, attempts, outcome, error FROM ${table} WHERE consumer = $1 AND message_id = $2`,
+        [consumer, messageId],
+      );
+      const existing = seen.rows[0] as unknown as Existing | undefined;
+      if (existing) return { kind: 'existing', ...existing };
+      return { kind: 'failed', error, failures: 1, parked: false };
     }
   } finally {
     if (pool) (client as unknown as { release(e?: Error | boolean): void }).release(broken ?? false);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { serializeError } from '../../core/outcome.ts';
+import { decodeOutcome, encodeOutcome, serializeError } from '../../core/outcome.ts';
 
 /**
  * The resolved call every backend runs.
@@ -18,6 +18,8 @@ export interface TxCall {
   messageId: string;
   maxAttempts: number;
   now: number;
+  /** True for an error that parks at once (`definitive()`, or the `definitive` option). */
+  permanent: (error: unknown) => boolean;
 }
 
 /**
@@ -49,15 +51,43 @@ export function errorColumn(error: unknown): string {
 }
 
 /**
- * A value for the outcome column: JSON, or null (undefined, or not JSON-serializable).
+ * A value for the outcome column, encoded like the engine's outcomes (`encodeOutcome`: Dates,
+ * BigInts, Maps… round-trip), or null (undefined, or not serializable).
  *
  * @example
- * outcomeColumn({ id: 1 }) // '{"id":1}'
+ * outcomeColumn({ id: 1 }) // 'j1:{"id":1}'
  */
 export function outcomeColumn(value: unknown): string | null {
   try {
-    return value === undefined ? null : (JSON.stringify(value) ?? null);
+    return value === undefined ? null : encodeOutcome({ kind: 'value', value });
   } catch {
     return null;
   }
+}
+
+/**
+ * Reads the outcome column back: the engine's encoding, or plain JSON (rows written before it).
+ *
+ * @example
+ * readOutcome('j1:{"id":1}') // { id: 1 }
+ */
+export function readOutcome(stored: string | null): unknown {
+  if (stored === null) return undefined;
+  if (stored.startsWith('j1:') || stored.startsWith('i1:')) {
+    const out = decodeOutcome(stored);
+    return out.kind === 'value' ? out.value : undefined;
+  }
+  return JSON.parse(stored);
+}
+
+/**
+ * The error that replaces a handler's value when its transaction could not commit.
+ *
+ * @example
+ * if (commit.command === 'ROLLBACK') throw abortedTransaction();
+ */
+export function abortedTransaction(): Error {
+  return new Error(
+    'consumeOnceTx: the transaction was aborted (a statement failed inside the handler and its error was caught), so COMMIT rolled back: nothing was written. Use a SAVEPOINT around statements that may fail',
+  );
 }

@@ -74,17 +74,7 @@ async function once<T>(
       .get(consumer, messageId, now) as { attempts: number } | undefined;
     if (!claimed) {
       db.exec('ROLLBACK');
-      const row = db
-        .prepare(
-          `SELECT state, attempts, outcome, error FROM "${table}" WHERE consumer = ? AND message_id = ?`,
-        )
-        .get(consumer, messageId) as {
-        state: 'processed' | 'parked';
-        attempts: number;
-        outcome: string | null;
-        error: string | null;
-      };
-      return { kind: 'existing', ...row };
+      return { kind: 'existing', ...(select(db, call) as Existing) };
     }
     const value = await run(db, claimed.attempts);
     const outcome = outcomeColumn(value);
@@ -106,15 +96,31 @@ async function once<T>(
     const row = db
       .prepare(
         `INSERT INTO "${table}" AS t (consumer, message_id, state, attempts, error, updated_at)
-         VALUES (?1, ?2, CASE WHEN ?4 <= 1 THEN 'parked' ELSE 'failed' END, 1, ?3, ?5)
+         VALUES (?1, ?2, CASE WHEN ?4 <= 1 OR ?6 THEN 'parked' ELSE 'failed' END, 1, ?3, ?5)
          ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = t.attempts + 1, error = ?3, updated_at = ?5,
-           state = CASE WHEN t.attempts + 1 >= ?4 THEN 'parked' ELSE 'failed' END
+           state = CASE WHEN t.attempts + 1 >= ?4 OR ?6 THEN 'parked' ELSE 'failed' END
          WHERE t.state = 'failed' RETURNING attempts, state`,
       )
-      .get(consumer, messageId, errorColumn(error), maxAttempts, Date.now()) as
+      .get(consumer, messageId, errorColumn(error), maxAttempts, Date.now(), call.permanent(error) ? 1 : 0) as
       | { attempts: number; state: string }
       | undefined;
-    const r = row ?? { attempts: maxAttempts, state: 'parked' };
-    return { kind: 'failed', error, failures: r.attempts, parked: r.state === 'parked' };
+    if (row) return { kind: 'failed', error, failures: row.attempts, parked: row.state === 'parked' };
+    // Another process processed (or parked) the message while this run failed: answer its state.
+    const existing = select(db, call);
+    if (existing) return { kind: 'existing', ...existing };
+    return { kind: 'failed', error, failures: 1, parked: false };
   }
+}
+
+interface Existing {
+  state: 'processed' | 'parked';
+  attempts: number;
+  outcome: string | null;
+  error: string | null;
+}
+
+function select(db: SqliteDatabaseLike, { table, consumer, messageId }: TxCall): Existing | undefined {
+  return db
+    .prepare(`SELECT state, attempts, outcome, error FROM "${table}" WHERE consumer = ? AND message_id = ?`)
+    .get(consumer, messageId) as Existing | undefined;
 }
