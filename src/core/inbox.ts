@@ -118,7 +118,7 @@ export function createConsumeOnce(deps: InboxDeps) {
     const { consumer, messageId } = checkRef(ref);
     if (typeof handler !== 'function')
       throw new InvalidOptionError('consumeOnce: handler must be a function');
-    const { maxAttempts, retryDelay, redelivered, ...run } = checkOptions(options);
+    const { maxAttempts, retryDelay, redelivered: _hint, ...run } = checkOptions(options);
     const scope = run.scope;
     const slotId = (n: number) =>
       deps.ids(deriveKey('inbox-attempt', [consumer, messageId, n]), scope).recordId;
@@ -156,27 +156,28 @@ export function createConsumeOnce(deps: InboxDeps) {
     const action = async (ctx: ActionContext): Promise<Envelope<T>> => {
       let prior = 0;
       let lastError: SerializedError | undefined;
-      if (redelivered !== false || ctx.mayHaveRun) {
-        const known = await failures();
-        prior = known.count;
-        // A takeover follows either a holder that died (or lost its lease) or a holder that was a
-        // takeover itself (attempt >= 2) and released after a recorded failure. Attempt 1 never
-        // leaves a record to take over when it fails: the release deletes it.
-        const releasedBefore = known.last !== undefined && known.last.engineAttempt >= 2;
-        if (
-          ctx.mayHaveRun &&
-          !(releasedBefore && known.last?.engineAttempt === ctx.attempt - 1) &&
-          prior < maxAttempts
-        ) {
-          lastError = serializeError(
-            new Error('an earlier run ended without an outcome (worker died or lost its lease)'),
-          );
-          prior = await recordFailure({ error: lastError, engineAttempt: ctx.attempt - 1 }, prior + 1);
-        }
-        if (prior >= maxAttempts) {
-          const error = lastError ?? known.last?.error ?? serializeError(new Error('too many failed runs'));
-          return { parked: { error, attempts: prior } };
-        }
+      // `redelivered: false` is only a hint: a failed run takes the first free slot, so the
+      // count is read on every delivery (one store read when there is none) and ctx.attempt
+      // always agrees with the recorded failures.
+      const known = await failures();
+      prior = known.count;
+      // A takeover follows either a holder that died (or lost its lease) or a holder that was a
+      // takeover itself (attempt >= 2) and released after a recorded failure. Attempt 1 never
+      // leaves a record to take over when it fails: the release deletes it.
+      const releasedBefore = known.last !== undefined && known.last.engineAttempt >= 2;
+      if (
+        ctx.mayHaveRun &&
+        !(releasedBefore && known.last?.engineAttempt === ctx.attempt - 1) &&
+        prior < maxAttempts
+      ) {
+        lastError = serializeError(
+          new Error('an earlier run ended without an outcome (worker died or lost its lease)'),
+        );
+        prior = await recordFailure({ error: lastError, engineAttempt: ctx.attempt - 1 }, prior + 1);
+      }
+      if (prior >= maxAttempts) {
+        const error = lastError ?? known.last?.error ?? serializeError(new Error('too many failed runs'));
+        return { parked: { error, attempts: prior } };
       }
       try {
         const value = await handler({
@@ -225,7 +226,7 @@ export function createConsumeOnce(deps: InboxDeps) {
         reason: 'failed',
         error,
         attempts: failures,
-        retryAfterMs: Math.max(0, retryDelay(failures)),
+        retryAfterMs: checkDelay(retryDelay(failures)),
       };
     }
     if ('parked' in env) {
@@ -244,6 +245,15 @@ export function createConsumeOnce(deps: InboxDeps) {
 }
 
 /** Maps what `execute` threw to a retry answer; programming errors are thrown on. */
+function checkDelay(ms: unknown): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+    throw new InvalidOptionError(
+      `consumeOnce: retryDelay must answer a finite number of milliseconds ≥ 0, got ${String(ms)}`,
+    );
+  }
+  return ms;
+}
+
 function retryOrThrow(error: unknown): ConsumeResult<never> {
   const retry = (reason: 'in_progress' | 'lease_lost' | 'store_unavailable', retryAfterMs: number) =>
     ({ status: 'retry', next: 'retry', duplicate: false, reason, error, attempts: 0, retryAfterMs }) as const;

@@ -110,6 +110,12 @@ export function sameFingerprint(a: string, b: string): boolean {
 function normalize(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') {
     if (typeof value === 'string') return wellFormed(value);
+    if (typeof value === 'function' || typeof value === 'symbol') {
+      // JSON would drop it: every such input would fingerprint alike and payload checks pass
+      throw new InvalidInputError(
+        `the input holds a ${typeof value}, which cannot be fingerprinted: pass the data (adapters take input: (msg) => data)`,
+      );
+    }
     if (typeof value === 'bigint') return { $bigint: value.toString() };
     if (typeof value === 'number' && !Number.isFinite(value)) return { $number: String(value) };
     return value;

@@ -15,7 +15,7 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { toMs } from '../../core/duration.ts';
-import { InvalidOptionError } from '../../core/errors.ts';
+import { InvalidKeyError, InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
 import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
@@ -47,7 +47,12 @@ export interface AmqpInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   messageId?: { header: string } | ((msg: ConsumeMessage) => string | undefined);
   /** The longest a retry waits before `nack(requeue)`, holding the message unacked. Default `'2s'`. */
   maxRequeueDelay?: number | `${number}${'ms' | 's' | 'm'}`;
-  /** Called with every inbox answer (and the message), for logs and metrics. */
+  /**
+   * The payload fingerprinted against the message id (a redelivery with another payload is
+   * rejected): a value, or a function of the message, called per message.
+   */
+  input?: unknown | ((msg: ConsumeMessage) => unknown);
+  /** Called with every inbox answer (and the message), for logs and metrics. A throw goes to `onError`. */
   onResult?: (result: ConsumeResult<unknown> | { status: 'no_message_id' }, msg: ConsumeMessage) => void;
   /**
    * Called when settling fails (the channel closed: the broker will redeliver), and with the
@@ -97,43 +102,85 @@ export function idempotentConsumer<R = unknown>(
   if (messageId !== undefined && typeof messageId !== 'function' && typeof header !== 'string') {
     throw new InvalidOptionError('idempotentConsumer: messageId must be { header } or a function');
   }
+  for (const [name, hook] of [
+    ['onResult', onResult],
+    ['onError', onError],
+  ] as const) {
+    if (hook !== undefined && typeof hook !== 'function')
+      throw new InvalidOptionError(`idempotentConsumer: ${name} must be a function, got ${typeof hook}`);
+  }
   const maxDelayMs = toMs(maxRequeueDelay, 'maxRequeueDelay');
-  const idOf = (msg: ConsumeMessage): unknown =>
-    typeof messageId === 'function'
-      ? messageId(msg)
-      : header !== undefined
-        ? msg.properties.headers?.[header]
-        : msg.properties.messageId;
+  const idOf = (msg: ConsumeMessage): unknown => {
+    const id =
+      typeof messageId === 'function'
+        ? messageId(msg)
+        : header !== undefined
+          ? msg.properties.headers?.[header]
+          : msg.properties.messageId;
+    // headers carry numbers and byte strings as well: use their text
+    if ((typeof id === 'number' && Number.isFinite(id)) || typeof id === 'bigint') return String(id);
+    if (Buffer.isBuffer(id)) return id.toString('utf8');
+    return id;
+  };
+  // The hooks must never keep a message from being settled, nor crash the consumer.
+  const report = (error: unknown, msg: ConsumeMessage) => {
+    try {
+      onError?.(error, msg);
+    } catch {
+      // a throwing onError has nowhere left to report to
+    }
+  };
+  const tell = (result: ConsumeResult<unknown> | { status: 'no_message_id' }, msg: ConsumeMessage) => {
+    try {
+      onResult?.(result, msg);
+    } catch (error) {
+      report(error, msg);
+    }
+  };
   const settle = (msg: ConsumeMessage, how: () => void) => {
     try {
       how();
     } catch (error) {
-      onError?.(error, msg); // the channel is gone: the broker redelivers the message
+      report(error, msg); // the channel is gone: the broker redelivers the message
     }
   };
+  const { input, ...rest } = consume as ConsumeOptions;
 
   return async function onMessage(msg) {
     if (msg === null) return undefined; // the broker cancelled the consumer
-    const id = idOf(msg);
+    let id: unknown;
+    try {
+      id = idOf(msg);
+    } catch (error) {
+      id = undefined;
+      report(error, msg);
+    }
     if (typeof id !== 'string' || id === '') {
-      onResult?.({ status: 'no_message_id' }, msg);
+      tell({ status: 'no_message_id' }, msg);
       settle(msg, () => channel.nack(msg, false, false));
+      report(
+        new InvalidKeyError(
+          `idempotentConsumer: the message has no usable id (${typeof id}): dead-lettered, it cannot be deduplicated`,
+        ),
+        msg,
+      );
       return undefined;
     }
     let result: ConsumeResult<R>;
     try {
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
-        ...consume,
+        ...rest,
+        ...(input === undefined ? {} : { input: typeof input === 'function' ? input(msg) : input }),
         redelivered: msg.fields.redelivered,
       });
     } catch (error) {
       // a programming error (bad option, oversized outcome): never loop on it, and never throw
       // from a consume callback (amqplib does not await it: that would be an unhandled rejection)
       settle(msg, () => channel.nack(msg, false, false));
-      onError?.(error, msg);
+      report(error, msg);
       return undefined;
     }
-    onResult?.(result, msg);
+    tell(result, msg);
     if (result.next === 'ack') settle(msg, () => channel.ack(msg));
     else if (result.next === 'dead_letter') settle(msg, () => channel.nack(msg, false, false));
     else {

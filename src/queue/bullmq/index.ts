@@ -25,11 +25,18 @@ export interface BullmqInboxOptions extends Omit<ConsumeOptions, 'redelivered'> 
   /** This consumer's name: each consumer processes a job once. */
   consumer: string;
   /**
-   * The message id: `'jobId'` (default; set `jobId` when adding to dedupe producer retries too),
-   * `'deduplicationId'` (`opts.deduplication.id`), or a function of the job (an id in its data).
+   * The message id: `'jobId'` (default: the job id qualified with its queue, `bull:orders:17`;
+   * set `jobId` when adding to dedupe producer retries too, since auto ids restart at 1 after
+   * `obliterate`), `'deduplicationId'` (`opts.deduplication.id`), or a function of the job (an
+   * id in its data, used as is).
    */
   messageId?: 'jobId' | 'deduplicationId' | ((job: Job) => string | undefined);
-  /** Called with every inbox answer, for logs and metrics. */
+  /**
+   * The payload fingerprinted against the message id (a job with the same id and another
+   * payload is rejected): a value, or a function of the job, called per job.
+   */
+  input?: unknown | ((job: Job) => unknown);
+  /** Called with every inbox answer, for logs and metrics. A throw is ignored (the job settles as answered). */
   onResult?: (result: ConsumeResult<unknown>, job: Job) => void;
 }
 
@@ -61,12 +68,21 @@ export function idempotentProcessor<D = unknown, R = unknown>(
       `idempotentProcessor: messageId must be 'jobId', 'deduplicationId' or a function, got ${String(messageId)}`,
     );
   }
+  if (onResult !== undefined && typeof onResult !== 'function')
+    throw new InvalidOptionError(`idempotentProcessor: onResult must be a function, got ${typeof onResult}`);
+  // Job ids are unique per queue only (and auto ids restart after obliterate): qualify them.
+  const queueOf = (job: Job) => job.queueQualifiedName ?? job.queueName;
   const idOf = (job: Job): string | undefined =>
     messageId === 'jobId'
-      ? job.id
+      ? job.id === undefined
+        ? undefined
+        : `${queueOf(job)}:${job.id}`
       : messageId === 'deduplicationId'
-        ? job.opts.deduplication?.id
+        ? job.opts.deduplication?.id === undefined
+          ? undefined
+          : `${queueOf(job)}:${job.opts.deduplication.id}`
         : messageId(job);
+  const { input, ...rest } = consume as ConsumeOptions;
 
   return async function idempotentJob(job, token) {
     const id = idOf(job as Job);
@@ -77,14 +93,19 @@ export function idempotentProcessor<D = unknown, R = unknown>(
     let result: ConsumeResult<R>;
     try {
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(job, ctx), {
-        ...consume,
+        ...rest,
+        ...(input === undefined ? {} : { input: typeof input === 'function' ? input(job) : input }),
         redelivered,
       });
     } catch (error) {
       // refused (a bad option, an oversized outcome): retrying cannot help
       throw unrecoverable(`refused: ${(error as Error)?.name}: ${(error as Error)?.message}`);
     }
-    onResult?.(result, job as Job);
+    try {
+      onResult?.(result, job as Job);
+    } catch {
+      // a broken metrics hook must not turn a recorded outcome into a failed job
+    }
     switch (result.status) {
       case 'processed':
       case 'duplicate':

@@ -9,14 +9,16 @@
  * | retry (failed run, in progress elsewhere, store down) | `nak(retryAfterMs)` |
  * | parked, rejected | `term()`: the server stops redelivering (and emits a MSG_TERMINATED advisory); the error is in the store |
  *
- * The message id is the `Nats-Msg-Id` header (the publisher's dedup id), else the stream and
- * sequence (which dedupes redeliveries, not a producer's second publish).
+ * The message id is the `Nats-Msg-Id` header (the publisher's dedup id), else the stream,
+ * sequence and the message's stored timestamp (which dedupes redeliveries, not a producer's
+ * second publish; the timestamp keeps a recreated stream, whose sequences restart at 1, from
+ * matching the old stream's records).
  *
  * @module
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import { toMs } from '../../core/duration.ts';
-import { InvalidOptionError } from '../../core/errors.ts';
+import { InvalidKeyError, InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
 import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
@@ -34,7 +36,12 @@ export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   messageId?: { header: string } | ((msg: JsMsg) => string | undefined);
   /** How often `working()` extends the ack wait while the handler runs. Default `'5s'`; keep it under the consumer's `ack_wait`. */
   workingEvery?: number | `${number}${'ms' | 's' | 'm'}`;
-  /** Called with every inbox answer, for logs and metrics. */
+  /**
+   * The payload fingerprinted against the message id (a redelivery with another payload is
+   * rejected): a value, or a function of the message, called per message.
+   */
+  input?: unknown | ((msg: JsMsg) => unknown);
+  /** Called with every inbox answer, for logs and metrics. A throw goes to `onError`. */
   onResult?: (result: ConsumeResult<unknown>, msg: JsMsg) => void;
   /**
    * Called when the ack was not confirmed (the server will redeliver; the redelivery is a
@@ -81,46 +88,84 @@ export function idempotentHandler<R = unknown>(
   if (messageId !== undefined && typeof messageId !== 'function' && typeof header !== 'string') {
     throw new InvalidOptionError('idempotentHandler: messageId must be { header } or a function');
   }
+  for (const [name, hook] of [
+    ['onResult', onResult],
+    ['onError', onError],
+  ] as const) {
+    if (hook !== undefined && typeof hook !== 'function')
+      throw new InvalidOptionError(`idempotentHandler: ${name} must be a function, got ${typeof hook}`);
+  }
   const everyMs = toMs(workingEvery, 'workingEvery');
   if (everyMs < 100) throw new InvalidOptionError('idempotentHandler: workingEvery must be at least 100 ms');
   const idOf = (msg: JsMsg): string | undefined => {
     if (typeof messageId === 'function') return messageId(msg);
     const h = msg.headers?.get(header);
     if (h) return h;
-    return messageId === undefined ? `${msg.info.stream}:${msg.seq}` : undefined;
+    return messageId === undefined ? fallbackId(msg) : undefined;
   };
+  const report = (error: unknown, msg: JsMsg) => {
+    try {
+      onError?.(error, msg);
+    } catch {
+      // a throwing onError has nowhere left to report to
+    }
+  };
+  const { input, ...rest } = consume as ConsumeOptions;
 
   return async function handle(msg) {
-    const id = idOf(msg);
+    let id: string | undefined;
+    try {
+      id = idOf(msg);
+    } catch (error) {
+      report(error, msg);
+    }
     if (typeof id !== 'string' || id === '') {
       msg.term();
-      onError?.(new InvalidOptionError(`idempotentHandler: message ${msg.seq} has no message id`), msg);
+      report(new InvalidKeyError(`idempotentHandler: message ${msg.seq} has no message id`), msg);
       return undefined;
     }
     const beat = setInterval(() => msg.working(), everyMs);
     let result: ConsumeResult<R>;
     try {
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
-        ...consume,
+        ...rest,
+        ...(input === undefined ? {} : { input: typeof input === 'function' ? input(msg) : input }),
         redelivered: msg.info.deliveryCount > 1,
       });
     } catch (error) {
       msg.term(); // a programming error (bad option, oversized outcome): never loop on it
-      onError?.(error, msg);
+      report(error, msg);
       return undefined;
     } finally {
       clearInterval(beat);
     }
-    onResult?.(result, msg);
+    try {
+      onResult?.(result, msg);
+    } catch (error) {
+      report(error, msg); // a broken hook must not keep the message from being settled
+    }
     if (result.next === 'ack') {
       try {
         await msg.ackAck();
       } catch (error) {
-        onError?.(error, msg);
+        report(error, msg);
       }
     } else if (result.next === 'retry') msg.nak(result.retryAfterMs);
     // no reason string: servers before 2.10 ignore a +TERM that carries one; the store has the error
     else msg.term();
     return result;
   };
+}
+
+/**
+ * The id of a message without `Nats-Msg-Id`: stream, sequence and the message's stored
+ * timestamp in nanoseconds. The same on every redelivery; a recreated stream restarts its
+ * sequences, but not its timestamps.
+ *
+ * @example
+ * fallbackId(msg) // 'ORDERS:17:1764560000123456789'
+ */
+export function fallbackId(msg: JsMsg): string {
+  const nanos = (msg as { timestampNanos?: bigint }).timestampNanos ?? msg.info.timestampNanos;
+  return `${msg.info.stream}:${msg.seq}:${String(nanos)}`;
 }
