@@ -69,6 +69,12 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     const table = decodeURIComponent(url.host);
     const region = take(url, 'region');
     const endpoint = take(url, 'endpoint');
+    for (const name of url.searchParams.keys()) {
+      const near = ['region', 'endpoint'].find((k) => editDistance(name.toLowerCase(), k) <= 2);
+      throw new InvalidOptionError(
+        `dynamodb:// spec: unknown parameter ${name}${near ? ` — did you mean ${near}?` : ' (known: region, endpoint)'}`,
+      );
+    }
     const { dynamodbStore } = await import('./dynamodb/index.ts');
     return dynamodbStore({
       table,
@@ -155,4 +161,17 @@ function take(url: URL, name: string): string | undefined {
   const value = url.searchParams.get(name) ?? undefined;
   url.searchParams.delete(name);
   return value;
+}
+
+/** Levenshtein distance, for "did you mean" hints on short names. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length]!;
 }

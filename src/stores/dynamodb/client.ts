@@ -29,7 +29,8 @@ export type Operation =
   | 'Scan'
   | 'CreateTable'
   | 'DescribeTable'
-  | 'UpdateTimeToLive';
+  | 'UpdateTimeToLive'
+  | 'DescribeTimeToLive';
 
 type Commands = Record<`${Operation}Command`, new (input: unknown) => unknown> & {
   DynamoDBClient: new (config: object) => DynamoDBClientLike & { destroy(): void };

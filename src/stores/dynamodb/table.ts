@@ -73,13 +73,27 @@ export async function createTable(options: CreateTableOptions): Promise<boolean>
       throw new StoreUnavailableError(`table ${table} was not ACTIVE within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  if (timeToLive && created) {
-    await send(
-      client,
-      'UpdateTimeToLive',
-      { TableName: table, TimeToLiveSpecification: { AttributeName: ttlAttribute, Enabled: true } },
-      timeoutMs,
-    );
+  // Not only when this call created the table: a first call may have created it and then
+  // failed to turn TTL on, so every call checks TTL and turns it on when it is off.
+  if (timeToLive) {
+    const described = await send(client, 'DescribeTimeToLive', { TableName: table }, timeoutMs);
+    const ttl = described.TimeToLiveDescription as
+      | { TimeToLiveStatus?: string; AttributeName?: string }
+      | undefined;
+    const on = ttl?.TimeToLiveStatus === 'ENABLED' || ttl?.TimeToLiveStatus === 'ENABLING';
+    if (on && ttl?.AttributeName !== ttlAttribute) {
+      throw new InvalidOptionError(
+        `createTable: table ${table} has TTL on attribute ${String(ttl?.AttributeName)}, not ${ttlAttribute}: pass ttlAttribute: '${String(ttl?.AttributeName)}'`,
+      );
+    }
+    if (!on) {
+      await send(
+        client,
+        'UpdateTimeToLive',
+        { TableName: table, TimeToLiveSpecification: { AttributeName: ttlAttribute, Enabled: true } },
+        timeoutMs,
+      );
+    }
   }
   return created;
 }
