@@ -165,6 +165,9 @@ describe.skipIf(!up)('idem/amqp', () => {
     );
     ch.sendToQueue(q, Buffer.from('no id')); // no messageId property
     expect(await until(() => statuses.includes('no_message_id'))).toBe(true);
+    // reported to onError too, as an InvalidKeyError
+    expect(await until(() => errors.length === 1)).toBe(true);
+    expect(String(errors[0])).toMatch(/InvalidKeyError: .*no usable id/);
     await ch.cancel(tags[0]!);
     // a bad option is refused when the consumer is built, naming the option meant
     expect(() =>
@@ -175,8 +178,8 @@ describe.skipIf(!up)('idem/amqp', () => {
     const bad = idempotentConsumer(small, ch, { consumer: 'refused', ...opts }, async () => 'x'.repeat(100));
     tags.push((await ch.consume(q, bad)).consumerTag);
     send(q, 'refused-1');
-    expect(await until(() => errors.length === 1)).toBe(true);
-    expect(String(errors[0])).toMatch(/OutcomeTooLargeError|over the limit/);
+    expect(await until(() => errors.length === 2)).toBe(true);
+    expect(String(errors[1])).toMatch(/OutcomeTooLargeError|over the limit/);
     await small.close();
     const dead: string[] = [];
     expect(

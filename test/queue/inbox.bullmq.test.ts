@@ -115,8 +115,9 @@ describe.skipIf(!up)('idem/bullmq', () => {
     const failed = await q.getJob(job.id!);
     expect(failed?.failedReason).toMatch(/parked after 3 attempts: Error: cannot parse/);
     expect(runs).toBe(3);
-    // the parked state is recorded: the same message again is not run
-    const again = await idem.consumeOnce({ consumer: 'poison', messageId: 'poison-1' }, async () => runs++);
+    // the parked state is recorded under the job id qualified with its queue: the same message again is not run
+    const messageId = `${q.qualifiedName}:poison-1`;
+    const again = await idem.consumeOnce({ consumer: 'poison', messageId }, async () => runs++);
     expect(again).toMatchObject({ status: 'parked', duplicate: true, attempts: 3 });
     expect(runs).toBe(3);
   });
