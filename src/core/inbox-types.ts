@@ -122,8 +122,9 @@ export interface ConsumeOptions {
   /** Delay before a failed message is retried, by failed runs so far. Default 500 ms × 2^(n−1), at most 30 s. */
   retryDelay?: (failures: number) => number;
   /**
-   * False when the broker says this is the message's first delivery: skips reading the failure
-   * count (one store read). Adapters set it; leave it unset otherwise.
+   * What the broker says about this delivery (adapters set it). A hint only: the failure count
+   * is read on every delivery, so `ctx.attempt` agrees with the recorded failures even when a
+   * redelivery is reported as a first delivery (a republished retry).
    */
   redelivered?: boolean;
 }
