@@ -3,6 +3,9 @@
  * ROLLBACK, a failed run racing a successful duplicate, `definitive()` errors, outcomes that
  * round-trip like the engine's, invalid ids and an unreachable database, a NaN retry delay.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { definitive, InvalidKeyError, InvalidOptionError, StoreUnavailableError } from 'idem';
 import { consumeOnceTx } from 'idem/inbox-sql';
@@ -37,6 +40,26 @@ describe('consumeOnceTx: tryout findings on node:sqlite', () => {
       const dup = await consumeOnceTx(db, ref, () => v);
       expect(dup.status).toBe('duplicate');
       expect((dup as { value: unknown }).value).toEqual(v);
+    }
+  });
+
+  it('a failed run that finds the message processed by another connection answers duplicate, not parked', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'idem-inbox-')), 'race.db');
+    const a = new DatabaseSync(file);
+    const b = new DatabaseSync(file);
+    try {
+      const ref = { consumer: 'c', messageId: 'race' };
+      // The first run ends its transaction, lets another connection process the message, then
+      // fails: what a second process does between this run's ROLLBACK and its failure count.
+      const r = await consumeOnceTx(a, ref, async (tx: DatabaseSync) => {
+        tx.exec('ROLLBACK');
+        expect(await consumeOnceTx(b, ref, () => 'paid')).toMatchObject({ status: 'processed' });
+        throw new Error('gateway timeout');
+      });
+      expect(r).toMatchObject({ status: 'duplicate', next: 'ack', value: 'paid' });
+    } finally {
+      a.close();
+      b.close();
     }
   });
 

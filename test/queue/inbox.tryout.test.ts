@@ -146,6 +146,15 @@ describe('idem/bullmq: ids', () => {
     expect(await processor(job('eu'))).toBe(1);
     expect(await processor(job('us'))).toBe(2);
     expect(await processor(job('us'))).toBe(2);
+    // input may be a function of the job: another payload under the same job id is refused
+    const paying = idempotentProcessor(
+      idem,
+      { consumer: 'pay', input: (j: { data: unknown }) => j.data },
+      async () => 'ok',
+    );
+    const withData = (amount: number) => ({ ...(job('eu') as object), data: { amount } }) as never;
+    expect(await paying(withData(1))).toBe('ok');
+    await expect(paying(withData(2))).rejects.toThrow(/rejected/);
     expect(() => idempotentProcessor(idem, { consumer: 'c', onResult: 'x' } as never, () => 1)).toThrow(
       InvalidOptionError,
     );
