@@ -181,7 +181,7 @@ describe.skipIf(!pgUp)('consumeOnceTx: tryout findings on Postgres', () => {
     ).rejects.toThrow(InvalidKeyError);
   });
 
-  it('an unreachable database is a StoreUnavailableError, not a raw ECONNREFUSED', async () => {
+  it('an unreachable database is a StoreUnavailableError, not a raw ECONNREFUSED; a missing schema is an InvalidOptionError', async () => {
     const down = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/postgres' });
     try {
       await expect(consumeOnceTx(down, { consumer: 'c', messageId: 'm' }, () => 1)).rejects.toThrow(
@@ -190,5 +190,9 @@ describe.skipIf(!pgUp)('consumeOnceTx: tryout findings on Postgres', () => {
     } finally {
       await down.end();
     }
+    // a table in a schema that does not exist: a configuration error, named as such
+    await expect(
+      consumeOnceTx(pool, { consumer: 'c', messageId: 'm' }, () => 1, { table: `${schema}_missing.inbox` }),
+    ).rejects.toThrow(/schema does not exist/);
   });
 });

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { StoreUnavailableError } from '../../core/errors.ts';
+import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
 import { abortedTransaction, errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
 
 /** A query's result (`pg`'s; an array of them for several statements in one text). */
@@ -55,6 +55,12 @@ function ensureTable(owner: object, client: PgClientLike, table: string): Promis
           // two processes creating it at once: one loses on the catalog's unique index
           if (error?.code === '23505' || error?.code === '42P07') return;
           tables.delete(table);
+          if (error?.code === '3F000') {
+            throw new InvalidOptionError(
+              `consumeOnceTx: cannot create the inbox table ${table}: its schema does not exist (create it first)`,
+              { cause: error },
+            );
+          }
           throw error;
         },
       );
@@ -177,15 +183,17 @@ async function once<T>(
       await client.query('ROLLBACK').catch((e: Error) => {
         broken = e;
       });
-      if (broken) throw error;
-      const { rows } = await client.query(
-        `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, error, updated_at)
+      if (broken) unreachable(error); // the connection failed: a StoreUnavailableError if that was the cause
+      const { rows } = await client
+        .query(
+          `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, error, updated_at)
          VALUES ($1, $2, CASE WHEN $4::int <= 1 OR $6::boolean THEN 'parked' ELSE 'failed' END, 1, $3, $5)
          ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = t.attempts + 1, error = $3, updated_at = $5,
            state = CASE WHEN t.attempts + 1 >= $4::int OR $6::boolean THEN 'parked' ELSE 'failed' END
          WHERE t.state = 'failed' RETURNING attempts, state`,
-        [consumer, messageId, errorColumn(error), maxAttempts, Date.now(), call.permanent(error)],
-      );
+          [consumer, messageId, errorColumn(error), maxAttempts, Date.now(), call.permanent(error)],
+        )
+        .catch(unreachable);
       const row = rows[0] as { attempts: number; state: string } | undefined;
       if (row) return { kind: 'failed', error, failures: row.attempts, parked: row.state === 'parked' };
       // Another delivery processed (or parked) the message while this run failed: answer its state.
