@@ -112,7 +112,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       });
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+    cleanups.push(
+      () =>
+        new Promise((r) => {
+          upstream.closeAllConnections();
+          upstream.close(r);
+        }),
+    );
     const config = join(dir, 'gateway.json');
     writeFileSync(
       config,
@@ -266,7 +272,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           w.stop();
           frozen.add(w);
           count(kind);
-          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => (w.cont(), frozen.delete(w)));
+          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => {
+            w.cont();
+            frozen.delete(w);
+          });
         } else if (kind === 'kill-gateway' && gateways[gi]?.alive() && !gateways[gi].stopped) {
           gateways[gi].kill();
           count(kind);
@@ -276,7 +285,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           g.stop();
           frozen.add(g);
           count(kind);
-          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => (g.cont(), frozen.delete(g)));
+          void sleep(o.leaseMs * (1.5 + rand.next())).then(() => {
+            g.cont();
+            frozen.delete(g);
+          });
         } else if (kind === 'store-restart' && service && Date.now() - lastStoreFault > 3000) {
           lastStoreFault = Date.now();
           count(kind);
@@ -326,7 +338,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     for (let op = 0; op < o.ops; op++) {
       if (layers[op] !== 'lib') continue;
       const record = await idem.store.get(idem.ids(`chaos-op-${op}`).recordId);
-      if (!record || record.state !== 'completed') stuck.push(op);
+      if (record?.state !== 'completed') stuck.push(op);
     }
     await idem.close();
 

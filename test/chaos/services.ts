@@ -33,7 +33,10 @@ async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((r) => {
-      const c = net.connect({ host: '127.0.0.1', port }, () => (c.destroy(), r(true)));
+      const c = net.connect({ host: '127.0.0.1', port }, () => {
+        c.destroy();
+        r(true);
+      });
       c.on('error', () => r(false));
     });
     if (ok) return;

@@ -68,7 +68,9 @@ describe('store contract, model-based', () => {
       const real: Real = {
         store: memoryStore({ now: () => now }),
         purges: true,
-        advance: async (ms) => void (now += ms),
+        advance: async (ms) => {
+          now += ms;
+        },
       };
       await fc.asyncModelRun(() => ({ model: emptyModel(), real }), cmds);
       const db = sqliteStore({ path: ':memory:' });
@@ -86,7 +88,13 @@ describe('store contract, model-based', () => {
     await check(1000, true, async () => {
       let now = 1_800_000_000_000;
       const store = memoryStore({ now: () => now });
-      return { store, purges: true, advance: async (ms) => void (now += ms) };
+      return {
+        store,
+        purges: true,
+        advance: async (ms) => {
+          now += ms;
+        },
+      };
     });
   });
 
@@ -100,7 +108,9 @@ describe('store contract, model-based', () => {
         async () => ({
           store: sqliteStore({ path: ':memory:' }),
           purges: true,
-          advance: async (ms) => void (now += ms),
+          advance: async (ms) => {
+            now += ms;
+          },
         }),
         async (r) => r.store.close?.(),
       );
@@ -140,6 +150,7 @@ describe('store contract, model-based', () => {
   describe.skipIf(!redisUp)('redis (time moved by shifting the records)', () => {
     const client = new Redis(SERVICES.redis);
     const base = uniqueName('idem_model');
+    // biome-ignore lint/suspicious/noDuplicateTestHooks: its own describe.skipIf scope, not the postgres one
     afterAll(async () => {
       const keys = await client.keys(`${base}*`);
       if (keys.length) await client.del(...keys);

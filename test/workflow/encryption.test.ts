@@ -27,7 +27,7 @@ describe('workflows with encryption at rest', () => {
       async () => {
         const path = join(dir, sealed ? 'sealed' : 'plain');
         mkdirSync(path, { recursive: true });
-      const encryption = { keys: { k1: randomBytes(32) } };
+        const encryption = { keys: { k1: randomBytes(32) } };
         const open = () =>
           createIdem({ store: sqliteStore({ path: join(path, 'idem.db') }), ...(sealed && { encryption }) });
         const db = new DatabaseSync(join(path, 'app.db'));
