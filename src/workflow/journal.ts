@@ -111,7 +111,10 @@ export function createJournal(deps: JournalDeps) {
       runKey,
       async (ctx) => {
         let leaseEnd = claimSentBefore + leaseMs;
+        // aborted once the body settled: the run is over, its steps write nothing more
+        const over = new AbortController();
         const fence = async () => {
+          if (over.signal.aborted) throw over.signal.reason;
           if (ctx.signal.aborted) throw ctx.signal.reason;
           if (performance.now() < leaseEnd - leaseMs / 2) return;
           const sentAt = performance.now();
@@ -132,7 +135,8 @@ export function createJournal(deps: JournalDeps) {
           leaseMs,
           ttlMs,
           maxOutcomeBytes: deps.maxOutcomeBytes,
-          runSignal: ctx.signal,
+          runSignal: AbortSignal.any([ctx.signal, over.signal]),
+          runOver: over.signal,
           fence,
           definitive: [options.definitive, deps.definitive],
         };
@@ -141,6 +145,7 @@ export function createJournal(deps: JournalDeps) {
           fn: (c: StepContext) => S | Promise<S>,
           opts: StepOptions = {},
         ) => {
+          if (over.signal.aborted) throw over.signal.reason;
           checkStepName(name);
           if (typeof fn !== 'function') throw new InvalidOptionError(`step "${name}": fn must be a function`);
           checkKnown(opts, STEP_KNOWN, 'step');
@@ -169,13 +174,22 @@ export function createJournal(deps: JournalDeps) {
           steps,
           step,
           tx: (name, client, fn, opts = {}) => {
+            if (over.signal.aborted) return Promise.reject(over.signal.reason);
             checkKnown(opts, TX_KNOWN, 'run.tx');
             const tx = (c: StepContext) =>
               txStep(client, c, () => fn(client, c), opts.table, fence, deps.codec);
             return step(name, tx, { input: opts.input });
           },
         };
-        return await withActiveRun(run, () => body(run));
+        try {
+          return await withActiveRun(run, () => body(run));
+        } finally {
+          over.abort(
+            new InvalidOptionError(
+              `run "${runKey}" is over (its body settled): run.step and run.tx must be awaited inside the body; nothing was run or recorded`,
+            ),
+          );
+        }
       },
       runOpts,
     );
@@ -211,8 +225,8 @@ export function createJournal(deps: JournalDeps) {
       const now = Date.now();
       let status: RunInfo['status'] = 'absent';
       if (record?.state === 'completed') status = outcomeStatus(record.outcome);
-      else if (record?.attempt === 0) status = 'released';
-      else if (record) status = record.token !== '' && record.leaseUntil > now ? 'running' : 'interrupted';
+      else if (record?.token === '') status = 'released';
+      else if (record) status = record.leaseUntil > now ? 'running' : 'interrupted';
       const steps: StepInfo[] = [];
       // the index is read in batches of GET_BATCH slots (each slot then its step), until a gap
       for (let from = 1; ; from += GET_BATCH) {
@@ -237,7 +251,9 @@ export function createJournal(deps: JournalDeps) {
         steps.push(...(batch.slice(0, gap === -1 ? undefined : gap) as StepInfo[]));
         if (gap !== -1) break;
       }
-      return { runKey, status, attempt: record?.attempt ?? 0, steps };
+      // a released marker stores attempt 0: the invocation that released it was attempt 1
+      const attempt = record ? Math.max(1, record.attempt) : 0;
+      return { runKey, status, attempt, steps };
     },
   };
 

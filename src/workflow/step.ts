@@ -39,8 +39,10 @@ export interface StepDeps {
   ttlMs: number;
   maxOutcomeBytes: number;
   runSignal: AbortSignal;
-  /** Throws `LeaseLostError` unless this invocation still holds the run. */
+  /** Throws `LeaseLostError` unless this invocation still holds the run (or the run is over). */
   fence: () => Promise<void>;
+  /** Aborted once the run's body settled: a step still in flight releases its record, records nothing. */
+  runOver?: AbortSignal;
   definitive: Array<((error: unknown) => boolean) | undefined>;
 }
 
@@ -123,7 +125,7 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
       });
     } catch (error) {
       heartbeat.settle();
-      await d.fence(); // lost the run: write nothing, the new holder decides
+      await fenced(); // lost the run: write nothing, the new holder decides
       if (isStored(error, d.definitive)) {
         await complete(encodeOutcome({ kind: 'error', error: serializeError(error) }));
       } else {
@@ -134,7 +136,7 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
     }
     heartbeat.settle();
     await indexed;
-    await d.fence();
+    await fenced();
     let encoded: string;
     try {
       encoded = encodeOutcome({ kind: 'value', value: { t: Date.now(), v: value } });
@@ -155,6 +157,16 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
     return { value, replayed: false, attempt };
   } finally {
     heartbeat.stop();
+  }
+
+  /** The fence; once the run is over the step, still ours, is released rather than left held. */
+  async function fenced(): Promise<void> {
+    try {
+      await d.fence();
+    } catch (error) {
+      if (d.runOver?.aborted) await store.release(call.recordId, token).catch(() => false);
+      throw error;
+    }
   }
 
   async function complete(encoded: string): Promise<void> {

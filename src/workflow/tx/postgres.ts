@@ -6,6 +6,7 @@
  * @module
  */
 import { type OutcomeCodec, plainCodec } from '../../core/encryption.ts';
+import { InvalidOptionError } from '../../core/errors.ts';
 import { decodeOutcome, encodeOutcome, reviveError } from '../../core/outcome.ts';
 import type { StepContext } from '../ambient.ts';
 
@@ -16,6 +17,33 @@ export interface PgTxClient {
     values?: unknown[],
   ): Promise<{ rowCount: number | null; rows: Array<Record<string, unknown>> }>;
   connect(): unknown;
+  /** pg ≥ 8.13: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
+  getTransactionStatus?(): string | null;
+}
+
+/**
+ * The error for a client already inside a transaction: `run.tx` runs its own BEGIN … COMMIT,
+ * and a COMMIT there would commit the caller's transaction (a SAVEPOINT would not help: the
+ * step would be recorded done while the caller may still roll its effect back).
+ *
+ * @example
+ * if (db.isTransaction) throw inTransaction('debit#1');
+ */
+export function inTransaction(stepId: string): InvalidOptionError {
+  return new InvalidOptionError(
+    `run.tx step "${stepId}": the client is already in a transaction; run.tx opens and commits its own, so pass a client outside one (another pool connection)`,
+  );
+}
+
+/** Whether the pg session is inside a transaction block. */
+async function inTransactionBlock(client: PgTxClient): Promise<boolean> {
+  const status =
+    typeof client.getTransactionStatus === 'function' ? client.getTransactionStatus() : undefined;
+  if (status === 'I') return false;
+  if (status === 'T' || status === 'E') return true;
+  // an older pg: inside a block, now() is the block's start, earlier than this statement's
+  const { rows } = await client.query('SELECT now() <> statement_timestamp() AS open');
+  return rows[0]?.open === true;
 }
 
 const ready = new WeakMap<object, Set<string>>();
@@ -50,6 +78,7 @@ export async function pgTx<T>(
   beforeCommit: () => Promise<void>,
   codec: OutcomeCodec = plainCodec,
 ): Promise<T> {
+  if (await inTransactionBlock(client)) throw inTransaction(ctx.stepId);
   await ensureTable(client, table);
   await client.query('BEGIN');
   try {

@@ -8,7 +8,7 @@
 import { type OutcomeCodec, plainCodec } from '../../core/encryption.ts';
 import { encodeOutcome } from '../../core/outcome.ts';
 import type { StepContext } from '../ambient.ts';
-import { decoded } from './postgres.ts';
+import { decoded, inTransaction } from './postgres.ts';
 
 /** The part of a `node:sqlite` `DatabaseSync` that `run.tx` uses. */
 export interface SqliteTxClient {
@@ -36,6 +36,7 @@ export async function sqliteTx<T>(
   beforeCommit: () => Promise<void>,
   codec: OutcomeCodec = plainCodec,
 ): Promise<T> {
+  if (db.isTransaction) throw inTransaction(ctx.stepId);
   const done = ready.get(db) ?? new Set<string>();
   ready.set(db, done);
   if (!done.has(table)) {
