@@ -72,13 +72,15 @@ export interface WorkflowRun extends AmbientRun {
   readonly steps: readonly RunStep[];
   /**
    * Runs `fn` once per run + `name` + occurrence: a recorded step returns its outcome without
-   * running; a step whose input changed throws `DivergenceError`.
+   * running; a step whose input changed throws `DivergenceError`. Once the body settled the
+   * run is over: this throws `InvalidOptionError` without running `fn` (await every step).
    */
   step<T>(name: string, fn: (ctx: StepContext) => T | Promise<T>, options?: StepOptions): Promise<T>;
   /**
    * A database step: `fn(client)` runs inside a transaction on `client` (a `pg` client or a
    * `node:sqlite` `DatabaseSync`) whose commit also records the step: the effect and its record
-   * commit together, so the effect happens exactly once.
+   * commit together, so the effect happens exactly once. A client already inside a
+   * transaction is refused with `InvalidOptionError` (its transaction is left untouched).
    */
   tx<C extends TxClient, T>(
     name: string,
@@ -138,6 +140,7 @@ export interface RunInfo {
    * (the next invocation resumes it); `interrupted`: its holder's lease ran out mid-run.
    */
   status: 'absent' | 'running' | 'interrupted' | 'released' | 'completed' | 'failed';
+  /** The attempt of the invocation that holds or last held the run (1 + takeovers); 0 when absent. */
   attempt: number;
   steps: StepInfo[];
 }
