@@ -14,6 +14,7 @@ import {
 } from 'idem';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordIdOf } from '../../src/core/keys.ts';
 import { serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { adminPool, dropSchema, PG_URL } from '../stores/fixtures/postgres-suite.ts';
 
@@ -123,6 +124,21 @@ describe('retryAfterMs and attempt', () => {
     const failed = await idem.runs.get('w-fail');
     expect([rel.status, rel.attempt]).toEqual(['released', 1]);
     expect([failed.status, failed.attempt]).toEqual(['failed', 1]);
+    await idem.close();
+  });
+
+  it('runs.get reports a run released after a takeover as released, with its attempt', async () => {
+    const store = memoryStore();
+    const idem = createIdem({ store });
+    const id = recordIdOf(['idem.workflow'], 'w-take');
+    const claim = (token: string) => store.claim({ id, fingerprint: '', leaseMs: 30, ttlMs: 60_000, token });
+    expect((await claim('t1')).status).toBe('acquired');
+    await sleep(60); // t1's holder froze: its lease ran out
+    const taken = await claim('t2');
+    expect(taken.status === 'acquired' && taken.attempt).toBe(2);
+    expect(await store.release(id, 't2')).toBe(true); // the takeover threw a transient error
+    const info = await idem.runs.get('w-take');
+    expect([info.status, info.attempt]).toEqual(['released', 2]);
     await idem.close();
   });
 });
