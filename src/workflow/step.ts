@@ -98,6 +98,11 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
   if (turn.kind === 'completed') return replay<T>(turn.record);
 
   const { token, attempt } = turn;
+  if (d.runOver?.aborted) {
+    // the body settled while this step waited for its turn: the run is over, fn does not run
+    await store.release(call.recordId, token).catch(() => false);
+    throw d.runOver.reason;
+  }
   const controller = new AbortController();
   const heartbeat = startHeartbeat({
     store,

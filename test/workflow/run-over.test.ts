@@ -61,13 +61,19 @@ describe('a run whose body settled', () => {
     const idem = createIdem({ store: memoryStore() });
     let pending: Promise<unknown> | undefined;
     let aborted = false;
+    let started = () => {};
+    const fnStarted = new Promise<void>((r) => {
+      started = r;
+    });
     const result = await idem.workflow('wf:noawait', async (run) => {
       pending = run.step('slow', async (ctx) => {
+        started();
         await sleep(100);
         aborted = ctx.signal.aborted;
         return 'x';
       });
       pending.catch(() => {}); // the test awaits it below
+      await fnStarted; // the body returns while fn runs
       return 'done';
     });
     expect(result).toBe('done');
@@ -76,6 +82,24 @@ describe('a run whose body settled', () => {
     const info = await idem.runs.get('wf:noawait');
     expect(info.status).toBe('completed');
     expect(info.steps.map((s) => [s.stepId, s.status])).toEqual([['slow#1', 'released']]);
+    await idem.close();
+  });
+
+  it('a step still waiting for its turn when the body settled does not run its fn', async () => {
+    const store = memoryStore();
+    const idem = createIdem({ store });
+    // a frozen earlier invocation holds the step for 150 ms more
+    const stepId = recordIdOf(['idem.workflow.step', 'wf:waiting'], 'slow#1');
+    await store.claim({ id: stepId, fingerprint: '', leaseMs: 150, ttlMs: 60_000, token: 'frozen' });
+    let pending: Promise<unknown> | undefined;
+    let ran = 0;
+    await idem.workflow('wf:waiting', async (run) => {
+      pending = run.step('slow', () => ++ran);
+      pending.catch(() => {});
+      return 'done';
+    });
+    await expect(pending).rejects.toThrow(/is over/);
+    expect(ran).toBe(0);
     await idem.close();
   });
 });
