@@ -6,6 +6,8 @@
  * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
+ * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
+ * idem purge --store SPEC [--batch N] [--json]
  * idem --version
  * ```
  *
@@ -16,13 +18,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { validateKey } from '../core/keys.ts';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
-import { checkStore, DEFAULT_SQLITE_PATH } from '../stores/spec.ts';
+import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.ts';
 import { checkEndpoint, formatCheck } from './check.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
+import { describeKey, formatKey, purgeStore } from './keys.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -142,10 +146,81 @@ program
     process.exitCode = result.ok ? 0 : 1;
   });
 
+const keys = program.command('keys').description('look up keys in a store');
+keys
+  .command('show')
+  .description(
+    "show one key's record: state, attempt, lease, expiry, outcome size (the key is hashed, never stored)",
+  )
+  .argument('<key>', 'the idempotency key as the client sent it')
+  .option('--store <spec>', 'the store (or IDEM_STORE): sqlite:PATH, postgres://…, redis://…, dynamodb://…')
+  .option('--scope <part>', 'a scope part, as passed to idem.run (repeatable, in order)', collect, [])
+  .option(
+    '-H, --header <header>',
+    "a credential header of the HTTP caller, 'name: value' (repeatable)",
+    collect,
+    [],
+  )
+  .option('--gateway [namespace]', "the record was written by idem serve (namespace, default 'gateway')")
+  .option('--json', 'print JSON')
+  .action(
+    async (
+      key: string,
+      opts: { store?: string; scope: string[]; header: string[]; gateway?: string | true; json?: boolean },
+    ) => {
+      try {
+        validateKey(key);
+      } catch (error) {
+        throw new InvalidArgumentError(`the key: ${(error as Error).message}`);
+      }
+      const store = await openStore(opts.store);
+      try {
+        const http =
+          opts.header.length > 0 || opts.gateway !== undefined
+            ? {
+                headers: parseHeaders(opts.header),
+                ...(opts.gateway !== undefined && {
+                  namespace: opts.gateway === true ? 'gateway' : opts.gateway,
+                }),
+              }
+            : undefined;
+        const report = await describeKey(store, key, { scope: opts.scope, ...(http && { http }) });
+        console.log(opts.json ? JSON.stringify(report) : formatKey(report));
+      } finally {
+        await store.close?.();
+      }
+    },
+  );
+
+program
+  .command('purge')
+  .description('delete expired records in bounded batches (Redis expires them itself)')
+  .option('--store <spec>', 'the store (or IDEM_STORE)')
+  .option('--batch <n>', 'records per batch (default 1000)', count)
+  .option('--json', 'print JSON')
+  .action(async (opts: { store?: string; batch?: number; json?: boolean }) => {
+    const store = await openStore(opts.store);
+    try {
+      const tty = process.stderr.isTTY && !opts.json;
+      const deleted = await purgeStore(store, {
+        ...(opts.batch !== undefined && { batch: Math.max(1, opts.batch) }),
+        onBatch: (n) => tty && process.stderr.write(`\rpurged ${n}…`),
+      });
+      if (tty) process.stderr.write('\n');
+      console.log(
+        opts.json
+          ? JSON.stringify({ deleted })
+          : `purged ${deleted} expired records from ${describeStore(opts.store ?? process.env.IDEM_STORE)}`,
+      );
+    } finally {
+      await store.close?.();
+    }
+  });
+
 try {
   if (process.argv.length <= 2) {
     throw new InvalidArgumentError(
-      'no command: use idem serve, idem demo or idem check (idem --help lists them)',
+      'no command: use idem serve, idem demo, idem check, idem keys or idem purge (idem --help lists them)',
     );
   }
   await program.parseAsync(process.argv);
@@ -193,6 +268,28 @@ function count(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('not a non-negative integer');
   return n;
+}
+
+/** The store named by --store or IDEM_STORE, checked to answer. */
+async function openStore(spec: string | undefined) {
+  const s = spec ?? process.env.IDEM_STORE;
+  if (!s)
+    throw new InvalidArgumentError(
+      '--store (or IDEM_STORE) is required, e.g. --store sqlite:.idem/gateway.db',
+    );
+  const store = await storeFromSpec(s);
+  await checkStore(store, s);
+  return store;
+}
+
+function parseHeaders(lines: string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of lines) {
+    const i = h.indexOf(':');
+    if (i <= 0) throw new InvalidArgumentError(`-H needs 'name: value', got ${JSON.stringify(h)}`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  return headers;
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -1,0 +1,129 @@
+/**
+ * `idem keys show` and `idem purge`: look up one key's record the way the engine, the middleware
+ * or the gateway would find it, and delete expired records in bounded batches.
+ *
+ * @module
+ */
+import { downstreamKeyOf, recordIdOf, validateKey } from '../core/keys.ts';
+import type { Store, StoreRecord } from '../core/store.ts';
+import { credentialScope } from '../http/scope.ts';
+
+/** Where a key lives: the scope parts hashed with it into the record id. */
+export interface KeyScope {
+  /** Scope parts as given to `idem.run(key, fn, { scope })` (the instance scope first). */
+  scope?: readonly string[];
+  /**
+   * HTTP callers: the request headers whose credentials scope the key (as the middleware and the
+   * gateway hash them), and the gateway's `namespace` (`gateway` by default) when the record was
+   * written by `idem serve`.
+   */
+  http?: { headers: Record<string, string>; namespace?: string };
+}
+
+/** What `idem keys show` reports. */
+export interface KeyReport {
+  key: string;
+  recordId: string;
+  downstreamKey: string;
+  state: 'absent' | 'in_progress' | 'completed' | 'released';
+  attempt?: number;
+  fingerprint?: string;
+  /** ms from now; negative once passed. */
+  leaseEndsInMs?: number;
+  expiresInMs?: number;
+  outcomeBytes?: number;
+  encrypted?: boolean;
+}
+
+/**
+ * The record id a key has under a scope, as the engine computes it.
+ *
+ * @example
+ * recordIdFor('order-42', { http: { headers: { authorization: 'Bearer t' }, namespace: 'gateway' } })
+ */
+export function recordIdFor(key: string, where: KeyScope): string {
+  validateKey(key);
+  let parts = [...(where.scope ?? [])];
+  if (where.http) {
+    const creds = credentialScope(new Request('http://idem.invalid', { headers: where.http.headers }));
+    parts = [...(where.http.namespace ? [where.http.namespace] : []), ...parts, ...creds];
+  }
+  return recordIdOf(parts, key);
+}
+
+/**
+ * Reads one key's record from the store (the raw key never reaches it, only its hash).
+ *
+ * @example
+ * const report = await describeKey(store, 'order-42', { scope: ['billing'] });
+ */
+export async function describeKey(
+  store: Store,
+  key: string,
+  where: KeyScope,
+  now = Date.now(),
+): Promise<KeyReport> {
+  const recordId = recordIdFor(key, where);
+  const base = { key, recordId, downstreamKey: downstreamKeyOf(recordId) };
+  const r: StoreRecord | undefined = await store.get(recordId);
+  if (!r) return { ...base, state: 'absent' };
+  return {
+    ...base,
+    state: r.state === 'completed' ? 'completed' : r.token === '' ? 'released' : 'in_progress',
+    attempt: r.attempt,
+    fingerprint: r.fingerprint,
+    ...(r.state === 'in_progress' && { leaseEndsInMs: r.leaseUntil - now }),
+    expiresInMs: r.expiresAt - now,
+    ...(r.outcome !== undefined && {
+      outcomeBytes: Buffer.byteLength(r.outcome),
+      encrypted: r.outcome.startsWith('e1:'),
+    }),
+  };
+}
+
+const ago = (ms: number) => {
+  const s = Math.round(Math.abs(ms) / 1000);
+  const text = s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  return ms >= 0 ? `in ${text}` : `${text} ago`;
+};
+
+/** The report as a few readable lines. */
+export function formatKey(r: KeyReport): string {
+  const lines = [`key ${JSON.stringify(r.key)} → record ${r.recordId}`, `  state: ${r.state}`];
+  if (r.state === 'absent') {
+    lines.push('  (no live record: never used under this scope, expired, or a different scope/credentials)');
+    return lines.join('\n');
+  }
+  lines.push(
+    `  attempt: ${r.attempt}${r.attempt && r.attempt > 1 ? ' (taken over after a holder died)' : ''}`,
+  );
+  lines.push(`  fingerprint: ${r.fingerprint || '(none: no input was bound)'}`);
+  if (r.leaseEndsInMs !== undefined) lines.push(`  lease ends: ${ago(r.leaseEndsInMs)}`);
+  if (r.expiresInMs !== undefined) lines.push(`  expires: ${ago(r.expiresInMs)}`);
+  if (r.outcomeBytes !== undefined) {
+    lines.push(`  outcome: ${r.outcomeBytes} bytes${r.encrypted ? ', encrypted at rest' : ''}`);
+  }
+  lines.push(`  downstream key: ${r.downstreamKey}`);
+  return lines.join('\n');
+}
+
+/**
+ * Deletes expired records in batches of `batch`, reporting progress after each; answers how
+ * many were deleted. Stores that expire records themselves (Redis) delete nothing here.
+ *
+ * @example
+ * await purgeStore(store, { batch: 1000, onBatch: (n) => console.log(n) });
+ */
+export async function purgeStore(
+  store: Store,
+  options: { batch?: number; onBatch?: (total: number) => void } = {},
+): Promise<number> {
+  const batch = options.batch ?? 1000;
+  let total = 0;
+  for (;;) {
+    const n = await store.purgeExpired(batch);
+    total += n;
+    options.onBatch?.(total);
+    if (n < batch) return total;
+  }
+}
