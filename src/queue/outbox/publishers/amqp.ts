@@ -111,6 +111,8 @@ export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
         return await Promise.all(confirms);
       } finally {
         ch.removeListener('close', onClose);
+        // a closed channel, or one that did not confirm in time (a silently dead socket), is not reused
+        if (closed || signal.aborted) current = undefined;
       }
     },
   };
