@@ -19,8 +19,8 @@ export interface ConfirmChannelLike {
     options: Record<string, unknown>,
     callback: (err: unknown) => void,
   ): boolean;
-  once(event: 'close' | 'error' | 'drain', listener: (...args: never[]) => void): unknown;
-  removeListener(event: 'close', listener: (...args: never[]) => void): unknown;
+  once(event: 'close' | 'error' | 'drain', listener: (...args: unknown[]) => void): unknown;
+  removeListener(event: 'close', listener: (...args: unknown[]) => void): unknown;
 }
 
 /** Options of {@link amqpPublisher}. */
