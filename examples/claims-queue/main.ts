@@ -184,15 +184,25 @@ log(`paid twice:           ${paidTwice}`);
 log(
   `stuck claims:         ${stuck} (audited ${auditRows}; outbox pending ${ob.pending}, parked ${ob.parked})`,
 );
+const marks = Number((await q('SELECT count(*) FROM inbox'))[0]!.count);
 log(
-  `deliveries:           ${stats.processed + stats.duplicates} (${stats.processed} processed, ${stats.duplicates} duplicates dropped by the inbox, ${stats.redelivered} redelivered)`,
+  `stage runs:           ${marks} (= ${claimCount} claims × ${STAGES.length} stages: each message's effects committed once, with its inbox mark)`,
+);
+log(
+  `duplicates dropped:   ${stats.duplicates} by the inbox (${stats.redelivered} deliveries were redeliveries)`,
 );
 if (cfg.chaos) {
   log(
     `chaos:                ${stats.killed} processes SIGKILLed by the supervisor, ${stats.died} deaths in all, ${stats.connections} broker connections killed, ${stats.nacks} forced redeliveries, ${resubmitted} duplicate submissions`,
   );
 }
-const ok = paid === claimCount && paidTwice === 0 && stuck === 0 && ob.pending === 0 && ob.parked === 0;
+const ok =
+  marks === claimCount * STAGES.length &&
+  paid === claimCount &&
+  paidTwice === 0 &&
+  stuck === 0 &&
+  ob.pending === 0 &&
+  ob.parked === 0;
 log(
   ok
     ? '✓ claims in = payments out, no payment twice, no claim stuck'
