@@ -12,6 +12,7 @@ import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts
 import { renderSection, type SectionResult } from './lib/report.ts';
 import { gatewaySection } from './sections/gateway.ts';
 import { memorySection } from './sections/memory.ts';
+import { outboxSection } from './sections/outbox.ts';
 import { postgresSection } from './sections/postgres.ts';
 import { redisSection } from './sections/redis.ts';
 import { sqliteSection } from './sections/sqlite.ts';
@@ -22,6 +23,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   postgres: postgresSection,
   redis: redisSection,
   gateway: gatewaySection,
+  outbox: outboxSection,
 };
 
 function commandLine(argv: string[]): string {
