@@ -195,6 +195,16 @@ describe.skipIf(!up)('postgres outbox', () => {
     await addAll(env.pool, outbox, [{ topic: 't', payload: 'second' }]);
     await until('second published', () => seen.length === 2, 10_000);
     await relay.stop();
+
+    // the same relay without LISTEN sleeps through its whole poll
+    const { publisher: p2, seen: seen2 } = recordingPublisher();
+    const poller = createRelay({ outbox, publisher: p2, poll: '60s', listen: false });
+    await poller.start();
+    await new Promise((r) => setTimeout(r, 300));
+    await addAll(env.pool, outbox, [{ topic: 't', payload: 'third' }]);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(seen2).toHaveLength(0);
+    await poller.stop();
   }, 30_000);
 
   it('without LISTEN the relay polls; retention deletes published events, never pending ones', async () => {

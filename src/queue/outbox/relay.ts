@@ -122,6 +122,9 @@ export function createRelay(options: RelayOptions): Relay {
   const retentionMs = toMs(options.retention ?? '24h', 'createRelay: retention');
   const onError = options.onError ?? ((err: unknown) => console.warn('[idem relay]', err));
   const signals = options.signals ?? [];
+  if (!Array.isArray(signals) || signals.some((x) => typeof x !== 'string' || !x.startsWith('SIG'))) {
+    throw new InvalidOptionError("createRelay: signals must be an array of signal names, e.g. ['SIGTERM']");
+  }
 
   let running = false;
   let stopping = false;
