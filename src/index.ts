@@ -22,6 +22,14 @@ export type {
 export { createIdem } from './core/engine.ts';
 export * from './core/errors.ts';
 export type { IdemEvent } from './core/events.ts';
+export type {
+  ConsumeContext,
+  ConsumeHandler,
+  ConsumeNext,
+  ConsumeOptions,
+  ConsumeResult,
+  MessageRef,
+} from './core/inbox.ts';
 export { parseJsonExact } from './core/json.ts';
 export {
   canonicalJson,

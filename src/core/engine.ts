@@ -16,6 +16,7 @@
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
+import { createConsumeOnce } from './inbox.ts';
 import {
   deriveKey,
   downstreamKeyOf,
@@ -128,9 +129,22 @@ export function createIdem(options: IdemOptions): Idem {
     );
   }
 
+  const ids = (key: string, scope?: string | readonly string[]) => {
+    const recordId = idOf(validateKey(key), scope);
+    return { recordId, downstreamKey: downstreamKeyOf(recordId) };
+  };
+  const consumeOnce = createConsumeOnce({
+    store,
+    execute,
+    ids,
+    definitive: options.definitive,
+    ttlMs: defaults.ttlMs,
+  });
+
   return {
     store,
     execute,
+    consumeOnce,
     async run(key, action, opts) {
       return (await execute(key, action, opts)).value;
     },

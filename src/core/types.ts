@@ -7,6 +7,7 @@
 import type { Duration } from './duration.ts';
 import type { IdemEvent } from './events.ts';
 import type { ActionContext } from './holder.ts';
+import type { ConsumeHandler, ConsumeOptions, ConsumeResult, MessageRef } from './inbox.ts';
 import type { InProgressPolicy } from './options.ts';
 import type { ReplayCacheOptions } from './replay-cache.ts';
 import type { Store } from './store.ts';
@@ -118,6 +119,16 @@ export interface Idem {
   ids(key: string, scope?: string | readonly string[]): { recordId: string; downstreamKey: string };
   /** Deletes expired records in batches of `batchSize`; answers how many. */
   purgeExpired(options?: { batchSize?: number; maxBatches?: number }): Promise<number>;
+  /**
+   * Runs a message's handler once per `consumer` + `messageId` (see docs/queues/inbox.md):
+   * answers `processed`, `duplicate` (the recorded value), `retry` or `parked`, with `next`
+   * telling a broker adapter to ack, retry or dead-letter.
+   */
+  consumeOnce<T>(
+    ref: MessageRef,
+    handler: ConsumeHandler<T>,
+    options?: ConsumeOptions,
+  ): Promise<ConsumeResult<T>>;
   /** Closes the store. */
   close(): Promise<void>;
   readonly store: Store;

@@ -1,0 +1,415 @@
+/**
+ * The inbox: `idem.consumeOnce({ consumer, messageId }, handler)` runs a message's handler once
+ * per consumer, over the engine's `execute`, so every store works. Broker adapters
+ * (`idem/bullmq`, `idem/amqp`, `idem/nats`) only map the answer's `next` to ack / retry /
+ * dead-letter.
+ *
+ * ```
+ * key      inbox:<sha256(consumer, messageId)>                the message's record (engine)
+ * slot n   inbox-attempt:<sha256(consumer, messageId, n)>     the n-th failed (or crashed) run
+ *
+ * delivery ─▶ execute(key) ─┬─ replayed ─────────────────────▶ duplicate  (next: ack | dead_letter)
+ *                           ├─ InProgressError ──────────────▶ retry      (in_progress)
+ *                           └─ holder: failed runs ≥ max? ───▶ parked (stored outcome)
+ *                                      handler ok ───────────▶ processed  (stored outcome, ack)
+ *                                      handler throws ───────▶ claim slot n; n ≥ max? parked : retry
+ * ```
+ *
+ * Failed runs are counted in the store (one claimed record per failed run), so the count holds
+ * across processes and redeliveries; a run that died (the next holder takes the lease over with
+ * `mayHaveRun`) counts as a failed run too, so a message that crashes its worker is parked as well.
+ *
+ * @module
+ */
+
+import { type Duration, toMs } from './duration.ts';
+import {
+  FingerprintMismatchError,
+  InProgressError,
+  InvalidKeyError,
+  InvalidOptionError,
+  isIdemError,
+  LeaseLostError,
+  StoreUnavailableError,
+} from './errors.ts';
+import type { ActionContext } from './holder.ts';
+import { deriveKey } from './keys.ts';
+import {
+  decodeOutcome,
+  encodeOutcome,
+  isDefinitive,
+  type SerializedError,
+  serializeError,
+} from './outcome.ts';
+import type { Store } from './store.ts';
+
+/** Which message, for which consumer. Fan-out consumers use their own `consumer` name. */
+export interface MessageRef {
+  /** The consuming service or subscription: each consumer processes a message once. */
+  consumer: string;
+  /** The message's stable id (AMQP `messageId`, `Nats-Msg-Id`, BullMQ job id, an event id). */
+  messageId: string;
+}
+
+/** What the handler receives. */
+export interface ConsumeContext {
+  consumer: string;
+  messageId: string;
+  /** 1 + the failed (or crashed) runs of this message by this consumer, as counted in the store. */
+  attempt: number;
+  /** True when an earlier run died without recording an outcome: its effect may have happened. */
+  mayHaveRun: boolean;
+  /** Aborts when this run loses its lease (another worker took the message over). */
+  signal: AbortSignal;
+  /** Stable across runs and workers: pass it to external APIs that accept idempotency keys. */
+  downstreamKey: string;
+  /** The engine's record id of this message (hashed; never the raw ids). */
+  recordId: string;
+}
+
+/** The handler of one message. */
+export type ConsumeHandler<T> = (ctx: ConsumeContext) => T | Promise<T>;
+
+/** What the adapter should do with the delivery. */
+export type ConsumeNext = 'ack' | 'retry' | 'dead_letter';
+
+/**
+ * The answer of `consumeOnce`. `next` tells a broker adapter what to do: `ack` once the outcome
+ * is recorded, `retry` (nack / requeue after `retryAfterMs`) when the key was released or is held
+ * elsewhere, `dead_letter` when the message is parked.
+ */
+export type ConsumeResult<T> =
+  | { status: 'processed'; next: 'ack'; duplicate: false; value: T; attempt: number }
+  | { status: 'duplicate'; next: 'ack'; duplicate: true; value: T; attempt: number }
+  | {
+      status: 'parked';
+      next: 'dead_letter';
+      /** True when an earlier delivery parked it; this delivery did not run the handler. */
+      duplicate: boolean;
+      error: SerializedError;
+      attempts: number;
+    }
+  | {
+      status: 'retry';
+      next: 'retry';
+      duplicate: false;
+      reason: 'failed' | 'in_progress' | 'lease_lost' | 'store_unavailable';
+      error: unknown;
+      /** Failed runs counted so far (0 when the handler did not run here). */
+      attempts: number;
+      retryAfterMs: number;
+    }
+  | {
+      status: 'rejected';
+      next: 'dead_letter';
+      duplicate: false;
+      reason: 'fingerprint_mismatch';
+      error: unknown;
+    };
+
+/**
+ * Options of `consumeOnce`: the engine's per-call options plus the inbox's own.
+ * `ttl` is the dedup window: keep it longer than the broker can redeliver or republish.
+ */
+export interface ConsumeOptions {
+  /** The message payload: the same message id with another payload is `rejected`, never run. */
+  input?: unknown;
+  fingerprint?: string;
+  exclude?: readonly string[];
+  scope?: string | readonly string[];
+  /** How long a processed (or parked) message is remembered: the dedup window. */
+  ttl?: Duration;
+  /** How long a run owns the message without renewing (renewed while the handler runs). */
+  lease?: Duration;
+  waitTimeout?: Duration;
+  releaseGuard?: Duration;
+  /** Errors for which this returns true park the message at once (no retry). */
+  definitive?: (error: unknown) => boolean;
+  /** Failed (or crashed) runs before the message is parked. Default 5. */
+  maxAttempts?: number;
+  /** Delay before a failed message is retried, by failed runs so far. Default 500 ms × 2^(n−1), at most 30 s. */
+  retryDelay?: (failures: number) => number;
+  /**
+   * False when the broker says this is the message's first delivery: skips reading the failure
+   * count (one store read). Adapters set it; leave it unset otherwise.
+   */
+  redelivered?: boolean;
+}
+
+const KNOWN = [
+  'maxAttempts',
+  'retryDelay',
+  'redelivered',
+  'input',
+  'fingerprint',
+  'exclude',
+  'scope',
+  'ttl',
+  'lease',
+  'waitTimeout',
+  'releaseGuard',
+  'definitive',
+];
+const MAX_ID_LENGTH = 4096;
+const DEFAULT_MAX_ATTEMPTS = 5;
+/** Retry after an in-progress answer: at least this… */
+const MIN_RETRY_MS = 100;
+/** …and at most this, or the holder's lease left when shorter: a live holder usually ends soon. */
+const MAX_IN_PROGRESS_RETRY_MS = 2000;
+
+/** The part of `execute`'s answer the inbox reads (kept here: types.ts imports this module). */
+interface Executed<T> {
+  value: T;
+  replayed: boolean;
+  attempt: number;
+}
+
+/** What the inbox needs from the engine. */
+export interface InboxDeps {
+  store: Store;
+  execute<T>(
+    key: string,
+    action: (ctx: ActionContext) => Promise<T>,
+    options: ConsumeOptions & { onInProgress: 'reject' },
+  ): Promise<Executed<T>>;
+  ids(key: string, scope?: string | readonly string[]): { recordId: string; downstreamKey: string };
+  definitive?: ((error: unknown) => boolean) | undefined;
+  /** The instance's ttl: failed-run slots live as long as message records. */
+  ttlMs: number;
+}
+
+/** The stored outcome of a message: its handler's value, or parked. */
+type Envelope<T> = { v: T } | { parked: { error: SerializedError; attempts: number } };
+/** A failed run, recorded in a slot: the error and the engine attempt it ran as. */
+interface FailedRun {
+  error: SerializedError;
+  engineAttempt: number;
+}
+
+/** Thrown inside the holder so the key is released, carrying the failure count out. */
+class Released extends Error {
+  readonly original: unknown;
+  readonly failures: number;
+  constructor(original: unknown, failures: number) {
+    super('released');
+    this.original = original;
+    this.failures = failures;
+  }
+}
+
+/**
+ * Builds `consumeOnce` over an engine.
+ *
+ * @example
+ * const consumeOnce = createConsumeOnce({ store, execute, ids });
+ * const r = await consumeOnce({ consumer: 'billing', messageId: 'evt-1' }, (ctx) => charge(ctx.downstreamKey));
+ * if (r.next === 'ack') channel.ack(msg);
+ */
+export function createConsumeOnce(deps: InboxDeps) {
+  return async function consumeOnce<T>(
+    ref: MessageRef,
+    handler: ConsumeHandler<T>,
+    options: ConsumeOptions = {},
+  ): Promise<ConsumeResult<T>> {
+    const { consumer, messageId } = checkRef(ref);
+    if (typeof handler !== 'function')
+      throw new InvalidOptionError('consumeOnce: handler must be a function');
+    const { maxAttempts, retryDelay, redelivered, ...run } = checkOptions(options);
+    const scope = run.scope;
+    const slotId = (n: number) =>
+      deps.ids(deriveKey('inbox-attempt', [consumer, messageId, n]), scope).recordId;
+    // failed-run slots live as long as the message's record
+    const slotTtl = run.ttl === undefined ? deps.ttlMs : toMs(run.ttl, 'ttl');
+
+    /** Failed runs recorded so far, and the last one. */
+    async function failures(): Promise<{ count: number; last: FailedRun | undefined }> {
+      let last: FailedRun | undefined;
+      for (let n = 1; n <= maxAttempts; n++) {
+        const rec = await deps.store.get(slotId(n));
+        if (rec?.state !== 'completed' || rec.outcome === undefined) return { count: n - 1, last };
+        const out = decodeOutcome(rec.outcome);
+        last = out.kind === 'value' ? (out.value as FailedRun) : undefined;
+      }
+      return { count: maxAttempts, last };
+    }
+
+    /** Records a failed run in the first free slot from `from`; answers its number. */
+    async function recordFailure(run: FailedRun, from: number): Promise<number> {
+      const encoded = encodeOutcome({ kind: 'value', value: run });
+      for (let n = Math.max(1, from); n <= maxAttempts; n++) {
+        const token = crypto.randomUUID();
+        const id = slotId(n);
+        const claim = await deps.store.claim({ id, fingerprint: '', leaseMs: 60_000, ttlMs: slotTtl, token });
+        if (claim.status === 'acquired') {
+          await deps.store.complete(id, token, encoded, slotTtl);
+          return n;
+        }
+      }
+      return maxAttempts;
+    }
+
+    const key = deriveKey('inbox', [consumer, messageId]);
+    const action = async (ctx: ActionContext): Promise<Envelope<T>> => {
+      let prior = 0;
+      if (redelivered !== false || ctx.mayHaveRun) {
+        const known = await failures();
+        prior = known.count;
+        // A takeover follows either a holder that died (or lost its lease) or a holder that was a
+        // takeover itself (attempt >= 2) and released after a recorded failure. Attempt 1 never
+        // leaves a record to take over when it fails: the release deletes it.
+        const releasedBefore = known.last !== undefined && known.last.engineAttempt >= 2;
+        if (
+          ctx.mayHaveRun &&
+          !(releasedBefore && known.last?.engineAttempt === ctx.attempt - 1) &&
+          prior < maxAttempts
+        ) {
+          const died = serializeError(
+            new Error('an earlier run ended without an outcome (worker died or lost its lease)'),
+          );
+          prior = await recordFailure({ error: died, engineAttempt: ctx.attempt - 1 }, prior + 1);
+        }
+        if (prior >= maxAttempts) {
+          const error = known.last?.error ?? serializeError(new Error('too many failed runs'));
+          return { parked: { error, attempts: prior } };
+        }
+      }
+      try {
+        const value = await handler({
+          consumer,
+          messageId,
+          attempt: prior + 1,
+          mayHaveRun: ctx.mayHaveRun,
+          signal: ctx.signal,
+          recordId: ctx.recordId,
+          get downstreamKey() {
+            return ctx.downstreamKey;
+          },
+        });
+        return { v: value };
+      } catch (error) {
+        if (isPermanent(error, run.definitive, deps.definitive)) {
+          return { parked: { error: serializeError(error), attempts: prior + 1 } };
+        }
+        const n = await recordFailure(
+          { error: serializeError(error), engineAttempt: ctx.attempt },
+          prior + 1,
+        );
+        if (n >= maxAttempts) return { parked: { error: serializeError(error), attempts: n } };
+        throw new Released(error, n);
+      }
+    };
+
+    let result: Executed<Envelope<T>>;
+    try {
+      result = await deps.execute(key, action, { ...run, onInProgress: 'reject', definitive: undefined });
+    } catch (error) {
+      return retryOrThrow(error, retryDelay);
+    }
+    const env = result.value;
+    if ('parked' in env) {
+      return {
+        status: 'parked',
+        next: 'dead_letter',
+        duplicate: result.replayed,
+        error: env.parked.error,
+        attempts: env.parked.attempts,
+      };
+    }
+    return result.replayed
+      ? { status: 'duplicate', next: 'ack', duplicate: true, value: env.v, attempt: result.attempt }
+      : { status: 'processed', next: 'ack', duplicate: false, value: env.v, attempt: result.attempt };
+  };
+}
+
+/** Maps what `execute` threw to a retry answer; programming errors are thrown on. */
+function retryOrThrow(error: unknown, retryDelay: (failures: number) => number): ConsumeResult<never> {
+  if (error instanceof Released) {
+    return {
+      status: 'retry',
+      next: 'retry',
+      duplicate: false,
+      reason: 'failed',
+      error: error.original,
+      attempts: error.failures,
+      retryAfterMs: Math.max(0, retryDelay(error.failures)),
+    };
+  }
+  const retry = (reason: 'in_progress' | 'lease_lost' | 'store_unavailable', retryAfterMs: number) =>
+    ({ status: 'retry', next: 'retry', duplicate: false, reason, error, attempts: 0, retryAfterMs }) as const;
+  if (error instanceof InProgressError)
+    return retry(
+      'in_progress',
+      Math.max(MIN_RETRY_MS, Math.min(MAX_IN_PROGRESS_RETRY_MS, error.retryAfterMs)),
+    );
+  if (error instanceof LeaseLostError) return retry('lease_lost', MIN_RETRY_MS);
+  if (error instanceof StoreUnavailableError) return retry('store_unavailable', 1000);
+  if (error instanceof FingerprintMismatchError) {
+    return {
+      status: 'rejected',
+      next: 'dead_letter',
+      duplicate: false,
+      reason: 'fingerprint_mismatch',
+      error,
+    };
+  }
+  if (isIdemError(error)) throw error;
+  // a failure the holder let through unwrapped (a failing store on the failure count): retry
+  return retry('store_unavailable', 1000);
+}
+
+function isPermanent(error: unknown, ...classifiers: Array<((e: unknown) => boolean) | undefined>): boolean {
+  if (isDefinitive(error)) return true;
+  for (const classify of classifiers) {
+    try {
+      if (classify?.(error)) return true;
+    } catch {
+      // a broken classifier must not park a message: treat the error as transient
+    }
+  }
+  return false;
+}
+
+function checkRef(ref: MessageRef): MessageRef {
+  if (ref === null || typeof ref !== 'object') {
+    throw new InvalidKeyError('consumeOnce needs { consumer, messageId }');
+  }
+  for (const name of ['consumer', 'messageId'] as const) {
+    const v = ref[name];
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
+      throw new InvalidKeyError(
+        `consumeOnce: ${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters`,
+      );
+    }
+  }
+  return ref;
+}
+
+function checkOptions(options: ConsumeOptions) {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('consumeOnce options must be an object');
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.includes(name)) {
+      const hint =
+        name === 'onInProgress' ? ' (a consumer never waits: an in-progress message is retried)' : '';
+      throw new InvalidOptionError(`consumeOnce: unknown option ${name}${hint} (known: ${KNOWN.join(', ')})`);
+    }
+  }
+  const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, redelivered, ...run } = options;
+  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
+    throw new InvalidOptionError(
+      `consumeOnce: maxAttempts must be an integer from 1 to 1000, got ${maxAttempts}`,
+    );
+  }
+  if (typeof retryDelay !== 'function')
+    throw new InvalidOptionError('consumeOnce: retryDelay must be a function');
+  if (redelivered !== undefined && typeof redelivered !== 'boolean') {
+    throw new InvalidOptionError('consumeOnce: redelivered must be a boolean');
+  }
+  return { maxAttempts, retryDelay, redelivered, ...run };
+}
+
+/** 500 ms, 1 s, 2 s… at most 30 s. */
+function defaultRetryDelay(failures: number): number {
+  return Math.min(30_000, 500 * 2 ** Math.max(0, failures - 1));
+}

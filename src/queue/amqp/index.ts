@@ -1,0 +1,119 @@
+/**
+ * `idem/amqp`: an amqplib consumer that runs each message's handler once per consumer and
+ * acks only after the outcome is recorded.
+ *
+ * | inbox answer | what the consumer does |
+ * |---|---|
+ * | processed, duplicate | `ack` (after the outcome is in the store) |
+ * | retry (failed run, in progress elsewhere, store down) | `nack(requeue)` after `retryAfterMs` (capped by `maxRequeueDelay`) |
+ * | parked, rejected, no message id | `nack` without requeue: the queue's dead-letter exchange gets it |
+ *
+ * If the channel closed before the ack (connection dropped), the broker redelivers; the
+ * redelivery finds the recorded outcome and is acked without running the handler.
+ *
+ * @module
+ */
+import type { ConsumeMessage } from 'amqplib';
+import { toMs } from '../../core/duration.ts';
+import { InvalidOptionError } from '../../core/errors.ts';
+import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import type { Idem } from '../../core/types.ts';
+
+/** The channel methods the consumer uses (an amqplib `Channel` or `ConfirmChannel`). */
+export interface AmqpChannelLike {
+  ack(message: ConsumeMessage): void;
+  nack(message: ConsumeMessage, allUpTo?: boolean, requeue?: boolean): void;
+}
+
+/** Options of {@link idempotentConsumer}. */
+export interface AmqpInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
+  /** This consumer's name: each consumer (queue bound to a fan-out exchange) processes a message once. */
+  consumer: string;
+  /**
+   * The message id: the `messageId` property (default), a header name, or a function of the
+   * message. A message without one cannot be deduplicated and is dead-lettered.
+   */
+  messageId?: { header: string } | ((msg: ConsumeMessage) => string | undefined);
+  /** The longest a retry waits before `nack(requeue)`, holding the message unacked. Default `'2s'`. */
+  maxRequeueDelay?: number | `${number}${'ms' | 's' | 'm'}`;
+  /** Called with every inbox answer (and the message), for logs and metrics. */
+  onResult?: (result: ConsumeResult<unknown> | { status: 'no_message_id' }, msg: ConsumeMessage) => void;
+  /** Called when settling fails (the channel closed: the broker will redeliver). */
+  onError?: (error: unknown, msg: ConsumeMessage) => void;
+}
+
+/**
+ * Builds the `onMessage` callback for `channel.consume(queue, onMessage)` (manual ack).
+ *
+ * @example
+ * import { idempotentConsumer } from 'idem/amqp';
+ * await channel.consume('payments', idempotentConsumer(idem, channel, { consumer: 'payments' },
+ *   async (msg, ctx) => pay(JSON.parse(msg.content.toString()), ctx.downstreamKey)));
+ */
+export function idempotentConsumer<R = unknown>(
+  idem: Idem,
+  channel: AmqpChannelLike,
+  options: AmqpInboxOptions,
+  handler: (msg: ConsumeMessage, ctx: ConsumeContext) => R | Promise<R>,
+): (msg: ConsumeMessage | null) => Promise<ConsumeResult<R> | undefined> {
+  const {
+    consumer,
+    messageId,
+    maxRequeueDelay = '2s',
+    onResult,
+    onError,
+    ...consume
+  } = options ?? ({} as AmqpInboxOptions);
+  if (typeof handler !== 'function')
+    throw new InvalidOptionError('idempotentConsumer: handler must be a function');
+  if (typeof channel?.ack !== 'function' || typeof channel.nack !== 'function') {
+    throw new InvalidOptionError('idempotentConsumer needs an amqplib channel');
+  }
+  const header = typeof messageId === 'object' && messageId !== null ? messageId.header : undefined;
+  if (messageId !== undefined && typeof messageId !== 'function' && typeof header !== 'string') {
+    throw new InvalidOptionError('idempotentConsumer: messageId must be { header } or a function');
+  }
+  const maxDelayMs = toMs(maxRequeueDelay, 'maxRequeueDelay');
+  const idOf = (msg: ConsumeMessage): unknown =>
+    typeof messageId === 'function'
+      ? messageId(msg)
+      : header !== undefined
+        ? msg.properties.headers?.[header]
+        : msg.properties.messageId;
+  const settle = (msg: ConsumeMessage, how: () => void) => {
+    try {
+      how();
+    } catch (error) {
+      onError?.(error, msg); // the channel is gone: the broker redelivers the message
+    }
+  };
+
+  return async function onMessage(msg) {
+    if (msg === null) return undefined; // the broker cancelled the consumer
+    const id = idOf(msg);
+    if (typeof id !== 'string' || id === '') {
+      onResult?.({ status: 'no_message_id' }, msg);
+      settle(msg, () => channel.nack(msg, false, false));
+      return undefined;
+    }
+    let result: ConsumeResult<R>;
+    try {
+      result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
+        ...consume,
+        redelivered: msg.fields.redelivered,
+      });
+    } catch (error) {
+      settle(msg, () => channel.nack(msg, false, false)); // a programming error: never loop on it
+      throw error;
+    }
+    onResult?.(result, msg);
+    if (result.next === 'ack') settle(msg, () => channel.ack(msg));
+    else if (result.next === 'dead_letter') settle(msg, () => channel.nack(msg, false, false));
+    else {
+      const delay = Math.min(result.retryAfterMs, maxDelayMs);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      settle(msg, () => channel.nack(msg, false, true));
+    }
+    return result;
+  };
+}

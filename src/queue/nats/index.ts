@@ -1,0 +1,105 @@
+/**
+ * `idem/nats`: a JetStream message handler that runs each message's handler once per
+ * consumer, heartbeats with `working()` while it runs, and `ackAck`s only after the outcome is
+ * recorded.
+ *
+ * | inbox answer | what the handler does |
+ * |---|---|
+ * | processed, duplicate | `ackAck()` (after the outcome is in the store) |
+ * | retry (failed run, in progress elsewhere, store down) | `nak(retryAfterMs)` |
+ * | parked, rejected | `term()`: the server stops redelivering (and emits a MSG_TERMINATED advisory); the error is in the store |
+ *
+ * The message id is the `Nats-Msg-Id` header (the publisher's dedup id), else the stream and
+ * sequence (which dedupes redeliveries, not a producer's second publish).
+ *
+ * @module
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import { toMs } from '../../core/duration.ts';
+import { InvalidOptionError } from '../../core/errors.ts';
+import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import type { Idem } from '../../core/types.ts';
+
+/** Options of {@link idempotentHandler}. */
+export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
+  /** This consumer's name (usually the durable consumer's): each consumer processes a message once. */
+  consumer: string;
+  /** The message id: `Nats-Msg-Id` (default), another header, or a function of the message. */
+  messageId?: { header: string } | ((msg: JsMsg) => string | undefined);
+  /** How often `working()` extends the ack wait while the handler runs. Default `'5s'`; keep it under the consumer's `ack_wait`. */
+  workingEvery?: number | `${number}${'ms' | 's' | 'm'}`;
+  /** Called with every inbox answer, for logs and metrics. */
+  onResult?: (result: ConsumeResult<unknown>, msg: JsMsg) => void;
+  /** Called when the ack was not confirmed (the server will redeliver; the redelivery is a duplicate). */
+  onError?: (error: unknown, msg: JsMsg) => void;
+}
+
+/**
+ * Builds a handler for JetStream messages: `for await (const m of await consumer.consume()) await handle(m)`.
+ *
+ * @example
+ * import { idempotentHandler } from 'idem/nats';
+ * const handle = idempotentHandler(idem, { consumer: 'payments' }, async (msg, ctx) =>
+ *   pay(msg.json(), { idempotencyKey: ctx.downstreamKey }));
+ * for await (const m of await js.consumers.get('ORDERS', 'payments').then((c) => c.consume())) await handle(m);
+ */
+export function idempotentHandler<R = unknown>(
+  idem: Idem,
+  options: NatsInboxOptions,
+  handler: (msg: JsMsg, ctx: ConsumeContext) => R | Promise<R>,
+): (msg: JsMsg) => Promise<ConsumeResult<R>> {
+  const {
+    consumer,
+    messageId,
+    workingEvery = '5s',
+    onResult,
+    onError,
+    ...consume
+  } = options ?? ({} as NatsInboxOptions);
+  if (typeof handler !== 'function')
+    throw new InvalidOptionError('idempotentHandler: handler must be a function');
+  const header = typeof messageId === 'object' && messageId !== null ? messageId.header : 'Nats-Msg-Id';
+  if (messageId !== undefined && typeof messageId !== 'function' && typeof header !== 'string') {
+    throw new InvalidOptionError('idempotentHandler: messageId must be { header } or a function');
+  }
+  const everyMs = toMs(workingEvery, 'workingEvery');
+  if (everyMs < 100) throw new InvalidOptionError('idempotentHandler: workingEvery must be at least 100 ms');
+  const idOf = (msg: JsMsg): string | undefined => {
+    if (typeof messageId === 'function') return messageId(msg);
+    const h = msg.headers?.get(header);
+    if (h) return h;
+    return messageId === undefined ? `${msg.info.stream}:${msg.seq}` : undefined;
+  };
+
+  return async function handle(msg) {
+    const id = idOf(msg);
+    if (typeof id !== 'string' || id === '') {
+      msg.term();
+      throw new InvalidOptionError(`idempotentHandler: message ${msg.seq} has no message id`);
+    }
+    const beat = setInterval(() => msg.working(), everyMs);
+    let result: ConsumeResult<R>;
+    try {
+      result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
+        ...consume,
+        redelivered: msg.info.deliveryCount > 1,
+      });
+    } catch (error) {
+      msg.term(); // a programming error: never loop on it
+      throw error;
+    } finally {
+      clearInterval(beat);
+    }
+    onResult?.(result, msg);
+    if (result.next === 'ack') {
+      try {
+        await msg.ackAck();
+      } catch (error) {
+        onError?.(error, msg);
+      }
+    } else if (result.next === 'retry') msg.nak(result.retryAfterMs);
+    // no reason string: servers before 2.10 ignore a +TERM that carries one; the store has the error
+    else msg.term();
+    return result;
+  };
+}

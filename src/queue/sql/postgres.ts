@@ -1,0 +1,119 @@
+/**
+ * The SQL inbox on Postgres (`pg`): the mark and the handler share one transaction on one
+ * client; a concurrent duplicate blocks on the row until the first commits, then sees it.
+ *
+ * @module
+ */
+import { errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
+
+/** The `pg` client methods used (a `pg.Client` or a `PoolClient`). */
+export interface PgClientLike {
+  query(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+}
+/** A `pg.Pool`: a client is checked out per message. */
+export interface PgPoolLike extends PgClientLike {
+  connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
+  readonly totalCount: number;
+}
+
+const created = new WeakMap<object, Map<string, Promise<void>>>();
+
+/** `CREATE TABLE IF NOT EXISTS` once per pool (or client) and table. */
+function ensureTable(owner: object, client: PgClientLike, table: string): Promise<void> {
+  const tables = created.get(owner) ?? new Map<string, Promise<void>>();
+  created.set(owner, tables);
+  let done = tables.get(table);
+  if (!done) {
+    done = client
+      .query(
+        `CREATE TABLE IF NOT EXISTS ${table} (consumer text NOT NULL, message_id text NOT NULL, state text NOT NULL,
+          attempts integer NOT NULL, outcome text, error text, updated_at bigint NOT NULL, PRIMARY KEY (consumer, message_id))`,
+      )
+      .then(
+        () => undefined,
+        (error: { code?: string }) => {
+          // two processes creating it at once: one loses on the catalog's unique index
+          if (error?.code === '23505' || error?.code === '42P07') return;
+          tables.delete(table);
+          throw error;
+        },
+      );
+    tables.set(table, done);
+  }
+  return done;
+}
+
+/** Runs one message on Postgres. */
+export async function postgresInbox<T>(
+  db: PgPoolLike | PgClientLike,
+  call: TxCall,
+  run: (tx: unknown, attempt: number) => T | Promise<T>,
+): Promise<TxOutcome<T>> {
+  const pool =
+    typeof (db as PgPoolLike).connect === 'function' && 'totalCount' in db ? (db as PgPoolLike) : undefined;
+  const client = pool ? await pool.connect() : db;
+  const { table, consumer, messageId, maxAttempts, now } = call;
+  let broken: Error | undefined;
+  try {
+    await ensureTable(pool ?? db, client, table);
+    await client.query('BEGIN');
+    let attempt: number;
+    try {
+      const claimed = await client.query(
+        `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, updated_at) VALUES ($1, $2, 'processed', 1, $3)
+         ON CONFLICT (consumer, message_id) DO UPDATE SET state = 'processed', attempts = t.attempts + 1, updated_at = $3
+         WHERE t.state = 'failed' RETURNING attempts`,
+        [consumer, messageId, now],
+      );
+      if (claimed.rowCount === 0) {
+        await client.query('ROLLBACK');
+        const { rows } = await client.query(
+          `SELECT state, attempts, outcome, error FROM ${table} WHERE consumer = $1 AND message_id = $2`,
+          [consumer, messageId],
+        );
+        const row = rows[0] as {
+          state: 'processed' | 'parked';
+          attempts: number;
+          outcome: string | null;
+          error: string | null;
+        };
+        return { kind: 'existing', ...row };
+      }
+      attempt = (claimed.rows[0] as { attempts: number }).attempts;
+      const value = await run(client, attempt);
+      const outcome = outcomeColumn(value);
+      if (outcome !== null) {
+        await client.query(`UPDATE ${table} SET outcome = $3 WHERE consumer = $1 AND message_id = $2`, [
+          consumer,
+          messageId,
+          outcome,
+        ]);
+      }
+      await client.query('COMMIT');
+      return { kind: 'processed', value, attempt };
+    } catch (error) {
+      await client.query('ROLLBACK').catch((e: Error) => {
+        broken = e;
+      });
+      if (broken) throw error;
+      const { rows } = await client.query(
+        `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, error, updated_at)
+         VALUES ($1, $2, CASE WHEN $4::int <= 1 THEN 'parked' ELSE 'failed' END, 1, $3, $5)
+         ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = t.attempts + 1, error = $3, updated_at = $5,
+           state = CASE WHEN t.attempts + 1 >= $4::int THEN 'parked' ELSE 'failed' END
+         WHERE t.state = 'failed' RETURNING attempts, state`,
+        [consumer, messageId, errorColumn(error), maxAttempts, Date.now()],
+      );
+      const row = (rows[0] as { attempts: number; state: string } | undefined) ?? {
+        attempts: maxAttempts,
+        state: 'parked',
+      };
+      return { kind: 'failed', error, failures: row.attempts, parked: row.state === 'parked' };
+    }
+  } finally {
+    if (pool) (client as unknown as { release(e?: Error | boolean): void }).release(broken ?? false);
+  }
+}
