@@ -16,7 +16,6 @@ import { parseArgs } from 'node:util';
 import amqp from 'amqplib';
 import { postgresOutbox } from 'idem/outbox';
 import { postgresStore } from 'idem/postgres';
-import { INBOX_TABLE } from './inbox.ts';
 import { type Claim, type Config, openPool, queueOf, random, STAGES, TABLES } from './shared.ts';
 
 const { values } = parseArgs({
@@ -44,7 +43,7 @@ const admin = openPool({ ...cfg, run: 'public' }, 1);
 await admin.query(`CREATE SCHEMA ${cfg.run}`);
 await admin.end();
 const pool = openPool(cfg);
-for (const ddl of [...TABLES, INBOX_TABLE]) await pool.query(ddl);
+for (const ddl of TABLES) await pool.query(ddl);
 const outbox = postgresOutbox({ pool, schema: cfg.run });
 await outbox.migrate();
 const store = postgresStore({ pool, schema: cfg.run });
@@ -86,7 +85,7 @@ function start(kind: keyof typeof SCRIPT, slot: number) {
     if (e.redelivered) stats.redelivered++;
     if (e.chaos === 'connection' || e.chaos === 'relay-connection') stats.connections++;
     if (e.chaos === 'nack') stats.nacks++;
-    if (e.error) stats.errors++;
+    if (e.error || e.result === 'retry' || e.result === 'parked') stats.errors++;
   });
   child.once('exit', (code, signal) => {
     if (finishing) return;
@@ -184,12 +183,12 @@ log(`paid twice:           ${paidTwice}`);
 log(
   `stuck claims:         ${stuck} (audited ${auditRows}; outbox pending ${ob.pending}, parked ${ob.parked})`,
 );
-const marks = Number((await q('SELECT count(*) FROM inbox'))[0]!.count);
+const marks = Number((await q("SELECT count(*) FROM idem_inbox WHERE state = 'processed'"))[0]!.count);
 log(
   `stage runs:           ${marks} (= ${claimCount} claims × ${STAGES.length} stages: each message's effects committed once, with its inbox mark)`,
 );
 log(
-  `duplicates dropped:   ${stats.duplicates} by the inbox (${stats.redelivered} deliveries were redeliveries)`,
+  `duplicates dropped:   ${stats.duplicates} by the inbox (${stats.redelivered} deliveries were redeliveries; ${stats.errors} handler failures retried)`,
 );
 if (cfg.chaos) {
   log(

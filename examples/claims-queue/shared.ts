@@ -5,7 +5,8 @@
  *
  * ```
  * intake ─▶ eligibility ─▶ adjudication ─▶ payment ─▶ audit      (one RabbitMQ queue each)
- *   each consumer, in ONE Postgres transaction: inbox mark + stage result + outbox.add(next)
+ *   each consumer, in ONE Postgres transaction (consumeOnceTx from idem/inbox-sql):
+ *     inbox mark + stage result + outbox.add(next)
  *   payment also calls the gateway first, under idem.run with ctx.downstreamKey
  *   relays: outbox ─▶ RabbitMQ (messageId = event id, publisher confirms)
  * ```

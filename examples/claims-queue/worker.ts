@@ -7,13 +7,14 @@
  *
  * Chaos (argument `chaos: true`): SIGKILL right after paying (before idem records it) or after
  * the commit (before the ack), kill the broker connection, or nack with requeue.
- * Prints one JSON line per delivery: { stage, claim, result: 'processed' | 'duplicate' }.
+ * Prints one JSON line per delivery: { stage, claim, result: the inbox's status }.
  */
 import amqp from 'amqplib';
 import { createIdem } from 'idem';
+import { consumeOnceTx, type TxConsumeResult } from 'idem/inbox-sql';
 import { postgresOutbox } from 'idem/outbox';
 import { postgresStore } from 'idem/postgres';
-import { consumeInTransaction } from './inbox.ts';
+import type { PoolClient } from 'pg';
 import {
   type Config,
   nextStage,
@@ -68,7 +69,7 @@ function decide(stage: Stage, m: StageMessage): { key: string; next: StageMessag
   }
 }
 
-async function handle(stage: Stage, m: StageMessage, messageId: string): Promise<'processed' | 'duplicate'> {
+async function handle(stage: Stage, m: StageMessage, messageId: string): Promise<TxConsumeResult<void>> {
   let msg = m;
   if (stage === 'payment') {
     const input = [m.totalAllowed, m.memberResponsibility];
@@ -81,7 +82,9 @@ async function handle(stage: Stage, m: StageMessage, messageId: string): Promise
     msg = { ...m, paymentId: paid.paymentId, amount: paid.amount };
   }
   const { key, next } = decide(stage, msg);
-  return consumeInTransaction(pool, stage, messageId, async (tx) => {
+  // the inbox's SQL fast path: its processed mark commits in this transaction, with the
+  // stage's result and the next stage's outbox event (exactly once for these database effects)
+  return consumeOnceTx<void, PoolClient>(pool, { consumer: stage, messageId }, async (tx) => {
     await tx.query(
       'INSERT INTO stage_results (key, claim, stage, result) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING',
       [key, m.claim.claimNumber, stage, JSON.stringify(next)],
@@ -111,15 +114,23 @@ for (const stage of STAGES) {
     if (!delivery) return;
     const messageId = delivery.properties.messageId as string;
     const m = JSON.parse(delivery.content.toString()) as StageMessage;
-    let result: 'processed' | 'duplicate';
+    let r: TxConsumeResult<void>;
     try {
-      result = await handle(stage, m, messageId);
+      r = await handle(stage, m, messageId);
     } catch (err) {
       say({ stage, claim: m.claim.claimNumber, error: String(err) });
       ch.nack(delivery, false, true);
       return;
     }
-    say({ stage, claim: m.claim.claimNumber, result, redelivered: delivery.fields.redelivered });
+    say({ stage, claim: m.claim.claimNumber, result: r.status, redelivered: delivery.fields.redelivered });
+    if (r.next === 'retry') {
+      setTimeout(() => ch.nack(delivery, false, true), r.retryAfterMs);
+      return;
+    }
+    if (r.next === 'dead_letter') {
+      ch.nack(delivery, false, false);
+      return;
+    }
     if (chance(0.02)) process.kill(process.pid, 'SIGKILL'); // committed, not acked
     if (chance(0.02)) {
       say({ chaos: 'connection' });
