@@ -2,7 +2,8 @@
  * A relay in its own process, for the crash and shutdown tests. Argument: JSON config.
  * mode 'hang-after-publish': publishes a batch, prints `published N` and never marks it (the
  * parent SIGKILLs it there). mode 'slow': prints `batch N`, waits `delayMs`, then publishes;
- * stops on SIGTERM through the relay's `signals` option, prints `stopped` and exits.
+ * stops on SIGTERM through the relay's `signals` option, prints `stopped` and exits. mode
+ * 'count': prints `ok N` after each batch (N events the broker confirmed).
  */
 import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -16,7 +17,7 @@ const cfg = JSON.parse(process.argv[2]!) as {
   table: string;
   broker: 'nats' | 'amqp';
   url: string;
-  mode: 'hang-after-publish' | 'slow';
+  mode: 'hang-after-publish' | 'slow' | 'count';
   lease: number;
   delayMs?: number;
 };
@@ -41,6 +42,7 @@ const publisher: Publisher = {
       await new Promise((r) => setTimeout(r, cfg.delayMs ?? 1000));
     }
     const results = await inner.publish(events, signal);
+    if (cfg.mode === 'count') console.log(`ok ${results.filter((r) => r.ok).length}`);
     if (cfg.mode === 'hang-after-publish') {
       console.log(`published ${results.filter((r) => r.ok).length}`);
       await new Promise(() => {}); // killed here: published, never marked

@@ -145,6 +145,53 @@ describe.skipIf(!up)('outbox relay processes', () => {
     }
   }, 40_000);
 
+  it('two relay processes racing on one outbox: each event published once, none lost, per-key order kept in the stream', async () => {
+    const nats = await natsStream();
+    const outbox = postgresOutbox({ pool: env.pool, schema: env.schema, table: 'race' });
+    try {
+      await outbox.migrate();
+      const cfg = {
+        pg: SERVICES.postgres,
+        schema: env.schema,
+        table: 'race',
+        broker: 'nats',
+        url: SERVICES.nats,
+        mode: 'count',
+        lease: 10_000,
+      };
+      const relays = [startRelay(cfg), startRelay(cfg)];
+      await Promise.all(relays.map((r) => r.waitFor(/^ready$/)));
+      const N = 400;
+      for (let i = 0; i < N; i += 50) {
+        await addAll(
+          env.pool,
+          outbox,
+          Array.from({ length: 50 }, (_, j) => ({
+            topic: nats.subject,
+            key: `k${(i + j) % 16}`,
+            payload: { k: (i + j) % 16, i: i + j },
+          })),
+        );
+      }
+      await until('all published', async () => (await outbox.stats()).published === N, 30_000);
+      for (const r of relays) r.child.kill('SIGTERM');
+      expect(await Promise.all(relays.map((r) => r.exit))).toEqual([0, 0]);
+      const counts = relays.map((r) =>
+        r.lines.filter((l) => l.startsWith('ok ')).reduce((sum, l) => sum + Number(l.slice(3)), 0),
+      );
+      expect(counts[0]! + counts[1]!).toBe(N); // no event published twice, none skipped
+      expect(Math.min(...counts)).toBeGreaterThan(0); // both relays did real work
+      const stored = (await nats.messages()).map((m) => m.payload as { k: number; i: number });
+      expect(stored).toHaveLength(N);
+      for (let k = 0; k < 16; k++) {
+        const order = stored.filter((p) => p.k === k).map((p) => p.i);
+        expect(order).toEqual([...order].sort((a, b) => a - b));
+      }
+    } finally {
+      await nats.close();
+    }
+  }, 60_000);
+
   it('SIGTERM: the in-flight batch is published and marked, nothing new is claimed, the process exits 0', async () => {
     const nats = await natsStream();
     const outbox = postgresOutbox({ pool: env.pool, schema: env.schema, table: 'term' });
