@@ -3,7 +3,7 @@
  * polling until a condition holds.
  */
 import pg from 'pg';
-import type { OutboxEvent, Publisher, PublishResult } from '../../src/queue/outbox/index.ts';
+import type { NewOutboxEvent, OutboxEvent, Publisher, PublishResult } from '../../src/queue/outbox/index.ts';
 import { SERVICES, uniqueName } from '../helpers/services.ts';
 
 export async function freshSchema(): Promise<{ pool: pg.Pool; schema: string; drop: () => Promise<void> }> {
@@ -28,13 +28,8 @@ export async function freshSchema(): Promise<{ pool: pg.Pool; schema: string; dr
 /** Adds events in one transaction of their own; answers their ids. */
 export async function addAll(
   pool: pg.Pool,
-  outbox: {
-    add(
-      tx: pg.PoolClient,
-      e: Parameters<import('../../src/queue/outbox/index.ts').PostgresOutbox['add']>[1],
-    ): Promise<string>;
-  },
-  events: Array<{ topic: string; key?: string; payload: unknown }>,
+  outbox: { add(tx: pg.PoolClient, e: NewOutboxEvent): Promise<string> },
+  events: NewOutboxEvent[],
 ): Promise<string[]> {
   const client = await pool.connect();
   try {

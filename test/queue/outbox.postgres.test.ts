@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay, type PostgresOutbox, postgresOutbox } from '../../src/queue/outbox/index.ts';
-import { serviceAvailable } from '../helpers/services.ts';
+import { SERVICES, serviceAvailable } from '../helpers/services.ts';
 import { addAll, freshSchema, recordingPublisher, until } from './outbox-helpers.ts';
 
 const up = await serviceAvailable('postgres');
@@ -33,7 +33,7 @@ describe.skipIf(!up)('postgres outbox', () => {
     await client.query('ROLLBACK');
     client.release();
     const [id] = await addAll(env.pool, outbox, [
-      { topic: 'claims', payload: { n: 2 }, headers: { a: 'b' } } as never,
+      { topic: 'claims', payload: { n: 2 }, headers: { a: 'b' } },
     ]);
     const { publisher, seen } = recordingPublisher();
     const relay = createRelay({ outbox, publisher, listen: false });
@@ -222,6 +222,22 @@ describe.skipIf(!up)('postgres outbox', () => {
     await addAll(env.pool, outbox, [{ topic: 't', payload: 3 }]);
     expect(await outbox.purge(0)).toBe(2);
     expect(await outbox.stats()).toEqual({ pending: 1, published: 0, parked: 0 });
+  });
+
+  it('delayMs holds an event back; a pool of one connection makes the relay poll instead of LISTEN', async () => {
+    const outbox = await fresh();
+    await addAll(env.pool, outbox, [{ topic: 't', payload: 'later', delayMs: 400 }]);
+    const { publisher, seen } = recordingPublisher();
+    const relay = createRelay({ outbox, publisher, listen: false });
+    expect(await relay.runOnce()).toMatchObject({ claimed: 0 });
+    await new Promise((r) => setTimeout(r, 450));
+    expect(await relay.runOnce()).toMatchObject({ claimed: 1, published: 1 });
+    expect(seen.map((x) => x.payload)).toEqual(['later']);
+    const pg = await import('pg');
+    const one = new pg.default.Pool({ connectionString: SERVICES.postgres, max: 1 });
+    expect(postgresOutbox({ pool: one, schema: env.schema }).listen).toBeUndefined();
+    expect(outbox.listen).toBeTypeOf('function');
+    await one.end();
   });
 
   it('keeps seq order = commit order per key: a later transaction of the same key waits for an earlier one', async () => {

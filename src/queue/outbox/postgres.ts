@@ -93,6 +93,7 @@ export function postgresOutbox(options: PostgresOutboxOptions): PostgresOutbox {
   const lockId = `idem_outbox:${channel}`;
 
   const ddl = [
+    ...(schema ? [`CREATE SCHEMA IF NOT EXISTS "${schema}"`] : []),
     `CREATE TABLE IF NOT EXISTS ${T} (
       seq bigserial PRIMARY KEY,
       id text NOT NULL UNIQUE,
@@ -238,11 +239,16 @@ export function postgresOutbox(options: PostgresOutboxOptions): PostgresOutbox {
       const r = rows[0]!;
       return { pending: r.pending as number, published: r.published as number, parked: r.parked as number };
     },
-    listen(onWake, onError) {
-      return listenLoop(pool, channel, onWake, onError);
-    },
+    // LISTEN holds a connection for good: on a pool of one it would starve the claims, so poll
+    ...(poolMax(pool) === 1
+      ? {}
+      : { listen: (onWake, onError) => listenLoop(pool, channel, onWake, onError) }),
     async close() {},
   };
+}
+
+function poolMax(pool: PgPoolLike): number | undefined {
+  return (pool as { options?: { max?: number } }).options?.max;
 }
 
 /**
