@@ -218,6 +218,7 @@ export function createRelay(options: RelayOptions): Relay {
       } catch (err) {
         onError(err);
         errors++;
+        wakeFlag = false; // back off even when notifications keep coming
         await idle(Math.min(pollMs * 2 ** Math.min(errors, 6), 30_000));
         continue;
       }
