@@ -240,6 +240,22 @@ describe.skipIf(!up)('postgres outbox', () => {
     await one.end();
   });
 
+  it('database errors reach onError and the relay backs off, then recovers and publishes what waited', async () => {
+    const outbox = await fresh();
+    const table = outbox.table;
+    const { publisher, seen } = recordingPublisher();
+    const errors: unknown[] = [];
+    const relay = createRelay({ outbox, publisher, poll: 20, listen: false, onError: (e) => errors.push(e) });
+    await relay.start();
+    await env.pool.query(`ALTER TABLE ${table} RENAME TO gone`);
+    await until('claims failing', () => errors.length >= 2, 10_000);
+    expect(String(errors[0])).toMatch(/does not exist/);
+    await env.pool.query(`ALTER TABLE ${env.schema}.gone RENAME TO ${table.split('.').at(-1)}`);
+    await addAll(env.pool, outbox, [{ topic: 't', payload: 'waited' }]);
+    await until('recovered', () => seen.length === 1, 10_000);
+    await relay.stop();
+  });
+
   it('keeps seq order = commit order per key: a later transaction of the same key waits for an earlier one', async () => {
     const outbox: PostgresOutbox = await fresh();
     const a = await env.pool.connect();
