@@ -189,6 +189,32 @@ describe.skipIf(!up)('outbox publishers on real brokers', () => {
     }
   }, 30_000);
 
+  it('RabbitMQ: a message no queue is bound for comes back (mandatory) and fails, instead of being confirmed and lost', async () => {
+    const rabbit = await rabbitQueue();
+    try {
+      const { channel } = await rabbit.confirmChannel();
+      const publisher = amqpPublisher({ channel });
+      const event = (id: string, topic: string) => ({
+        id,
+        topic,
+        key: null,
+        payload: {},
+        headers: {},
+        attempts: 1,
+        createdAt: 0,
+      });
+      const results = await publisher.publish(
+        [event('e1', rabbit.queue), event('e2', `${rabbit.queue}-nobody`)],
+        new AbortController().signal,
+      );
+      expect(results[0]).toEqual({ ok: true });
+      expect(results[1]).toMatchObject({ ok: false, error: expect.stringMatching(/unroutable/) });
+      expect(await rabbit.drain()).toEqual(['e1']);
+    } finally {
+      await rabbit.close();
+    }
+  });
+
   it('webhook: Idempotency-Key = event id; 2xx published, 5xx/429 retried, other 4xx parked; the receiver acts once per key', async () => {
     const effects = new Map<string, number>();
     const calls: Array<{ key: string; status: number }> = [];

@@ -20,7 +20,8 @@ export interface ConfirmChannelLike {
     callback: (err: unknown) => void,
   ): boolean;
   once(event: 'close' | 'error' | 'drain', listener: (...args: unknown[]) => void): unknown;
-  removeListener(event: 'close', listener: (...args: unknown[]) => void): unknown;
+  on(event: 'return', listener: (...args: unknown[]) => void): unknown;
+  removeListener(event: 'close' | 'return', listener: (...args: unknown[]) => void): unknown;
 }
 
 /** Options of {@link amqpPublisher}. */
@@ -31,6 +32,11 @@ export interface AmqpPublisherOptions {
   exchange?: string;
   /** Routing key for an event. Default: its topic. */
   routingKey?: (event: OutboxEvent) => string;
+  /**
+   * Publish as `mandatory`: a message no queue is bound for comes back and fails (retried, then
+   * parked) instead of being confirmed and dropped. Default true.
+   */
+  mandatory?: boolean;
 }
 
 /**
@@ -42,8 +48,8 @@ export interface AmqpPublisherOptions {
  * const publisher = amqpPublisher({ channel: () => conn.createConfirmChannel() });
  */
 export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
-  checkOptions(options, ['channel', 'exchange', 'routingKey'], 'amqpPublisher');
-  const { channel, exchange = '', routingKey = (e: OutboxEvent) => e.topic } = options;
+  checkOptions(options, ['channel', 'exchange', 'routingKey', 'mandatory'], 'amqpPublisher');
+  const { channel, exchange = '', routingKey = (e: OutboxEvent) => e.topic, mandatory = true } = options;
   if (!channel || (typeof channel !== 'function' && typeof channel.publish !== 'function')) {
     throw new InvalidOptionError(
       'amqpPublisher: channel must be a ConfirmChannel or () => Promise<ConfirmChannel>',
@@ -78,6 +84,13 @@ export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
         closed = err ?? new Error('channel closed');
       };
       ch.once('close', onClose);
+      // RabbitMQ sends basic.return before the confirm of an unroutable mandatory message
+      const returned = new Set<string>();
+      const onReturn = (...args: unknown[]) => {
+        const msg = args[0] as { properties?: { messageId?: unknown } } | undefined;
+        returned.add(String(msg?.properties?.messageId));
+      };
+      ch.on('return', onReturn);
       try {
         for (const e of events) {
           if (closed || signal.aborted) {
@@ -98,7 +111,7 @@ export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
                   exchange,
                   routingKey(e),
                   Buffer.from(JSON.stringify(e.payload)),
-                  properties(e),
+                  properties(e, mandatory),
                   settle,
                 );
               } catch (err) {
@@ -108,9 +121,18 @@ export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
           );
           if (!more) await new Promise<void>((r) => ch.once('drain', () => r()));
         }
-        return await Promise.all(confirms);
+        const results = await Promise.all(confirms);
+        return results.map((r, i) =>
+          r.ok && returned.has(events[i]!.id)
+            ? {
+                ok: false,
+                error: `unroutable: no queue for '${routingKey(events[i]!)}' on exchange '${exchange}'`,
+              }
+            : r,
+        );
       } finally {
         ch.removeListener('close', onClose);
+        ch.removeListener('return', onReturn);
         // a closed channel, or one that did not confirm in time (a silently dead socket), is not reused
         if (closed || signal.aborted) current = undefined;
       }
@@ -118,8 +140,9 @@ export function amqpPublisher(options: AmqpPublisherOptions): Publisher {
   };
 }
 
-function properties(e: OutboxEvent) {
+function properties(e: OutboxEvent, mandatory: boolean) {
   return {
+    mandatory,
     messageId: e.id,
     persistent: true,
     contentType: 'application/json',
