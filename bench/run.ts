@@ -11,6 +11,7 @@ import { parseArgs, type RunConfig, SECTIONS, type SectionId, USAGE, UsageError 
 import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts';
 import { renderSection, type SectionResult } from './lib/report.ts';
 import { gatewaySection } from './sections/gateway.ts';
+import { inboxSection } from './sections/inbox.ts';
 import { memorySection } from './sections/memory.ts';
 import { outboxSection } from './sections/outbox.ts';
 import { postgresSection } from './sections/postgres.ts';
@@ -23,6 +24,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   postgres: postgresSection,
   redis: redisSection,
   gateway: gatewaySection,
+  inbox: inboxSection,
   outbox: outboxSection,
 };
 

@@ -13,7 +13,7 @@
  * @module
  */
 
-export const SECTIONS = ['memory', 'sqlite', 'postgres', 'redis', 'gateway', 'outbox'] as const;
+export const SECTIONS = ['memory', 'sqlite', 'postgres', 'redis', 'gateway', 'inbox', 'outbox'] as const;
 export type SectionId = (typeof SECTIONS)[number];
 
 export interface RunConfig {

@@ -170,7 +170,7 @@ export interface InboxDeps {
   execute<T>(
     key: string,
     action: (ctx: ActionContext) => Promise<T>,
-    options: ConsumeOptions & { onInProgress: 'reject' },
+    options: ConsumeOptions & { onInProgress: 'reject'; releaseIf: (value: T) => boolean },
   ): Promise<Executed<T>>;
   ids(key: string, scope?: string | readonly string[]): { recordId: string; downstreamKey: string };
   definitive?: ((error: unknown) => boolean) | undefined;
@@ -178,23 +178,19 @@ export interface InboxDeps {
   ttlMs: number;
 }
 
-/** The stored outcome of a message: its handler's value, or parked. */
-type Envelope<T> = { v: T } | { parked: { error: SerializedError; attempts: number } };
+/**
+ * What the holder answers: its handler's value or parked (both stored), or a failed run to
+ * retry (handed back through `releaseIf`, so the key is released and nothing is stored; no
+ * error is thrown through the engine, so no `definitive` classifier can store it).
+ */
+type Envelope<T> =
+  | { v: T }
+  | { parked: { error: SerializedError; attempts: number } }
+  | { retry: { error: unknown; failures: number } };
 /** A failed run, recorded in a slot: the error and the engine attempt it ran as. */
 interface FailedRun {
   error: SerializedError;
   engineAttempt: number;
-}
-
-/** Thrown inside the holder so the key is released, carrying the failure count out. */
-class Released extends Error {
-  readonly original: unknown;
-  readonly failures: number;
-  constructor(original: unknown, failures: number) {
-    super('released');
-    this.original = original;
-    this.failures = failures;
-  }
 }
 
 /**
@@ -251,6 +247,7 @@ export function createConsumeOnce(deps: InboxDeps) {
     const key = deriveKey('inbox', [consumer, messageId]);
     const action = async (ctx: ActionContext): Promise<Envelope<T>> => {
       let prior = 0;
+      let lastError: SerializedError | undefined;
       if (redelivered !== false || ctx.mayHaveRun) {
         const known = await failures();
         prior = known.count;
@@ -263,13 +260,13 @@ export function createConsumeOnce(deps: InboxDeps) {
           !(releasedBefore && known.last?.engineAttempt === ctx.attempt - 1) &&
           prior < maxAttempts
         ) {
-          const died = serializeError(
+          lastError = serializeError(
             new Error('an earlier run ended without an outcome (worker died or lost its lease)'),
           );
-          prior = await recordFailure({ error: died, engineAttempt: ctx.attempt - 1 }, prior + 1);
+          prior = await recordFailure({ error: lastError, engineAttempt: ctx.attempt - 1 }, prior + 1);
         }
         if (prior >= maxAttempts) {
-          const error = known.last?.error ?? serializeError(new Error('too many failed runs'));
+          const error = lastError ?? known.last?.error ?? serializeError(new Error('too many failed runs'));
           return { parked: { error, attempts: prior } };
         }
       }
@@ -295,17 +292,34 @@ export function createConsumeOnce(deps: InboxDeps) {
           prior + 1,
         );
         if (n >= maxAttempts) return { parked: { error: serializeError(error), attempts: n } };
-        throw new Released(error, n);
+        return { retry: { error, failures: n } };
       }
     };
 
     let result: Executed<Envelope<T>>;
     try {
-      result = await deps.execute(key, action, { ...run, onInProgress: 'reject', definitive: undefined });
+      result = await deps.execute(key, action, {
+        ...run,
+        onInProgress: 'reject',
+        definitive: undefined,
+        releaseIf: (env) => 'retry' in env,
+      });
     } catch (error) {
-      return retryOrThrow(error, retryDelay);
+      return retryOrThrow(error);
     }
     const env = result.value;
+    if ('retry' in env) {
+      const { error, failures } = env.retry;
+      return {
+        status: 'retry',
+        next: 'retry',
+        duplicate: false,
+        reason: 'failed',
+        error,
+        attempts: failures,
+        retryAfterMs: Math.max(0, retryDelay(failures)),
+      };
+    }
     if ('parked' in env) {
       return {
         status: 'parked',
@@ -322,18 +336,7 @@ export function createConsumeOnce(deps: InboxDeps) {
 }
 
 /** Maps what `execute` threw to a retry answer; programming errors are thrown on. */
-function retryOrThrow(error: unknown, retryDelay: (failures: number) => number): ConsumeResult<never> {
-  if (error instanceof Released) {
-    return {
-      status: 'retry',
-      next: 'retry',
-      duplicate: false,
-      reason: 'failed',
-      error: error.original,
-      attempts: error.failures,
-      retryAfterMs: Math.max(0, retryDelay(error.failures)),
-    };
-  }
+function retryOrThrow(error: unknown): ConsumeResult<never> {
   const retry = (reason: 'in_progress' | 'lease_lost' | 'store_unavailable', retryAfterMs: number) =>
     ({ status: 'retry', next: 'retry', duplicate: false, reason, error, attempts: 0, retryAfterMs }) as const;
   if (error instanceof InProgressError)

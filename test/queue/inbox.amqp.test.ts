@@ -6,6 +6,8 @@
  * across two processes.
  */
 
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { createIdem } from 'idem';
 import { idempotentConsumer } from 'idem/amqp';
@@ -22,6 +24,16 @@ const up =
   (await serviceAvailable('redis')) &&
   (await serviceAvailable('postgres'));
 const WORKER = new URL('./inbox-amqp-worker.ts', import.meta.url);
+const exec = promisify(execFile);
+/** rabbitmqctl on this machine (it talks to the local node): used to close one connection from the broker side. */
+const RABBITMQCTL =
+  up &&
+  (await exec('rabbitmqctl', ['-q', 'status'], { timeout: 15_000 }).then(
+    () => true,
+    () => false,
+  ));
+if (up && !RABBITMQCTL)
+  console.warn('[idem tests] rabbitmqctl unavailable: skipping the broker-side close test');
 
 describe.skipIf(!up)('idem/amqp', () => {
   const name = uniqueName('idem_amqp');
@@ -131,6 +143,46 @@ describe.skipIf(!up)('idem/amqp', () => {
     expect(again).toMatchObject({ status: 'parked', duplicate: true, attempts: 3 });
   });
 
+  it('a message without an id, or refused by consumeOnce, is dead-lettered, reported, never thrown', async () => {
+    const dlx = await exchange('dlx2');
+    const dlq = await queue('dlq2');
+    await ch.bindQueue(dlq, dlx, '');
+    const q = await queue('refused', { 'x-dead-letter-exchange': dlx });
+    const statuses: string[] = [];
+    const errors: unknown[] = [];
+    const tags: string[] = [];
+    const opts = {
+      onResult: (r: { status: string }) => statuses.push(r.status),
+      onError: (e: unknown) => errors.push(e),
+    };
+    tags.push(
+      (
+        await ch.consume(
+          q,
+          idempotentConsumer(idem, ch, { consumer: 'refused', ...opts }, async () => 1),
+        )
+      ).consumerTag,
+    );
+    ch.sendToQueue(q, Buffer.from('no id')); // no messageId property
+    expect(await until(() => statuses.includes('no_message_id'))).toBe(true);
+    await ch.cancel(tags[0]!);
+    // an option consumeOnce refuses (maxAttempts 0): dead-lettered and reported
+    const bad = idempotentConsumer(idem, ch, { consumer: 'refused', maxAttempts: 0, ...opts }, async () => 1);
+    tags.push((await ch.consume(q, bad)).consumerTag);
+    send(q, 'refused-1');
+    expect(await until(() => errors.length === 1)).toBe(true);
+    expect(String(errors[0])).toMatch(/maxAttempts/);
+    const dead: string[] = [];
+    expect(
+      await until(async () => {
+        const m = await ch.get(dlq, { noAck: true });
+        if (m) dead.push(m.content.toString());
+        return dead.length === 2;
+      }),
+    ).toBe(true);
+    expect(dead.sort()).toEqual(['no id', 'refused-1']);
+  });
+
   it('fan-out: each of two consumers runs a message once, however often it is published', async () => {
     const x = await exchange('fan');
     const runs: string[] = [];
@@ -205,6 +257,59 @@ describe.skipIf(!up)('idem/amqp', () => {
     expect(statuses.filter((s) => s === 'processed')).toHaveLength(n);
     expect(statuses.filter((s) => s === 'duplicate').length).toBeGreaterThanOrEqual(1);
   });
+
+  it.skipIf(!RABBITMQCTL)(
+    'the broker closes the connection mid-batch (rabbitmqctl close_connection): every message takes effect once',
+    async () => {
+      const q = await queue('brokerclose');
+      const n = 30;
+      for (let i = 0; i < n; i++) send(q, `b${i}`);
+      const effects = new Map<string, number>();
+      const statuses: string[] = [];
+      const connectionName = `${name}-victim`;
+      const consume = async (clientProperties?: Record<string, string>) => {
+        const c = await amqp.connect(SERVICES.amqp, clientProperties ? { clientProperties } : {});
+        c.on('error', () => {});
+        extra.push(c);
+        const channel = await c.createChannel();
+        channel.on('error', () => {});
+        await channel.prefetch(4);
+        await channel.consume(
+          q,
+          idempotentConsumer(
+            idem,
+            channel,
+            { consumer: 'brokerclose', onResult: (r) => statuses.push(r.status) },
+            async (msg) => {
+              const id = msg.properties.messageId as string;
+              effects.set(id, (effects.get(id) ?? 0) + 1);
+              await sleep(40); // slow enough that the close lands mid-batch
+            },
+          ),
+        );
+        return c;
+      };
+      const victim = await consume({ connection_name: connectionName });
+      const closed = new Promise((r) => victim.once('close', r));
+      expect(await until(() => statuses.length >= 3)).toBe(true);
+      const list = await exec('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties']);
+      const pid = list.stdout
+        .split('\n')
+        .find((l) => l.includes(connectionName))
+        ?.split('\t')[0];
+      expect(pid).toBeDefined();
+      await exec('rabbitmqctl', ['-q', 'close_connection', pid!, 'idem test: broker-side close']);
+      await closed;
+      await consume();
+      expect(
+        await until(async () => effects.size === n && (await ch.checkQueue(q)).messageCount === 0, 30_000),
+      ).toBe(true);
+      await sleep(300);
+      expect([...effects.values()].every((v) => v === 1)).toBe(true);
+      expect(statuses.filter((st) => st === 'processed')).toHaveLength(n);
+    },
+    30_000,
+  );
 
   const worker = (queue: string, mode: string, over: Record<string, unknown> = {}) => {
     const c = startChild(WORKER, {

@@ -113,6 +113,19 @@ describe.skipIf(!up)('idem/bullmq', () => {
     expect(runs).toBe(3);
   });
 
+  it('a job consumeOnce refuses (a bad option) fails at once, without retries', async () => {
+    const q = queue('refused');
+    worker(
+      'refused',
+      idempotentProcessor(idem, { consumer: 'refused', maxAttempts: 0 }, async () => 1),
+    );
+    const job = await q.add('x', {}, { attempts: 5 });
+    expect(await until(async () => (await q.getFailedCount()) === 1, 10_000)).toBe(true);
+    const failed = await q.getJob(job.id!);
+    expect(failed?.failedReason).toMatch(/refused: InvalidOptionError: .*maxAttempts/);
+    expect(failed?.attemptsMade).toBe(1);
+  });
+
   it('refuses a bad messageId option', () => {
     expect(() =>
       idempotentProcessor(idem, { consumer: 'c', messageId: 'id' as never }, async () => 1),

@@ -136,6 +136,40 @@ describe.skipIf(!pgUp)('consumeOnceTx on Postgres', () => {
     expect(await count('p2')).toBe(0);
   });
 
+  it('odd ids survive the one-round-trip path (escaped literals) and the parameterized path alike', async () => {
+    const odd = "it's \\ a 'quoted' \"id\" ; DROP TABLE x; --";
+    const client = new pg.Client({ connectionString: SERVICES.postgres });
+    await client.connect();
+    try {
+      // a client without escapeLiteral takes the parameterized path
+      const plain = { query: (text: string, values?: unknown[]) => client.query(text, values) };
+      for (const [db, consumer] of [
+        [pool, 'lit'],
+        [plain, 'param'],
+      ] as const) {
+        const first = await consumeOnceTx(
+          db,
+          { consumer, messageId: odd },
+          async (tx) => {
+            await tx.query(`INSERT INTO ${schema}.effects (id) VALUES ($1)`, [`${consumer}:${odd}`]);
+            return { odd };
+          },
+          { table },
+        );
+        expect(first).toMatchObject({ status: 'processed', value: { odd } });
+        expect(await consumeOnceTx(db, { consumer, messageId: odd }, () => 'again', { table })).toMatchObject(
+          {
+            status: 'duplicate',
+            value: { odd },
+          },
+        );
+        expect(await count(`${consumer}:${odd}`)).toBe(1);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
   it('concurrent duplicates: one runs, the others wait on the row and answer duplicate', async () => {
     const results = await Promise.all(
       Array.from({ length: 5 }, () =>

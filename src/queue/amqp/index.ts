@@ -38,7 +38,10 @@ export interface AmqpInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   maxRequeueDelay?: number | `${number}${'ms' | 's' | 'm'}`;
   /** Called with every inbox answer (and the message), for logs and metrics. */
   onResult?: (result: ConsumeResult<unknown> | { status: 'no_message_id' }, msg: ConsumeMessage) => void;
-  /** Called when settling fails (the channel closed: the broker will redeliver). */
+  /**
+   * Called when settling fails (the channel closed: the broker will redeliver), and with the
+   * error when `consumeOnce` refused the message (it is dead-lettered).
+   */
   onError?: (error: unknown, msg: ConsumeMessage) => void;
 }
 
@@ -103,8 +106,11 @@ export function idempotentConsumer<R = unknown>(
         redelivered: msg.fields.redelivered,
       });
     } catch (error) {
-      settle(msg, () => channel.nack(msg, false, false)); // a programming error: never loop on it
-      throw error;
+      // a programming error (bad option, oversized outcome): never loop on it, and never throw
+      // from a consume callback (amqplib does not await it: that would be an unhandled rejection)
+      settle(msg, () => channel.nack(msg, false, false));
+      onError?.(error, msg);
+      return undefined;
     }
     onResult?.(result, msg);
     if (result.next === 'ack') settle(msg, () => channel.ack(msg));

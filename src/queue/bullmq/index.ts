@@ -62,10 +62,16 @@ export function idempotentProcessor<D = unknown, R = unknown>(
       throw unrecoverable(`job ${job.id} has no message id (${String(messageId)})`);
     const redelivered =
       (job.attemptsStarted ?? 0) > 1 || job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0;
-    const result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(job, ctx), {
-      ...consume,
-      redelivered,
-    });
+    let result: ConsumeResult<R>;
+    try {
+      result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(job, ctx), {
+        ...consume,
+        redelivered,
+      });
+    } catch (error) {
+      // refused (a bad option, an oversized outcome): retrying cannot help
+      throw unrecoverable(`refused: ${(error as Error)?.name}: ${(error as Error)?.message}`);
+    }
     onResult?.(result, job as Job);
     switch (result.status) {
       case 'processed':

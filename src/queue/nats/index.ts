@@ -30,7 +30,10 @@ export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   workingEvery?: number | `${number}${'ms' | 's' | 'm'}`;
   /** Called with every inbox answer, for logs and metrics. */
   onResult?: (result: ConsumeResult<unknown>, msg: JsMsg) => void;
-  /** Called when the ack was not confirmed (the server will redeliver; the redelivery is a duplicate). */
+  /**
+   * Called when the ack was not confirmed (the server will redeliver; the redelivery is a
+   * duplicate), and with the error when a message was refused (no id, a bad option): it is terminated.
+   */
   onError?: (error: unknown, msg: JsMsg) => void;
 }
 
@@ -47,7 +50,7 @@ export function idempotentHandler<R = unknown>(
   idem: Idem,
   options: NatsInboxOptions,
   handler: (msg: JsMsg, ctx: ConsumeContext) => R | Promise<R>,
-): (msg: JsMsg) => Promise<ConsumeResult<R>> {
+): (msg: JsMsg) => Promise<ConsumeResult<R> | undefined> {
   const {
     consumer,
     messageId,
@@ -75,7 +78,8 @@ export function idempotentHandler<R = unknown>(
     const id = idOf(msg);
     if (typeof id !== 'string' || id === '') {
       msg.term();
-      throw new InvalidOptionError(`idempotentHandler: message ${msg.seq} has no message id`);
+      onError?.(new InvalidOptionError(`idempotentHandler: message ${msg.seq} has no message id`), msg);
+      return undefined;
     }
     const beat = setInterval(() => msg.working(), everyMs);
     let result: ConsumeResult<R>;
@@ -85,8 +89,9 @@ export function idempotentHandler<R = unknown>(
         redelivered: msg.info.deliveryCount > 1,
       });
     } catch (error) {
-      msg.term(); // a programming error: never loop on it
-      throw error;
+      msg.term(); // a programming error (bad option, oversized outcome): never loop on it
+      onError?.(error, msg);
+      return undefined;
     } finally {
       clearInterval(beat);
     }

@@ -6,12 +6,16 @@
  */
 import { errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
 
+/** A query's result (`pg`'s; an array of them for several statements in one text). */
+interface PgResult {
+  rows: Record<string, unknown>[];
+  rowCount: number | null;
+}
 /** The `pg` client methods used (a `pg.Client` or a `PoolClient`). */
 export interface PgClientLike {
-  query(
-    text: string,
-    values?: unknown[],
-  ): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+  query(text: string, values?: unknown[]): Promise<PgResult>;
+  /** When present (pg ≥ 8.11), BEGIN + mark and outcome + COMMIT each go in one round trip. */
+  escapeLiteral?(value: string): string;
 }
 /** A `pg.Pool`: a client is checked out per message. */
 export interface PgPoolLike extends PgClientLike {
@@ -59,15 +63,25 @@ export async function postgresInbox<T>(
   let broken: Error | undefined;
   try {
     await ensureTable(pool ?? db, client, table);
-    await client.query('BEGIN');
+    // With escapeLiteral, statements travel together (simple protocol, literals escaped by pg):
+    // the mark costs no round trip of its own, only its row write.
+    const lit = typeof client.escapeLiteral === 'function' ? client.escapeLiteral.bind(client) : undefined;
+    const mark = (c: string, m: string, at: string) =>
+      `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, updated_at) VALUES (${c}, ${m}, 'processed', 1, ${at})
+         ON CONFLICT (consumer, message_id) DO UPDATE SET state = 'processed', attempts = t.attempts + 1, updated_at = ${at}
+         WHERE t.state = 'failed' RETURNING attempts`;
     let attempt: number;
     try {
-      const claimed = await client.query(
-        `INSERT INTO ${table} AS t (consumer, message_id, state, attempts, updated_at) VALUES ($1, $2, 'processed', 1, $3)
-         ON CONFLICT (consumer, message_id) DO UPDATE SET state = 'processed', attempts = t.attempts + 1, updated_at = $3
-         WHERE t.state = 'failed' RETURNING attempts`,
-        [consumer, messageId, now],
-      );
+      let claimed: PgResult;
+      if (lit) {
+        const both = (await client.query(
+          `BEGIN; ${mark(lit(consumer), lit(messageId), String(now))}`,
+        )) as unknown as PgResult[];
+        claimed = both[1]!;
+      } else {
+        await client.query('BEGIN');
+        claimed = await client.query(mark('$1', '$2', '$3'), [consumer, messageId, now]);
+      }
       if (claimed.rowCount === 0) {
         await client.query('ROLLBACK');
         const { rows } = await client.query(
@@ -85,14 +99,14 @@ export async function postgresInbox<T>(
       attempt = (claimed.rows[0] as { attempts: number }).attempts;
       const value = await run(client, attempt);
       const outcome = outcomeColumn(value);
-      if (outcome !== null) {
-        await client.query(`UPDATE ${table} SET outcome = $3 WHERE consumer = $1 AND message_id = $2`, [
-          consumer,
-          messageId,
-          outcome,
-        ]);
+      const setOutcome = (o: string, c: string, m: string) =>
+        `UPDATE ${table} SET outcome = ${o} WHERE consumer = ${c} AND message_id = ${m}`;
+      if (outcome === null) await client.query('COMMIT');
+      else if (lit) await client.query(`${setOutcome(lit(outcome), lit(consumer), lit(messageId))}; COMMIT`);
+      else {
+        await client.query(setOutcome('$3', '$1', '$2'), [consumer, messageId, outcome]);
+        await client.query('COMMIT');
       }
-      await client.query('COMMIT');
       return { kind: 'processed', value, attempt };
     } catch (error) {
       await client.query('ROLLBACK').catch((e: Error) => {
