@@ -108,6 +108,12 @@ conn.on('close', () => process.exit(3)); // the supervisor restarts us; unacked 
 const ch = await conn.createChannel();
 ch.on('error', () => {});
 await ch.prefetch(4);
+// ack / nack on a channel that just closed throws; the broker redelivers those messages anyway
+const settle = (fn: () => void) => {
+  try {
+    fn();
+  } catch {}
+};
 for (const stage of STAGES) {
   await ch.assertQueue(queueOf(cfg, stage), { durable: false });
   await ch.consume(queueOf(cfg, stage), async (delivery) => {
@@ -119,16 +125,16 @@ for (const stage of STAGES) {
       r = await handle(stage, m, messageId);
     } catch (err) {
       say({ stage, claim: m.claim.claimNumber, error: String(err) });
-      ch.nack(delivery, false, true);
+      settle(() => ch.nack(delivery, false, true));
       return;
     }
     say({ stage, claim: m.claim.claimNumber, result: r.status, redelivered: delivery.fields.redelivered });
     if (r.next === 'retry') {
-      setTimeout(() => ch.nack(delivery, false, true), r.retryAfterMs);
+      setTimeout(() => settle(() => ch.nack(delivery, false, true)), r.retryAfterMs);
       return;
     }
     if (r.next === 'dead_letter') {
-      ch.nack(delivery, false, false);
+      settle(() => ch.nack(delivery, false, false));
       return;
     }
     if (chance(0.02)) process.kill(process.pid, 'SIGKILL'); // committed, not acked
@@ -141,10 +147,10 @@ for (const stage of STAGES) {
     }
     if (chance(0.06)) {
       say({ chaos: 'nack' });
-      ch.nack(delivery, false, true); // forced redelivery
+      settle(() => ch.nack(delivery, false, true)); // forced redelivery
       return;
     }
-    ch.ack(delivery);
+    settle(() => ch.ack(delivery));
   });
 }
 say({ ready: cfg.slot });

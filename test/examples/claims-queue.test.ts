@@ -23,7 +23,7 @@ it.skipIf(!up)(
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     const code = await new Promise<number | null>((r) => child.once('exit', r));
-    expect(err).toBe('');
+    expect(err, out).toBe('');
     expect(out).toContain('payments out:         12 ');
     expect(out).toContain('paid twice:           0');
     expect(out).toMatch(/stuck claims:\s+0 \(audited 12; outbox pending 0, parked 0\)/);
@@ -32,7 +32,7 @@ it.skipIf(!up)(
     expect(Number(chaos?.[1])).toBeGreaterThan(0);
     expect(Number(out.match(/duplicates dropped:\s+(\d+)/)?.[1])).toBeGreaterThan(0);
     expect(out).toContain('✓ claims in = payments out, no payment twice, no claim stuck');
-    expect(code).toBe(0);
+    expect(code, out + err).toBe(0);
   },
   90_000,
 );
