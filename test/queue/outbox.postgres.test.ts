@@ -60,6 +60,10 @@ describe.skipIf(!up)('postgres outbox', () => {
     } finally {
       client.release();
     }
+    const idle = await env.pool.connect();
+    await expect(outbox.add(idle, { topic: 't', payload: 1 })).rejects.toThrow(/not inside a transaction/);
+    idle.release();
+    await expect(outbox.add(env.pool as never, { topic: 't', payload: 1 })).rejects.toThrow(/not the pool/);
     expect(() => postgresOutbox({ pool: env.pool, table: 'x; drop' })).toThrow(/SQL identifier/);
     const { publisher } = recordingPublisher();
     expect(() => createRelay({ outbox, publisher, batchSzie: 3 } as never)).toThrow(/did you mean batchSize/);

@@ -41,6 +41,7 @@ it('add() commits and rolls back with the caller transaction', async () => {
   expect(await outbox.stats()).toEqual({ pending: 0, published: 1, parked: 0 });
   expect(() => outbox.add(db, { topic: 't', payload: () => 1 } as never)).toThrow(/not JSON/);
   expect(() => sqliteOutbox({ path: '' })).toThrow(/path/);
+  expect(() => outbox.add(db, { topic: 't', payload: 1 })).toThrow(/not inside a transaction/);
   db.close();
   await outbox.close();
 });

@@ -148,6 +148,15 @@ export function postgresOutbox(options: PostgresOutboxOptions): PostgresOutbox {
         throw new InvalidInputError('outbox.add(tx, event): tx must be a pg client inside BEGIN … COMMIT');
       }
       const row = toRow(event);
+      // refuse what would write the event outside the caller's transaction
+      if ('totalCount' in tx) {
+        throw new InvalidInputError('outbox.add(tx, event): pass the client you ran BEGIN on, not the pool');
+      }
+      if ((tx as { getTransactionStatus?: () => string | null }).getTransactionStatus?.() === 'I') {
+        throw new InvalidInputError(
+          'outbox.add(tx, event): the client is not inside a transaction (BEGIN first), so the event would not commit with your change',
+        );
+      }
       if (row.key !== null)
         await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${lockId}:${row.key}`]);
       await tx.query(

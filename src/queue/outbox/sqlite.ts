@@ -95,6 +95,11 @@ export function sqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
         throw new InvalidInputError('outbox.add(db, event): db must be a node:sqlite DatabaseSync');
       }
       const row = toRow(event);
+      if ((tx as { isTransaction?: boolean }).isTransaction === false) {
+        throw new InvalidInputError(
+          'outbox.add(db, event): db is not inside a transaction (BEGIN first), so the event would not commit with your change',
+        );
+      }
       const now = Date.now();
       tx.prepare(insertSql).run(row.id, row.topic, row.key, row.payload, row.headers, now + row.delayMs, now);
       return row.id;
