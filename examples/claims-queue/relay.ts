@@ -8,6 +8,10 @@ import { amqpPublisher, createRelay, postgresOutbox } from 'idem/outbox';
 import { type Config, openPool, random } from './shared.ts';
 
 const cfg = JSON.parse(process.argv[2]!) as Config & { slot: number };
+
+// exit with the parent: an orphan would poll for ever
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && process.exit(0), 500).unref();
 const rand = random(cfg.seed * 31 + cfg.slot);
 const pool = openPool(cfg, 3);
 const connections: amqp.ChannelModel[] = [];

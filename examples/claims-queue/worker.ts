@@ -29,6 +29,10 @@ import {
 } from './shared.ts';
 
 const cfg = JSON.parse(process.argv[2]!) as Config & { slot: number };
+
+// exit with the parent: an orphan would poll for ever
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && process.exit(0), 500).unref();
 const rand = random(cfg.seed * 1000 + cfg.slot * 7919 + (process.pid % 997));
 const chance = (p: number) => cfg.chaos && rand() < p;
 const say = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -22,6 +22,10 @@ const cfg = JSON.parse(process.argv[2]!) as {
   delayMs?: number;
 };
 const pool = new pg.Pool({ connectionString: cfg.pg, max: 3 });
+
+// exit with the parent: an orphan would poll for ever
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && process.exit(0), 500).unref();
 pool.on('error', () => {});
 let close: () => Promise<void>;
 let inner: Publisher;
