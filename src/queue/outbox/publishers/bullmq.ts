@@ -56,7 +56,9 @@ export function bullmqPublisher(options: BullmqPublisherOptions): Publisher {
       events.forEach((e, i) => {
         if (!results[i]!.ok) return;
         const q = queueOf(e.topic);
-        groups.set(q, [...(groups.get(q) ?? []), i]);
+        const group = groups.get(q);
+        if (group) group.push(i);
+        else groups.set(q, [i]);
       });
       await Promise.all(
         [...groups].map(async ([q, indexes]) => {
