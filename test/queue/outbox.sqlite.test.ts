@@ -3,9 +3,12 @@
  * connections of their own claim under SQLite's single writer, so two of them never publish
  * the same event, and per-key order holds.
  */
+
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, expect, it } from 'vitest';
 import { createRelay, sqliteOutbox } from '../../src/queue/outbox/index.ts';
@@ -78,3 +81,43 @@ it('two relays on their own connections: each event published once, in order per
   await outbox.close();
   await second.close();
 });
+
+it('two relay processes on one SQLite file: every event published exactly once, in order per key', async () => {
+  const { path, outbox, db } = await setup();
+  const child = new URL('./outbox-sqlite-child.ts', import.meta.url).pathname;
+  const relays = [0, 1].map(() => {
+    const p = spawn(process.execPath, ['--conditions=idem-source', child, path], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: string[] = [];
+    createInterface({ input: p.stdout! }).on('line', (l) => lines.push(l));
+    const exit = new Promise<number | null>((r) => p.once('exit', r));
+    return { p, lines, exit };
+  });
+  const N = 240;
+  try {
+    await until('both relays ready', () => relays.every((r) => r.lines.includes('ready')));
+    for (let i = 0; i < N; i += 60) {
+      db.exec('BEGIN IMMEDIATE');
+      for (let j = i; j < i + 60; j++) outbox.add(db, { topic: 't', key: `k${j % 6}`, payload: { i: j } });
+      db.exec('COMMIT');
+    }
+    await until('all published', async () => (await outbox.stats()).published === N, 30_000);
+  } finally {
+    for (const r of relays) r.p.kill('SIGTERM');
+  }
+  expect(await Promise.all(relays.map((r) => r.exit))).toEqual([0, 0]);
+  const published = relays.map((r) => r.lines.filter((l) => l.startsWith('ok ')).map((l) => l.split(' ')));
+  expect(published[0]!.length + published[1]!.length).toBe(N); // none twice, none lost
+  expect(Math.min(published[0]!.length, published[1]!.length)).toBeGreaterThan(0);
+  expect(new Set([...published[0]!, ...published[1]!].map((x) => x[2])).size).toBe(N);
+  // per key, each relay's own output is in order
+  for (const own of published) {
+    for (let k = 0; k < 6; k++) {
+      const order = own.filter((x) => x[1] === `k${k}`).map((x) => Number(x[2]));
+      expect(order).toEqual([...order].sort((a, b) => a - b));
+    }
+  }
+  db.close();
+  await outbox.close();
+}, 60_000);
