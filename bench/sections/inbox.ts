@@ -219,13 +219,16 @@ export async function inboxSection(cfg: RunConfig): Promise<SectionResult> {
           const started = performance.now();
           let seen = 0;
           let inFlight = 0;
+          let freed: (() => void) | undefined; // wakes the loop when a slot frees up
           await new Promise<void>((resolve) => {
             void (async () => {
               for await (const m of messages) {
-                while (inFlight >= IN_FLIGHT) await new Promise((r) => setImmediate(r));
+                while (inFlight >= IN_FLIGHT) await new Promise<void>((r) => (freed = r));
                 inFlight++;
                 void handle(m).finally(() => {
                   inFlight--;
+                  freed?.();
+                  freed = undefined;
                   if (++seen === count) resolve();
                 });
               }

@@ -22,17 +22,18 @@
  * @module
  */
 
-import { type Duration, toMs } from './duration.ts';
+import { toMs } from './duration.ts';
 import {
   FingerprintMismatchError,
   InProgressError,
-  InvalidKeyError,
   InvalidOptionError,
   isIdemError,
   LeaseLostError,
   StoreUnavailableError,
 } from './errors.ts';
 import type { ActionContext } from './holder.ts';
+import { checkOptions, checkRef } from './inbox-options.ts';
+import type { ConsumeHandler, ConsumeOptions, ConsumeResult, MessageRef } from './inbox-types.ts';
 import { deriveKey } from './keys.ts';
 import {
   decodeOutcome,
@@ -43,115 +44,17 @@ import {
 } from './outcome.ts';
 import type { Store } from './store.ts';
 
-/** Which message, for which consumer. Fan-out consumers use their own `consumer` name. */
-export interface MessageRef {
-  /** The consuming service or subscription: each consumer processes a message once. */
-  consumer: string;
-  /** The message's stable id (AMQP `messageId`, `Nats-Msg-Id`, BullMQ job id, an event id). */
-  messageId: string;
-}
+export { checkConsumeOptions } from './inbox-options.ts';
 
-/** What the handler receives. */
-export interface ConsumeContext {
-  consumer: string;
-  messageId: string;
-  /** 1 + the failed (or crashed) runs of this message by this consumer, as counted in the store. */
-  attempt: number;
-  /** True when an earlier run died without recording an outcome: its effect may have happened. */
-  mayHaveRun: boolean;
-  /** Aborts when this run loses its lease (another worker took the message over). */
-  signal: AbortSignal;
-  /** Stable across runs and workers: pass it to external APIs that accept idempotency keys. */
-  downstreamKey: string;
-  /** The engine's record id of this message (hashed; never the raw ids). */
-  recordId: string;
-}
+export type {
+  ConsumeContext,
+  ConsumeHandler,
+  ConsumeNext,
+  ConsumeOptions,
+  ConsumeResult,
+  MessageRef,
+} from './inbox-types.ts';
 
-/** The handler of one message. */
-export type ConsumeHandler<T> = (ctx: ConsumeContext) => T | Promise<T>;
-
-/** What the adapter should do with the delivery. */
-export type ConsumeNext = 'ack' | 'retry' | 'dead_letter';
-
-/**
- * The answer of `consumeOnce`. `next` tells a broker adapter what to do: `ack` once the outcome
- * is recorded, `retry` (nack / requeue after `retryAfterMs`) when the key was released or is held
- * elsewhere, `dead_letter` when the message is parked.
- */
-export type ConsumeResult<T> =
-  | { status: 'processed'; next: 'ack'; duplicate: false; value: T; attempt: number }
-  | { status: 'duplicate'; next: 'ack'; duplicate: true; value: T; attempt: number }
-  | {
-      status: 'parked';
-      next: 'dead_letter';
-      /** True when an earlier delivery parked it; this delivery did not run the handler. */
-      duplicate: boolean;
-      error: SerializedError;
-      attempts: number;
-    }
-  | {
-      status: 'retry';
-      next: 'retry';
-      duplicate: false;
-      reason: 'failed' | 'in_progress' | 'lease_lost' | 'store_unavailable';
-      error: unknown;
-      /** Failed runs counted so far (0 when the handler did not run here). */
-      attempts: number;
-      retryAfterMs: number;
-    }
-  | {
-      status: 'rejected';
-      next: 'dead_letter';
-      duplicate: false;
-      reason: 'fingerprint_mismatch';
-      error: unknown;
-    };
-
-/**
- * Options of `consumeOnce`: the engine's per-call options plus the inbox's own.
- * `ttl` is the dedup window: keep it longer than the broker can redeliver or republish.
- */
-export interface ConsumeOptions {
-  /** The message payload: the same message id with another payload is `rejected`, never run. */
-  input?: unknown;
-  fingerprint?: string;
-  exclude?: readonly string[];
-  scope?: string | readonly string[];
-  /** How long a processed (or parked) message is remembered: the dedup window. */
-  ttl?: Duration;
-  /** How long a run owns the message without renewing (renewed while the handler runs). */
-  lease?: Duration;
-  waitTimeout?: Duration;
-  releaseGuard?: Duration;
-  /** Errors for which this returns true park the message at once (no retry). */
-  definitive?: (error: unknown) => boolean;
-  /** Failed (or crashed) runs before the message is parked. Default 5. */
-  maxAttempts?: number;
-  /** Delay before a failed message is retried, by failed runs so far. Default 500 ms × 2^(n−1), at most 30 s. */
-  retryDelay?: (failures: number) => number;
-  /**
-   * False when the broker says this is the message's first delivery: skips reading the failure
-   * count (one store read). Adapters set it; leave it unset otherwise.
-   */
-  redelivered?: boolean;
-}
-
-const KNOWN = [
-  'maxAttempts',
-  'retryDelay',
-  'redelivered',
-  'input',
-  'fingerprint',
-  'exclude',
-  'scope',
-  'ttl',
-  'lease',
-  'waitTimeout',
-  'releaseGuard',
-  'definitive',
-];
-const MAX_ID_LENGTH = 4096;
-const DEFAULT_MAX_ATTEMPTS = 5;
 /** Retry after an in-progress answer: at least this… */
 const MIN_RETRY_MS = 100;
 /** …and at most this, or the holder's lease left when shorter: a live holder usually ends soon. */
@@ -164,7 +67,12 @@ interface Executed<T> {
   attempt: number;
 }
 
-/** What the inbox needs from the engine. */
+/**
+ * What the inbox needs from the engine (`createIdem` passes its own).
+ *
+ * @example
+ * const deps: InboxDeps = { store, execute, ids, ttlMs: 86_400_000 };
+ */
 export interface InboxDeps {
   store: Store;
   execute<T>(
@@ -370,49 +278,4 @@ function isPermanent(error: unknown, ...classifiers: Array<((e: unknown) => bool
     }
   }
   return false;
-}
-
-function checkRef(ref: MessageRef): MessageRef {
-  if (ref === null || typeof ref !== 'object') {
-    throw new InvalidKeyError('consumeOnce needs { consumer, messageId }');
-  }
-  for (const name of ['consumer', 'messageId'] as const) {
-    const v = ref[name];
-    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
-      throw new InvalidKeyError(
-        `consumeOnce: ${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters`,
-      );
-    }
-  }
-  return ref;
-}
-
-function checkOptions(options: ConsumeOptions) {
-  if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionError('consumeOnce options must be an object');
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.includes(name)) {
-      const hint =
-        name === 'onInProgress' ? ' (a consumer never waits: an in-progress message is retried)' : '';
-      throw new InvalidOptionError(`consumeOnce: unknown option ${name}${hint} (known: ${KNOWN.join(', ')})`);
-    }
-  }
-  const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, redelivered, ...run } = options;
-  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
-    throw new InvalidOptionError(
-      `consumeOnce: maxAttempts must be an integer from 1 to 1000, got ${maxAttempts}`,
-    );
-  }
-  if (typeof retryDelay !== 'function')
-    throw new InvalidOptionError('consumeOnce: retryDelay must be a function');
-  if (redelivered !== undefined && typeof redelivered !== 'boolean') {
-    throw new InvalidOptionError('consumeOnce: redelivered must be a boolean');
-  }
-  return { maxAttempts, retryDelay, redelivered, ...run };
-}
-
-/** 500 ms, 1 s, 2 s… at most 30 s. */
-function defaultRetryDelay(failures: number): number {
-  return Math.min(30_000, 500 * 2 ** Math.max(0, failures - 1));
 }

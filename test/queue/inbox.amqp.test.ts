@@ -166,12 +166,18 @@ describe.skipIf(!up)('idem/amqp', () => {
     ch.sendToQueue(q, Buffer.from('no id')); // no messageId property
     expect(await until(() => statuses.includes('no_message_id'))).toBe(true);
     await ch.cancel(tags[0]!);
-    // an option consumeOnce refuses (maxAttempts 0): dead-lettered and reported
-    const bad = idempotentConsumer(idem, ch, { consumer: 'refused', maxAttempts: 0, ...opts }, async () => 1);
+    // a bad option is refused when the consumer is built, naming the option meant
+    expect(() =>
+      idempotentConsumer(idem, ch, { consumer: 'refused', maxAttemps: 3 } as never, async () => 1),
+    ).toThrow(/unknown option maxAttemps — did you mean maxAttempts\?/);
+    // an outcome over maxOutcomeBytes: consumeOnce refuses it; dead-lettered and reported
+    const small = createIdem({ store: redisStore({ url: SERVICES.redis, prefix }), maxOutcomeBytes: 16 });
+    const bad = idempotentConsumer(small, ch, { consumer: 'refused', ...opts }, async () => 'x'.repeat(100));
     tags.push((await ch.consume(q, bad)).consumerTag);
     send(q, 'refused-1');
     expect(await until(() => errors.length === 1)).toBe(true);
-    expect(String(errors[0])).toMatch(/maxAttempts/);
+    expect(String(errors[0])).toMatch(/OutcomeTooLargeError|over the limit/);
+    await small.close();
     const dead: string[] = [];
     expect(
       await until(async () => {

@@ -21,9 +21,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
 import { deletePrefix } from '../stores/fixtures/redis-suite.ts';
-import { sleep, until } from './inbox-fixtures.ts';
+import { type Child, createLedger, dropLedger, sleep, startChild, until } from './inbox-fixtures.ts';
 
 const up = (await serviceAvailable('nats')) && (await serviceAvailable('redis'));
+const pgUp = up && (await serviceAvailable('postgres'));
 const servers = SERVICES.nats.replace(/^nats:\/\//, '');
 
 describe.skipIf(!up)('idem/nats', () => {
@@ -36,11 +37,16 @@ describe.skipIf(!up)('idem/nats', () => {
   const streams: string[] = [];
   const stops: Array<() => Promise<unknown> | unknown> = [];
 
+  const children: Child[] = [];
+  let ledger: Awaited<ReturnType<typeof createLedger>> | undefined;
   beforeAll(async () => {
     nc = await connect({ servers });
     jsm = await jetstreamManager(nc);
+    if (pgUp) ledger = await createLedger(name);
   });
   afterAll(async () => {
+    for (const c of children) await c.kill();
+    if (ledger) await dropLedger(ledger, name);
     for (const stop of stops) await stop();
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
     await nc?.close();
@@ -125,15 +131,15 @@ describe.skipIf(!up)('idem/nats', () => {
         idem,
         {
           consumer: 'long',
-          workingEvery: 200,
+          workingEvery: 250,
           onResult: (r, m) => results.push({ status: r.status, deliveries: m.info.deliveryCount }),
         },
         async () => {
           runs++;
-          await sleep(1800);
+          await sleep(3200);
         },
       ),
-      800,
+      1500,
     );
     await s.publish('slow-1');
     expect(await until(() => results.length >= 1, 8000)).toBe(true);
@@ -199,11 +205,55 @@ describe.skipIf(!up)('idem/nats', () => {
     );
     await s.publish('d-1');
     expect(await until(() => errors.length === 1)).toBe(true);
+    await lost.closed();
     const c = await jetstream(nc).consumers.get(`${name}_drop`, 'drop');
     const redelivered = await c.next({ expires: 5000 });
     expect(redelivered?.info.deliveryCount).toBeGreaterThanOrEqual(2);
     const r = await idempotentHandler(idem, { consumer: 'drop' }, async () => ++runs)(redelivered!);
     expect(r).toMatchObject({ status: 'duplicate', value: 1 });
     expect(runs).toBe(1);
+  });
+
+  it.skipIf(!pgUp)(
+    'a consumer process SIGKILLed after recording, before the ackAck: the redelivery is acked with the recorded outcome',
+    async () => {
+      const s = await stream('kill');
+      await jsm.consumers.add(`${name}_kill`, {
+        durable_name: 'kill',
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: 800 * 1e6,
+      });
+      const child = startChild(new URL('./inbox-nats-worker.ts', import.meta.url), {
+        nats: servers,
+        stream: `${name}_kill`,
+        durable: 'kill',
+        redis: SERVICES.redis,
+        prefix: name,
+        pg: SERVICES.postgres,
+        schema: name,
+      });
+      children.push(child);
+      await child.waitFor(/^ready$/);
+      await s.publish('k-1');
+      await child.waitFor(/^processed k-1$/);
+      await child.kill();
+      const c = await jetstream(nc).consumers.get(`${name}_kill`, 'kill');
+      const redelivered = await c.next({ expires: 5000 });
+      expect(redelivered?.info.deliveryCount).toBeGreaterThanOrEqual(2);
+      const r = await idempotentHandler(idem, { consumer: 'kill' }, async () => 'rerun')(redelivered!);
+      expect(r).toMatchObject({ status: 'duplicate', value: { by: child.child.pid } });
+      const { rows } = await ledger!.query(`SELECT * FROM "${name}".ledger WHERE message_id = 'k-1'`);
+      expect(rows).toHaveLength(1);
+    },
+    30_000,
+  );
+
+  it('bad options are refused when the handler is built', () => {
+    expect(() =>
+      idempotentHandler(idem, { consumer: 'c', workingEvry: '1s' } as never, async () => 1),
+    ).toThrow(/did you mean workingEvery\?/);
+    expect(() => idempotentHandler(idem, { consumer: 'c', workingEvery: 10 }, async () => 1)).toThrow(
+      /at least 100 ms/,
+    );
   });
 });

@@ -190,6 +190,32 @@ describe.skipIf(!pgUp)('consumeOnceTx on Postgres', () => {
     expect(await count('p3')).toBe(1);
   });
 
+  it('calls sharing one Client are serialized: no interleaved transactions', async () => {
+    const client = new pg.Client({ connectionString: SERVICES.postgres });
+    await client.connect();
+    try {
+      const results = await Promise.all(
+        ['s1', 's2', 's1', 's3'].map((id) =>
+          consumeOnceTx(
+            client,
+            { consumer: 'shared-client', messageId: id },
+            async (tx) => {
+              await tx.query(`INSERT INTO ${schema}.effects (id) VALUES ($1)`, [`sc:${id}`]);
+              await sleep(10);
+              const { rows } = await tx.query('SELECT txid_current_if_assigned() AS x');
+              return rows[0]?.x !== null; // still inside its own transaction
+            },
+            { table },
+          ),
+        ),
+      );
+      expect(results.map((r) => r.status)).toEqual(['processed', 'processed', 'duplicate', 'processed']);
+      expect([await count('sc:s1'), await count('sc:s2'), await count('sc:s3')]).toEqual([1, 1, 1]);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('a worker killed mid-transaction leaves neither effect nor mark; the redelivery processes it once', async () => {
     const client = new pg.Client({ connectionString: SERVICES.postgres });
     client.on('error', () => {});

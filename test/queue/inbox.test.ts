@@ -3,6 +3,8 @@
  * duplicates, failures counted in the store and parking, crashed runs counted, in-progress
  * retries, option validation.
  */
+
+import fc from 'fast-check';
 import { createIdem, definitive, InvalidKeyError, InvalidOptionError, memoryStore } from 'idem';
 import { describe, expect, it } from 'vitest';
 
@@ -106,9 +108,9 @@ describe('consumeOnce', () => {
   it('runs that die mid-handler count as failed runs: a crashing message is parked too', async () => {
     const store = memoryStore();
     // a worker that dies: its heartbeat never reaches the store, so its lease runs out
-    const frozen = { ...store, renew: async () => Date.now() + 150 };
+    const frozen = { ...store, renew: async () => Date.now() + 600 };
     // one instance per "worker": within one instance a duplicate joins the pending flight
-    const dying = () => createIdem({ store: frozen, lease: '150ms' });
+    const dying = () => createIdem({ store: frozen, lease: '600ms' });
     const ref = { consumer: 'c', messageId: 'crasher' };
     const seen: Array<{ attempt: number; mayHaveRun: boolean }> = [];
     const hang = (ctx: { attempt: number; mayHaveRun: boolean }) => {
@@ -117,14 +119,14 @@ describe('consumeOnce', () => {
     };
     void dying().consumeOnce(ref, hang, { maxAttempts: 2 });
     await sleep(50);
-    const live = createIdem({ store, lease: '150ms' });
+    const live = createIdem({ store, lease: '600ms' });
     expect(await live.consumeOnce(ref, async () => 'x')).toMatchObject({
       status: 'retry',
       reason: 'in_progress',
     });
-    await sleep(250);
+    await sleep(800);
     void dying().consumeOnce(ref, hang, { maxAttempts: 2 }); // takes over: counts the first death
-    await sleep(250);
+    await sleep(800);
     let ran = false;
     const r = await live.consumeOnce(
       ref,
@@ -168,3 +170,64 @@ describe('consumeOnce', () => {
     expect(r).toMatchObject({ status: 'rejected', next: 'dead_letter', reason: 'fingerprint_mismatch' });
   });
 });
+
+describe('consumeOnce against a model (fast-check, fixed seed)', () => {
+  it('answers every delivery sequence as the model says: processed once, failures counted, parked at maxAttempts', async () => {
+    const outcome = fc.constantFrom('ok', 'fail', 'definitive');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(outcome, { minLength: 1, maxLength: 12 }),
+        async (maxAttempts, deliveries) => {
+          const idem = createIdem({ store: memoryStore() });
+          const ref = { consumer: 'model', messageId: 'm' };
+          let state: 'open' | 'processed' | 'parked' = 'open';
+          let failures = 0;
+          let runs = 0;
+          for (const [i, kind] of deliveries.entries()) {
+            const r = await idem.consumeOnce(
+              ref,
+              async (ctx) => {
+                runs++;
+                expect(ctx.attempt).toBe(failures + 1);
+                if (kind === 'ok') return i;
+                throw kind === 'fail' ? new Error('transient') : definitive(new Error('bad'));
+              },
+              { maxAttempts, retryDelay: () => 0 },
+            );
+            if (state === 'processed') expect(r.status).toBe('duplicate');
+            else if (state === 'parked') expect(r).toMatchObject({ status: 'parked', duplicate: true });
+            else if (kind === 'ok') {
+              expect(r).toMatchObject({ status: 'processed', value: i });
+              state = 'processed';
+            } else if (kind === 'definitive') {
+              expect(r).toMatchObject({ status: 'parked', duplicate: false, attempts: failures + 1 });
+              state = 'parked';
+            } else {
+              failures++;
+              if (failures >= maxAttempts) {
+                expect(r).toMatchObject({ status: 'parked', attempts: failures });
+                state = 'parked';
+              } else expect(r).toMatchObject({ status: 'retry', reason: 'failed', attempts: failures });
+            }
+          }
+          // the handler ran exactly for the deliveries that found the message open
+          expect(runs).toBe(expectedRuns(deliveries, maxAttempts));
+        },
+      ),
+      { seed: 11, numRuns: 60 },
+    );
+  });
+});
+
+/** How many deliveries find the message open (not yet processed or parked). */
+function expectedRuns(deliveries: string[], maxAttempts: number): number {
+  let failures = 0;
+  let runs = 0;
+  for (const kind of deliveries) {
+    runs++;
+    if (kind !== 'fail') break;
+    if (++failures >= maxAttempts) break;
+  }
+  return runs;
+}

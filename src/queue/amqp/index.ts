@@ -17,15 +17,26 @@ import type { ConsumeMessage } from 'amqplib';
 import { toMs } from '../../core/duration.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
-/** The channel methods the consumer uses (an amqplib `Channel` or `ConfirmChannel`). */
+/**
+ * The channel methods the consumer uses (an amqplib `Channel` or `ConfirmChannel`).
+ *
+ * @example
+ * const channel: AmqpChannelLike = await connection.createChannel();
+ */
 export interface AmqpChannelLike {
   ack(message: ConsumeMessage): void;
   nack(message: ConsumeMessage, allUpTo?: boolean, requeue?: boolean): void;
 }
 
-/** Options of {@link idempotentConsumer}. */
+/**
+ * Options of {@link idempotentConsumer}.
+ *
+ * @example
+ * const options: AmqpInboxOptions = { consumer: 'billing', messageId: { header: 'event-id' }, maxAttempts: 3 };
+ */
 export interface AmqpInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   /** This consumer's name: each consumer (queue bound to a fan-out exchange) processes a message once. */
   consumer: string;
@@ -59,6 +70,16 @@ export function idempotentConsumer<R = unknown>(
   options: AmqpInboxOptions,
   handler: (msg: ConsumeMessage, ctx: ConsumeContext) => R | Promise<R>,
 ): (msg: ConsumeMessage | null) => Promise<ConsumeResult<R> | undefined> {
+  checkConsumeOptions(
+    options,
+    ['consumer', 'messageId', 'maxRequeueDelay', 'onResult', 'onError'],
+    'idempotentConsumer',
+  );
+  if (typeof options.consumer !== 'string' || options.consumer === '') {
+    throw new InvalidOptionError(
+      "idempotentConsumer: consumer must be a non-empty string (this consumer's name)",
+    );
+  }
   const {
     consumer,
     messageId,

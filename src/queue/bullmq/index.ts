@@ -12,9 +12,15 @@
 import type { Job } from 'bullmq';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
-/** Options of {@link idempotentProcessor}. */
+/**
+ * Options of {@link idempotentProcessor}.
+ *
+ * @example
+ * const options: BullmqInboxOptions = { consumer: 'billing', messageId: (job) => job.data.eventId };
+ */
 export interface BullmqInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   /** This consumer's name: each consumer processes a job once. */
   consumer: string;
@@ -41,6 +47,12 @@ export function idempotentProcessor<D = unknown, R = unknown>(
   options: BullmqInboxOptions,
   handler: (job: Job<D, R>, ctx: ConsumeContext) => R | Promise<R>,
 ): (job: Job<D, R>, token?: string) => Promise<R> {
+  checkConsumeOptions(options, ['consumer', 'messageId', 'onResult'], 'idempotentProcessor');
+  if (typeof options.consumer !== 'string' || options.consumer === '') {
+    throw new InvalidOptionError(
+      "idempotentProcessor: consumer must be a non-empty string (this consumer's name)",
+    );
+  }
   const { consumer, messageId = 'jobId', onResult, ...consume } = options ?? ({} as BullmqInboxOptions);
   if (typeof handler !== 'function')
     throw new InvalidOptionError('idempotentProcessor: handler must be a function');

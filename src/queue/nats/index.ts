@@ -18,9 +18,15 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { toMs } from '../../core/duration.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import type { ConsumeContext, ConsumeOptions, ConsumeResult } from '../../core/inbox.ts';
+import { checkConsumeOptions } from '../../core/inbox.ts';
 import type { Idem } from '../../core/types.ts';
 
-/** Options of {@link idempotentHandler}. */
+/**
+ * Options of {@link idempotentHandler}.
+ *
+ * @example
+ * const options: NatsInboxOptions = { consumer: 'billing', workingEvery: '5s', maxAttempts: 3 };
+ */
 export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
   /** This consumer's name (usually the durable consumer's): each consumer processes a message once. */
   consumer: string;
@@ -51,6 +57,16 @@ export function idempotentHandler<R = unknown>(
   options: NatsInboxOptions,
   handler: (msg: JsMsg, ctx: ConsumeContext) => R | Promise<R>,
 ): (msg: JsMsg) => Promise<ConsumeResult<R> | undefined> {
+  checkConsumeOptions(
+    options,
+    ['consumer', 'messageId', 'workingEvery', 'onResult', 'onError'],
+    'idempotentHandler',
+  );
+  if (typeof options.consumer !== 'string' || options.consumer === '') {
+    throw new InvalidOptionError(
+      "idempotentHandler: consumer must be a non-empty string (this consumer's name)",
+    );
+  }
   const {
     consumer,
     messageId,

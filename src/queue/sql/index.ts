@@ -25,7 +25,12 @@ import { type SqliteDatabaseLike, sqliteInbox } from './sqlite.ts';
 export type { PgClientLike, PgPoolLike } from './postgres.ts';
 export type { SqliteDatabaseLike } from './sqlite.ts';
 
-/** What the transactional handler receives besides the transaction. */
+/**
+ * What the transactional handler receives besides the transaction.
+ *
+ * @example
+ * await consumeOnceTx(pool, ref, (tx, ctx: TxContext) => tx.query('INSERT INTO seen VALUES ($1)', [ctx.messageId]));
+ */
 export interface TxContext {
   consumer: string;
   messageId: string;
@@ -35,7 +40,13 @@ export interface TxContext {
   downstreamKey: string;
 }
 
-/** The answer of {@link consumeOnceTx}: the same `next` contract as `consumeOnce`. */
+/**
+ * The answer of {@link consumeOnceTx}: the same `next` contract as `consumeOnce`.
+ *
+ * @example
+ * const r: TxConsumeResult<void> = await consumeOnceTx(db, ref, apply);
+ * if (r.next === 'ack') channel.ack(msg);
+ */
 export type TxConsumeResult<T> =
   | { status: 'processed'; next: 'ack'; duplicate: false; value: T; attempt: number }
   | { status: 'duplicate'; next: 'ack'; duplicate: true; value: T | undefined; attempt: number }
@@ -56,7 +67,12 @@ export type TxConsumeResult<T> =
       retryAfterMs: number;
     };
 
-/** Options of {@link consumeOnceTx}. */
+/**
+ * Options of {@link consumeOnceTx}.
+ *
+ * @example
+ * const options: TxConsumeOptions = { table: 'billing.idem_inbox', maxAttempts: 3 };
+ */
 export interface TxConsumeOptions {
   /** The inbox table, created on first use. Default `idem_inbox` (Postgres: may be `schema.table`). */
   table?: string;

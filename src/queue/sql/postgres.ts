@@ -11,13 +11,23 @@ interface PgResult {
   rows: Record<string, unknown>[];
   rowCount: number | null;
 }
-/** The `pg` client methods used (a `pg.Client` or a `PoolClient`). */
+/**
+ * The `pg` client methods used (a `pg.Client` or a `PoolClient`).
+ *
+ * @example
+ * const client: PgClientLike = await pool.connect();
+ */
 export interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<PgResult>;
   /** When present (pg ≥ 8.11), BEGIN + mark and outcome + COMMIT each go in one round trip. */
   escapeLiteral?(value: string): string;
 }
-/** A `pg.Pool`: a client is checked out per message. */
+/**
+ * A `pg.Pool`: a client is checked out per message.
+ *
+ * @example
+ * const pool: PgPoolLike = new pg.Pool({ connectionString });
+ */
 export interface PgPoolLike extends PgClientLike {
   connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
   readonly totalCount: number;
@@ -50,14 +60,41 @@ function ensureTable(owner: object, client: PgClientLike, table: string): Promis
   return done;
 }
 
-/** Runs one message on Postgres. */
-export async function postgresInbox<T>(
+const queues = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Runs one message on Postgres (what `consumeOnceTx` calls for a pg Pool or Client). A Pool
+ * checks out a client per message; calls on one Client wait for each other, since two
+ * transactions cannot share a connection.
+ *
+ * @example
+ * const out = await postgresInbox(pool, call, (tx) => apply(tx));
+ */
+export function postgresInbox<T>(
   db: PgPoolLike | PgClientLike,
   call: TxCall,
   run: (tx: unknown, attempt: number) => T | Promise<T>,
 ): Promise<TxOutcome<T>> {
   const pool =
     typeof (db as PgPoolLike).connect === 'function' && 'totalCount' in db ? (db as PgPoolLike) : undefined;
+  if (pool) return once(pool, db, call, run);
+  const next = (queues.get(db) ?? Promise.resolve()).then(
+    () => once(undefined, db, call, run),
+    () => once(undefined, db, call, run),
+  );
+  queues.set(
+    db,
+    next.catch(() => {}),
+  );
+  return next;
+}
+
+async function once<T>(
+  pool: PgPoolLike | undefined,
+  db: PgPoolLike | PgClientLike,
+  call: TxCall,
+  run: (tx: unknown, attempt: number) => T | Promise<T>,
+): Promise<TxOutcome<T>> {
   const client = pool ? await pool.connect() : db;
   const { table, consumer, messageId, maxAttempts, now } = call;
   let broken: Error | undefined;

@@ -6,7 +6,12 @@
  */
 import { serializeError } from '../../core/outcome.ts';
 
-/** The resolved call every backend runs. */
+/**
+ * The resolved call every backend runs.
+ *
+ * @example
+ * const call: TxCall = { table: 'idem_inbox', consumer: 'c', messageId: 'm', maxAttempts: 5, now: Date.now() };
+ */
 export interface TxCall {
   table: string;
   consumer: string;
@@ -15,7 +20,12 @@ export interface TxCall {
   now: number;
 }
 
-/** What a backend answers: the row's state after its statements. */
+/**
+ * What a backend answers: the row's state after its statements.
+ *
+ * @example
+ * if (out.kind === 'existing' && out.state === 'parked') deadLetter();
+ */
 export type TxOutcome<T> =
   | { kind: 'processed'; value: T; attempt: number }
   | {
@@ -27,13 +37,23 @@ export type TxOutcome<T> =
     }
   | { kind: 'failed'; error: unknown; failures: number; parked: boolean };
 
-/** The error column: `{ name, message }` as JSON. */
+/**
+ * The error column: `{ name, message }` as JSON.
+ *
+ * @example
+ * errorColumn(new Error('boom')) // '{"name":"Error","message":"boom"}'
+ */
 export function errorColumn(error: unknown): string {
   const { name, message } = serializeError(error);
   return JSON.stringify({ name, message });
 }
 
-/** A value for the outcome column: JSON, or null (undefined, or not JSON-serializable). */
+/**
+ * A value for the outcome column: JSON, or null (undefined, or not JSON-serializable).
+ *
+ * @example
+ * outcomeColumn({ id: 1 }) // '{"id":1}'
+ */
 export function outcomeColumn(value: unknown): string | null {
   try {
     return value === undefined ? null : (JSON.stringify(value) ?? null);

@@ -8,7 +8,12 @@
  */
 import { errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
 
-/** The `node:sqlite` DatabaseSync methods used. */
+/**
+ * The `node:sqlite` DatabaseSync methods used.
+ *
+ * @example
+ * const db: SqliteDatabaseLike = new DatabaseSync('app.db');
+ */
 export interface SqliteDatabaseLike {
   exec(sql: string): void;
   prepare(sql: string): {
@@ -20,7 +25,12 @@ export interface SqliteDatabaseLike {
 const queues = new WeakMap<object, Promise<unknown>>();
 const created = new WeakMap<object, Set<string>>();
 
-/** Runs one message on SQLite, after the calls before it on the same database. */
+/**
+ * Runs one message on SQLite, after the calls before it on the same database.
+ *
+ * @example
+ * const out = await sqliteInbox(db, call, (tx) => apply(tx));
+ */
 export function sqliteInbox<T>(
   db: SqliteDatabaseLike,
   call: TxCall,
