@@ -16,6 +16,7 @@ import { inboxSection } from './sections/inbox.ts';
 import { journalSection } from './sections/journal.ts';
 import { llmSection } from './sections/llm.ts';
 import { memorySection } from './sections/memory.ts';
+import { outboxSection } from './sections/outbox.ts';
 import { postgresSection } from './sections/postgres.ts';
 import { redisSection } from './sections/redis.ts';
 import { sqliteSection } from './sections/sqlite.ts';
@@ -32,6 +33,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   llm: llmSection,
   dynamodb: dynamodbSection,
   inbox: inboxSection,
+  outbox: outboxSection,
 };
 
 function commandLine(argv: string[]): string {

@@ -24,6 +24,7 @@ export const SECTIONS = [
   'tools',
   'dynamodb',
   'inbox',
+  'outbox',
 ] as const;
 export type SectionId = (typeof SECTIONS)[number];
 
