@@ -41,6 +41,8 @@ export interface ChaosReport {
   lostOutcomes: number;
   conflictingOutcomes: number;
   stuckKeys: number;
+  /** Processes that died without being killed (an unhandled error): must be 0. */
+  crashes: number;
   faults: Record<string, number>;
   errors: Record<string, number>;
   durationMs: number;
@@ -56,6 +58,7 @@ interface RunFacts {
   ledgerDir: string;
   upstreamLedger: { op: number; n: number }[];
   stuck: number[];
+  crashes: string[];
   faults: Record<string, number>;
   durationMs: number;
 }
@@ -127,6 +130,7 @@ export function checkRun(f: RunFacts): ChaosReport {
   const errors: Record<string, number> = {};
   for (const d of f.deliveries) if (!d.ok) errors[d.error ?? '?'] = (errors[d.error ?? '?'] ?? 0) + 1;
   for (const op of f.stuck.slice(0, 3)) note(`op ${op}: still in progress after the final pass`);
+  for (const c of f.crashes.slice(0, 3)) note(c.slice(0, 400));
   return {
     store: f.store,
     seed: f.seed,
@@ -141,6 +145,7 @@ export function checkRun(f: RunFacts): ChaosReport {
     lostOutcomes,
     conflictingOutcomes,
     stuckKeys: f.stuck.length,
+    crashes: f.crashes.length,
     faults: f.faults,
     errors,
     durationMs: f.durationMs,
@@ -155,7 +160,7 @@ export function formatReport(r: ChaosReport): string {
     .join(', ');
   return [
     `[chaos ${r.store}] seed ${r.seed}: ${r.ops} ops, ${r.deliveries} deliveries (${r.answered} answered, ${r.replays} replays), ${r.effects} effects, ${r.takeovers} takeovers told mayHaveRun, in ${(r.durationMs / 1000).toFixed(1)} s`,
-    `  duplicate effects ${r.duplicateEffects}, lost outcomes ${r.lostOutcomes}, conflicting outcomes ${r.conflictingOutcomes}, stuck keys ${r.stuckKeys}`,
+    `  duplicate effects ${r.duplicateEffects}, lost outcomes ${r.lostOutcomes}, conflicting outcomes ${r.conflictingOutcomes}, stuck keys ${r.stuckKeys}, crashed processes ${r.crashes}`,
     `  faults: ${faults || 'none'}`,
     `  delivery errors (retried): ${JSON.stringify(r.errors)}`,
     ...r.examples.map((e) => `  ! ${e}`),
@@ -164,4 +169,8 @@ export function formatReport(r: ChaosReport): string {
 
 /** True when every count that must be zero is. */
 export const clean = (r: ChaosReport) =>
-  r.duplicateEffects === 0 && r.lostOutcomes === 0 && r.conflictingOutcomes === 0 && r.stuckKeys === 0;
+  r.duplicateEffects === 0 &&
+  r.lostOutcomes === 0 &&
+  r.conflictingOutcomes === 0 &&
+  r.stuckKeys === 0 &&
+  r.crashes === 0;

@@ -36,6 +36,7 @@ export async function startWorker(
   id: number,
   config: { store: string; ledger: string; leaseMs: number; bypass?: boolean },
   skewMs: number,
+  onCrash?: (what: string) => void,
 ): Promise<Worker> {
   const args = [
     '--conditions=idem-source',
@@ -44,7 +45,7 @@ export async function startWorker(
     JSON.stringify(config),
   ];
   const child: ChildProcess = spawn(process.execPath, args, {
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, IDEM_CLOCK_SKEW_MS: String(skewMs) },
   });
   let killed = false;
@@ -57,7 +58,13 @@ export async function startWorker(
     pending.get(msg.d)?.resolve(msg);
     pending.delete(msg.d);
   });
-  child.once('exit', () => {
+  let log = '';
+  child.stderr!.on('data', (c: Buffer) => (log = (log + c).slice(-4000)));
+  child.once('exit', (code, signal) => {
+    if (!killed)
+      onCrash?.(
+        `worker ${id} exited by itself (${signal ?? code}): ${log.trim().split('\n').slice(0, 6).join(' | ')}`,
+      );
     for (const p of pending.values()) p.reject(new Lost(`worker ${id} died`));
     pending.clear();
     ready();
@@ -102,7 +109,12 @@ export interface GatewayProc {
 }
 
 /** `idem serve` on `port` (restarted on the same port), its clock skewed by `skewMs`. */
-export async function startGateway(port: number, configPath: string, skewMs: number): Promise<GatewayProc> {
+export async function startGateway(
+  port: number,
+  configPath: string,
+  skewMs: number,
+  onCrash?: (what: string) => void,
+): Promise<GatewayProc> {
   const args = [
     '--conditions=idem-source',
     ...(skewMs ? ['--import', SKEW] : []),
@@ -126,6 +138,12 @@ export async function startGateway(port: number, configPath: string, skewMs: num
       if (line.includes('idem gateway')) resolve();
     });
     void exited.then(() => reject(new Error(`gateway on ${port} exited: ${log}`)));
+  });
+  child.once('exit', (code, signal) => {
+    if (!killed)
+      onCrash?.(
+        `gateway on ${port} exited by itself (${signal ?? code}): ${log.trim().split('\n').slice(0, 6).join(' | ')}`,
+      );
   });
   const g: GatewayProc = {
     url: `http://127.0.0.1:${port}`,

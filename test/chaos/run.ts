@@ -72,6 +72,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const rand = prng(o.seed);
   const dir = mkdtempSync(join(tmpdir(), `idem-chaos-${o.store}-`));
   const faults: Record<string, number> = {};
+  /** Processes that died without being killed: an unhandled error in idem (or the harness). */
+  const crashes: string[] = [];
+  const onCrash = (what: string) => crashes.push(what);
   const count = (f: string) => (faults[f] = (faults[f] ?? 0) + 1);
   let service: PrivateService | undefined;
   const started = Date.now();
@@ -141,9 +144,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         i,
         { store: spec, ledger: ledgerOf(), leaseMs: o.leaseMs, bypass: o.bypass },
         skewOf(),
+        onCrash,
       );
     const ports = await Promise.all(Array.from({ length: o.gateways }, () => freePort()));
-    const gateways: GatewayProc[] = await Promise.all(ports.map((p) => startGateway(p, config, skewOf())));
+    const gateways: GatewayProc[] = await Promise.all(
+      ports.map((p) => startGateway(p, config, skewOf(), onCrash)),
+    );
     cleanups.push(() => Promise.all(workers.map((w) => w.kill())));
     cleanups.push(() => Promise.all(gateways.map((g) => g.kill())));
 
@@ -162,6 +168,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           i,
           { store: spec, ledger: ledgerOf(), leaseMs: o.leaseMs, bypass: o.bypass },
           skewOf(),
+          onCrash,
         );
       });
     const respawnGateway = (i: number) =>
@@ -169,7 +176,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await (gateways[i] as GatewayProc).exited;
         for (let tries = 0; ; tries++) {
           try {
-            gateways[i] = await startGateway(ports[i] as number, config, skewOf());
+            gateways[i] = await startGateway(ports[i] as number, config, skewOf(), onCrash);
             return;
           } catch (e) {
             if (tries > 20) throw e;
@@ -351,6 +358,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       ledgerDir: dir,
       upstreamLedger,
       stuck,
+      crashes,
       faults,
       durationMs: Date.now() - started,
     });
