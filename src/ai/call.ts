@@ -20,7 +20,7 @@ import { IndeterminateOutcomeError } from './errors.ts';
 import type { Provider } from './providers.ts';
 import { createRecording, type Recording } from './recording.ts';
 import { type Head, type LlmOutcome, LOST, passableHeaders, respond, untilAborted } from './respond.ts';
-import { processSavingsTracker, type Savings } from './savings.ts';
+import { recordSafely, resolveSavings, type Savings } from './savings.ts';
 import { type Usage, usageOf } from './usage.ts';
 
 export { type LlmOutcome, REPLAYED_HEADER } from './respond.ts';
@@ -99,15 +99,11 @@ export function createLlmCall(
   const waitTimeout = options.waitTimeout ?? '10m';
   const calls = inFlight.get(idem) ?? new Map<string, Pending>();
   inFlight.set(idem, calls);
-  const savings = options.savings === false ? undefined : (options.savings ?? processSavingsTracker());
+  const savings = resolveSavings(options.savings, 'withIdem');
   // called once the caller's answer is settled; a tracker that throws is reported, never raised
   const count = (id: string, model: string | undefined, outcome: LlmOutcome | undefined) => {
-    if (!savings || !outcome?.complete || outcome.status < 200 || outcome.status >= 300) return;
-    try {
-      savings.record({ provider: provider.name, id, model, usage: outcome.usage });
-    } catch (error) {
-      warnTrackerFailed(error);
-    }
+    if (!outcome?.complete || outcome.status < 200 || outcome.status >= 300) return;
+    recordSafely(savings, { provider: provider.name, id, model, usage: outcome.usage });
   };
 
   return async function callOnce(request, send) {
@@ -218,30 +214,9 @@ function checkLlmOptions(options: LlmIdemOptions, known: readonly string[]): voi
   if (!idem || typeof idem.execute !== 'function' || typeof idem.ids !== 'function') {
     throw new InvalidOptionError('withIdem needs { idem }: a createIdem({ store }) instance');
   }
-  const savings: unknown = options.savings;
-  const isTracker =
-    typeof savings === 'object' && savings !== null && typeof (savings as Savings).record === 'function';
-  if (savings !== undefined && savings !== false && !isTracker) {
-    throw new InvalidOptionError(
-      'withIdem: savings must be a tracker from createSavings() (with record) or false',
-    );
-  }
+  resolveSavings(options.savings, 'withIdem');
   const { scope, waitTimeout, ttl, lease } = options;
   resolveRunOptions({ scope, waitTimeout, ttl, lease }, 'withIdem');
-}
-
-let warned = false;
-/** A savings tracker threw: the answer is served anyway; a process warning (once) says why counts are missing. */
-function warnTrackerFailed(error: unknown): void {
-  if (warned) return;
-  warned = true;
-  const message = error instanceof Error ? error.message : String(error);
-  process.emitWarning(
-    `idem: the savings tracker threw (${message}); answers are served, savings not counted`,
-    {
-      code: 'IDEM_SAVINGS_TRACKER',
-    },
-  );
 }
 
 /**

@@ -2,13 +2,21 @@
  * withIdem (openai, anthropic) options are checked where they enter: an unknown name is refused
  * with "did you mean", a `savings` that is no tracker is refused; a tracker that throws never
  * crashes the process nor holds up the answer; a replayed stream is counted once it is served.
+ * idem/ai-sdk exports the savings readers too, and its middleware takes a `savings` tracker.
  */
 import Anthropic from '@anthropic-ai/sdk';
+import { generateText, wrapLanguageModel } from 'ai';
 import { createIdem, InvalidOptionError, memoryStore } from 'idem';
+import {
+  savingsReport as aiSdkSavingsReport,
+  createSavings as createAiSdkSavings,
+  idemMiddleware,
+} from 'idem/ai-sdk';
 import { withIdem as withAnthropic } from 'idem/anthropic';
 import { createSavings, withIdem } from 'idem/openai';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bareModel } from './ai-sdk-model.ts';
 import { chat } from './drivers.ts';
 import { startServer, type TestServer } from './server.ts';
 
@@ -108,4 +116,33 @@ it('a replayed stream is counted by the time its last event is read', async () =
   await new Promise((r) => setTimeout(r, 50)); // stored: the next retry is a replay from the store
   expect(await stream()).toBe(first);
   expect(savings.report().duplicatesSuppressed).toBe(2);
+});
+
+it('idem/ai-sdk: savingsReport and createSavings are exported; idemMiddleware takes savings (checked, guarded)', async () => {
+  expect(typeof aiSdkSavingsReport().duplicatesSuppressed).toBe('number');
+  expect(() => idemMiddleware({ idem, savings: 42 } as never)).toThrow(/savings must be a tracker/);
+  expect(() => idemMiddleware({ idem, savings: null } as never)).toThrow(InvalidOptionError);
+  const savings = createAiSdkSavings();
+  const model = wrapLanguageModel({
+    model: bareModel(server.url, 'chat'),
+    middleware: idemMiddleware({ idem, savings }),
+  });
+  const ask = { model, prompt: 'hi', providerOptions: { idem: { key: 'sdk-own-tracker' } } };
+  const first = await generateText(ask);
+  expect((await generateText(ask)).text).toBe(first.text);
+  expect(savings.report().byModel['gpt-test']?.duplicatesSuppressed).toBe(1);
+  // a tracker that throws: the replay is still answered
+  const broken = {
+    ...createAiSdkSavings(),
+    record: () => {
+      throw new Error('tracker broke');
+    },
+  };
+  const other = wrapLanguageModel({
+    model: bareModel(server.url, 'chat'),
+    middleware: idemMiddleware({ idem, savings: broken }),
+  });
+  const ask2 = { model: other, prompt: 'hi', providerOptions: { idem: { key: 'sdk-broken-tracker' } } };
+  const once = await generateText(ask2);
+  expect((await generateText(ask2)).text).toBe(once.text);
 });
