@@ -169,6 +169,7 @@ function scopeOf(options: McpIdemOptions, extra: ToolExtra, tool: string): strin
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value) && value.length === 0) return 'an empty array';
   if (Array.isArray(value))
     return `an array of ${value.length} (${value.map((v) => JSON.stringify(v) ?? String(v)).join(', ')})`;
   return `a ${typeof value}`;
