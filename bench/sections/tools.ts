@@ -66,7 +66,7 @@ async function backends(): Promise<{ list: Backend[]; skipped: string[] }> {
 /** A connected MCP client whose server has one `refund` tool, wrapped with idem or not. */
 async function mcp(idem: Idem | undefined) {
   const server = new McpServer({ name: 'bench', version: '1.0.0' });
-  const s = idem ? withIdem(server, { idem }) : server;
+  const s = idem ? withIdem(server, { idem, scope: () => 'bench' }) : server; // in-memory: no session
   s.registerTool('refund', { inputSchema: { order: z.string() } }, async ({ order }) => ({
     content: [{ type: 'text', text: `refunded ${order}` }],
   }));

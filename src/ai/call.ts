@@ -11,15 +11,17 @@ import type { Duration } from '../core/duration.ts';
 import type { Idem } from '../core/engine.ts';
 import { FingerprintMismatchError, InvalidOptionError } from '../core/errors.ts';
 import { fingerprintOf } from '../core/keys.ts';
+import { resolveRunOptions } from '../core/options.ts';
 import { replayAllowList, storableHeaders } from '../http/headers.ts';
+import { checkKnownOptions } from '../http/known.ts';
 import { ownBytes } from '../http/outcome.ts';
 import { credentialScope, type FetchBody, readBody } from './body.ts';
 import { IndeterminateOutcomeError } from './errors.ts';
 import type { Provider } from './providers.ts';
 import { createRecording, type Recording } from './recording.ts';
 import { type Head, type LlmOutcome, LOST, passableHeaders, respond, untilAborted } from './respond.ts';
-import { processSavingsTracker, type Savings } from './savings.ts';
-import { usageOf } from './usage.ts';
+import { recordSafely, resolveSavings, type Savings } from './savings.ts';
+import { type Usage, usageOf } from './usage.ts';
 
 export { type LlmOutcome, REPLAYED_HEADER } from './respond.ts';
 
@@ -89,19 +91,19 @@ const inFlight = new WeakMap<Idem, Map<string, Pending>>();
 export function createLlmCall(
   provider: Provider,
   options: LlmIdemOptions,
+  known: readonly string[] = LLM_OPTIONS,
 ): (request: LlmRequest, send: Send) => Promise<Response> {
-  const idem = options?.idem;
-  if (!idem || typeof idem.execute !== 'function' || typeof idem.ids !== 'function') {
-    throw new InvalidOptionError('withIdem needs { idem }: a createIdem({ store }) instance');
-  }
+  checkLlmOptions(options, known);
+  const idem = options.idem;
   const allow = replayAllowList(provider.replayHeaders);
   const waitTimeout = options.waitTimeout ?? '10m';
   const calls = inFlight.get(idem) ?? new Map<string, Pending>();
   inFlight.set(idem, calls);
-  const savings = options.savings === false ? undefined : (options.savings ?? processSavingsTracker());
+  const savings = resolveSavings(options.savings, 'withIdem');
+  // called once the caller's answer is settled; a tracker that throws is reported, never raised
   const count = (id: string, model: string | undefined, outcome: LlmOutcome | undefined) => {
-    if (savings && outcome?.complete && outcome.status >= 200 && outcome.status < 300)
-      savings.record({ provider: provider.name, id, model, usage: outcome.usage });
+    if (!outcome?.complete || outcome.status < 200 || outcome.status >= 300) return;
+    recordSafely(savings, { provider: provider.name, id, model, usage: outcome.usage });
   };
 
   return async function callOnce(request, send) {
@@ -161,7 +163,12 @@ export function createLlmCall(
             recording,
             stored: isStored,
           });
-          return record(request.key, provider, response, headers, recording);
+          const early = { status: response.status, headers, body: new Uint8Array(0), complete: true };
+          // a complete stream is counted for its duplicates when its last event arrives
+          const onComplete = (usage: Usage | undefined) => settleFinal({ ...early, ...(usage && { usage }) });
+          const outcome = await record(request.key, provider, response, headers, recording, onComplete);
+          if (!isReleased(outcome)) settleFinal(outcome);
+          return outcome;
         },
         {
           fingerprint,
@@ -179,8 +186,8 @@ export function createLlmCall(
           done();
           const released = !r.replayed && isReleased(r.value);
           settleFinal(released ? undefined : r.value);
-          if (r.replayed) count(recordId, modelName, r.value);
           settle({ kind: 'done', outcome: r.value, replayed: r.replayed, released });
+          if (r.replayed) count(recordId, modelName, r.value);
         },
         (error: unknown) => {
           stored();
@@ -194,15 +201,42 @@ export function createLlmCall(
   };
 }
 
-/** Reads the upstream body to its end into `recording`; a cut is stored as incomplete. */
+/** The option names every provider's `withIdem` accepts. */
+export const LLM_OPTIONS: readonly string[] = ['idem', 'scope', 'waitTimeout', 'ttl', 'lease', 'savings'];
+
+/** Throws `InvalidOptionError` for a missing idem, an unknown option ("did you mean") or a bad value. */
+function checkLlmOptions(options: LlmIdemOptions, known: readonly string[]): void {
+  if (!options || typeof options !== 'object') {
+    throw new InvalidOptionError('withIdem needs { idem }: a createIdem({ store }) instance');
+  }
+  checkKnownOptions(options, known);
+  const idem = options.idem;
+  if (!idem || typeof idem.execute !== 'function' || typeof idem.ids !== 'function') {
+    throw new InvalidOptionError('withIdem needs { idem }: a createIdem({ store }) instance');
+  }
+  resolveSavings(options.savings, 'withIdem');
+  const { scope, waitTimeout, ttl, lease } = options;
+  resolveRunOptions({ scope, waitTimeout, ttl, lease }, 'withIdem');
+}
+
+/**
+ * Reads the upstream body to its end into `recording`; a cut is stored as incomplete. For a
+ * stream, `onComplete` is called with the usage as soon as its last event arrives (before it is
+ * passed on, and before the body closes): duplicates following it are counted as they are served.
+ */
 async function record(
   key: string,
   provider: Provider,
   response: Response,
   headers: [string, string][],
   recording: Recording,
+  onComplete: (usage: Usage | undefined) => void,
 ): Promise<LlmOutcome> {
   const reader = response.body!.getReader();
+  const contentType = response.headers.get('content-type');
+  let watch = contentType?.includes('text/event-stream') ?? false;
+  const decoder = new TextDecoder();
+  let tail = '';
   let received = 0;
   let cause: unknown;
   try {
@@ -210,13 +244,23 @@ async function record(
       const { done, value } = await reader.read();
       if (done) break;
       received += value.byteLength;
+      if (watch) {
+        // the last event is looked for in the new bytes and a short tail, not the whole text
+        const fresh = tail + decoder.decode(value, { stream: true });
+        if (provider.streamComplete(fresh)) {
+          watch = false;
+          onComplete(
+            usageOf(contentType, new TextDecoder().decode(recording.bytes()) + fresh.slice(tail.length)),
+          );
+        }
+        tail = fresh.slice(-512);
+      }
       recording.push(value);
     }
   } catch (error) {
     cause = error;
   }
   const body = ownBytes(recording.bytes());
-  const contentType = response.headers.get('content-type');
   const text = new TextDecoder().decode(body);
   const isStream = contentType?.includes('text/event-stream') ?? false;
   const complete = cause === undefined && (!isStream || provider.streamComplete(text));

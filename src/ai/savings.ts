@@ -7,6 +7,8 @@
  *
  * @module
  */
+
+import { InvalidOptionError } from '../core/errors.ts';
 import {
   costOf,
   PRICES_AS_OF,
@@ -236,4 +238,47 @@ export function exportToOpenTelemetry(savings: Savings, meterName = 'idem'): voi
     if (api === undefined) void loading.then(() => emit(saved));
     else emit(saved);
   });
+}
+
+/**
+ * The tracker a wrapper counts into, from its `savings` option: a tracker (with `record`), `false`
+ * for none, undefined for the process tracker; anything else is an `InvalidOptionError`.
+ *
+ * @example
+ * resolveSavings(undefined, 'withIdem') // the process tracker
+ * resolveSavings(42, 'withIdem') // throws InvalidOptionError
+ */
+export function resolveSavings(value: unknown, label: string): Savings | undefined {
+  if (value === false) return undefined;
+  if (value === undefined) return processSavingsTracker();
+  if (typeof value === 'object' && value !== null && typeof (value as Savings).record === 'function') {
+    return value as Savings;
+  }
+  throw new InvalidOptionError(
+    `${label}: savings must be a tracker from createSavings() (with record) or false`,
+  );
+}
+
+let warned = false;
+/**
+ * Counts `call` into `savings`, once the caller's answer is settled: a tracker that throws is
+ * reported once as a process warning (`IDEM_SAVINGS_TRACKER`), never raised into the call.
+ *
+ * @example
+ * recordSafely(savings, { provider: 'openai', id, model: 'gpt-4o-mini', usage });
+ */
+export function recordSafely(savings: Savings | undefined, call: SuppressedCall): void {
+  try {
+    savings?.record(call);
+  } catch (error) {
+    if (warned) return;
+    warned = true;
+    const message = error instanceof Error ? error.message : String(error);
+    process.emitWarning(
+      `idem: the savings tracker threw (${message}); answers are served, savings not counted`,
+      {
+        code: 'IDEM_SAVINGS_TRACKER',
+      },
+    );
+  }
 }

@@ -11,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { callToolOnce, type McpIdemOptions, REPLAYED_META } from 'idem/mcp';
+import { callToolOnce, ERROR_META, type McpIdemOptions, REPLAYED_META } from 'idem/mcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { keyedCall, mcpSetup, textOf, toolServer } from './setup.ts';
 
@@ -67,6 +67,54 @@ async function connect(url: URL, tenant?: string) {
 }
 
 describe('idem/mcp, Streamable HTTP transport', () => {
+  /** The SDK's stateless pattern: a server and transport per request, no session; auth sets `req.auth`. */
+  async function serveStateless(options: Partial<McpIdemOptions> = {}): Promise<URL> {
+    http = createServer(async (req, res) => {
+      const user = String(req.headers['x-user']);
+      Object.assign(req, { auth: { token: user, clientId: 'my-app', scopes: [], extra: { user } } });
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
+      const server = toolServer(t.idem(), t.counters, options);
+      res.on('close', () => void server.close());
+      await server.connect(transport);
+      await transport.handleRequest(req, res);
+    });
+    http.listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    return new URL(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`);
+  }
+  const asUser = async (url: URL, user: string) => {
+    const client = new Client({ name: user, version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(url, { requestInit: { headers: { 'x-user': user } } }),
+    );
+    clients.push(client);
+    return client;
+  };
+
+  it('stateless HTTP (no session), one OAuth client for two users: a keyed call is refused without scope; with scope = the user, never shared', async () => {
+    const args = { order: 'U', amount: 2 };
+    const open = await serveStateless();
+    for (const user of ['alice', 'bob']) {
+      const r = await keyedCall(await asUser(open, user), 'refund', args, 'k1');
+      expect(r).toMatchObject({ isError: true, _meta: { [ERROR_META]: 'invalid_option' } });
+    }
+    expect(t.counters.runs.refund).toBeUndefined();
+    await closeServer();
+    const url = await serveStateless({ scope: (extra) => extra.authInfo?.extra?.user as string | undefined });
+    const alice = await asUser(url, 'alice');
+    const bob = await asUser(url, 'bob');
+    expect(textOf(await keyedCall(alice, 'refund', args, 'k1'))).toBe('refunded 2 on U (#1)');
+    expect(textOf(await keyedCall(bob, 'refund', args, 'k1'))).toBe('refunded 2 on U (#2)');
+    const again = await keyedCall(alice, 'refund', args, 'k1');
+    expect(again).toMatchObject({
+      content: [{ text: 'refunded 2 on U (#1)' }],
+      _meta: { [REPLAYED_META]: true },
+    });
+  });
+
   it('a JSON-RPC request re-sent in its session (same id) runs once: key = session + request id', async () => {
     const url = await serve();
     const { sessionId, protocol } = await connect(url);

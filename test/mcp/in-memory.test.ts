@@ -15,6 +15,7 @@ import {
   idempotentHandler,
   type McpIdemOptions,
   REPLAYED_META,
+  type ToolExtra,
   withIdem,
 } from 'idem/mcp';
 import { describe, expect, it } from 'vitest';
@@ -24,8 +25,9 @@ import { STORES } from './stores.ts';
 describe.each(STORES)('idem/mcp, in-memory transport, %s store', (_name, store) => {
   const t = mcpSetup(store);
 
+  // The in-memory transport has no session: without `scope`, keyed calls are refused (see below).
   async function connect(options: Partial<McpIdemOptions> = {}, authInfo?: AuthInfo, server?: McpServer) {
-    const s = server ?? toolServer(t.idem(), t.counters, options);
+    const s = server ?? toolServer(t.idem(), t.counters, { scope: () => 'caller-1', ...options });
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     if (authInfo) {
       const send = clientSide.send.bind(clientSide);
@@ -122,19 +124,46 @@ describe.each(STORES)('idem/mcp, in-memory transport, %s store', (_name, store) 
 
   it('scope: two authenticated clients with the same key never share a result', async () => {
     const auth = (clientId: string): AuthInfo => ({ token: `t-${clientId}`, clientId, scopes: [] });
-    const a = await connect({}, auth('tenant-a'));
-    const b = await connect({}, auth('tenant-b'), toolServer(t.idem(), t.counters));
+    const byTenant = { scope: (extra: ToolExtra) => extra.authInfo?.clientId };
+    const a = await connect(byTenant, auth('tenant-a'));
+    const b = await connect(byTenant, auth('tenant-b'), toolServer(t.idem(), t.counters, byTenant));
     const args = { order: 'F', amount: 2 };
     const ra = await keyedCall(a.client, 'refund', args, 'shared-key');
     const rb = await keyedCall(b.client, 'refund', args, 'shared-key');
     expect([textOf(ra), textOf(rb)]).toEqual(['refunded 2 on F (#1)', 'refunded 2 on F (#2)']);
     expect(textOf(await keyedCall(a.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#1)');
-    // a scope function that finds no tenant falls back to the default, not to one shared scope
+    // a scope function that finds no tenant falls back to the default: no session, so refused
     const none = { scope: () => undefined };
     const c = await connect(none, auth('tenant-c'));
-    const d = await connect(none, auth('tenant-d'));
-    expect(textOf(await keyedCall(c.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#3)');
-    expect(textOf(await keyedCall(d.client, 'refund', args, 'shared-key'))).toBe('refunded 2 on F (#4)');
+    const refused = await keyedCall(c.client, 'refund', args, 'shared-key');
+    expect(refused).toMatchObject({ isError: true, _meta: { [ERROR_META]: 'invalid_option' } });
+    expect(t.counters.runs.refund).toBe(2);
+  });
+
+  it('no session and no scope (stdio, in-memory): a keyed call is refused, never scoped by the client id alone', async () => {
+    const auth: AuthInfo = { token: 't', clientId: 'my-app', scopes: [] };
+    const alice = await connect({ scope: undefined }, auth);
+    const bob = await connect({ scope: undefined }, auth, toolServer(t.idem(), t.counters));
+    const args = { order: 'S', amount: 1 };
+    for (const who of [alice, bob]) {
+      const r = await keyedCall(who.client, 'refund', args, 'same-key');
+      expect(r).toMatchObject({ isError: true, _meta: { [ERROR_META]: 'invalid_option' } });
+      expect(textOf(r)).toMatch(/without a session.*scope option/);
+    }
+    expect(t.counters.runs.refund).toBeUndefined();
+    await keyedCall(alice.client, 'ping', {}); // an unkeyed call still runs (nothing is stored)
+    expect(t.counters.runs.ping).toBe(1);
+  });
+
+  it('a scope hook answering "", [], [""], null or a number: a typed invalid_option error, never a shared scope', async () => {
+    const args = { order: 'T', amount: 1 };
+    for (const bad of ['', [], [''], ['ok', ''], null, 42]) {
+      const a = await connect({ scope: () => bad as never });
+      const r = await keyedCall(a.client, 'refund', args, 'k');
+      expect(r).toMatchObject({ isError: true, _meta: { [ERROR_META]: 'invalid_option' } });
+      expect(textOf(r)).toMatch(/scope returned .*non-empty string/);
+    }
+    expect(t.counters.runs.refund).toBeUndefined();
   });
 
   it('unkeyed calls (no _meta key, no session) run every time, or are refused with unkeyed: reject', async () => {

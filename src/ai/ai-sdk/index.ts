@@ -11,6 +11,7 @@ import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
 import { InvalidOptionError } from '../../core/errors.ts';
 import { REPLAYED_HEADER } from '../respond.ts';
+import { resolveSavings, type Savings } from '../savings.ts';
 import { type KeySource, keyedCall } from './keys.ts';
 import { callOnce, type Head } from './once.ts';
 import { marked, outcomeError, storedErrorOrThrow, storedGenerate } from './outcome.ts';
@@ -20,6 +21,8 @@ import type { CallParams, CallType, GenerateResult, Model, StreamPart, StreamRes
 
 export { RELEASED_STATUSES, REPLAYED_HEADER } from '../call.ts';
 export { IndeterminateOutcomeError, isIndeterminateOutcomeError } from '../errors.ts';
+export type { Savings } from '../savings.ts';
+export { createSavings, type SavingsReport, savingsReport } from '../savings.ts';
 export type { KeySource } from './keys.ts';
 
 /**
@@ -45,6 +48,11 @@ export interface IdemMiddlewareOptions {
   ttl?: Duration;
   /** The claim's lease, renewed while the call runs. Default: the idem instance's `lease`. */
   lease?: Duration;
+  /**
+   * Where suppressed duplicates are counted (tokens and money saved), or `false` for nowhere.
+   * Default: the process tracker, read with `savingsReport()` and exported to OpenTelemetry.
+   */
+  savings?: Savings | false;
 }
 
 /**
@@ -79,6 +87,7 @@ export function idemMiddleware(options: IdemMiddlewareOptions): LanguageModelMid
     throw new InvalidOptionError('idemMiddleware: key must be a string or a function of the call');
   }
   const once = {
+    savings: resolveSavings(options.savings, 'idemMiddleware'),
     waitTimeout: options.waitTimeout ?? '10m',
     ttl: options.ttl,
     lease: options.lease,

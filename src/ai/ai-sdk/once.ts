@@ -10,7 +10,7 @@ import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
 import { FingerprintMismatchError } from '../../core/errors.ts';
 import { untilAborted } from '../respond.ts';
-import { processSavingsTracker } from '../savings.ts';
+import { recordSafely, type Savings } from '../savings.ts';
 import type { Usage } from '../usage.ts';
 import type { KeyedCall } from './keys.ts';
 import { LOST, type ModelOutcome } from './outcome.ts';
@@ -42,6 +42,8 @@ export interface OnceOptions {
   lease?: Duration | undefined;
   /** The caller's signal: it ends the caller's wait, never the call. */
   signal?: AbortSignal | undefined;
+  /** Where a suppressed duplicate is counted; undefined: nowhere. */
+  savings?: Savings | undefined;
 }
 
 interface Pending {
@@ -74,7 +76,7 @@ export async function callOnce(
   if (shared) {
     if (shared.fingerprint !== call.fingerprint) throw new FingerprintMismatchError();
     const head = await untilAborted(shared.head, options.signal);
-    void shared.final.then((outcome) => countSaved(call, recordId, outcome));
+    void shared.final.then((outcome) => countSaved(options.savings, call, recordId, outcome));
     return { head, replayed: true };
   }
 
@@ -116,8 +118,8 @@ export async function callOnce(
     .then(
       (r) => {
         settleFinal(r.value);
-        if (r.replayed) countSaved(call, recordId, r.value);
         finish({ kind: 'done', outcome: r.value, replayed: r.replayed });
+        if (r.replayed) countSaved(options.savings, call, recordId, r.value);
       },
       (error: unknown) => {
         settleFinal(undefined);
@@ -129,16 +131,21 @@ export async function callOnce(
 }
 
 /**
- * Counts a duplicate answered from `outcome` into the process savings (`savingsReport()`,
- * OpenTelemetry): the usage of a generated answer or of a complete stream's finish part.
+ * Counts a duplicate answered from `outcome` into `savings` (default the process tracker:
+ * `savingsReport()`, OpenTelemetry), guarded: the usage of a generated answer or of a complete stream's finish part.
  */
-function countSaved(call: KeyedCall, id: string, outcome: ModelOutcome | undefined): void {
+function countSaved(
+  savings: Savings | undefined,
+  call: KeyedCall,
+  id: string,
+  outcome: ModelOutcome | undefined,
+): void {
   let usage: unknown;
   if (outcome?.kind === 'generate') usage = outcome.result.usage;
   else if (outcome?.kind === 'stream' && outcome.complete)
     usage = (outcome.parts.find((p) => p.type === 'finish') as { usage?: unknown } | undefined)?.usage;
   else return;
-  processSavingsTracker().record({
+  recordSafely(savings, {
     provider: call.model.provider,
     id,
     model: call.model.modelId,

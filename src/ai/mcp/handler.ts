@@ -14,7 +14,7 @@ import type {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Duration } from '../../core/duration.ts';
 import type { Idem } from '../../core/engine.ts';
-import { InvalidKeyError, isIdemError } from '../../core/errors.ts';
+import { InvalidKeyError, InvalidOptionError, isIdemError } from '../../core/errors.ts';
 import { activeRun } from '../../workflow/ambient.ts';
 import { type ToolCallContext, withToolCall } from '../tool-context.ts';
 
@@ -39,9 +39,12 @@ export interface McpIdemOptions {
   idem: Idem;
   /**
    * Who is calling: part of every record key, so two callers never share a result. Default:
-   * the OAuth client (`extra.authInfo.clientId`) and the session id, those present: keys never
-   * cross sessions. Return your tenant or user id to dedupe across sessions (reconnects);
-   * undefined falls back to the default, never to a scope shared by everyone.
+   * the OAuth client (`extra.authInfo.clientId`, when present) and the session id: keys never
+   * cross sessions. Without a session (stateless Streamable HTTP, stdio, in-memory) nothing tells
+   * two callers apart, so a keyed call is refused (`isError`, `_meta["idem/error"]:
+   * 'invalid_option'`) unless you pass `scope`. Return your tenant or user id (a non-empty
+   * string, or a non-empty array of them) to dedupe across sessions; undefined falls back to the
+   * default; anything else (`''`, `[]`, `null`) is an `InvalidOptionError`, never a shared scope.
    */
   scope?: (extra: ToolExtra) => string | readonly string[] | undefined;
   /**
@@ -104,7 +107,7 @@ export function idempotentHandler<H extends Handler>(tool: ToolInfo, handler: H,
         }
         return await call(extra.signal);
       }
-      const scope = [...scopeOf(options, extra), 'mcp', tool.name];
+      const scope = [...scopeOf(options, extra, tool.name), 'mcp', tool.name];
       const r = await options.idem.execute(key, (ctx) => call(ctx.signal, contextOf(ctx.key, ctx)), {
         input: args,
         scope,
@@ -138,17 +141,38 @@ function defaultKey(extra: ToolExtra): string | undefined {
 }
 
 /**
- * The caller's scope. Default: the OAuth client and the session, both when present. A client id
- * names an application that many users may share, so it alone is no tenant; a session never
- * spans two callers. To dedupe across sessions (a client that reconnects), pass `scope`.
+ * The caller's scope. Default: the OAuth client and the session. A client id names an
+ * application that many users may share, so it alone is no tenant; a session never spans two
+ * callers. Without a session there is no caller identity to scope by: refused unless the app
+ * passes `scope`. A hook's answer must be a non-empty string or non-empty array of them.
  */
-function scopeOf(options: McpIdemOptions, extra: ToolExtra): string[] {
-  const scope = options.scope?.(extra);
+function scopeOf(options: McpIdemOptions, extra: ToolExtra, tool: string): string[] {
+  const scope: unknown = options.scope?.(extra);
   if (scope === undefined) {
-    const parts = [extra.authInfo?.clientId, extra.sessionId];
-    return parts.filter((p): p is string => typeof p === 'string' && p !== '');
+    if (typeof extra.sessionId !== 'string' || extra.sessionId === '') {
+      throw new InvalidOptionError(
+        `tool ${tool}: a keyed call without a session has no caller identity (stateless HTTP, stdio, in-memory); pass withIdem's scope option (your user or tenant id) so callers never share a key`,
+      );
+    }
+    const client = extra.authInfo?.clientId;
+    return typeof client === 'string' && client !== '' ? [client, extra.sessionId] : [extra.sessionId];
   }
-  return typeof scope === 'string' ? [scope] : [...scope];
+  const parts = typeof scope === 'string' ? [scope] : Array.isArray(scope) ? scope : undefined;
+  if (!parts || parts.length === 0 || !parts.every((p) => typeof p === 'string' && p !== '')) {
+    throw new InvalidOptionError(
+      `tool ${tool}: scope returned ${describe(scope)}; return a non-empty string or array of non-empty strings (or undefined for the default)`,
+    );
+  }
+  return [...parts];
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value) && value.length === 0) return 'an empty array';
+  if (Array.isArray(value))
+    return `an array of ${value.length} (${value.map((v) => JSON.stringify(v) ?? String(v)).join(', ')})`;
+  return `a ${typeof value}`;
 }
 
 function contextOf(key: string, c: Omit<ToolCallContext, 'key'>): ToolCallContext {

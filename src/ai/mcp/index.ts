@@ -4,7 +4,8 @@
  * - The key: `params._meta["idem/key"]` from the client (`callToolOnce` sets it), else the
  *   session id + JSON-RPC request id (a re-sent request), else none (the call runs unkeyed, or
  *   is refused with `unkeyed: 'reject'`). Inside `idem.workflow`, the journal keys the call.
- * - The scope: the OAuth client and the session (override with `scope`, e.g. your user id, to
+ * - The scope: the OAuth client and the session; without a session (stateless HTTP, stdio,
+ *   in-memory) a keyed call is refused unless you pass `scope` (override with `scope`, e.g. your user id, to
  *   dedupe across sessions), plus the tool name: a key never reaches another caller's result.
  * - `readOnlyHint` tools pass through; `idempotentHint` tools are still deduplicated.
  * - Results (`isError` ones too) are stored and replayed; a thrown error releases the key.

@@ -11,10 +11,11 @@ import {
   FingerprintMismatchError,
   InProgressError,
   InvalidKeyError,
+  InvalidOptionError,
   StoreUnavailableError,
 } from '../../core/errors.ts';
 import { problemResponse } from '../../http/problem.ts';
-import { createLlmCall, type LlmIdemOptions } from '../call.ts';
+import { createLlmCall, LLM_OPTIONS, type LlmIdemOptions } from '../call.ts';
 import { isIndeterminateOutcomeError } from '../errors.ts';
 import { OPENAI } from '../providers.ts';
 
@@ -74,7 +75,10 @@ const BILLABLE = OPENAI.billable;
  * );
  */
 export function withIdem<C extends OpenAIClientLike>(client: C, options: OpenAIIdemOptions): C {
-  const callOnce = createLlmCall(OPENAI, options);
+  const callOnce = createLlmCall(OPENAI, options, [...LLM_OPTIONS, 'fetch']);
+  if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+    throw new InvalidOptionError('withIdem: fetch must be a function');
+  }
   const configured = client as unknown as { fetch?: Fetch; idempotencyHeader?: string };
   const base: Fetch = options.fetch ?? configured.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const header = configured.idempotencyHeader ?? IDEMPOTENCY_HEADER;
