@@ -9,7 +9,9 @@
  *
  * @module
  */
+
 import { InvalidInputError, InvalidOptionError } from '../../core/errors.ts';
+import { guardPool } from '../pg-guard.ts';
 import { checkOptions, identifier, toRow } from './event.ts';
 import type {
   FailedEvent,
@@ -85,6 +87,7 @@ export function postgresOutbox(options: PostgresOutboxOptions): PostgresOutbox {
   if (!pool || typeof pool.query !== 'function' || typeof pool.connect !== 'function') {
     throw new InvalidOptionError('postgresOutbox: pool must be a pg.Pool');
   }
+  guardPool(pool);
   const name = identifier(options.table ?? 'idem_outbox', 'postgresOutbox: table');
   const schema =
     options.schema === undefined ? undefined : identifier(options.schema, 'postgresOutbox: schema');

@@ -4,7 +4,9 @@
  *
  * @module
  */
+
 import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts';
+import { guardPool } from '../pg-guard.ts';
 import { abortedTransaction, errorColumn, outcomeColumn, type TxCall, type TxOutcome } from './shared.ts';
 
 /** A query's result (`pg`'s; an array of them for several statements in one text). */
@@ -111,7 +113,10 @@ export function postgresInbox<T>(
 ): Promise<TxOutcome<T>> {
   const pool =
     typeof (db as PgPoolLike).connect === 'function' && 'totalCount' in db ? (db as PgPoolLike) : undefined;
-  if (pool) return once(pool, db, call, run);
+  if (pool) {
+    guardPool(pool);
+    return once(pool, db, call, run);
+  }
   const next = (queues.get(db) ?? Promise.resolve()).then(
     () => once(undefined, db, call, run),
     () => once(undefined, db, call, run),

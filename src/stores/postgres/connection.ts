@@ -37,7 +37,26 @@ export interface PgPoolLike {
   connect(): Promise<PgClientLike>;
   end(): Promise<void>;
   on?(event: 'error', listener: (err: Error) => void): unknown;
+  on?(event: 'connect', listener: (client: PgClientLike) => void): unknown;
 }
+
+/**
+ * Guards every connection `pool` opens from its first moment: a no-op 'error' listener added
+ * when the pool creates the client (its 'connect' event, emitted synchronously). Without it there
+ * is a window where a client has no listener at all — pg-pool drops its idle listener when it
+ * hands a new client out, and the caller's `.then` runs only after the current socket chunk is
+ * parsed — and a server that ends the session in that chunk (`pg_terminate_backend`, a restart)
+ * emits 'error' with nobody listening, which kills the process.
+ *
+ * @example
+ * guardPool(pool);
+ */
+export function guardPool(pool: PgPoolLike): void {
+  if (guarded.has(pool)) return;
+  guarded.add(pool);
+  pool.on?.('connect', (client: PgClientLike) => listenForErrors(client));
+}
+const guarded = new WeakSet<PgPoolLike>();
 
 /** The part of the `pg` module the store needs to build its own pool. */
 export interface PgModuleLike {

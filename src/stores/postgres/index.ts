@@ -16,6 +16,7 @@ import {
 } from '../../core/store.ts';
 import { createDeadlines } from '../deadlines.ts';
 import {
+  guardPool,
   listenForErrors,
   loadPg,
   type PgClientLike,
@@ -81,6 +82,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   const o = validate(options);
   const channel = `idem_${createHash('sha256').update(`${o.schema}.${o.table}`).digest('hex').slice(0, 24)}`;
   const sql = statements(o.schema, o.table, channel);
+  if (options.pool) guardPool(options.pool);
   let pool: Promise<PgPoolLike> | undefined = options.pool ? Promise.resolve(options.pool) : undefined;
   let schema: Promise<void> | undefined;
   let listener: Listener | undefined;
@@ -98,6 +100,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
           application_name: 'idem',
         });
         created.on?.('error', () => {}); // an idle client died; the pool already dropped it
+        guardPool(created);
         return created;
       },
       (err) => {
