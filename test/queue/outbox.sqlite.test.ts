@@ -109,7 +109,7 @@ it('two relay processes on one SQLite file: every event published exactly once, 
   expect(await Promise.all(relays.map((r) => r.exit))).toEqual([0, 0]);
   const published = relays.map((r) => r.lines.filter((l) => l.startsWith('ok ')).map((l) => l.split(' ')));
   expect(published[0]!.length + published[1]!.length).toBe(N); // none twice, none lost
-  expect(Math.min(published[0]!.length, published[1]!.length)).toBeGreaterThan(0);
+  // (which relay wins each batch is up to the scheduler: one may take them all on a busy machine)
   expect(new Set([...published[0]!, ...published[1]!].map((x) => x[2])).size).toBe(N);
   // per key, each relay's own output is in order
   for (const own of published) {
