@@ -36,9 +36,13 @@ export const OPENAI: Provider = {
     /^data: \[DONE\]\s*$/m.test(text) ||
     /^event: response\.(completed|failed|incomplete)\s*$/m.test(text) ||
     /"type"\s*:\s*"response\.(completed|failed|incomplete)"/.test(text),
-  // a Responses stream that failed before any output (`error` event, no delta): nothing billed
+  // a stream that failed before any output was generated: nothing billed. Responses: an `error`
+  // event and no text delta. Chat completions: a `data: {"error": …}` chunk and no chunk whose
+  // delta carried content or a tool call (the first chunk's `"content":""` is not output).
   streamUnbilled: (text) =>
-    /^event: error\s*$/m.test(text) && !/^event: response\.output_text\.delta\s*$/m.test(text),
+    (/^event: error\s*$/m.test(text) && !/^event: response\.output_text\.delta\s*$/m.test(text)) ||
+    (/^data: *\{\s*"error"\s*:/m.test(text) &&
+      !/"delta"\s*:\s*\{[^}]*"(content"\s*:\s*"[^"]|tool_calls")/.test(text)),
 };
 
 /**
