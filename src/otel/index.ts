@@ -8,11 +8,11 @@
  *
  * @module
  */
-import { InvalidOptionError } from '../core/errors.ts';
 import type { IdemEvent } from '../core/events.ts';
 import type { Store } from '../core/store.ts';
 import { otelApi } from './api.ts';
 import { errorType } from './errors.ts';
+import { checkOptions } from './options.ts';
 
 export { errorType } from './errors.ts';
 export { type SpanOutcome, type TracedOptions, traced } from './traced.ts';
@@ -68,8 +68,6 @@ const STORE_OPS: Record<string, string> = {
   purgeExpired: 'purge',
 };
 
-const KNOWN = ['meterName', 'recordId', 'spanEvents'];
-
 /**
  * OpenTelemetry metrics for an idem instance, through the global MeterProvider (a no-op without
  * an SDK; an SDK registered later is picked up).
@@ -81,13 +79,11 @@ const KNOWN = ['meterName', 'recordId', 'spanEvents'];
  * const idem = createIdem({ store: otel.instrumentStore(memoryStore()), onEvent: otel.onEvent });
  */
 export function otelInstrumentation(options: OtelInstrumentationOptions = {}): OtelInstrumentation {
-  if (typeof options !== 'object' || options === null)
-    throw new InvalidOptionError('otelInstrumentation: options must be an object');
-  for (const name of Object.keys(options))
-    if (!KNOWN.includes(name))
-      throw new InvalidOptionError(
-        `otelInstrumentation: unknown option "${name}" (known: ${KNOWN.join(', ')})`,
-      );
+  checkOptions('otelInstrumentation', options, {
+    meterName: 'string',
+    recordId: 'boolean',
+    spanEvents: 'boolean',
+  });
   const meterName = options.meterName ?? 'idem';
   const spanEvents = options.spanEvents ?? true;
   let provider: unknown;

@@ -9,6 +9,7 @@ import { FingerprintMismatchError, InProgressError, InvalidOptionError } from '.
 import type { Action, ExecuteResult, Idem, RunOptions } from '../core/types.ts';
 import { otelApi } from './api.ts';
 import { errorType } from './errors.ts';
+import { checkOptions } from './options.ts';
 
 /** Options of {@link traced}. */
 export interface TracedOptions {
@@ -20,8 +21,6 @@ export interface TracedOptions {
 
 /** `idem.outcome` of a span. */
 export type SpanOutcome = 'executed' | 'replayed' | 'mismatch' | 'in_progress' | 'error';
-
-const KNOWN = ['tracerName', 'recordId'];
 
 /**
  * The same instance, with a span `idem.run` / `idem.execute` around every call (a no-op without
@@ -36,12 +35,11 @@ const KNOWN = ['tracerName', 'recordId'];
 export function traced(idem: Idem, options: TracedOptions = {}): Idem {
   if (typeof idem?.execute !== 'function')
     throw new InvalidOptionError('traced: pass an instance from createIdem()');
-  for (const name of Object.keys(options ?? {}))
-    if (!KNOWN.includes(name))
-      throw new InvalidOptionError(`traced: unknown option "${name}" (known: ${KNOWN.join(', ')})`);
+  checkOptions('traced', options, { tracerName: 'string', recordId: 'boolean' });
   const api = otelApi;
   if (!api) return idem;
-  const tracerName = options.tracerName ?? 'idem';
+  // the API's proxy tracer: it delegates to a TracerProvider registered later, too
+  const tracer = api.trace.getTracer(options.tracerName ?? 'idem');
 
   const call = <T>(
     spanName: string,
@@ -49,7 +47,6 @@ export function traced(idem: Idem, options: TracedOptions = {}): Idem {
     action: Action<T>,
     runOptions: RunOptions<T> | undefined,
   ): Promise<ExecuteResult<T>> => {
-    const tracer = api.trace.getTracer(tracerName);
     return tracer.startActiveSpan(spanName, { kind: api.SpanKind.INTERNAL }, async (span) => {
       // the action runs in the span's context even if the engine resumes it elsewhere
       const ctx = api.context.active();

@@ -202,7 +202,15 @@ it('record ids only when asked; options are checked', async () => {
   // the rest of the instance is the original
   expect(idem.ids('secret-key')).toEqual(plain.ids('secret-key'));
 
-  expect(() => traced(plain, { tracer: 'x' } as never)).toThrow(InvalidOptionError);
-  expect(() => otelInstrumentation({ meter: 'x' } as never)).toThrow(InvalidOptionError);
+  expect(() => traced(plain, { tracer: 'x' } as never)).toThrow(
+    /unknown option "tracer" — did you mean tracerName\?/,
+  );
+  expect(() => otelInstrumentation({ meter: 'x' } as never)).toThrow(/did you mean meterName\?/);
+  expect(() => otelInstrumentation({ zzzzzzzz: 1 } as never)).toThrow(
+    /known: meterName, recordId, spanEvents/,
+  );
+  expect(() => otelInstrumentation({ recordId: 'yes' } as never)).toThrow(/recordId must be true or false/);
+  expect(() => traced(plain, { tracerName: '' })).toThrow(/tracerName must be a non-empty string/);
+  expect(() => otelInstrumentation(null as never)).toThrow(InvalidOptionError);
   expect(() => traced({} as never)).toThrow(InvalidOptionError);
 });
