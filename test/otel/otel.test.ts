@@ -145,6 +145,13 @@ it('store errors carry error.type on the counter and on the latency histogram; t
   expect(failed.length).toBeGreaterThanOrEqual(1);
   expect(spans.at(-1)).toMatchObject({ name: 'idem.run', attributes: { 'idem.outcome': 'error' } });
 
+  // a holder whose outcome the store refuses (another holder's token now): the lease is lost
+  const base2 = memoryStore();
+  const lost = setup(Object.assign(Object.create(base2) as Store, { complete: async () => false })).idem;
+  await expect(lost.run('lost', () => 1)).rejects.toThrow();
+  expect(sum('idem.lease_losses')).toBe(1);
+  expect(spans.at(-1)?.attributes).toMatchObject({ 'idem.outcome': 'executed', 'error.type': 'lease_lost' });
+
   const small = setup(memoryStore(), { maxOutcomeBytes: 16 }).idem;
   await expect(small.run('big', () => 'x'.repeat(100))).rejects.toThrow();
   expect(sum('idem.outcomes_too_large')).toBe(1);
@@ -201,6 +208,21 @@ it('record ids only when asked; options are checked', async () => {
   expect(JSON.stringify(spans)).not.toContain('secret-key');
   // the rest of the instance is the original
   expect(idem.ids('secret-key')).toEqual(plain.ids('secret-key'));
+
+  // span events: off on request, the record id on them only when asked
+  spans.length = 0;
+  const quiet = otelInstrumentation({ spanEvents: false });
+  await traced(createIdem({ store: memoryStore(), onEvent: quiet.onEvent })).run('q', () => 1);
+  expect(spans[0]?.events).toEqual([]);
+  spans.length = 0;
+  const withIds = otelInstrumentation({ recordId: true });
+  const ided = createIdem({ store: memoryStore(), onEvent: withIds.onEvent });
+  await traced(ided).run('q', () => 1);
+  expect(spans[0]?.events[0]).toEqual({
+    name: 'idem.acquired',
+    attributes: { 'idem.record_id': ided.ids('q').recordId, 'idem.attempt': 1 },
+  });
+  expect(spans[0]?.attributes['idem.record_id']).toBeUndefined();
 
   expect(() => traced(plain, { tracer: 'x' } as never)).toThrow(
     /unknown option "tracer" — did you mean tracerName\?/,
