@@ -35,7 +35,7 @@ export interface OtelInstrumentation {
   instrumentStore(store: Store): Store;
 }
 
-type Attrs = Record<string, string | boolean>;
+type Attrs = Record<string, string | number | boolean>;
 type Counter = { add(value: number, attributes?: Attrs): void };
 type Histogram = { record(value: number, attributes?: Attrs): void };
 
@@ -47,7 +47,7 @@ const COUNTERS = {
   conflicts: ['idem.in_progress_conflicts', '{call}', 'Duplicates refused while the key is in progress'],
   waits: ['idem.waits', '{call}', 'Duplicates that waited for an in-progress outcome'],
   releases: ['idem.releases', '{key}', 'Keys released (a retry runs again)'],
-  leaseLosses: ['idem.lease_losses', '{outcome}', 'Outcomes not stored because the lease was lost'],
+  leaseLosses: ['idem.lease_lost', '{outcome}', 'Outcomes not stored because the lease was lost'],
   storeErrors: ['idem.store_errors', '{error}', 'Store operations that failed'],
   tooLarge: ['idem.outcomes_too_large', '{outcome}', 'Outcomes refused for their size'],
 } as const;
@@ -116,7 +116,7 @@ export function otelInstrumentation(options: OtelInstrumentationOptions = {}): O
     if (!span?.isRecording()) return;
     const attrs: Attrs = {};
     if (options.recordId) attrs['idem.record_id'] = event.recordId;
-    if ('attempt' in event) (attrs as Record<string, unknown>)['idem.attempt'] = event.attempt;
+    if ('attempt' in event) attrs['idem.attempt'] = event.attempt;
     span.addEvent(`idem.${event.type}`, attrs);
   };
 
@@ -180,7 +180,11 @@ export function otelInstrumentation(options: OtelInstrumentationOptions = {}): O
             attrs['error.type'] = errorType(error);
             throw error;
           } finally {
-            i.storeLatency.record((performance.now() - start) / 1000, attrs);
+            try {
+              i.storeLatency.record((performance.now() - start) / 1000, attrs);
+            } catch {
+              // a broken metrics SDK never changes what the store answered
+            }
           }
         };
       // a proxy, not a copy: class-based stores keep their private state and extra methods

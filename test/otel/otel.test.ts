@@ -149,7 +149,7 @@ it('store errors carry error.type on the counter and on the latency histogram; t
   const base2 = memoryStore();
   const lost = setup(Object.assign(Object.create(base2) as Store, { complete: async () => false })).idem;
   await expect(lost.run('lost', () => 1)).rejects.toThrow();
-  expect(sum('idem.lease_losses')).toBe(1);
+  expect(sum('idem.lease_lost')).toBe(1);
   expect(spans.at(-1)?.attributes).toMatchObject({ 'idem.outcome': 'executed', 'error.type': 'lease_lost' });
 
   const small = setup(memoryStore(), { maxOutcomeBytes: 16 }).idem;
