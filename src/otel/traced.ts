@@ -38,8 +38,7 @@ export function traced(idem: Idem, options: TracedOptions = {}): Idem {
   checkOptions('traced', options, { tracerName: 'string', recordId: 'boolean' });
   const api = otelApi;
   if (!api) return idem;
-  // the API's proxy tracer: it delegates to a TracerProvider registered later, too
-  const tracer = api.trace.getTracer(options.tracerName ?? 'idem');
+  const tracerName = options.tracerName ?? 'idem';
 
   const call = <T>(
     spanName: string,
@@ -47,6 +46,9 @@ export function traced(idem: Idem, options: TracedOptions = {}): Idem {
     action: Action<T>,
     runOptions: RunOptions<T> | undefined,
   ): Promise<ExecuteResult<T>> => {
+    // asked per call, not cached: the global provider may be set later, or through another copy
+    // of the API (ESM and CommonJS builds share the globals, not their proxy tracers)
+    const tracer = api.trace.getTracer(tracerName);
     return tracer.startActiveSpan(spanName, { kind: api.SpanKind.INTERNAL }, async (span) => {
       // the action runs in the span's context even if the engine resumes it elsewhere
       const ctx = api.context.active();

@@ -46,3 +46,22 @@ console.log(JSON.stringify({ api, same: idem === plain, values: [a.value, b.valu
     rmSync(script, { force: true });
   }
 });
+
+it('require("idem/otel") works from CommonJS (no top-level await in the entry)', async () => {
+  const script = new URL(`./.require-${process.pid}.cts`, import.meta.url).pathname;
+  writeFileSync(
+    script,
+    `const { otelInstrumentation, traced } = require('idem/otel');
+const { createIdem, memoryStore } = require('idem');
+const otel = otelInstrumentation();
+const idem = traced(createIdem({ store: otel.instrumentStore(memoryStore()), onEvent: otel.onEvent }));
+idem.execute('k', () => 7).then((r: { value: number }) => console.log(r.value));
+`,
+  );
+  try {
+    const { stdout } = await run(process.execPath, ['--conditions=idem-source', script]);
+    expect(stdout.trim()).toBe('7');
+  } finally {
+    rmSync(script, { force: true });
+  }
+});
