@@ -8,6 +8,7 @@
  * | `workflow-core` | the run journal (`src/workflow`) is part of the core: only `src/core/engine.ts` and `src/core/types.ts` import it, and it imports what `src/core` may |
  * | `stores-apart` | `src/stores/<a>` never imports `src/stores/<b>`; shared helpers are listed in STORE_SHARED |
  * | `adapters-thin` | `src/http/{express,fastify,hono}` import only `node:`, their own framework, their own folder, the HTTP core modules (`src/http/*.ts`) and `src/core` |
+ * | `otel-core` | `src/otel` imports only `node:`, `src/core`, its own folder and `@opentelemetry/api` |
  * | `declared-deps` | every package `src` imports is a dependency or a peer dependency (what consumers get) |
  * | `no-cycles` | no import cycle anywhere in `src`, type-only imports included |
  *
@@ -159,6 +160,12 @@ function ruleViolations(
         : i.to.startsWith('node:') || bare === ADAPTERS[adapter];
       if (!ok) add('adapters-thin', i);
     }
+    if (under(i.from, 'src/otel')) {
+      const ok = local
+        ? under(i.to, 'src/core') || under(i.to, 'src/otel')
+        : i.to.startsWith('node:') || bare === '@opentelemetry/api';
+      if (!ok) add('otel-core', i);
+    }
   }
   return out;
 }
@@ -264,6 +271,21 @@ describe('the rules can fail (synthetic violations)', () => {
     expect(
       check('src/http/hono/index.ts', "import { c } from '../core.ts';\nimport type { H } from 'hono';"),
     ).toEqual([]);
+  });
+
+  it('otel-core', () => {
+    expect(check('src/otel/index.ts', "import { m } from '../gateway/metrics.ts';")).toEqual([
+      'otel-core: src/otel/index.ts → src/gateway/metrics.ts',
+    ]);
+    expect(
+      check(
+        'src/otel/index.ts',
+        "import { c } from '../core/errors.ts';\nimport type { Meter } from '@opentelemetry/api';",
+      ),
+    ).toEqual(['declared-deps: src/otel/index.ts → @opentelemetry/api']); // not a peer in this fixture
+    expect(check('src/otel/index.ts', "import express from 'express';")).toContain(
+      'otel-core: src/otel/index.ts → express',
+    );
   });
 
   it('declared-deps', () => {
