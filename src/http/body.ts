@@ -31,8 +31,8 @@ export class BodyTooLargeError extends Error {
 }
 
 /**
- * Reads a body stream into one `Uint8Array`, cancelling the stream and throwing
- * {@link BodyTooLargeError} as soon as more than `limit` bytes arrived.
+ * Reads a body stream into one `Uint8Array`, throwing {@link BodyTooLargeError} as soon as more
+ * than `limit` bytes arrived (the rest is left unread for the runtime to drop).
  *
  * @example
  * const bytes = await readLimited(request.body, 1024 * 1024);
@@ -50,7 +50,10 @@ export async function readLimited(
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
-      await reader.cancel().catch(() => {});
+      // Stop reading, but do not cancel: a cancelled body makes Node's web bridges destroy the
+      // socket, and a client still sending then gets EPIPE instead of our 413. Left unread, the
+      // runtime drops the rest of the upload after the response, as it does for any handler.
+      reader.releaseLock();
       throw new BodyTooLargeError(limit);
     }
     chunks.push(value);
