@@ -1,5 +1,5 @@
 /**
- * The store contract: the six operations every backend implements (plus two optional). The engine owns all
+ * The store contract: the six operations every backend implements (plus three optional: subscribe, close, inspect). The engine owns all
  * policy (fingerprint comparison, waiting, failure handling); a store only makes each state
  * transition atomic, fenced by the token, and timed by its own clock.
  *

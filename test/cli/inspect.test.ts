@@ -12,7 +12,7 @@ import { createIdem } from 'idem';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireInspect } from '../../src/cli/inspect.ts';
-import { recordIdFor } from '../../src/cli/keys.ts';
+import { describeKey, recordIdFor } from '../../src/cli/keys.ts';
 import type { Store } from '../../src/core/store.ts';
 import { memoryStore } from '../../src/stores/memory/index.ts';
 import { storeFromSpec } from '../../src/stores/spec.ts';
@@ -252,5 +252,24 @@ describe('idem keys list / delete / stats: output and failures', () => {
     expect(() => requireInspect(bare, 'idem stats')).toThrowError(
       expect.objectContaining({ exitCode: 1, message: expect.stringContaining('no inspect capability') }),
     );
+  });
+
+  it('keys show and keys list agree on states: a release after a takeover stays in progress, a guarded release is released', async () => {
+    const store = memoryStore();
+    const id = recordIdFor('retry-me', {});
+    const req = { id, fingerprint: 'f', leaseMs: 1, ttlMs: 60_000, token: 't1' };
+    await store.claim(req);
+    await new Promise((r) => setTimeout(r, 5));
+    await store.claim({ ...req, leaseMs: 30_000, token: 't2' }); // takeover: attempt 2
+    await store.release(id, 't2');
+    expect((await describeKey(store, 'retry-me', {})).state).toBe('in_progress');
+    expect((await store.inspect!.list({ limit: 10 })).records[0]).toMatchObject({
+      state: 'in_progress',
+      attempt: 2,
+    });
+    const guardedId = recordIdFor('guarded', {});
+    await store.claim({ ...req, id: guardedId, leaseMs: 30_000, token: 'g1' });
+    await store.release(guardedId, 'g1', 60_000);
+    expect((await describeKey(store, 'guarded', {})).state).toBe('released');
   });
 });
