@@ -7,6 +7,9 @@
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
+ * idem keys list --store SPEC [--state S] [--older-than D] [--limit N] [--cursor C] [--json]
+ * idem keys delete KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--yes] [--json]
+ * idem stats --store SPEC [--json]
  * idem purge --store SPEC [--batch N] [--json]
  * idem --version
  * ```
@@ -17,8 +20,11 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { toMs } from '../core/duration.ts';
 import { validateKey } from '../core/keys.ts';
+import type { ListedState } from '../core/store.ts';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
@@ -26,7 +32,8 @@ import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.t
 import { checkEndpoint, formatCheck } from './check.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
-import { describeKey, formatKey, purgeStore } from './keys.ts';
+import { formatList, formatStats, listRecords, requireInspect, storeStats } from './inspect.ts';
+import { describeKey, formatKey, purgeStore, recordIdFor } from './keys.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -146,7 +153,7 @@ program
     process.exitCode = result.ok ? 0 : 1;
   });
 
-const keys = program.command('keys').description('look up keys in a store');
+const keys = program.command('keys').description('look up, list and delete keys in a store');
 keys
   .command('show')
   .description(
@@ -192,6 +199,148 @@ keys
     },
   );
 
+keys
+  .command('list')
+  .description(
+    'list live records page by page: state, attempt, lease, expiry, outcome size (never the outcome)',
+  )
+  .option('--store <spec>', 'the store (or IDEM_STORE)')
+  .option('--state <state>', 'only in_progress | completed | released', stateOption)
+  .option(
+    '--older-than <duration>',
+    'only records whose lease ended at least this long ago (30s, 10m, 1h): stuck ones',
+  )
+  .option('--limit <n>', 'records to print (default 100)', count)
+  .option('--cursor <cursor>', 'continue where the previous page stopped')
+  .option('--json', 'print JSON: { records, cursor }')
+  .action(
+    async (opts: {
+      store?: string;
+      state?: ListedState;
+      olderThan?: string;
+      limit?: number;
+      cursor?: string;
+      json?: boolean;
+    }) => {
+      let olderThanMs: number | undefined;
+      if (opts.olderThan !== undefined) {
+        try {
+          olderThanMs = toMs(opts.olderThan, '--older-than');
+        } catch (error) {
+          throw new InvalidArgumentError((error as Error).message);
+        }
+        if (opts.state === 'completed')
+          throw new InvalidArgumentError(
+            '--older-than matches records by the end of their lease, which completed records no longer have: drop --state completed',
+          );
+      }
+      const store = await openStore(opts.store);
+      try {
+        const tty = process.stderr.isTTY && !opts.json;
+        const page = await listRecords(store, {
+          state: opts.state,
+          olderThanMs,
+          cursor: opts.cursor,
+          limit: Math.max(1, opts.limit ?? 100),
+          onPage: (n) => tty && process.stderr.write(`\rlisted ${n}…`),
+        });
+        if (tty) process.stderr.write('\r\x1b[K');
+        console.log(
+          opts.json
+            ? JSON.stringify({ records: page.records, cursor: page.cursor ?? null })
+            : formatList(page.records, page.cursor, page.now),
+        );
+      } finally {
+        await store.close?.();
+      }
+    },
+  );
+
+keys
+  .command('delete')
+  .description("delete one key's record whatever its state (asks first unless --yes); the key is new again")
+  .argument('<key>', 'the idempotency key as the client sent it')
+  .option('--store <spec>', 'the store (or IDEM_STORE)')
+  .option('--scope <part>', 'a scope part, as passed to idem.run (repeatable, in order)', collect, [])
+  .option(
+    '-H, --header <header>',
+    "a credential header of the HTTP caller, 'name: value' (repeatable)",
+    collect,
+    [],
+  )
+  .option('--gateway [namespace]', "the record was written by idem serve (namespace, default 'gateway')")
+  .option('-y, --yes', 'do not ask (required when stdin is not a terminal)')
+  .option('--json', 'print JSON')
+  .action(
+    async (
+      key: string,
+      opts: {
+        store?: string;
+        scope: string[];
+        header: string[];
+        gateway?: string | true;
+        yes?: boolean;
+        json?: boolean;
+      },
+    ) => {
+      try {
+        validateKey(key);
+      } catch (error) {
+        throw new InvalidArgumentError(`the key: ${(error as Error).message}`);
+      }
+      if (!opts.yes && !process.stdin.isTTY)
+        throw new InvalidArgumentError('stdin is not a terminal, so idem cannot ask: add --yes to delete');
+      const where = { scope: opts.scope, ...httpScope(opts.header, opts.gateway) };
+      const store = await openStore(opts.store);
+      try {
+        const inspect = requireInspect(store, 'idem keys delete');
+        const before = await describeKey(store, key, where);
+        if (before.state !== 'absent' && !opts.yes) {
+          const rl = createInterface({ input: process.stdin, output: process.stderr });
+          const answer = await rl.question(
+            `delete the ${before.state} record of key ${JSON.stringify(key)} (${before.recordId})? [y/N] `,
+          );
+          rl.close();
+          if (!/^y(es)?$/i.test(answer.trim())) {
+            console.log(opts.json ? JSON.stringify({ key, deleted: false, aborted: true }) : 'not deleted');
+            return;
+          }
+        }
+        const deleted = before.state !== 'absent' && (await inspect.delete(recordIdFor(key, where)));
+        console.log(
+          opts.json
+            ? JSON.stringify({ key, recordId: before.recordId, deleted, was: before.state })
+            : deleted
+              ? `deleted the ${before.state} record of key ${JSON.stringify(key)} (${before.recordId}): the key is new again`
+              : `nothing to delete: no live record for key ${JSON.stringify(key)} under this scope`,
+        );
+      } finally {
+        await store.close?.();
+      }
+    },
+  );
+
+program
+  .command('stats')
+  .description('count live records by state and the bytes of stored outcomes (scans the whole store)')
+  .option('--store <spec>', 'the store (or IDEM_STORE)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { store?: string; json?: boolean }) => {
+    const store = await openStore(opts.store);
+    try {
+      const tty = process.stderr.isTTY && !opts.json;
+      const stats = await storeStats(store, (n) => tty && process.stderr.write(`\rscanned ${n} records…`));
+      if (tty) process.stderr.write('\r\x1b[K');
+      console.log(
+        opts.json
+          ? JSON.stringify({ ...stats, longestOverdueLeaseMs: stats.longestOverdueLeaseMs ?? null })
+          : formatStats(stats),
+      );
+    } finally {
+      await store.close?.();
+    }
+  });
+
 program
   .command('purge')
   .description('delete expired records in bounded batches (Redis expires them itself)')
@@ -220,7 +369,7 @@ program
 try {
   if (process.argv.length <= 2) {
     throw new InvalidArgumentError(
-      'no command: use idem serve, idem demo, idem check, idem keys or idem purge (idem --help lists them)',
+      'no command: use idem serve, idem demo, idem check, idem keys, idem stats or idem purge (idem --help lists them)',
     );
   }
   await program.parseAsync(process.argv);
@@ -280,6 +429,22 @@ async function openStore(spec: string | undefined) {
   const store = await storeFromSpec(s);
   await checkStore(store, s);
   return store;
+}
+
+/** The HTTP part of a key's scope from -H and --gateway, if either was given. */
+function httpScope(headers: string[], gateway: string | true | undefined) {
+  if (headers.length === 0 && gateway === undefined) return {};
+  return {
+    http: {
+      headers: parseHeaders(headers),
+      ...(gateway !== undefined && { namespace: gateway === true ? 'gateway' : gateway }),
+    },
+  };
+}
+
+function stateOption(value: string): ListedState {
+  if (value === 'in_progress' || value === 'completed' || value === 'released') return value;
+  throw new InvalidArgumentError('use in_progress, completed or released');
 }
 
 function parseHeaders(lines: string[]): Record<string, string> {

@@ -5,7 +5,7 @@
  * @module
  */
 import { downstreamKeyOf, recordIdOf, validateKey } from '../core/keys.ts';
-import type { Store, StoreRecord } from '../core/store.ts';
+import { listedStateOf, type Store, type StoreRecord } from '../core/store.ts';
 import { credentialScope } from '../http/scope.ts';
 
 /** Where a key lives: the scope parts hashed with it into the record id. */
@@ -69,7 +69,7 @@ export async function describeKey(
   if (!r) return { ...base, state: 'absent' };
   return {
     ...base,
-    state: r.state === 'completed' ? 'completed' : r.token === '' ? 'released' : 'in_progress',
+    state: listedStateOf(r), // a holder's release after a takeover stays in progress: the next claim takes over
     attempt: r.attempt,
     fingerprint: r.fingerprint,
     ...(r.state === 'in_progress' && { leaseEndsInMs: r.leaseUntil - now }),

@@ -1,5 +1,5 @@
 /**
- * The store contract: the six operations every backend implements (plus two optional). The engine owns all
+ * The store contract: the six operations every backend implements (plus three optional: subscribe, close, inspect). The engine owns all
  * policy (fingerprint comparison, waiting, failure handling); a store only makes each state
  * transition atomic, fenced by the token, and timed by its own clock.
  *
@@ -164,4 +164,92 @@ export interface Store {
   subscribe?(id: string, onChange: () => void): () => void;
   /** Optional: release connections and timers the store owns. */
   close?(): Promise<void>;
+  /**
+   * Optional (operators' tools: `idem keys list`, `idem keys delete`, `idem stats`): page
+   * through live records in id order, never returning outcomes. See {@link StoreInspect}.
+   */
+  inspect?: StoreInspect;
+}
+
+/** The state an operator sees: a released marker (token '', attempt 0) is 'released'. */
+export type ListedState = 'in_progress' | 'completed' | 'released';
+
+/** What `inspect.list` is asked for. */
+export interface ListOptions {
+  /** Only records in this state. */
+  state?: ListedState | undefined;
+  /** The `cursor` of the previous page; absent for the first page. */
+  cursor?: string | undefined;
+  /** At most this many records are examined for this page (1 to 1000). */
+  limit: number;
+}
+
+/** One live record as listed: everything but the outcome, whose size is given instead. */
+export interface ListedRecord {
+  id: string;
+  state: ListedState;
+  attempt: number;
+  /** 0 once completed. */
+  leaseUntil: number;
+  expiresAt: number;
+  fingerprint: string;
+  /** Bytes of the stored outcome (UTF-8 as stored; 0 while in progress). */
+  outcomeBytes: number;
+}
+
+/** A page of `inspect.list`. */
+export interface ListPage {
+  records: ListedRecord[];
+  /** Pass it back for the next page; undefined when the scan is over. A page may be short (or empty) and still have a cursor. */
+  cursor?: string | undefined;
+  /** The store's clock when the page was read, epoch ms. */
+  now: number;
+}
+
+/**
+ * The optional inspection capability: list live records page by page and delete one. Stats
+ * (counts by state, bytes) are computed by paging through `list` (see `storeStats` in the CLI).
+ *
+ * @example
+ * let cursor: string | undefined;
+ * do {
+ *   const page = await store.inspect!.list({ state: 'in_progress', cursor, limit: 100 });
+ *   for (const r of page.records) console.log(r.id, r.attempt);
+ *   cursor = page.cursor;
+ * } while (cursor);
+ */
+export interface StoreInspect {
+  /** Live (unexpired) records in a stable order, `limit` examined per page, filtered by `state`. */
+  list(options: ListOptions): Promise<ListPage>;
+  /** Delete the record `id` whatever its state; true when a live record was there. */
+  delete(id: string): Promise<boolean>;
+}
+
+/**
+ * The listed state of a stored record.
+ *
+ * @example
+ * listedStateOf({ state: 'in_progress', token: '', attempt: 0 }); // 'released'
+ */
+export function listedStateOf(r: Pick<StoreRecord, 'state' | 'token' | 'attempt'>): ListedState {
+  return r.state === 'completed'
+    ? 'completed'
+    : r.token === '' && r.attempt === 0
+      ? 'released'
+      : 'in_progress';
+}
+
+/**
+ * Checks `list` options where they enter a store: limit 1..1000, a known state.
+ *
+ * @example
+ * checkListOptions({ limit: 100 });
+ */
+export function checkListOptions(o: ListOptions): void {
+  if (!Number.isInteger(o.limit) || o.limit < 1 || o.limit > 1000) {
+    throw new InvalidOptionError(`list: limit must be an integer from 1 to 1000, got ${o.limit}`);
+  }
+  if (o.state !== undefined && !['in_progress', 'completed', 'released'].includes(o.state)) {
+    throw new InvalidOptionError(`list: state must be in_progress, completed or released, got ${o.state}`);
+  }
 }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from '../core/errors.ts';
-import type { ClaimRequest, Store } from '../core/store.ts';
+import type { ClaimRequest, ListedRecord, ListOptions, Store } from '../core/store.ts';
 import type { SuiteEnv } from './suite-env.ts';
 
 export const uid = (p = 'k') => `${p}-${randomBytes(9).toString('base64url')}`;
@@ -520,6 +520,129 @@ export function contractTests(env: SuiteEnv): void {
         woken(retaken, () => s.release(retaken.id, t2)),
       ]),
     ).toEqual([true, true, true, true]);
+  });
+
+  /** Every live record `list` answers, page by page (`limit` each), with the pages' count. */
+  const listAll = async (s: Store, o: Omit<ListOptions, 'cursor'>) => {
+    const all: ListedRecord[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await s.inspect!.list({ ...o, cursor });
+      expect(Math.abs(page.now - Date.now())).toBeLessThan(5_000);
+      all.push(...page.records);
+      cursor = page.cursor;
+      pages++;
+    } while (cursor !== undefined && pages < 10_000);
+    return { all, pages };
+  };
+
+  it('inspect.list pages through every live record once: state, attempt, lease, expiry, fingerprint, outcome size, never the outcome', async ({
+    skip,
+  }) => {
+    const s = env.store();
+    if (!s.inspect) return skip('the store has no inspect capability');
+    const done = req({ fingerprint: 'fp-done' });
+    await claimOk(s, done);
+    await s.complete(done.id, done.token, 'héllo ✓', DAY); // 10 bytes of UTF-8
+    const held = req();
+    const heldAt = await claimOk(s, held);
+    const marker = req();
+    await claimOk(s, marker);
+    await s.release(marker.id, marker.token, 60_000);
+    const gone = req();
+    await claimOk(s, gone);
+    await s.complete(gone.id, gone.token, 'old', 1);
+    const extra = Array.from({ length: 5 }, () => req());
+    for (const r of extra) await claimOk(s, r);
+    await sleep(lease + 100);
+    const { all, pages } = await listAll(s, { limit: 3 });
+    expect(pages).toBeGreaterThan(2);
+    const ids = all.map((r) => r.id);
+    expect(new Set(ids).size).toBe(ids.length); // no record twice
+    const byId = new Map(all.map((r) => [r.id, r]));
+    expect(byId.get(done.id)).toEqual({
+      id: done.id,
+      state: 'completed',
+      attempt: 1,
+      leaseUntil: 0,
+      expiresAt: expect.any(Number),
+      fingerprint: 'fp-done',
+      outcomeBytes: 10,
+    });
+    expect(byId.get(held.id)).toMatchObject({
+      state: 'in_progress',
+      attempt: 1,
+      leaseUntil: heldAt.leaseUntil,
+      fingerprint: 'fp-a',
+      outcomeBytes: 0,
+    });
+    expect(byId.get(held.id)!.expiresAt).toBeGreaterThan(heldAt.leaseUntil);
+    expect(byId.get(marker.id)).toMatchObject({ state: 'released', attempt: 0 });
+    expect(byId.has(gone.id)).toBe(false); // expired: not listed
+    for (const r of extra) expect(byId.get(r.id)?.state).toBe('in_progress');
+    expect(JSON.stringify(all)).not.toContain('héllo');
+  });
+
+  it('inspect.list filters by state across pages', async ({ skip }) => {
+    const s = env.store();
+    if (!s.inspect) return skip('the store has no inspect capability');
+    const done = req();
+    await claimOk(s, done);
+    await s.complete(done.id, done.token, 'x', DAY);
+    const marker = req();
+    await claimOk(s, marker);
+    await s.release(marker.id, marker.token, 60_000);
+    const held = req();
+    await claimOk(s, held);
+    for (const state of ['completed', 'released', 'in_progress'] as const) {
+      const { all } = await listAll(s, { state, limit: 4 });
+      expect(all.every((r) => r.state === state)).toBe(true);
+      const ids = all.map((r) => r.id);
+      expect(ids.includes(done.id)).toBe(state === 'completed');
+      expect(ids.includes(marker.id)).toBe(state === 'released');
+      expect(ids.includes(held.id)).toBe(state === 'in_progress');
+    }
+  });
+
+  it('inspect.delete removes a live record in any state (the key is new again) and answers false when nothing was there', async ({
+    skip,
+  }) => {
+    const s = env.store();
+    if (!s.inspect) return skip('the store has no inspect capability');
+    const done = req();
+    await claimOk(s, done);
+    await s.complete(done.id, done.token, 'x', DAY);
+    const held = req();
+    await claimOk(s, held);
+    expect(await s.inspect.delete(done.id)).toBe(true);
+    expect(await s.inspect.delete(held.id)).toBe(true);
+    expect(await s.get(done.id)).toBeUndefined();
+    expect(await s.get(held.id)).toBeUndefined();
+    expect(await s.complete(held.id, held.token, 'late', DAY)).toBe(false); // the holder is fenced off
+    expect(await claimOk(s, { ...done, fingerprint: 'fp-b', token: uid('t') })).toMatchObject({
+      attempt: 1,
+      takeover: false,
+    });
+    expect(await s.inspect.delete(uid())).toBe(false);
+    const gone = req();
+    await claimOk(s, gone);
+    await s.complete(gone.id, gone.token, 'old', 1);
+    await sleep(lease + 100);
+    expect(await s.inspect.delete(gone.id)).toBe(false); // expired: nothing live was there
+  });
+
+  it('inspect.list refuses a limit outside 1..1000 and an unknown state with InvalidOptionError', async ({
+    skip,
+  }) => {
+    const s = env.store();
+    if (!s.inspect) return skip('the store has no inspect capability');
+    for (const bad of [0, 1001, 2.5, Number.NaN]) {
+      await expect(s.inspect.list({ limit: bad })).rejects.toBeInstanceOf(InvalidOptionError);
+    }
+    await expect(
+      s.inspect.list({ limit: 10, state: 'done' as unknown as 'completed' }),
+    ).rejects.toBeInstanceOf(InvalidOptionError);
   });
 
   it('50 concurrent claims on one key: exactly one acquires', async () => {

@@ -84,6 +84,44 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     client.disconnect();
   });
 
+  it('inspect lists and deletes under a client keyPrefix, and refuses a Cluster client', async () => {
+    const client = new Redis(url, { keyPrefix: 'kp2:' });
+    const store = redisStore({ client, prefix });
+    await store.claim({ id: 'ia', fingerprint: 'f', leaseMs: 5_000, ttlMs: 60_000, token: 'ta' });
+    await store.complete('ia', 'ta', 'done', 60_000);
+    await store.claim({ id: 'ib', fingerprint: 'f', leaseMs: 5_000, ttlMs: 60_000, token: 'tb' });
+    const seen = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.inspect!.list({ limit: 100, cursor });
+      seen.push(...page.records);
+      cursor = page.cursor;
+    } while (cursor);
+    expect(seen.map((r) => [r.id, r.state, r.outcomeBytes]).sort()).toEqual([
+      ['ia', 'completed', 4],
+      ['ib', 'in_progress', 0],
+    ]);
+    expect(await store.inspect!.delete('ia')).toBe(true);
+    expect(await admin!.exists(`kp2:${prefix}:{ia}`)).toBe(0);
+    expect(await admin!.exists(`kp2:${prefix}:{ib}`)).toBe(1);
+    await store.inspect!.delete('ib');
+    client.disconnect();
+
+    const noop = () => {};
+    const cluster = {
+      status: 'ready',
+      isCluster: true,
+      options: {},
+      defineCommand: noop,
+      duplicate: noop,
+      once: noop,
+      quit: async () => {},
+      disconnect: noop,
+    };
+    const clustered = redisStore({ client: cluster as never, prefix, pubsub: 'off' });
+    await expect(clustered.inspect!.list({ limit: 10 })).rejects.toThrow(/not supported on a Redis Cluster/);
+  });
+
   it('works with a client that answers integers as strings (stringNumbers)', async () => {
     const client = new Redis(url, { stringNumbers: true });
     const store = redisStore({ client, prefix });

@@ -22,6 +22,7 @@ import {
   type StoreRecord,
 } from '../../core/store.ts';
 import { isConditionFailed, isItemTooLarge, send } from './client.ts';
+import { dynamoInspect } from './inspect.ts';
 import {
   completedItemBytes,
   encodeOutcome,
@@ -368,6 +369,8 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     },
 
     purgeExpired: (limit) => purge(limit),
+
+    inspect: dynamoInspect({ request, keyAttribute, clock }),
 
     async close() {
       closed = true;

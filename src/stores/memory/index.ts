@@ -7,7 +7,10 @@
 import {
   type ClaimRequest,
   type ClaimResult,
+  checkListOptions,
   guardMsOf,
+  type ListedRecord,
+  listedStateOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -122,6 +125,28 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       return n;
     },
 
+    inspect: {
+      async list(o) {
+        checkListOptions(o);
+        const t = now();
+        const ids = [...records.keys()].filter((id) => o.cursor === undefined || id > o.cursor).sort();
+        const page = ids.slice(0, o.limit);
+        const out: ListedRecord[] = [];
+        for (const id of page) {
+          const r = live(id, t);
+          if (r) out.push(listed(r));
+        }
+        const filtered = o.state ? out.filter((r) => r.state === o.state) : out;
+        return { records: filtered, cursor: ids.length > o.limit ? page.at(-1) : undefined, now: t };
+      },
+      async delete(id) {
+        const r = live(id, now());
+        records.delete(id);
+        if (r) notify(id);
+        return r !== undefined;
+      },
+    },
+
     subscribe(id, onChange) {
       const set = listeners.get(id) ?? new Set<() => void>();
       listeners.set(id, set);
@@ -131,5 +156,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         if (set.size === 0) listeners.delete(id);
       };
     },
+  };
+}
+
+function listed(r: StoreRecord): ListedRecord {
+  return {
+    id: r.id,
+    state: listedStateOf(r),
+    attempt: r.attempt,
+    leaseUntil: r.leaseUntil,
+    expiresAt: r.expiresAt,
+    fingerprint: r.fingerprint,
+    outcomeBytes: r.outcome === undefined ? 0 : Buffer.byteLength(r.outcome),
   };
 }

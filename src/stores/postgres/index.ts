@@ -10,7 +10,9 @@ import { InvalidOptionError, OutcomeTooLargeError, StoreUnavailableError } from 
 import {
   type ClaimRequest,
   type ClaimResult,
+  checkListOptions,
   guardMsOf,
+  listedStateOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -223,6 +225,35 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         if (n < batch) break;
       }
       return deleted;
+    },
+
+    inspect: {
+      async list(opts) {
+        checkListOptions(opts);
+        const rows = (await query('list', sql.list, [opts.cursor ?? '', opts.limit])).rows;
+        const now = Number(rows[0]?.now_ms ?? Date.now());
+        const found = rows.filter((row) => row.id != null);
+        const records = found
+          .map((row) => {
+            const r = toRecord(String(row.id), row);
+            return {
+              id: r.id,
+              state: listedStateOf(r),
+              attempt: r.attempt,
+              leaseUntil: r.leaseUntil,
+              expiresAt: r.expiresAt,
+              fingerprint: r.fingerprint,
+              outcomeBytes: Number(row.bytes),
+            };
+          })
+          .filter((r) => opts.state === undefined || r.state === opts.state);
+        const cursor = found.length === opts.limit ? String(found.at(-1)?.id) : undefined;
+        return { records, cursor, now };
+      },
+      async delete(id) {
+        const row = (await query('delete', sql.remove, [id])).rows[0];
+        return row?.live === true;
+      },
     },
 
     subscribe(id, onChange) {

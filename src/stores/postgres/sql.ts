@@ -160,6 +160,14 @@ export function statements(schema: string, table: string, channel: string) {
     get: `WITH n AS (SELECT ${NOW_MS} AS t)
       SELECT r.* FROM ${t} r, n WHERE r.id = $1 AND r.expires_at > n.t`,
 
+    // $1 cursor ('' first), $2 limit: a page of live records in id order, outcome size only.
+    list: `WITH n AS (SELECT ${NOW_MS} AS t)
+      SELECT r.id, r.state, r.fingerprint, r.token, r.attempt, r.lease_until, r.expires_at,
+        coalesce(octet_length(r.outcome), 0) AS bytes, n.t AS now_ms
+      FROM n LEFT JOIN ${t} r ON r.id > $1 AND r.expires_at > n.t ORDER BY r.id LIMIT $2`,
+    // $1 id: deleted expired or not; live tells whether it still counted.
+    remove: `DELETE FROM ${t} r WHERE r.id = $1 RETURNING r.expires_at > ${NOW_MS} AS live`,
+
     // $1 batch size. Rows another transaction holds are skipped, never waited for.
     purge: `WITH n AS (SELECT ${NOW_MS} AS t),
       v AS (

@@ -11,7 +11,9 @@ import { InvalidOptionError, StoreUnavailableError } from '../../core/errors.ts'
 import {
   type ClaimRequest,
   type ClaimResult,
+  checkListOptions,
   guardMsOf,
+  listedStateOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -68,6 +70,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
   ) as Record<keyof typeof sql, StatementSync>;
   st.select.setReturnArrays(true);
   st.claim.setReturnArrays(true);
+  st.list.setReturnArrays(true);
 
   const guard = <R>(fn: () => R): Promise<R> => {
     try {
@@ -145,6 +148,36 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
       }),
 
     purgeExpired: (limit) => guard(() => Number(st.purge.run(Date.now(), limit).changes)),
+
+    inspect: {
+      async list(o) {
+        checkListOptions(o);
+        return guard(() => {
+          const t = Date.now();
+          const rows = st.list.all(o.cursor ?? '', t, o.limit) as unknown as (Row & { 7: number })[];
+          const records = rows
+            .map((row) => {
+              const r = toRecord([...row.slice(0, 7), null] as unknown as Row);
+              return {
+                id: r.id,
+                state: listedStateOf(r),
+                attempt: r.attempt,
+                leaseUntil: r.leaseUntil,
+                expiresAt: r.expiresAt,
+                fingerprint: r.fingerprint,
+                outcomeBytes: Number(row[7]),
+              };
+            })
+            .filter((r) => o.state === undefined || r.state === o.state);
+          return { records, cursor: rows.length === o.limit ? rows.at(-1)?.[0] : undefined, now: t };
+        });
+      },
+      delete: (id) =>
+        guard(() => {
+          const row = st.remove.get(id) as { expires_at: number } | undefined;
+          return row !== undefined && row.expires_at > Date.now();
+        }),
+    },
 
     async close() {
       if (db.isOpen) db.close();

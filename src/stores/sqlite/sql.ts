@@ -75,6 +75,12 @@ export function sqliteStatements(table: string) {
     /** (leaseUntil, id, token, now): expires_at moves with the lease, keeping its margin. */
     renew: `UPDATE ${table} SET lease_until = ?1, expires_at = expires_at + (?1 - lease_until)
       WHERE id = ?2 AND token = ?3 AND token <> '' AND state = 1 AND expires_at > ?4`,
+    /** (cursor, now, limit): a page of live records in id order, outcome size instead of outcome. */
+    list: `SELECT id, state, fingerprint, token, attempt, lease_until, expires_at,
+      coalesce(length(CAST(outcome AS BLOB)), 0) AS bytes
+      FROM ${table} WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`,
+    /** (id): expired or not, so nothing is left behind; the answer tells whether it was live. */
+    remove: `DELETE FROM ${table} WHERE id = ? RETURNING expires_at`,
     /** (now, limit) */
     purge: `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE expires_at <= ? LIMIT ?)`,
   };

@@ -1,0 +1,122 @@
+/**
+ * `inspect` for the Redis store: SCAN over the prefix, one pipeline of HMGET + HSTRLEN per
+ * page, Redis `TIME` as the clock. A Cluster client is refused (SCAN walks one node; scan
+ * each master with its own client and prefix instead).
+ *
+ * @module
+ */
+import { withDeadline } from '../../core/deadline.ts';
+import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
+import {
+  checkListOptions,
+  type ListedRecord,
+  type ListPage,
+  listedStateOf,
+  type StoreInspect,
+} from '../../core/store.ts';
+import type { RedisClientLike } from './client.ts';
+
+/** The commands inspect sends, beyond the scripts. */
+interface ScanClient {
+  scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]>;
+  time(): Promise<[string, string]>;
+  del(key: string): Promise<number>;
+  pipeline(): {
+    hmget(key: string, ...fields: string[]): unknown;
+    hstrlen(key: string, field: string): unknown;
+    exec(): Promise<[Error | null, unknown][] | null>;
+  };
+}
+
+/**
+ * Builds the capability over a connected client. `keyOf(id)` is the record key, `keyPrefix`
+ * the client's own ioredis `keyPrefix` (SCAN patterns and replies carry it, commands add it).
+ *
+ * @example
+ * const inspect = redisInspect({ client, prefix: 'idem', keyPrefix: '', timeoutMs: 2000 });
+ */
+export function redisInspect(o: {
+  client: () => Promise<RedisClientLike>;
+  prefix: string;
+  keyPrefix: string;
+  timeoutMs: number;
+}): StoreInspect {
+  const head = `${o.prefix}:{`;
+  const within = <T>(what: string, work: () => Promise<T>): Promise<T> =>
+    withDeadline(
+      work(),
+      o.timeoutMs,
+      () => new StoreUnavailableError(`redis ${what} did not answer within ${o.timeoutMs} ms`),
+    ).catch((e: unknown) => {
+      throw isIdemError(e)
+        ? e
+        : new StoreUnavailableError(`redis ${what} failed: ${(e as Error)?.message ?? e}`, { cause: e });
+    });
+  const scanClient = async () => {
+    const c = await o.client();
+    if (c.isCluster) {
+      throw new InvalidOptionError(
+        'redis store: listing keys is not supported on a Redis Cluster client (SCAN walks one node); connect to each master with its own client',
+      );
+    }
+    return c as unknown as ScanClient;
+  };
+
+  return {
+    async list(opts): Promise<ListPage> {
+      checkListOptions(opts);
+      const c = await scanClient();
+      return within('list', async () => {
+        const pattern = `${globEscape(o.keyPrefix + head)}*}`;
+        const [next, found] = await c.scan(opts.cursor ?? '0', 'MATCH', pattern, 'COUNT', opts.limit);
+        const keys = found.map((k) => k.slice(o.keyPrefix.length));
+        const p = c.pipeline();
+        for (const k of keys) {
+          p.hmget(k, 's', 'a', 'l', 'e', 'f', 't');
+          p.hstrlen(k, 'o');
+        }
+        const [[, time], replies] = await Promise.all([
+          c.time().then((t) => [null, t] as const),
+          keys.length ? p.exec() : Promise.resolve([]),
+        ]);
+        const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+        const records: ListedRecord[] = [];
+        keys.forEach((k, i) => {
+          const [err, v] = replies?.[2 * i] ?? [null, null];
+          if (err) throw err;
+          const [s, a, l, e, f, t] = (v ?? []) as (string | null)[];
+          if (s == null || Number(e) <= now) return; // gone meanwhile, or expired
+          const r = {
+            id: k.slice(head.length, -1),
+            state: s === 'c' ? ('completed' as const) : ('in_progress' as const),
+            attempt: Number(a),
+            token: t ?? '',
+          };
+          const state = listedStateOf(r);
+          if (opts.state !== undefined && state !== opts.state) return;
+          records.push({
+            id: r.id,
+            state,
+            attempt: r.attempt,
+            leaseUntil: s === 'c' ? 0 : Number(l),
+            expiresAt: Number(e),
+            fingerprint: f ?? '',
+            outcomeBytes: Number(replies?.[2 * i + 1]?.[1] ?? 0),
+          });
+        });
+        return { records, cursor: next === '0' ? undefined : next, now };
+      });
+    },
+
+    async delete(id) {
+      const c = (await o.client()) as unknown as ScanClient;
+      // Redis expires records itself, so a key that exists is live.
+      return within('delete', async () => (await c.del(`${head}${id}}`)) === 1);
+    },
+  };
+}
+
+/** `s` with Redis glob characters escaped, for SCAN MATCH. */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, '\\$&');
+}
