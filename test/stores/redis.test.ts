@@ -119,7 +119,8 @@ describe.skipIf(!up)('redis store (standalone)', () => {
       disconnect: noop,
     };
     const clustered = redisStore({ client: cluster as never, prefix, pubsub: 'off' });
-    await expect(clustered.inspect!.list({ limit: 10 })).rejects.toThrow(/not supported on a Redis Cluster/);
+    // no inspect capability on a Cluster client: the CLI and the conformance suite see it absent
+    expect(clustered.inspect).toBeUndefined();
   });
 
   it('works with a client that answers integers as strings (stringNumbers)', async () => {

@@ -178,17 +178,23 @@ export function redisStore(options: RedisStoreOptions): Store {
       return 0;
     },
 
-    inspect: redisInspect({
-      client: async () => {
-        if (closed) throw new StoreUnavailableError('the redis store is closed');
-        const c = await client();
-        await whenReady(c, commandTimeout);
-        return c;
-      },
-      prefix,
-      keyPrefix: keyPrefixOf(given),
-      timeoutMs: commandTimeout,
-    }),
+    // Listing walks one node with SCAN, so a Cluster client has no inspect capability (the CLI
+    // says so; docs/stores/redis.md): connect to each master with its own client to list it.
+    ...(given?.isCluster
+      ? {}
+      : {
+          inspect: redisInspect({
+            client: async () => {
+              if (closed) throw new StoreUnavailableError('the redis store is closed');
+              const c = await client();
+              await whenReady(c, commandTimeout);
+              return c;
+            },
+            prefix,
+            keyPrefix: keyPrefixOf(given),
+            timeoutMs: commandTimeout,
+          }),
+        }),
 
     subscribe(id, onChange) {
       return notifier.listen(channelOf(id), onChange);

@@ -201,16 +201,37 @@ function createFolder(path: string): void {
 
 function open(path: string, options: SqliteStoreOptions): DatabaseSync {
   try {
-    const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
-    db.exec('PRAGMA journal_mode = WAL');
+    const timeoutMs = options.busyTimeoutMs ?? 5000;
+    const db = new DatabaseSync(path, { timeout: timeoutMs });
+    // Switching a new file to WAL takes an exclusive lock that SQLite does not wait for: when
+    // several processes open the same new file at once, all but one get "database is locked".
+    // Retry until the file is in WAL (one of them switched it) or the busy timeout runs out.
+    whileBusy(timeoutMs, () => {
+      const { journal_mode } = db.prepare('PRAGMA journal_mode').get() as { journal_mode: string };
+      if (journal_mode !== 'wal') db.exec('PRAGMA journal_mode = WAL');
+    });
     db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-    migrate(db, options.table ?? 'idem_records');
+    whileBusy(timeoutMs, () => migrate(db, options.table ?? 'idem_records'));
     return db;
   } catch (error) {
     if (error instanceof InvalidOptionError) throw error;
     throw new StoreUnavailableError(`sqlite: cannot open ${path}: ${(error as Error).message}`, {
       cause: error,
     });
+  }
+}
+
+/** Runs `fn` again while SQLite answers SQLITE_BUSY, for at most `timeoutMs`. */
+function whileBusy(timeoutMs: number, fn: () => void): void {
+  const end = Date.now() + timeoutMs;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    try {
+      fn();
+      return;
+    } catch (error) {
+      if ((error as { errcode?: number }).errcode !== 5 || Date.now() + wait > end) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait); // a few ms, once, at open
+    }
   }
 }
 
