@@ -174,12 +174,19 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
     }
   }
 
-  async function complete(encoded: string): Promise<void> {
+  async function complete(encoded: string, marker = false): Promise<void> {
     for (let i = 0; ; i++) {
       let ok: boolean;
       try {
         ok = await store.complete(call.recordId, token, encoded, d.ttlMs);
       } catch (error) {
+        // The store refused the size (DynamoDB's item limit is below maxOutcomeBytes): record the
+        // too-large marker instead, as the engine's holder does, so a resumed run does not run
+        // the step again; a retry of the same bytes would only be refused again.
+        if (error instanceof OutcomeTooLargeError && !marker) {
+          await complete(encodeOutcome({ kind: 'too_large', bytes: error.bytes, limit: error.limit }), true);
+          throw error;
+        }
         const delay = COMPLETE_RETRY_MS[i];
         if (delay === undefined) throw error;
         await new Promise((r) => setTimeout(r, delay));
