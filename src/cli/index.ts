@@ -23,7 +23,6 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { toMs } from '../core/duration.ts';
-import { validateKey } from '../core/keys.ts';
 import type { ListedState } from '../core/store.ts';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
@@ -33,7 +32,7 @@ import { checkEndpoint, formatCheck } from './check.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
 import { formatList, formatStats, listRecords, requireInspect, storeStats } from './inspect.ts';
-import { describeKey, formatKey, purgeStore, recordIdFor } from './keys.ts';
+import { describeKey, formatKey, type KeyScope, purgeStore, recordIdFor } from './keys.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -175,23 +174,11 @@ keys
       key: string,
       opts: { store?: string; scope: string[]; header: string[]; gateway?: string | true; json?: boolean },
     ) => {
-      try {
-        validateKey(key);
-      } catch (error) {
-        throw new InvalidArgumentError(`the key: ${(error as Error).message}`);
-      }
+      const where = { scope: opts.scope, ...httpScope(opts.header, opts.gateway) };
+      checkKeyArgument(key, where);
       const store = await openStore(opts.store);
       try {
-        const http =
-          opts.header.length > 0 || opts.gateway !== undefined
-            ? {
-                headers: parseHeaders(opts.header),
-                ...(opts.gateway !== undefined && {
-                  namespace: opts.gateway === true ? 'gateway' : opts.gateway,
-                }),
-              }
-            : undefined;
-        const report = await describeKey(store, key, { scope: opts.scope, ...(http && { http }) });
+        const report = await describeKey(store, key, where);
         console.log(opts.json ? JSON.stringify(report) : formatKey(report));
       } finally {
         await store.close?.();
@@ -283,14 +270,10 @@ keys
         json?: boolean;
       },
     ) => {
-      try {
-        validateKey(key);
-      } catch (error) {
-        throw new InvalidArgumentError(`the key: ${(error as Error).message}`);
-      }
+      const where = { scope: opts.scope, ...httpScope(opts.header, opts.gateway) };
+      checkKeyArgument(key, where);
       if (!opts.yes && !process.stdin.isTTY)
         throw new InvalidArgumentError('stdin is not a terminal, so idem cannot ask: add --yes to delete');
-      const where = { scope: opts.scope, ...httpScope(opts.header, opts.gateway) };
       const store = await openStore(opts.store);
       try {
         const inspect = requireInspect(store, 'idem keys delete');
@@ -432,6 +415,15 @@ async function openStore(spec: string | undefined) {
 }
 
 /** The HTTP part of a key's scope from -H and --gateway, if either was given. */
+/** A malformed key is a usage error (exit 2), checked the way recordIdFor will use it. */
+function checkKeyArgument(key: string, where: KeyScope): void {
+  try {
+    recordIdFor(key, where);
+  } catch (error) {
+    throw new InvalidArgumentError(`the key: ${(error as Error).message}`);
+  }
+}
+
 function httpScope(headers: string[], gateway: string | true | undefined) {
   if (headers.length === 0 && gateway === undefined) return {};
   return {

@@ -4,8 +4,11 @@
  *
  * @module
  */
+import { InvalidKeyError } from '../core/errors.ts';
 import { downstreamKeyOf, recordIdOf, validateKey } from '../core/keys.ts';
 import { listedStateOf, type Store, type StoreRecord } from '../core/store.ts';
+import { engineKey } from '../http/key.ts';
+import { MAX_KEY_LENGTH_BOUND } from '../http/options.ts';
 import { credentialScope } from '../http/scope.ts';
 
 /** Where a key lives: the scope parts hashed with it into the record id. */
@@ -42,13 +45,16 @@ export interface KeyReport {
  * recordIdFor('order-42', { http: { headers: { authorization: 'Bearer t' }, namespace: 'gateway' } })
  */
 export function recordIdFor(key: string, where: KeyScope): string {
-  validateKey(key);
-  let parts = [...(where.scope ?? [])];
-  if (where.http) {
-    const creds = credentialScope(new Request('http://idem.invalid', { headers: where.http.headers }));
-    parts = [...(where.http.namespace ? [where.http.namespace] : []), ...parts, ...creds];
+  if (!where.http) return recordIdOf([...(where.scope ?? [])], validateKey(key));
+  // HTTP keys up to maxKeyLength (1024) reach the engine as engineKey(key), as the layers store them
+  if (key.length > MAX_KEY_LENGTH_BOUND) {
+    throw new InvalidKeyError(
+      `the key is over ${MAX_KEY_LENGTH_BOUND} characters, the most any route allows`,
+    );
   }
-  return recordIdOf(parts, key);
+  const creds = credentialScope(new Request('http://idem.invalid', { headers: where.http.headers }));
+  const parts = [...(where.http.namespace ? [where.http.namespace] : []), ...(where.scope ?? []), ...creds];
+  return recordIdOf(parts, validateKey(engineKey(key)));
 }
 
 /**

@@ -75,6 +75,44 @@ describe('idem keys show / idem purge', () => {
     expect(JSON.parse(theirs.stdout)).toMatchObject({ key: 'order-42', state: 'absent' });
   });
 
+  it('finds a key longer than 255 characters that a route with a raised maxKeyLength stored', async () => {
+    const upstream = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const path = join(dir, 'long.db');
+    const gateway = await createGateway({
+      store: `sqlite:${path}`,
+      purgeEvery: false,
+      upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+      routes: [{ path: '/*', maxKeyLength: 600 }],
+    });
+    const url = await gateway.listen(0);
+    const key = `order-${'x'.repeat(400)}`;
+    const r = await fetch(`${url}/pay`, {
+      method: 'POST',
+      headers: { 'idempotency-key': key, authorization: 'Bearer alice' },
+      body: '{}',
+    });
+    expect(r.status).toBe(201);
+    await gateway.close();
+    await new Promise((res) => upstream.close(res));
+    const shown = await idem([
+      'keys',
+      'show',
+      key,
+      '--store',
+      `sqlite:${path}`,
+      '--gateway',
+      '-H',
+      'authorization: Bearer alice',
+      '--json',
+    ]);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout).state).toBe('completed');
+  });
+
   it('library keys with scope parts; JSON output; purge deletes only expired records', async () => {
     const store = sqliteStore({ path: db });
     const lib = createIdem({ store, scope: 'billing' });
