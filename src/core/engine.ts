@@ -79,10 +79,13 @@ export function createIdem(options: IdemOptions): Idem {
   const cache = createReplayCache(options.replayCache);
   const flights = createSingleFlight(emit);
   const lateClaims = createLateClaimUndo(store, emit);
+  const maxOutcomeBytes = options.maxOutcomeBytes ?? DEFAULT_MAX_OUTCOME_BYTES;
+  // what the journal and the inbox write themselves goes through the same encryption at rest
+  const sealed = sealedStore(store, codec);
   const hold = createHolder({
     store,
     emit,
-    maxOutcomeBytes: options.maxOutcomeBytes ?? DEFAULT_MAX_OUTCOME_BYTES,
+    maxOutcomeBytes,
     definitive: options.definitive,
     codec,
   });
@@ -134,12 +137,12 @@ export function createIdem(options: IdemOptions): Idem {
   }
 
   const journal = createJournal({
-    store: sealedStore(store, codec),
+    store: sealed,
     codec,
     scope: baseScope,
     ttlMs: defaults.ttlMs,
     leaseMs: defaults.leaseMs,
-    maxOutcomeBytes: options.maxOutcomeBytes ?? DEFAULT_MAX_OUTCOME_BYTES,
+    maxOutcomeBytes,
     definitive: options.definitive,
     execute: (key, action, opts) => execute(key, action, opts),
   });
@@ -148,7 +151,7 @@ export function createIdem(options: IdemOptions): Idem {
     return { recordId, downstreamKey: downstreamKeyOf(recordId) };
   };
   const consumeOnce = createConsumeOnce({
-    store: sealedStore(store, codec),
+    store: sealed,
     execute,
     ids,
     definitive: options.definitive,
@@ -167,10 +170,7 @@ export function createIdem(options: IdemOptions): Idem {
     key(namespace, ...parts) {
       return deriveKey(namespace, parts);
     },
-    ids(key, scope) {
-      const recordId = idOf(validateKey(key), scope);
-      return { recordId, downstreamKey: downstreamKeyOf(recordId) };
-    },
+    ids,
     async purgeExpired({ batchSize = 1000, maxBatches = Number.POSITIVE_INFINITY } = {}) {
       let total = 0;
       for (let i = 0; i < maxBatches; i++) {
