@@ -17,6 +17,7 @@
  * @module
  */
 
+import { RELEASED_STATUSES } from '../ai/call.ts';
 import { ANTHROPIC, OPENAI, type Provider } from '../ai/providers.ts';
 import { type Usage, usageOf } from '../ai/usage.ts';
 import { InvalidOptionError } from '../core/errors.ts';
@@ -25,9 +26,6 @@ import type { GatewayConfig, RoutePolicy } from './config.ts';
 
 /** The presets. */
 export type PresetName = 'openai' | 'anthropic';
-
-/** Statuses after which a provider did not bill a completion: released, so the SDK's retry runs again. */
-export const LLM_RELEASED = ['408', '409', '429', '500', '502', '503', '504', '529'] as const;
 
 const PROVIDERS: Record<PresetName, Provider> = { openai: OPENAI, anthropic: ANTHROPIC };
 
@@ -44,7 +42,8 @@ const policy = (fingerprintHeaders: string[], excludeFields: string[]): Preset['
   ttl: '24h',
   lease: '30s',
   waitTimeout: '10m',
-  outcomes: Object.fromEntries(LLM_RELEASED.map((s) => [s, 'release' as const])),
+  // the statuses the in-process wrappers release (a provider bills nothing for them), one list
+  outcomes: Object.fromEntries([...RELEASED_STATUSES].map((s) => [String(s), 'release' as const])),
   fingerprintHeaders,
   excludeFields,
   maxRequestBytes: 32 * 1024 * 1024, // long contexts, images, files
