@@ -142,6 +142,7 @@ export function sqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
         .run(Date.now(), JSON.stringify(ids));
     },
     async markFailed(failures, owner) {
+      if (failures.length === 0) return; // no write lock taken after a batch that all published
       const db = conn();
       const st = db.prepare(
         `UPDATE ${T} SET locked_until = NULL, last_error = ?, next_attempt_at = ?, parked_at = ?
