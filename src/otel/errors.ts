@@ -9,7 +9,7 @@ import { isIdemError } from '../core/errors.ts';
  * An idem error's code, else the error's class name, else `_OTHER`.
  *
  * @example
- * errorType(new InProgressError('…')) // 'IN_PROGRESS'
+ * errorType(new InProgressError(1000)) // 'in_progress'
  */
 export function errorType(error: unknown): string {
   if (isIdemError(error)) return error.code;

@@ -36,5 +36,5 @@ for (const store of stores) {
   console.log(formatReport(report));
   ok &&= clean(report);
 }
-console.log(ok ? 'chaos: clean' : `chaos: FAILED (replay with --seed ${seed})`);
+console.log(ok ? 'chaos: clean' : `chaos: FAILED (seed ${seed}: rerun with --seed for the same fault mix)`);
 process.exit(ok ? 0 : 1);

@@ -103,7 +103,7 @@ describe('store contract, model-based', () => {
     const spy = vi.spyOn(Date, 'now').mockImplementation(() => now);
     try {
       await check(
-        150,
+        500,
         true,
         async () => ({
           store: sqliteStore({ path: ':memory:' }),

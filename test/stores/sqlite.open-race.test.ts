@@ -14,9 +14,9 @@ const dir = mkdtempSync(join(tmpdir(), 'idem-open-race-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('sqlite store: processes opening one new file at once', () => {
-  it('8 processes × 4 new files: every open succeeds', async () => {
+  it('8 processes × 10 new files: every open succeeds', async () => {
     const failures: string[] = [];
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < 10; round++) {
       const path = join(dir, `r${round}.db`);
       const at = Date.now() + 700;
       await Promise.all(
