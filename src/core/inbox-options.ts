@@ -4,8 +4,10 @@
  *
  * @module
  */
+
 import { InvalidKeyError, InvalidOptionError } from './errors.ts';
 import type { ConsumeOptions, MessageRef } from './inbox-types.ts';
+import { nearestName } from './names.ts';
 import { resolveRunOptions } from './options.ts';
 
 const KNOWN = [
@@ -83,7 +85,7 @@ export function checkConsumeOptions(
         `${label}: a consumer never waits (option onInProgress): an in-progress message is retried`,
       );
     }
-    const near = known.find((k) => closeEnough(name.toLowerCase(), k.toLowerCase()));
+    const near = nearestName(name, known);
     const hint = near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`;
     throw new InvalidOptionError(`${label}: unknown option ${name}${hint}`);
   }
@@ -103,20 +105,6 @@ export function checkConsumeOptions(
     throw new InvalidOptionError(`${label}: redelivered must be a boolean`);
   }
   resolveRunOptions(options as ConsumeOptions, label); // ttl, lease, scope, input options…
-}
-
-/** True when `a` is within two edits of `b` (a typo), by the classic dynamic programme. */
-function closeEnough(a: string, b: string): boolean {
-  if (Math.abs(a.length - b.length) > 2) return false;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length]! <= 2;
 }
 
 /** 500 ms, 1 s, 2 s… at most 30 s. */

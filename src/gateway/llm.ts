@@ -21,7 +21,7 @@ import { RELEASED_STATUSES } from '../ai/call.ts';
 import { ANTHROPIC, OPENAI, type Provider } from '../ai/providers.ts';
 import { type Usage, usageOf } from '../ai/usage.ts';
 import { InvalidOptionError } from '../core/errors.ts';
-import { nearestName } from '../http/known.ts';
+import { nearestName } from '../core/names.ts';
 import type { GatewayConfig, RoutePolicy } from './config.ts';
 
 /** The presets. */

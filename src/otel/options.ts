@@ -5,18 +5,7 @@
  * @module
  */
 import { InvalidOptionError } from '../core/errors.ts';
-
-/** Levenshtein distance (option names are short). */
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++)
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length]!;
-}
+import { nearestName } from '../core/names.ts';
 
 /**
  * Throws unless `options` is undefined or an object whose every field is known and of its type
@@ -37,11 +26,7 @@ export function checkOptions(
   for (const [name, value] of Object.entries(options)) {
     const type = known[name];
     if (!type) {
-      const lower = name.toLowerCase();
-      const near = names.find((k) => {
-        const known = k.toLowerCase();
-        return known.startsWith(lower) || lower.startsWith(known) || distance(known, lower) <= 3;
-      });
+      const near = nearestName(name, names);
       throw new InvalidOptionError(
         `${label}: unknown option "${name}"${near ? ` — did you mean ${near}?` : ` (known: ${names.join(', ')})`}`,
       );

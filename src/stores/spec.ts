@@ -12,7 +12,9 @@
  *
  * @module
  */
+
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../core/errors.ts';
+import { nearestName } from '../core/names.ts';
 import type { Store } from '../core/store.ts';
 import { requireNode24 } from '../runtime.ts';
 import { memoryStore } from './memory/index.ts';
@@ -70,7 +72,7 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     const region = take(url, 'region');
     const endpoint = take(url, 'endpoint');
     for (const name of url.searchParams.keys()) {
-      const near = ['region', 'endpoint'].find((k) => editDistance(name.toLowerCase(), k) <= 2);
+      const near = nearestName(name, ['region', 'endpoint']);
       throw new InvalidOptionError(
         `dynamodb:// spec: unknown parameter ${name}${near ? ` — did you mean ${near}?` : ' (known: region, endpoint)'}`,
       );
@@ -161,17 +163,4 @@ function take(url: URL, name: string): string | undefined {
   const value = url.searchParams.get(name) ?? undefined;
   url.searchParams.delete(name);
   return value;
-}
-
-/** Levenshtein distance, for "did you mean" hints on short names. */
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    row = next;
-  }
-  return row[b.length]!;
 }

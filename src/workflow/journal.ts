@@ -20,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { OutcomeCodec } from '../core/encryption.ts';
 import { InvalidKeyError, InvalidOptionError, LeaseLostError } from '../core/errors.ts';
 import { fingerprintOf, recordIdOf, scopeParts, validateKey } from '../core/keys.ts';
+import { nearestName } from '../core/names.ts';
 import { resolveRunOptions } from '../core/options.ts';
 import { decodeOutcome } from '../core/outcome.ts';
 import type { Store, StoreRecord } from '../core/store.ts';
@@ -280,7 +281,7 @@ function checkKnown(options: object, known = KNOWN, what = 'workflow'): void {
   }
   for (const name of Object.keys(options)) {
     if (!known.includes(name)) {
-      const near = known.find((k) => distance(k.toLowerCase(), name.toLowerCase()) <= 2);
+      const near = nearestName(name, known);
       throw new InvalidOptionError(
         `unknown ${what} option ${name}${near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`}`,
       );
@@ -299,17 +300,4 @@ function checkStepName(name: unknown): void {
       `step name must be 1-${MAX_STEP_NAME} printable ASCII characters, got ${JSON.stringify(name)}`,
     );
   }
-}
-
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    }
-    prev = row;
-  }
-  return prev[b.length]!;
 }

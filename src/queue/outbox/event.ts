@@ -4,8 +4,10 @@
  *
  * @module
  */
+
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, InvalidOptionError } from '../../core/errors.ts';
+import { nearestName } from '../../core/names.ts';
 import type { NewOutboxEvent } from './types.ts';
 
 /**
@@ -103,13 +105,7 @@ export function checkOptions(options: object, known: readonly string[], where: s
   }
   for (const name of Object.keys(options)) {
     if (known.includes(name)) continue;
-    const lower = name.toLowerCase();
-    const near = known.find((k) => {
-      const kl = k.toLowerCase();
-      return (
-        kl.includes(lower) || lower.includes(kl) || [...kl].sort().join('') === [...lower].sort().join('')
-      );
-    });
+    const near = nearestName(name, known);
     const hint = near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`;
     throw new InvalidOptionError(`${where}: unknown option ${name}${hint}`);
   }

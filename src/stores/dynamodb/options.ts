@@ -3,7 +3,9 @@
  *
  * @module
  */
+
 import { InvalidOptionError } from '../../core/errors.ts';
+import { nearestName } from '../../core/names.ts';
 import { type ClientConfig, type DynamoDBClientLike, ownClient } from './client.ts';
 
 /**
@@ -61,7 +63,7 @@ export function resolveOptions(options: DynamoDBStoreOptions): ResolvedOptions {
   const { clockSkewMs = 1000, requestTimeout = 2000 } = options;
   for (const key of Object.keys(options)) {
     if (KNOWN.includes(key)) continue;
-    const near = KNOWN.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2 || k.startsWith(key));
+    const near = nearestName(key, KNOWN);
     const hint = near ? ` — did you mean ${near}?` : ` (known: ${KNOWN.join(', ')})`;
     throw new InvalidOptionError(`dynamodbStore: unknown option ${key}${hint}`);
   }
@@ -112,16 +114,3 @@ const KNOWN = [
 ];
 /** Attribute names the record uses itself. */
 const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
-
-/** Levenshtein distance, for "did you mean" (option names are short). */
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    }
-    row = next;
-  }
-  return row[b.length]!;
-}
