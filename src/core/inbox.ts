@@ -38,7 +38,7 @@ import { deriveKey } from './keys.ts';
 import {
   decodeOutcome,
   encodeOutcome,
-  isDefinitive,
+  isDefinitiveFailure,
   type SerializedError,
   serializeError,
 } from './outcome.ts';
@@ -193,7 +193,7 @@ export function createConsumeOnce(deps: InboxDeps) {
         });
         return { v: value };
       } catch (error) {
-        if (isPermanent(error, run.definitive, deps.definitive)) {
+        if (isDefinitiveFailure(error, run.definitive, deps.definitive)) {
           return { parked: { error: serializeError(error), attempts: prior + 1 } };
         }
         const n = await recordFailure(
@@ -276,16 +276,4 @@ function retryOrThrow(error: unknown): ConsumeResult<never> {
   if (isIdemError(error)) throw error;
   // a failure the holder let through unwrapped (a failing store on the failure count): retry
   return retry('store_unavailable', 1000);
-}
-
-function isPermanent(error: unknown, ...classifiers: Array<((e: unknown) => boolean) | undefined>): boolean {
-  if (isDefinitive(error)) return true;
-  for (const classify of classifiers) {
-    try {
-      if (classify?.(error)) return true;
-    } catch {
-      // a broken classifier must not park a message: treat the error as transient
-    }
-  }
-  return false;
 }

@@ -90,6 +90,29 @@ export function isDefinitive(error: unknown): boolean {
   );
 }
 
+/**
+ * True when a thrown error is final, so it is stored (or a message parked) rather than retried:
+ * marked with {@link definitive}, or accepted by one of the `classifiers`. A classifier that
+ * throws counts as "no": a broken classifier must never turn a transient failure into a stored one.
+ *
+ * @example
+ * isDefinitiveFailure(err, options.definitive, (e) => (e as { status?: number }).status === 400)
+ */
+export function isDefinitiveFailure(
+  error: unknown,
+  ...classifiers: Array<((e: unknown) => boolean) | undefined>
+): boolean {
+  if (isDefinitive(error)) return true;
+  for (const classify of classifiers) {
+    try {
+      if (classify?.(error) === true) return true;
+    } catch {
+      // a broken classifier: the error stays transient
+    }
+  }
+  return false;
+}
+
 /** Captures an error's name, message and serializable own properties. */
 export function serializeError(error: unknown): SerializedError {
   if (!(error instanceof Error))

@@ -20,7 +20,13 @@ import { randomUUID } from 'node:crypto';
 import { DivergenceError, InProgressError, LeaseLostError, OutcomeTooLargeError } from '../core/errors.ts';
 import { downstreamKeyOf, sameFingerprint } from '../core/keys.ts';
 import { startHeartbeat } from '../core/lease.ts';
-import { decodeOutcome, encodeOutcome, isDefinitive, reviveError, serializeError } from '../core/outcome.ts';
+import {
+  decodeOutcome,
+  encodeOutcome,
+  isDefinitiveFailure,
+  reviveError,
+  serializeError,
+} from '../core/outcome.ts';
 import type { Store, StoreRecord } from '../core/store.ts';
 import { waitForTurn } from '../core/wait.ts';
 import type { StepContext } from './ambient.ts';
@@ -131,7 +137,7 @@ export async function holdStep<T>(d: StepDeps, call: StepCall<T>): Promise<StepR
     } catch (error) {
       heartbeat.settle();
       await fenced(); // lost the run: write nothing, the new holder decides
-      if (isStored(error, d.definitive)) {
+      if (!(error instanceof LeaseLostError) && isDefinitiveFailure(error, ...d.definitive)) {
         await complete(encodeOutcome({ kind: 'error', error: serializeError(error) }));
       } else {
         // a transient failure: the step may run again (attempt 1: the key is new again)
@@ -218,17 +224,4 @@ export function completedAtOf(record: StoreRecord): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function isStored(error: unknown, classifiers: StepDeps['definitive']): boolean {
-  if (error instanceof LeaseLostError) return false;
-  if (isDefinitive(error)) return true;
-  for (const classify of classifiers) {
-    try {
-      if (classify?.(error)) return true;
-    } catch {
-      // a broken classifier must not record a failure: treat the error as transient
-    }
-  }
-  return false;
 }

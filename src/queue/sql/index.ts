@@ -17,7 +17,7 @@
  */
 import { InvalidKeyError, InvalidOptionError } from '../../core/errors.ts';
 import { deriveKey, downstreamKeyOf, recordIdOf } from '../../core/keys.ts';
-import { isDefinitive, serializeError } from '../../core/outcome.ts';
+import { isDefinitiveFailure, serializeError } from '../../core/outcome.ts';
 import { type PgClientLike, type PgPoolLike, postgresInbox } from './postgres.ts';
 import { readOutcome, type TxCall, type TxOutcome } from './shared.ts';
 import { type SqliteDatabaseLike, sqliteInbox } from './sqlite.ts';
@@ -140,14 +140,7 @@ export async function consumeOnceTx<T, Tx = PgClientLike>(
     );
   }
   const { consumer, messageId } = ref;
-  const permanent = (error: unknown) => {
-    if (isDefinitive(error)) return true;
-    try {
-      return definitive?.(error) === true;
-    } catch {
-      return false; // a broken classifier must not park a message
-    }
-  };
+  const permanent = (error: unknown) => isDefinitiveFailure(error, definitive);
   const call: TxCall = { table, consumer, messageId, maxAttempts, now: Date.now(), permanent };
   const downstreamKey = downstreamKeyOf(recordIdOf([], deriveKey('inbox', [consumer, messageId])));
   const run = (tx: unknown, attempt: number) =>
