@@ -92,6 +92,7 @@ export function replayRow(
   before: ProbeAnswer[],
   again: ProbeAnswer,
   evidence: Evidence,
+  conflicts: ProbeAnswer[] = [],
 ): CheckRow {
   const total = countExecutions([...before, again], evidence);
   const earlier = countExecutions(before, evidence);
@@ -103,8 +104,8 @@ export function replayRow(
     id,
     name,
     expected: 'the stored answer, replayed',
-    got: describeAnswers([again]),
-    statuses: [again.status],
+    got: describeAnswers([...conflicts, again]),
+    statuses: [...conflicts, again].map((a) => a.status),
     executions,
     duplicate,
     verdict,
@@ -112,7 +113,10 @@ export function replayRow(
   });
   if (duplicate) return row('fail', `DUPLICATE EXECUTED: a second execution (${ids([original, again])})`);
   if (again.status === 409)
-    return row('fail', 'answered 409 in progress although the first request had completed');
+    return row(
+      'fail',
+      `answered 409 in progress although the first request had completed${conflicts.length ? `, ${conflicts.length + 1} times (honouring Retry-After)` : ''}`,
+    );
   if (again.status >= 500) return row('fail', `answered ${again.status} instead of the stored answer`);
   if (!same) {
     const what =
@@ -120,6 +124,11 @@ export function replayRow(
     return row('fail', `not the stored answer: ${what}${duplicate === null ? `; ${CANNOT_TELL}` : ''}`);
   }
   if (duplicate === null) return row('warn', `identical status and body, but ${CANNOT_TELL}`);
+  if (conflicts.length)
+    return row(
+      'warn',
+      `answered 409 in progress right after the first response arrived; replayed after Retry-After: ${conflicts[0]!.retryAfter}`,
+    );
   if (!again.replayed)
     return row(
       'warn',
@@ -141,7 +150,7 @@ export function refusalRow(
   expected: string,
   answer: ProbeAnswer,
   want: number,
-  otherwise: (a: ProbeAnswer) => { verdict: Verdict; note: string; executions?: number },
+  otherwise: (a: ProbeAnswer) => { verdict: Verdict; note: string; executions?: number | null },
 ): CheckRow {
   const base = {
     id,

@@ -135,11 +135,24 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
     };
     return { ...report([row], [first], false), result: 'not-checked', exitCode: CHECK_EXIT['not-checked'] };
   }
-  const again = await send(key);
+  /** A retry the way SDKs retry: a 409 with Retry-After (at most 5 s) is sent again, up to 3 times. */
+  const settle = async (k: string) => {
+    let answer = await send(k);
+    const conflicts: ProbeAnswer[] = [];
+    while (answer.status === 409 && conflicts.length < 3) {
+      const seconds = Number(answer.retryAfter);
+      if (answer.retryAfter === null || !Number.isFinite(seconds) || seconds < 0 || seconds > 5) break;
+      conflicts.push(answer);
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      answer = await send(k);
+    }
+    return { answer, conflicts };
+  };
+  const again = await settle(key);
   const burstKey = fresh();
   const burst =
     concurrency >= 2 ? await Promise.all(Array.from({ length: concurrency }, () => send(burstKey))) : [];
-  const afterBurst = burst.length ? await send(burstKey) : undefined;
+  const afterBurst = burst.length ? await settle(burstKey) : undefined;
   const changed = await send(key, other);
   const noKey = await send(undefined);
   const malformed = await malformedKeys(fresh()).reduce<Promise<[Malformed, ProbeAnswer][]>>(
@@ -149,9 +162,10 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
 
   const all = [
     first,
-    again,
+    ...again.conflicts,
+    again.answer,
     ...burst,
-    ...(afterBurst ? [afterBurst] : []),
+    ...(afterBurst ? [...afterBurst.conflicts, afterBurst.answer] : []),
     changed,
     noKey,
     ...malformed.map((m) => m[1]),
@@ -159,7 +173,15 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
   const evidence: Evidence = { marksReplays: all.some((a) => a.replayed) };
   const rows: CheckRow[] = [
     firstRow(first),
-    replayRow('replay', 'same key again, after completion', first, [first], again, evidence),
+    replayRow(
+      'replay',
+      'same key again, after completion',
+      first,
+      [first],
+      again.answer,
+      evidence,
+      again.conflicts,
+    ),
     burstRow(burst, concurrency, evidence),
     afterBurst
       ? replayRow(
@@ -167,8 +189,9 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
           'that key again, after they completed',
           executedOf(burst),
           burst,
-          afterBurst,
+          afterBurst.answer,
           evidence,
+          afterBurst.conflicts,
         )
       : notApplicable(
           'after-concurrent',
@@ -282,6 +305,12 @@ function changedRow(first: ProbeAnswer, changed: ProbeAnswer): CheckRow {
         verdict: 'fail',
         executions: 0,
         note: "answered the first request's stored answer for another body (expected 422)",
+      };
+    if (a.executionId === undefined)
+      return {
+        verdict: 'fail',
+        note: `answered ${a.status} instead of 422 (whether it executed cannot be told: no response id)`,
+        executions: null,
       };
     return { verdict: 'fail', note: 'executed another body under a used key (expected 422)' };
   });
