@@ -62,7 +62,12 @@ export function countExecutions(answers: ProbeAnswer[], evidence: Evidence): num
 const ids = (answers: ProbeAnswer[]) =>
   [...new Set(answers.map((a) => a.executionId).filter((id) => id !== undefined))].join(', ');
 
-/** `201`, `201 replayed`, `422 problem+json`; several answers grouped: `201 ×1, 409 ×9`. */
+/**
+ * `201`, `201 replayed`, `422 problem+json`; several answers grouped: `201 ×1, 409 ×9`.
+ *
+ * @example
+ * describeAnswers(burst) // '201 ×1, 201 replayed ×9'
+ */
 export function describeAnswers(answers: ProbeAnswer[]): string {
   const one = (a: ProbeAnswer) =>
     `${a.status}${a.replayed ? ' replayed' : ''}${a.problem ? ' problem+json' : ''}`;
@@ -75,7 +80,12 @@ export function describeAnswers(answers: ProbeAnswer[]): string {
 const CANNOT_TELL =
   'cannot tell whether it executed again: no response id to compare and no Idempotent-Replayed (give --id-field or --id-header)';
 
-/** Does a refusal say what went wrong the way the draft asks (problem+json, or a describedby Link)? */
+/**
+ * Does a refusal say what went wrong the way the draft asks (problem+json, or a describedby Link)?
+ *
+ * @example
+ * describedRefusal(answer) // true for a 422 application/problem+json
+ */
 export const describedRefusal = (a: ProbeAnswer) => a.problem || a.describedBy;
 
 /**
@@ -138,11 +148,14 @@ export function replayRow(
 }
 
 /**
- * A refusal row: `want` is the status the table asks for; `accept` says what else is allowed
- * (a warn) and why; 5xx is a fail.
+ * A refusal row: `want` is the status the table asks for (without problem+json or a describedby
+ * Link it is a warn); 5xx is a fail; any other answer is judged by `otherwise`.
  *
  * @example
- * refusalRow('no-key', 'no key', '400 if required, else processed', answer, 400, () => 'processed: the key is optional')
+ * refusalRow('no-key', 'no key', '400 if required, else processed', answer, 400, () => ({
+ *   verdict: 'warn',
+ *   note: 'processed: the key is optional',
+ * }))
  */
 export function refusalRow(
   id: string,

@@ -10,15 +10,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createProbe, type IdSource, type ProbeAnswer, parseTarget } from './check-probe.ts';
+import { type CheckRow, describeAnswers, type Evidence, refusalRow, replayRow } from './check-rows.ts';
 import {
-  type CheckRow,
-  countExecutions,
-  describeAnswers,
-  describedRefusal,
-  type Evidence,
-  refusalRow,
-  replayRow,
-} from './check-rows.ts';
+  burstRow,
+  changedRow,
+  executedOf,
+  firstRow,
+  type Malformed,
+  malformedKeys,
+  notApplicable,
+} from './check-table.ts';
 import { cliFailure, EXIT_USAGE } from './failure.ts';
 
 export type { CheckRow, Verdict } from './check-rows.ts';
@@ -44,7 +45,12 @@ export interface CheckOptions {
 /** `idempotent`: no fail, no duplicate; the other three exit non-zero (see {@link CHECK_EXIT}). */
 export type CheckResult = 'idempotent' | 'duplicate-executed' | 'not-conformant' | 'not-checked';
 
-/** Exit codes of `idem check` by result (2 is a usage error). */
+/**
+ * Exit codes of `idem check` by result (2 is a usage error).
+ *
+ * @example
+ * CHECK_EXIT['duplicate-executed'] // 1
+ */
 export const CHECK_EXIT: Record<CheckResult, number> = {
   idempotent: 0,
   'duplicate-executed': 1,
@@ -218,133 +224,6 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
     ),
   ];
   return report(rows, all, evidence.marksReplays);
-}
-
-function firstRow(first: ProbeAnswer): CheckRow {
-  const verdict = first.status < 400 ? 'pass' : 'warn';
-  return {
-    id: 'first',
-    name: 'new key',
-    expected: "the resource's answer",
-    got: describeAnswers([first]),
-    statuses: [first.status],
-    executions: first.status < 400 ? 1 : null,
-    duplicate: false,
-    verdict,
-    note:
-      verdict === 'pass'
-        ? `${first.bytes.byteLength} bytes in ${first.ms} ms${first.executionId ? `, ${first.executionId}` : ''}`
-        : `the endpoint answered ${first.status}: the rows below check that answer, not an execution (send a valid body with -d)`,
-  };
-}
-
-/** The answer of the one execution in a burst (else its first answer that may have executed). */
-function executedOf(burst: ProbeAnswer[]): ProbeAnswer {
-  return (
-    burst.find((a) => a.status !== 409 && !a.replayed) ?? burst.find((a) => a.status !== 409) ?? burst[0]!
-  );
-}
-
-function burstRow(burst: ProbeAnswer[], n: number, evidence: Evidence): CheckRow {
-  const name = `${n} at once with one fresh key`;
-  const expected = '1 execution; replays or 409 + Retry-After';
-  if (burst.length === 0) return notApplicable('concurrent', name, expected);
-  const executions = countExecutions(burst, evidence);
-  const base = {
-    id: 'concurrent',
-    name,
-    expected,
-    got: describeAnswers(burst),
-    statuses: burst.map((a) => a.status),
-    executions,
-    duplicate: executions === null ? null : executions > 1,
-  };
-  const ids = [...new Set(burst.map((a) => a.executionId).filter(Boolean))];
-  if (executions !== null && executions > 1)
-    return {
-      ...base,
-      verdict: 'fail',
-      note: `DUPLICATE EXECUTED: ${executions} executions for one key${ids.length ? ` (${ids.slice(0, 4).join(', ')}${ids.length > 4 ? ', …' : ''})` : ''}`,
-    };
-  const errors = burst.filter((a) => a.status >= 500);
-  if (errors.length)
-    return { ...base, verdict: 'fail', note: `${errors.length} answered ${errors[0]!.status}` };
-  const answered = burst.filter((a) => a.status !== 409);
-  if (answered.length === 0)
-    return { ...base, verdict: 'fail', note: 'every duplicate got 409: none executed' };
-  const one = executedOf(burst);
-  const differ = answered.filter(
-    (a) => a.status !== one.status || !Buffer.from(a.bytes).equals(Buffer.from(one.bytes)),
-  );
-  if (differ.length)
-    return {
-      ...base,
-      verdict: 'fail',
-      note: `${differ.length} answered something else than the execution's answer`,
-    };
-  const conflicts = burst.filter((a) => a.status === 409);
-  const notes: string[] = [];
-  if (conflicts.some((a) => a.retryAfter === null)) notes.push('a 409 without Retry-After');
-  if (conflicts.some((a) => !describedRefusal(a)))
-    notes.push('a 409 without problem+json or Link rel="describedby"');
-  if (executions === null)
-    notes.push(
-      'cannot tell how many executed: no response id and no Idempotent-Replayed (give --id-field or --id-header)',
-    );
-  return notes.length
-    ? { ...base, verdict: 'warn', note: notes.join('; ') }
-    : { ...base, verdict: 'pass', note: '' };
-}
-
-function changedRow(first: ProbeAnswer, changed: ProbeAnswer): CheckRow {
-  return refusalRow('changed-body', 'same key, changed body', '422 problem+json', changed, 422, (a) => {
-    if (a.status >= 400)
-      return { verdict: 'warn', note: `refused with ${a.status} (the draft asks 422; Stripe answers 400)` };
-    if (a.replayed || (a.executionId !== undefined && a.executionId === first.executionId))
-      return {
-        verdict: 'fail',
-        executions: 0,
-        note: "answered the first request's stored answer for another body (expected 422)",
-      };
-    if (a.executionId === undefined)
-      return {
-        verdict: 'fail',
-        note: `answered ${a.status} instead of 422 (whether it executed cannot be told: no response id)`,
-        executions: null,
-      };
-    return { verdict: 'fail', note: 'executed another body under a used key (expected 422)' };
-  });
-}
-
-function notApplicable(id: string, name: string, expected: string): CheckRow {
-  return {
-    id,
-    name,
-    expected,
-    got: '-',
-    statuses: [],
-    executions: null,
-    duplicate: null,
-    verdict: 'not-applicable',
-    note: '--concurrency under 2',
-  };
-}
-
-interface Malformed {
-  kind: string;
-  label: string;
-  value: string;
-}
-
-/** The malformed keys sent, each unique so that an endpoint that accepts one does not replay another. */
-function malformedKeys(unique: string): Malformed[] {
-  return [
-    { kind: 'empty', label: 'empty value', value: '' },
-    { kind: 'list', label: 'a list (a, b)', value: `${unique}-a, ${unique}-b` },
-    { kind: 'control', label: 'a control character (tab)', value: `${unique}\tx` },
-    { kind: 'syntax', label: 'not an sf-string ("unterminated)', value: `"${unique}` },
-    { kind: 'too-long', label: '256 characters', value: `${unique}-${'x'.repeat(255 - unique.length)}` },
-  ];
 }
 
 /** idem's refusals of the request itself: the endpoint was not exercised, so nothing was checked. */
