@@ -102,6 +102,10 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
   if (!Number.isInteger(concurrency) || concurrency < 0 || concurrency > 1000) {
     throw cliFailure('--concurrency must be a whole number from 0 to 1000', EXIT_USAGE);
   }
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
+    throw cliFailure('--timeout must be a whole number of milliseconds, at least 1', EXIT_USAGE);
+  }
   const data = options.data ?? JSON.stringify({ idemCheck: randomBytes(6).toString('hex'), amount: 1 });
   let other: string;
   try {
@@ -114,7 +118,7 @@ export async function checkEndpoint(url: string, options: CheckOptions = {}): Pr
     url: target,
     method,
     headers: options.headers ?? {},
-    timeoutMs: options.timeoutMs ?? 30_000,
+    timeoutMs,
     ids: options.ids ?? {},
   });
   const send = (key: string | undefined, body = data) => probe(keyHeader, key, body);

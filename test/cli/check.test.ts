@@ -347,6 +347,25 @@ describe('what the check can and cannot tell', () => {
     expect(report.rows.find((r) => r.id === 'concurrent')!.verdict).toBe('not-applicable');
   });
 
+  it('a replay whose body changed but whose id did not is a warn (not executed again); a new id is the fail', async () => {
+    const seen = new Map<string, string>();
+    let n = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const key = req.headers['idempotency-key'] as string | undefined;
+        const id = (key && seen.get(key)) ?? `p${++n}`;
+        if (key) seen.set(key, id);
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id, at: process.hrtime.bigint().toString() }));
+      });
+    });
+    const report = await checkEndpoint(`${await listen(server)}/payments`, { concurrency: 0 });
+    const replay = report.rows.find((r) => r.id === 'replay')!;
+    expect(replay).toMatchObject({ verdict: 'warn', duplicate: false, executions: 0 });
+    expect(replay.note).toMatch(/the body differs from the first answer, but the same id/);
+  });
+
   it('--id-field and --id-header find the execution where the body has no id field', async () => {
     let n = 0;
     const server = http.createServer((req, res) => {
@@ -392,6 +411,13 @@ describe('what the check can and cannot tell', () => {
 
   it('usage errors exit 2: a safe method, a --concurrency that is not a number', async () => {
     const get = await idem(['check', 'http://127.0.0.1:9/x', '--method', 'GET']);
+    const zero = await checkEndpoint('http://127.0.0.1:9/x', { timeoutMs: 0 }).catch(
+      (e: { exitCode: number }) => e,
+    );
+    expect(zero).toMatchObject({
+      exitCode: 2,
+      message: '--timeout must be a whole number of milliseconds, at least 1',
+    });
     expect([get.code, get.stderr.trim()]).toEqual([
       2,
       'idem: --method must be one of POST, PUT, PATCH, DELETE (a key on GET is ignored)',
