@@ -112,5 +112,6 @@ function banner(gw: string, up: string, store: string): string {
     `How often the service really executed:   curl ${up}/stats`,
     `Gateway metrics / health / policy:       ${gw}/metrics  ${gw}/healthz  ${gw}/.well-known/idempotency-policy`,
     `Check any endpoint:                      npx idem check ${gw}/payments`,
+    `The service alone fails the same check:  npx idem check ${up}/payments`,
   ].join('\n');
 }

@@ -4,8 +4,9 @@
  *
  * | code | when |
  * |---|---|
- * | 1 | the command could not do its job: `idem check` found the endpoint not idempotent or could not reach it, a port is in use, the store does not answer |
+ * | 1 | the command could not do its job: `idem check` saw a duplicate execute or could not reach the endpoint, a port is in use, the store does not answer |
  * | 2 | bad arguments or configuration (unknown option, missing `--upstream`, invalid store spec, unusable SQLite path) |
+ * | 3 | `idem check` only: no duplicate executed, but a row of the behaviour table failed (`CHECK_EXIT` in check.ts) |
  *
  * @module
  */

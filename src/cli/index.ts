@@ -5,7 +5,7 @@
  * ```
  * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
- * idem check URL [--data JSON] [-H 'name: value']…
+ * idem check URL [--method M] [--data JSON] [-H 'name: value']… [--concurrency N] [--id-field PATH] [--json]
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
  * idem keys list --store SPEC [--state S] [--older-than D] [--limit N] [--cursor C] [--json]
  * idem keys delete KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--yes] [--json]
@@ -28,7 +28,8 @@ import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
 import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.ts';
-import { checkEndpoint, formatCheck } from './check.ts';
+import { checkEndpoint } from './check.ts';
+import { formatCheck } from './check-report.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
 import { formatList, formatStats, listRecords, requireInspect, storeStats } from './inspect.ts';
@@ -131,26 +132,63 @@ program
 
 program
   .command('check')
-  .description('check that a POST endpoint replays a retried key and refuses a reused one (exit 1 if not)')
+  .description(
+    'probe an endpoint against the IETF Idempotency-Key behaviour table (exit 1 if a duplicate executed)',
+  )
   .argument('<url>', 'the endpoint, e.g. http://127.0.0.1:8080/payments')
+  .option('-X, --method <method>', 'POST (default), PUT, PATCH or DELETE')
   .option('-d, --data <json>', 'JSON body of the request (default: a small object with a random nonce)')
   .option('-H, --header <header>', "extra request header 'name: value' (repeatable)", collect, [])
   .option('--key-header <name>', 'the key header (default idempotency-key)')
-  .action(async (url: string, opts: { data?: string; header: string[]; keyHeader?: string }) => {
-    const headers: Record<string, string> = {};
-    for (const h of opts.header) {
-      const i = h.indexOf(':');
-      if (i <= 0) throw new InvalidArgumentError(`-H needs 'name: value', got ${JSON.stringify(h)}`);
-      headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-    }
-    const result = await checkEndpoint(url, {
-      headers,
-      ...(opts.data !== undefined && { data: opts.data }),
-      ...(opts.keyHeader !== undefined && { keyHeader: opts.keyHeader }),
-    });
-    console.log(formatCheck(url, result));
-    process.exitCode = result.ok ? 0 : 1;
-  });
+  .option('--concurrency <n>', 'duplicates sent at once with one fresh key (default 10)', count)
+  .option('--timeout <ms>', 'per request (default 30000)', count)
+  .option(
+    '--id-field <path>',
+    'JSON path of the response field that identifies an execution (default: id, *_id)',
+  )
+  .option('--id-header <name>', 'response header that identifies an execution (e.g. location)')
+  .option('--json', 'print the report as JSON (schema idem-check/1, docs/cli.md)')
+  .addHelpText(
+    'after',
+    '\nExit codes: 0 no failure (warnings allowed); 1 a duplicate executed, or the endpoint could not be\nreached or refused the first request; 2 usage; 3 no duplicate executed but a row failed.',
+  )
+  .action(
+    async (
+      url: string,
+      opts: {
+        method?: string;
+        data?: string;
+        header: string[];
+        keyHeader?: string;
+        concurrency?: number;
+        timeout?: number;
+        idField?: string;
+        idHeader?: string;
+        json?: boolean;
+      },
+    ) => {
+      const headers: Record<string, string> = {};
+      for (const h of opts.header) {
+        const i = h.indexOf(':');
+        if (i <= 0) throw new InvalidArgumentError(`-H needs 'name: value', got ${JSON.stringify(h)}`);
+        headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+      }
+      const report = await checkEndpoint(url, {
+        headers,
+        ...(opts.method !== undefined && { method: opts.method }),
+        ...(opts.data !== undefined && { data: opts.data }),
+        ...(opts.keyHeader !== undefined && { keyHeader: opts.keyHeader }),
+        ...(opts.concurrency !== undefined && { concurrency: opts.concurrency }),
+        ...(opts.timeout !== undefined && { timeoutMs: opts.timeout }),
+        ids: {
+          ...(opts.idField !== undefined && { field: opts.idField }),
+          ...(opts.idHeader !== undefined && { header: opts.idHeader }),
+        },
+      });
+      console.log(opts.json ? JSON.stringify(report, null, 2) : formatCheck(report));
+      process.exitCode = report.exitCode;
+    },
+  );
 
 const keys = program.command('keys').description('look up, list and delete keys in a store');
 keys

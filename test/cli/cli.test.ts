@@ -215,7 +215,7 @@ it('idem demo, then idem check against it: idempotent (exit 0), and SIGTERM stop
   const url = demo.stdout().match(/npx idem check (\S+)/)![1]!;
   const r = await idem(['check', url]);
   expect(r.stderr).toBe('');
-  expect(r.stdout).toContain('result: idempotent');
+  expect(r.stdout).toContain('result: idempotent (exit 0)');
   expect(r.code).toBe(0);
   demo.child.kill('SIGTERM');
   expect(await demo.exit).toBe(0);
@@ -259,7 +259,8 @@ it.skipIf(!OLD_NODE)('on Node < 24, idem says which Node it needs in one line (e
 });
 
 it('idem check against a route that refuses the request (401 missing-credentials) says it could not check, not "NOT idempotent"', async () => {
-  const { checkEndpoint, formatCheck } = await import('../../src/cli/check.ts');
+  const { checkEndpoint } = await import('../../src/cli/check.ts');
+  const { formatCheck } = await import('../../src/cli/check-report.ts');
   const { startStack } = await import('../gateway/helpers.ts');
   const s = await startStack({
     routes: [{ path: '/payments', key: 'required', scope: 'required' }],
@@ -267,14 +268,16 @@ it('idem check against a route that refuses the request (401 missing-credentials
   });
   try {
     const refused = await checkEndpoint(`${s.url}/payments`);
-    expect(refused.ok).toBe(false);
-    expect(refused.steps[0]).toMatchObject({ status: 401, ok: false });
-    expect(refused.steps[0]!.note).toMatch(/missing-credentials.*-H 'Authorization: …'/);
-    const report = formatCheck(`${s.url}/payments`, refused);
+    expect(refused).toMatchObject({ result: 'not-checked', exitCode: 1 });
+    expect(refused.rows).toHaveLength(1);
+    expect(refused.rows[0]).toMatchObject({ statuses: [401], verdict: 'fail' });
+    expect(refused.rows[0]!.note).toMatch(/missing-credentials.*-H 'Authorization: …'/);
+    const report = formatCheck(refused);
     expect(report).toMatch(/result: not checked/);
     expect(report).not.toMatch(/NOT idempotent/);
     const ok = await checkEndpoint(`${s.url}/payments`, { headers: { authorization: 'Bearer t' } });
-    expect(ok.ok).toBe(true);
+    expect(ok).toMatchObject({ result: 'idempotent', exitCode: 0 });
+    expect(ok.rows.find((r) => r.id === 'no-key')).toMatchObject({ verdict: 'pass', statuses: [400] });
   } finally {
     await s.close();
   }
