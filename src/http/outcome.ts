@@ -94,6 +94,13 @@ export type Collected =
 /** How far the handler's body may run ahead of a slow client once it is past `maxBytes`. */
 const CLIENT_BUFFER_BYTES = 64 * 1024;
 
+/** The response's `Content-Length`, when it declares one. */
+function declaredLength(headers: Headers): number | undefined {
+  const value = headers.get('content-length');
+  if (value === null || !/^\d{1,15}$/.test(value.trim())) return undefined;
+  return Number(value.trim());
+}
+
 /**
  * Streams `response` to a client while collecting its bytes for the store. Up to `maxBytes`,
  * the handler's body is read as fast as the handler produces it, whatever the client does: the
@@ -102,8 +109,9 @@ const CLIENT_BUFFER_BYTES = 64 * 1024;
  * cannot hold the key. Past `maxBytes` the collected bytes are dropped and the rest of the body
  * is read only as fast as the client reads (64 KiB of slack), only counted: the result is
  * `omitted`, and memory stays at about one limit's worth whatever the body's size.
- * The client's stream stays open after the last chunk until `holdCloseUntil` settles, so a
- * client that finishes reading and retries at once finds the outcome already stored. A client
+ * The end (and, with a `Content-Length`, the last byte) reach the client only once `holdCloseUntil` settles, so a client
+ * that finishes reading and retries at once finds the outcome already stored, even when the
+ * response's `Content-Length` lets it see the end at the last byte. A client
  * that goes away does not stop the collection: the handler's response is read to the end.
  * With the default `maxBytes` (no limit) a whole body may be held for a client that does not read.
  *
@@ -160,6 +168,10 @@ export function teeResponse(
     const reader = source.getReader();
     let chunks: Uint8Array[] | undefined = [];
     let size = 0;
+    // With a Content-Length the client is done at the last byte, not at the end of the stream:
+    // that byte waits with the end until the outcome is stored.
+    const length = declaredLength(response.headers);
+    let held: Uint8Array | undefined;
     try {
       for (;;) {
         const { done, value } = await reader.read();
@@ -167,14 +179,23 @@ export function teeResponse(
         size += value.byteLength;
         if (chunks && size > maxBytes) chunks = undefined; // over the limit: stop collecting
         chunks?.push(value);
-        forward(() => controller.enqueue(value));
+        if (length !== undefined && size >= length && held === undefined && value.byteLength > 0) {
+          held = value.subarray(value.byteLength - 1);
+          const rest = value.subarray(0, value.byteLength - 1);
+          if (rest.byteLength > 0) forward(() => controller.enqueue(rest));
+        } else forward(() => controller.enqueue(value));
         if (!chunks) await backpressure(); // within the limit the client's queue is the collected copy
       }
     } catch (error) {
       forward(() => controller.error(error));
       return { ok: false, error };
     }
-    const close = () => forward(() => controller.close());
+    const last = held;
+    const close = () =>
+      forward(() => {
+        if (last) controller.enqueue(last);
+        controller.close();
+      });
     holdCloseUntil.then(close, close);
     if (!chunks) return { ok: true, body: new Uint8Array(0), bytes: size, omitted: true };
     return { ok: true, body: ownBytes(concatBytes(chunks, size)), bytes: size };

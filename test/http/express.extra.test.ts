@@ -93,6 +93,35 @@ describe('express specifics', () => {
     ]);
   });
 
+  it('a client that retries the moment the whole body arrived finds the outcome stored, even with Content-Length (res.json)', async () => {
+    // A slow store: complete() answers 300 ms late. Before the fix the body went out whole
+    // (its Content-Length told the client it was done) while the outcome was still being
+    // stored, and a retry at that moment got 409 in-progress.
+    const inner = memoryStore();
+    const store = {
+      ...inner,
+      complete: async (...args: Parameters<typeof inner.complete>) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return inner.complete(...args);
+      },
+    };
+    let calls = 0;
+    const app = express();
+    app.post('/x', idempotency({ idem: createIdem({ store }), onInProgress: 'reject' }), (_req, res) => {
+      calls++;
+      res.status(201).json({ id: `pay_${calls}` });
+    });
+    const url = await serve(app);
+    const first = await fetch(`${url}/x`, keyed('at-once', '{"a":1}'));
+    expect(first.headers.get('content-length')).not.toBeNull();
+    expect(await first.json()).toEqual({ id: 'pay_1' });
+    const again = await fetch(`${url}/x`, keyed('at-once', '{"a":1}'));
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.json()).toEqual({ id: 'pay_1' });
+    expect(calls).toBe(1);
+  });
+
   it('the same JSON request fingerprints the same with or without express.json() in front', async () => {
     const store = memoryStore();
     const idem = createIdem({ store });
