@@ -236,14 +236,24 @@ export const DASHBOARD_SCRIPT = `
       g.beginPath();
       var pen = false;
       var x0 = left + plotW - step * (points.length - 1);
+      var dots = [];
       points.forEach(function (v, j) {
         if (v === null) { pen = false; return; }
         var x = x0 + step * j;
         var yv = 6 + plotH - (plotH * v) / top;
         if (pen) g.lineTo(x, yv); else g.moveTo(x, yv);
+        // a point with no neighbour draws no line: mark it, and the latest value, with a dot
+        var alone = (j === 0 || points[j - 1] === null) && (j === points.length - 1 || points[j + 1] === null);
+        if (alone || j === points.length - 1) dots.push([x, yv]);
         pen = true;
       });
       g.stroke();
+      g.fillStyle = COLORS[i];
+      dots.forEach(function (d) {
+        g.beginPath();
+        g.arc(d[0], d[1], 3, 0, 2 * Math.PI);
+        g.fill();
+      });
       var last = points.length ? points[points.length - 1] : null;
       chart.series[i].valueEl.textContent = fmt(last);
     });
@@ -259,7 +269,7 @@ export const DASHBOARD_SCRIPT = `
     $('t-executed').textContent = fmt(cur.executed);
     $('t-blocked').textContent = fmt(cur.replayed + cur.conflict + cur.mismatch);
     $('t-tokens').textContent = fmt(cur.tokens);
-    $('t-usd').textContent = '$' + cur.usd.toFixed(cur.usd < 1 ? 4 : 2);
+    $('t-usd').textContent = '$' + (cur.usd >= 1 ? cur.usd.toFixed(2) : fmt(cur.usd));
   }
 
   function pollMetrics() {
