@@ -3,7 +3,7 @@
  * The `idem` command.
  *
  * ```
- * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic] [--admin-port N]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]

@@ -73,7 +73,7 @@ describe('admin listener: configuration', () => {
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c));
     const code = await new Promise((r) => child.on('exit', r));
-    expect(code).not.toBe(0);
+    expect(code).toBe(2);
     expect(stderr).toMatch(/adminPort needs an admin token.*openssl rand -hex 24/);
   });
 });
