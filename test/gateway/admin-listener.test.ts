@@ -16,7 +16,7 @@ import { adminListenerOf } from '../../src/gateway/config.ts';
 import { createGateway, type Gateway } from '../../src/gateway/index.ts';
 import { gatewayMetrics } from '../../src/gateway/metrics.ts';
 import { keyTracker } from '../../src/gateway/recent-keys.ts';
-import { post, request } from './helpers.ts';
+import { post, request, until } from './helpers.ts';
 
 const TOKEN = 'test-admin-token-0123456789abcdef';
 const CLI = join(import.meta.dirname, '../../src/cli/index.ts');
@@ -75,6 +75,45 @@ describe('admin listener: configuration', () => {
     const code = await new Promise((r) => child.on('exit', r));
     expect(code).toBe(2);
     expect(stderr).toMatch(/adminPort needs an admin token.*openssl rand -hex 24/);
+  });
+});
+
+describe('admin listener: idem serve', () => {
+  it('idem serve --admin-port --admin-host prints the dashboard URL, which needs the token', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=idem-source',
+        CLI,
+        'serve',
+        '--upstream',
+        'http://127.0.0.1:1',
+        '--store',
+        'memory',
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--admin-host',
+        '127.0.0.1',
+      ],
+      { env: { ...process.env, IDEM_ADMIN_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    try {
+      let stdout = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c));
+      const printed = () =>
+        /idem dashboard (http:\/\/127\.0\.0\.1:\d+)\/ \(admin token required\)/.exec(stdout);
+      expect(await until(() => printed() !== null, 15_000)).toBe(true);
+      const dashboard = printed()![1]!;
+      expect((await request(dashboard, { method: 'GET', path: '/api/metrics' })).status).toBe(401);
+      const page = await request(dashboard, { method: 'GET', path: '/', headers: auth });
+      expect(page.status).toBe(200);
+      expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+    }
   });
 });
 
