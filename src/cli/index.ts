@@ -3,7 +3,7 @@
  * The `idem` command.
  *
  * ```
- * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic] [--admin-port N]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--method M] [--data JSON] [-H 'name: value']… [--concurrency N] [--id-field PATH] [--json]
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
@@ -65,6 +65,8 @@ program
     '--admin-token <token>',
     'bearer token for /metrics and /savings (or IDEM_ADMIN_TOKEN; without: loopback only)',
   )
+  .option('--admin-port <n>', 'admin listener with the live dashboard at / (needs the admin token)', port)
+  .option('--admin-host <host>', 'address of the admin listener (default 127.0.0.1)')
   .action(
     async (opts: {
       upstream?: string;
@@ -74,6 +76,8 @@ program
       config?: string;
       preset?: string;
       adminToken?: string;
+      adminPort?: number;
+      adminHost?: string;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -84,6 +88,8 @@ program
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.host !== undefined && { host: opts.host }),
         ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
+        ...(opts.adminPort !== undefined && { adminPort: opts.adminPort }),
+        ...(opts.adminHost !== undefined && { adminHost: opts.adminHost }),
       };
       if (!config.upstream && config.preset === undefined)
         throw new InvalidArgumentError(
@@ -94,12 +100,14 @@ program
       await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
       const url = await closeOnFailure(gateway, () =>
         gateway.listen().catch((error) => {
-          throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
+          const admin = config.adminPort !== undefined && error?.port === config.adminPort;
+          throw cliFailure(listenFailure(error, admin ? '--admin-port' : '--port'), EXIT_FAILED, error);
         }),
       );
       const upstream = config.upstream ?? applyPreset(config).upstream;
       const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
       console.log(`idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset})`);
+      if (gateway.adminUrl) console.log(`idem dashboard ${gateway.adminUrl}/ (admin token required)`);
       onSignal(() => gateway.close());
     },
   );

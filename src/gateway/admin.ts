@@ -20,21 +20,33 @@ import { writeProblem } from './respond.ts';
  * if (url === '/metrics' && admitted(req, res)) sendMetrics(metrics, res);
  */
 export function adminGuard(token: string | undefined) {
-  if (token !== undefined && (typeof token !== 'string' || token.length < 16 || /\s/.test(token))) {
-    throw new InvalidOptionError(
-      'adminToken must be at least 16 characters without whitespace, e.g. from `openssl rand -hex 24`',
-    );
-  }
-  const expected = token === undefined ? undefined : digest(token);
+  const carriesToken = token === undefined ? undefined : bearerCheck(token);
   return (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (expected === undefined ? isLoopback(req.socket.remoteAddress) : bearerMatches(req, expected))
-      return true;
-    const detail = expected
+    if (carriesToken === undefined ? isLoopback(req.socket.remoteAddress) : carriesToken(req)) return true;
+    const detail = carriesToken
       ? 'send Authorization: Bearer <admin token>'
       : 'this endpoint answers only this machine; set adminToken (or IDEM_ADMIN_TOKEN) to read it from elsewhere';
     writeProblem(res, 'admin-token-required', detail, [['www-authenticate', 'Bearer realm="idem-admin"']]);
     return false;
   };
+}
+
+/**
+ * Checks an admin token (at least 16 characters, no whitespace) and answers the test of a
+ * request: true when it carries `Authorization: Bearer <token>` (compared in constant time).
+ *
+ * @example
+ * const carriesToken = bearerCheck(process.env.IDEM_ADMIN_TOKEN ?? '');
+ * if (!carriesToken(req)) return refuse(res);
+ */
+export function bearerCheck(token: string): (req: IncomingMessage) => boolean {
+  if (typeof token !== 'string' || token.length < 16 || /\s/.test(token)) {
+    throw new InvalidOptionError(
+      'adminToken must be at least 16 characters without whitespace, e.g. from `openssl rand -hex 24`',
+    );
+  }
+  const expected = digest(token);
+  return (req) => bearerMatches(req, expected);
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();

@@ -117,6 +117,14 @@ export interface GatewayConfig {
    */
   adminToken?: string;
   /**
+   * Port of the admin listener: the live dashboard at `/`, `/metrics`, `/savings` and the
+   * `/api/…` the dashboard reads, every request behind `Authorization: Bearer <adminToken>`
+   * (required with an admin port). `0` picks a free port. Default: no admin listener.
+   */
+  adminPort?: number;
+  /** Address of the admin listener. Default `'127.0.0.1'`. */
+  adminHost?: string;
+  /**
    * Encrypt stored responses at rest (see docs/engine.md, *Encryption at rest*). Also from
    * `IDEM_ENCRYPTION_KEYS="id:base64key[,id:base64key…]"` (the first key seals).
    */
@@ -175,6 +183,8 @@ export interface GatewayConfig {
 const TOP_KEYS = new Set([
   'upstream',
   'adminToken',
+  'adminPort',
+  'adminHost',
   'encryption',
   'preset',
   'prices',
@@ -259,4 +269,39 @@ export function checkConfigFields(config: object, known: readonly string[] = [..
       seen.set(path, name);
     }
   }
+}
+
+/** Where the admin listener listens, and its token. */
+export interface AdminListener {
+  port: number;
+  host: string;
+  token: string;
+}
+
+/**
+ * The admin listener a config asks for (`adminPort`), checked: a port from 0 to 65535, a host,
+ * and an admin token (`adminToken`, else `IDEM_ADMIN_TOKEN`), which an admin port requires.
+ *
+ * @example
+ * adminListenerOf({ adminPort: 9090, adminToken: 'f3…' }) // { port: 9090, host: '127.0.0.1', token: 'f3…' }
+ * adminListenerOf({}) // undefined
+ */
+export function adminListenerOf(
+  config: Pick<GatewayConfig, 'adminPort' | 'adminHost' | 'adminToken'>,
+  env: Record<string, string | undefined> = process.env,
+): AdminListener | undefined {
+  const { adminPort: port, adminHost: host = '127.0.0.1' } = config;
+  if (typeof host !== 'string' || host.trim() === '')
+    throw new InvalidOptionError(`adminHost must be a host name or address, got ${JSON.stringify(host)}`);
+  if (port === undefined) return undefined;
+  if (!Number.isSafeInteger(port) || port < 0 || port > 65535)
+    throw new InvalidOptionError(
+      `adminPort must be a whole number from 0 to 65535, got ${JSON.stringify(port)}`,
+    );
+  const token = config.adminToken ?? (env.IDEM_ADMIN_TOKEN || undefined);
+  if (token === undefined)
+    throw new InvalidOptionError(
+      'adminPort needs an admin token: set adminToken (or IDEM_ADMIN_TOKEN, or --admin-token) to a secret, e.g. from `openssl rand -hex 24`',
+    );
+  return { port, host, token };
 }

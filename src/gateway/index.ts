@@ -28,16 +28,23 @@ import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import { adminGuard } from './admin.ts';
-import { checkConfigFields, type GatewayConfig } from './config.ts';
+import { localAdminSource } from './admin-local.ts';
+import { createAdminServer } from './admin-server.ts';
+import type { AdminSource } from './admin-source.ts';
+import { adminListenerOf, checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { applyPreset } from './llm.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
+import { keyTracker } from './recent-keys.ts';
 import { compileRoutes } from './routes.ts';
 import { createUpstream, type Upstream } from './upstream.ts';
 
 export type { Savings, SavingsReport } from '../ai/savings.ts';
 export { redact, storeFromSpec } from '../stores/spec.ts';
+export { localAdminSource } from './admin-local.ts';
+export { type AdminServerOptions, adminHandler, createAdminServer } from './admin-server.ts';
+export type { AdminSource, KeyLifecycle } from './admin-source.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export { applyPreset, type PresetName } from './llm.ts';
@@ -51,7 +58,16 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Duplicate LLM calls suppressed on `preset` / `llm` routes: tokens and money saved. */
   readonly savings: Savings;
-  /** Listens on `port` / `host` (defaults from the config, then 8080 and 127.0.0.1); answers the URL. */
+  /** What the admin listener shows: metrics, savings, the recent keys (a ring of 500) and key search. */
+  readonly admin: AdminSource;
+  /** The admin listener (dashboard, `/metrics`, `/savings`, `/api/…`) when `adminPort` is set. */
+  readonly adminServer: http.Server | undefined;
+  /** The admin listener's URL once `listen()` started it. */
+  readonly adminUrl: string | undefined;
+  /**
+   * Listens on `port` / `host` (defaults from the config, then 8080 and 127.0.0.1), and starts
+   * the admin listener when `adminPort` is set; answers the URL.
+   */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops accepting, waits for in-flight requests, closes the upstream pool and the store it opened. */
   close(): Promise<void>;
@@ -95,6 +111,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     );
   }
   const endpoints = { ...DEFAULT_ENDPOINTS, ...config.endpoints };
+  const adminListener = adminListenerOf(config);
   const upstream = createUpstream(config.upstream, {
     timeoutMs: toMs(config.upstreamTimeout ?? '10m', 'upstreamTimeout'),
     connectTimeoutMs: toMs(config.connectTimeout ?? '10s', 'connectTimeout'),
@@ -109,10 +126,12 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   savings.onSaved(metrics.llmSaved);
   const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
   const admitted = adminGuard(config.adminToken ?? (process.env.IDEM_ADMIN_TOKEN || undefined));
+  // the dashboard's recent keys, fed by the engine's events and the handler's results
+  const tracker = keyTracker({ metrics, keyHeader });
   const idem = createIdem({
     store: metrics.instrument(store),
     encryption: config.encryption ?? encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS),
-    onEvent: metrics.onEvent,
+    onEvent: tracker.onEvent,
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
     maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
   });
@@ -127,7 +146,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     idem,
     upstream,
     routes,
-    metrics,
+    metrics: tracker.metrics,
     savings,
     namespace: config.namespace ?? 'gateway',
     logger: config.logger ?? console,
@@ -152,8 +171,12 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
         return void res.end(policyJson);
       }
     }
-    void proxy(req, res); // never rejects: it answers 500 internal-error itself
+    tracker.within(req, res, () => proxy(req, res)); // never rejects: it answers 500 internal-error itself
   });
+  const namespace = config.namespace ?? 'gateway';
+  const admin = localAdminSource({ metrics, savings, tracker, store, namespace });
+  const adminServer = adminListener && createAdminServer(admin, { token: adminListener.token });
+  let adminUrl: string | undefined;
 
   const purgeMs = config.purgeEvery === false ? 0 : toMs(config.purgeEvery ?? '5m', 'purgeEvery');
   let purgeTimer: NodeJS.Timeout | undefined;
@@ -171,30 +194,53 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     store,
     metrics,
     savings,
-    listen(port = config.port ?? 8080, host = config.host ?? '127.0.0.1') {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const a = server.address() as AddressInfo;
-          resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+    admin,
+    adminServer,
+    get adminUrl() {
+      return adminUrl;
+    },
+    async listen(port = config.port ?? 8080, host = config.host ?? '127.0.0.1') {
+      const url = await listenOn(server, port, host);
+      if (adminServer && adminListener) {
+        adminUrl = await listenOn(adminServer, adminListener.port, adminListener.host).catch((error) => {
+          server.close();
+          throw error;
         });
-      });
+      }
+      return url;
     },
     close() {
       // a second close (shutdown hooks, tests' cleanup) waits for the first instead of failing
       closing ??= (async () => {
         clearInterval(purgeTimer);
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        await Promise.all(
+          [server, adminServer].map(
+            (s) =>
+              s?.listening &&
+              new Promise<void>((resolve) => {
+                s.close(() => resolve());
+                s.closeIdleConnections();
+              }),
+          ),
+        );
         await upstream.close();
         if (ownsStore) await store.close?.();
       })();
       return closing;
     },
   };
+}
+
+/** Listens; answers the URL. */
+function listenOn(server: http.Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+    });
+  });
 }
 
 /** Describes a store for start-up logs without secrets. */
