@@ -13,7 +13,6 @@ import { resolveRunOptions } from './options.ts';
 const KNOWN = [
   'maxAttempts',
   'retryDelay',
-  'redelivered',
   'input',
   'fingerprint',
   'exclude',
@@ -56,8 +55,8 @@ export function checkRef(ref: MessageRef): MessageRef {
  */
 export function checkOptions(options: ConsumeOptions) {
   checkConsumeOptions(options);
-  const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, redelivered, ...run } = options;
-  return { maxAttempts, retryDelay, redelivered, ...run };
+  const { maxAttempts = DEFAULT_MAX_ATTEMPTS, retryDelay = defaultRetryDelay, ...run } = options;
+  return { maxAttempts, retryDelay, ...run };
 }
 
 /**
@@ -89,7 +88,7 @@ export function checkConsumeOptions(
     const hint = near ? ` — did you mean ${near}?` : ` (known: ${known.join(', ')})`;
     throw new InvalidOptionError(`${label}: unknown option ${name}${hint}`);
   }
-  const { maxAttempts, retryDelay, redelivered } = options as ConsumeOptions;
+  const { maxAttempts, retryDelay } = options as ConsumeOptions;
   if (
     maxAttempts !== undefined &&
     (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000)
@@ -100,9 +99,6 @@ export function checkConsumeOptions(
   }
   if (retryDelay !== undefined && typeof retryDelay !== 'function') {
     throw new InvalidOptionError(`${label}: retryDelay must be a function`);
-  }
-  if (redelivered !== undefined && typeof redelivered !== 'boolean') {
-    throw new InvalidOptionError(`${label}: redelivered must be a boolean`);
   }
   resolveRunOptions(options as ConsumeOptions, label); // ttl, lease, scope, input options…
 }

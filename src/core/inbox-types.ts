@@ -121,10 +121,4 @@ export interface ConsumeOptions {
   maxAttempts?: number;
   /** Delay before a failed message is retried, by failed runs so far. Default 500 ms × 2^(n−1), at most 30 s. */
   retryDelay?: (failures: number) => number;
-  /**
-   * What the broker says about this delivery (adapters set it). A hint only: the failure count
-   * is read on every delivery, so `ctx.attempt` agrees with the recorded failures even when a
-   * redelivery is reported as a first delivery (a republished retry).
-   */
-  redelivered?: boolean;
 }

@@ -118,7 +118,7 @@ export function createConsumeOnce(deps: InboxDeps) {
     const { consumer, messageId } = checkRef(ref);
     if (typeof handler !== 'function')
       throw new InvalidOptionError('consumeOnce: handler must be a function');
-    const { maxAttempts, retryDelay, redelivered: _hint, ...run } = checkOptions(options);
+    const { maxAttempts, retryDelay, ...run } = checkOptions(options);
     const scope = run.scope;
     const slotId = (n: number) =>
       deps.ids(deriveKey('inbox-attempt', [consumer, messageId, n]), scope).recordId;
@@ -156,9 +156,9 @@ export function createConsumeOnce(deps: InboxDeps) {
     const action = async (ctx: ActionContext): Promise<Envelope<T>> => {
       let prior = 0;
       let lastError: SerializedError | undefined;
-      // `redelivered: false` is only a hint: a failed run takes the first free slot, so the
-      // count is read on every delivery (one store read when there is none) and ctx.attempt
-      // always agrees with the recorded failures.
+      // A broker's redelivery flag cannot be trusted (a republished retry looks like a first
+      // delivery), so the failure count is read on every delivery (one store read when there is
+      // none) and ctx.attempt always agrees with the recorded failures.
       const known = await failures();
       prior = known.count;
       // A takeover follows either a holder that died (or lost its lease) or a holder that was a

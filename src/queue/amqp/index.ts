@@ -37,7 +37,7 @@ export interface AmqpChannelLike {
  * @example
  * const options: AmqpInboxOptions = { consumer: 'billing', messageId: { header: 'event-id' }, maxAttempts: 3 };
  */
-export interface AmqpInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
+export interface AmqpInboxOptions extends ConsumeOptions {
   /** This consumer's name: each consumer (queue bound to a fan-out exchange) processes a message once. */
   consumer: string;
   /**
@@ -171,7 +171,6 @@ export function idempotentConsumer<R = unknown>(
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
         ...rest,
         ...(input === undefined ? {} : { input: typeof input === 'function' ? input(msg) : input }),
-        redelivered: msg.fields.redelivered,
       });
     } catch (error) {
       // a programming error (bad option, oversized outcome): never loop on it, and never throw

@@ -21,7 +21,7 @@ import type { Idem } from '../../core/types.ts';
  * @example
  * const options: BullmqInboxOptions = { consumer: 'billing', messageId: (job) => job.data.eventId };
  */
-export interface BullmqInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
+export interface BullmqInboxOptions extends ConsumeOptions {
   /** This consumer's name: each consumer processes a job once. */
   consumer: string;
   /**
@@ -88,14 +88,11 @@ export function idempotentProcessor<D = unknown, R = unknown>(
     const id = idOf(job as Job);
     if (typeof id !== 'string' || id === '')
       throw unrecoverable(`job ${job.id} has no message id (${String(messageId)})`);
-    const redelivered =
-      (job.attemptsStarted ?? 0) > 1 || job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0;
     let result: ConsumeResult<R>;
     try {
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(job, ctx), {
         ...rest,
         ...(input === undefined ? {} : { input: typeof input === 'function' ? input(job) : input }),
-        redelivered,
       });
     } catch (error) {
       // refused (a bad option, an oversized outcome): retrying cannot help

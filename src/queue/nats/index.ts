@@ -29,7 +29,7 @@ import type { Idem } from '../../core/types.ts';
  * @example
  * const options: NatsInboxOptions = { consumer: 'billing', workingEvery: '5s', maxAttempts: 3 };
  */
-export interface NatsInboxOptions extends Omit<ConsumeOptions, 'redelivered'> {
+export interface NatsInboxOptions extends ConsumeOptions {
   /** This consumer's name (usually the durable consumer's): each consumer processes a message once. */
   consumer: string;
   /** The message id: `Nats-Msg-Id` (default), another header, or a function of the message. */
@@ -130,7 +130,6 @@ export function idempotentHandler<R = unknown>(
       result = await idem.consumeOnce({ consumer, messageId: id }, (ctx) => handler(msg, ctx), {
         ...rest,
         ...(input === undefined ? {} : { input: typeof input === 'function' ? input(msg) : input }),
-        redelivered: msg.info.deliveryCount > 1,
       });
     } catch (error) {
       msg.term(); // a programming error (bad option, oversized outcome): never loop on it
