@@ -44,7 +44,13 @@ try {
     executions = () => demo.executions.payments;
     close = () => demo.close();
   } else if (role === 'gateway' && a && b) {
-    const gateway = await createGateway({ upstream: a, store: b, purgeEvery: false });
+    const gateway = await createGateway({
+      upstream: a,
+      store: b,
+      purgeEvery: false,
+      // a JSON line per request would measure stdout, not the gateway
+      logLevel: process.env.IDEM_LOG_LEVEL === undefined ? 'warn' : undefined,
+    });
     // every request the handler finishes is counted once in idem_gateway_requests_total
     let received = 0;
     gateway.server.on('request', () => void received++);
@@ -54,7 +60,9 @@ try {
     storeUs = async () =>
       (await latency!.get()).values
         // a histogram's values are its buckets, then `_sum` and `_count` per label set
-        .filter((v) => (v as { metricName?: string }).metricName === 'idem_store_operation_duration_seconds_sum')
+        .filter(
+          (v) => (v as { metricName?: string }).metricName === 'idem_store_operation_duration_seconds_sum',
+        )
         .reduce((n, v) => n + v.value * 1e6, 0);
     send({ type: 'ready', url: await gateway.listen(0, '127.0.0.1') });
     close = () => gateway.close();

@@ -64,6 +64,10 @@ program
     '--admin-token <token>',
     'bearer token for /metrics and /savings (or IDEM_ADMIN_TOKEN; without: loopback only)',
   )
+  .option(
+    '--log-level <level>',
+    'JSON log lines on stdout: fatal | error | warn | info (a line per request) | debug | trace | silent (or IDEM_LOG_LEVEL; default info)',
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -73,6 +77,7 @@ program
       config?: string;
       preset?: string;
       adminToken?: string;
+      logLevel?: string;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -83,6 +88,7 @@ program
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.host !== undefined && { host: opts.host }),
         ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
+        ...(opts.logLevel !== undefined && { logLevel: opts.logLevel as GatewayConfig['logLevel'] }),
       };
       if (!config.upstream && config.preset === undefined)
         throw new InvalidArgumentError(

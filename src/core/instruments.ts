@@ -52,24 +52,138 @@ export const IN_PROGRESS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
  * prometheusName(INSTRUMENTS.inProgress); // 'idem_in_progress_duration_seconds'
  */
 export const INSTRUMENTS = {
-  claims: spec('idem.claims', 'counter', '{claim}', 'Keys claimed: the action runs (takeovers included)', ['idem.takeover'], 'engine'),
+  claims: spec(
+    'idem.claims',
+    'counter',
+    '{claim}',
+    'Keys claimed: the action runs (takeovers included)',
+    ['idem.takeover'],
+    'engine',
+  ),
   takeovers: spec('idem.takeovers', 'counter', '{claim}', 'Expired leases taken over', [], 'engine'),
-  replays: spec('idem.replays', 'counter', '{call}', 'Calls answered from a stored or shared outcome', ['idem.replay.shared', 'idem.replay.cached'], 'engine'),
-  mismatches: spec('idem.fingerprint_mismatches', 'counter', '{call}', 'Keys reused with another input', [], 'engine'),
-  conflicts: spec('idem.in_progress_conflicts', 'counter', '{call}', 'Duplicates refused while the key is in progress', [], 'engine'),
-  waits: spec('idem.waits', 'counter', '{call}', 'Duplicates that waited for an in-progress outcome', [], 'engine'),
+  replays: spec(
+    'idem.replays',
+    'counter',
+    '{call}',
+    'Calls answered from a stored or shared outcome',
+    ['idem.replay.shared', 'idem.replay.cached'],
+    'engine',
+  ),
+  mismatches: spec(
+    'idem.fingerprint_mismatches',
+    'counter',
+    '{call}',
+    'Keys reused with another input',
+    [],
+    'engine',
+  ),
+  conflicts: spec(
+    'idem.in_progress_conflicts',
+    'counter',
+    '{call}',
+    'Duplicates refused while the key is in progress',
+    [],
+    'engine',
+  ),
+  waits: spec(
+    'idem.waits',
+    'counter',
+    '{call}',
+    'Duplicates that waited for an in-progress outcome',
+    [],
+    'engine',
+  ),
   releases: spec('idem.releases', 'counter', '{key}', 'Keys released (a retry runs again)', [], 'engine'),
-  leaseLosses: spec('idem.lease_lost', 'counter', '{outcome}', 'Outcomes not stored because the lease was lost', [], 'engine'),
-  storeErrors: spec('idem.store_errors', 'counter', '{error}', 'Store operations that failed', ['error.type'], 'engine'),
-  tooLarge: spec('idem.outcomes_too_large', 'counter', '{outcome}', 'Outcomes refused for their size', [], 'engine'),
-  inProgress: spec('idem.in_progress.duration', 'histogram', 's', 'Time from claim to stored outcome', ['idem.outcome.error'], 'engine', IN_PROGRESS_BUCKETS),
-  storeOperation: spec('idem.store.operation.duration', 'histogram', 's', 'Store operation latency', ['idem.store.operation', 'idem.store.name', 'error.type'], 'store', STORE_BUCKETS),
-  llmSuppressed: spec('idem.llm.duplicate_calls_suppressed', 'counter', '{call}', 'Duplicate LLM calls answered from a stored or shared outcome instead of the provider', ['provider', 'model'], 'llm'),
-  llmTokensSaved: spec('idem.llm.tokens_saved', 'counter', '{token}', 'Tokens not billed again, by kind', ['provider', 'model', 'kind'], 'llm'),
-  llmCostSaved: spec('idem.llm.cost_saved_usd', 'counter', '{USD}', 'USD not billed again, at the price table (models it lists)', ['provider', 'model'], 'llm'),
-  gatewayRequests: spec('idem.gateway.requests', 'counter', '{request}', 'Gateway requests by route and result', ['route', 'result'], 'gateway'),
-  gatewayWithoutKey: spec('idem.gateway.requests_without_key', 'counter', '{request}', 'Requests on an idempotent route that carried no key', ['route'], 'gateway'),
-  gatewayUpstreamErrors: spec('idem.gateway.upstream_errors', 'counter', '{error}', 'Upstream failures by phase (before_send, after_send)', ['phase'], 'gateway'),
+  leaseLosses: spec(
+    'idem.lease_lost',
+    'counter',
+    '{outcome}',
+    'Outcomes not stored because the lease was lost',
+    [],
+    'engine',
+  ),
+  storeErrors: spec(
+    'idem.store_errors',
+    'counter',
+    '{error}',
+    'Store operations that failed',
+    ['error.type'],
+    'engine',
+  ),
+  tooLarge: spec(
+    'idem.outcomes_too_large',
+    'counter',
+    '{outcome}',
+    'Outcomes refused for their size',
+    [],
+    'engine',
+  ),
+  inProgress: spec(
+    'idem.in_progress.duration',
+    'histogram',
+    's',
+    'Time from claim to stored outcome',
+    ['idem.outcome.error'],
+    'engine',
+    IN_PROGRESS_BUCKETS,
+  ),
+  storeOperation: spec(
+    'idem.store.operation.duration',
+    'histogram',
+    's',
+    'Store operation latency',
+    ['idem.store.operation', 'idem.store.name', 'error.type'],
+    'store',
+    STORE_BUCKETS,
+  ),
+  llmSuppressed: spec(
+    'idem.llm.duplicate_calls_suppressed',
+    'counter',
+    '{call}',
+    'Duplicate LLM calls answered from a stored or shared outcome instead of the provider',
+    ['provider', 'model'],
+    'llm',
+  ),
+  llmTokensSaved: spec(
+    'idem.llm.tokens_saved',
+    'counter',
+    '{token}',
+    'Tokens not billed again, by kind',
+    ['provider', 'model', 'kind'],
+    'llm',
+  ),
+  llmCostSaved: spec(
+    'idem.llm.cost_saved_usd',
+    'counter',
+    '{USD}',
+    'USD not billed again, at the price table (models it lists)',
+    ['provider', 'model'],
+    'llm',
+  ),
+  gatewayRequests: spec(
+    'idem.gateway.requests',
+    'counter',
+    '{request}',
+    'Gateway requests by route and result',
+    ['route', 'result'],
+    'gateway',
+  ),
+  gatewayWithoutKey: spec(
+    'idem.gateway.requests_without_key',
+    'counter',
+    '{request}',
+    'Requests on an idempotent route that carried no key',
+    ['route'],
+    'gateway',
+  ),
+  gatewayUpstreamErrors: spec(
+    'idem.gateway.upstream_errors',
+    'counter',
+    '{error}',
+    'Upstream failures by phase (before_send, after_send)',
+    ['phase'],
+    'gateway',
+  ),
 } as const satisfies Record<string, InstrumentSpec>;
 
 /** A field name of {@link INSTRUMENTS}. */
@@ -99,7 +213,9 @@ export function prometheusLabel(attribute: string): string {
  */
 export function prometheusName(instrument: Pick<InstrumentSpec, 'name' | 'kind' | 'unit'>): string {
   let name = prometheusLabel(instrument.name);
-  const unit = instrument.unit.startsWith('{') ? '' : (UNIT_SUFFIX[instrument.unit] ?? prometheusLabel(instrument.unit));
+  const unit = instrument.unit.startsWith('{')
+    ? ''
+    : (UNIT_SUFFIX[instrument.unit] ?? prometheusLabel(instrument.unit));
   if (unit && !name.endsWith(`_${unit}`)) name += `_${unit}`;
   if (instrument.kind === 'counter' && !name.endsWith('_total')) name += '_total';
   return name;

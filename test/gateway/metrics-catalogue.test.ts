@@ -44,7 +44,9 @@ const post = (key?: string) =>
   });
 
 it('the catalogue gives the OpenTelemetry Prometheus exporter names', () => {
-  const names = Object.fromEntries(Object.entries(INSTRUMENTS).map(([field, i]) => [field, prometheusName(i)]));
+  const names = Object.fromEntries(
+    Object.entries(INSTRUMENTS).map(([field, i]) => [field, prometheusName(i)]),
+  );
   expect(names).toEqual(EXPECTED);
   expect(prometheusName({ name: 'a.b', kind: 'histogram', unit: 'By' })).toBe('a_b_bytes');
   expect(prometheusName({ name: 'a.b_seconds', kind: 'counter', unit: 's' })).toBe('a_b_seconds_total');
@@ -69,7 +71,8 @@ it('GET /metrics exposes every catalogue instrument under its name, kind and lab
     const allowed = new Set([...instrument.attributes.map(prometheusLabel), 'le']);
     for (const value of metric.values) {
       seen.add(metric.name);
-      for (const label of Object.keys(value.labels)) expect(allowed, `${metric.name}{${label}}`).toContain(label);
+      for (const label of Object.keys(value.labels))
+        expect(allowed, `${metric.name}{${label}}`).toContain(label);
     }
   }
   for (const name of [

@@ -90,17 +90,21 @@ describe('gateway: /healthz, /metrics, the policy document', () => {
     const value = (line: string) =>
       Number(r.text.match(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm'))?.[1]);
     expect(value('idem_claims_total{idem_takeover="false"}')).toBeGreaterThanOrEqual(1);
-    expect(value('idem_replays_total{idem_replay_shared="false",idem_replay_cached="false"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      value('idem_replays_total{idem_replay_shared="false",idem_replay_cached="false"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(value('idem_fingerprint_mismatches_total')).toBeGreaterThanOrEqual(1);
     expect(value('idem_gateway_requests_without_key_total{route="/payments"}')).toBe(1);
     expect(value('idem_gateway_requests_total{route="/payments",result="executed"}')).toBe(1);
-    expect(value('idem_store_operation_duration_seconds_count{idem_store_operation="claim",idem_store_name="memory"}')).toBeGreaterThanOrEqual(3);
-    expect(value('idem_in_progress_duration_seconds_count{idem_outcome_error="false"}')).toBeGreaterThanOrEqual(1);
-    for (const name of [
-      'idem_takeovers_total',
-      'idem_in_progress_conflicts_total',
-      'idem_waits_total',
-    ]) {
+    expect(
+      value(
+        'idem_store_operation_duration_seconds_count{idem_store_operation="claim",idem_store_name="memory"}',
+      ),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      value('idem_in_progress_duration_seconds_count{idem_outcome_error="false"}'),
+    ).toBeGreaterThanOrEqual(1);
+    for (const name of ['idem_takeovers_total', 'idem_in_progress_conflicts_total', 'idem_waits_total']) {
       expect(r.text).toMatch(new RegExp(`^${name} \\d+$`, 'm'));
     }
     // labelled by error_type: no series until a store operation fails
