@@ -17,6 +17,7 @@ import { errorType } from './errors.ts';
 import { checkOptions } from './options.ts';
 
 export { errorType } from './errors.ts';
+export { activeTraceparent, EVENT_LEVELS, type EventLogger, logEvents } from './log.ts';
 export { type SpanOutcome, type TracedOptions, traced } from './traced.ts';
 
 /** Options of {@link otelInstrumentation}. */
