@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,10 @@ const upstream = await startUpstream((req, res) => {
   req.resume();
   req.on('end', () => {
     const id = `pay_${Math.random().toString(36).slice(2, 14)}`;
-    const pad = 'x'.repeat(Math.max(0, BODY - 120));
+    // random text: a compressible pad would flatter Postgres's TOAST compression
+    const pad = randomBytes(BODY)
+      .toString('base64url')
+      .slice(0, Math.max(0, BODY - 120));
     res.writeHead(201, {
       'content-type': 'application/json',
       'x-request-id': `req_${Math.random().toString(36).slice(2, 18)}`,

@@ -110,3 +110,24 @@ describe('docs/ops/alerts.yml', () => {
     ]);
   });
 });
+
+describe('docs/operations.md', () => {
+  it('lists every catalogue instrument with its Prometheus name, OpenTelemetry name and labels', () => {
+    const page = read('docs/operations.md');
+    for (const instrument of Object.values(INSTRUMENTS)) {
+      const row = page.split('\n').find((l) => l.startsWith(`| \`${prometheusName(instrument)}\` |`));
+      expect(row, instrument.name).toBeDefined();
+      if (instrument.source !== 'gateway') expect(row).toContain(`| \`${instrument.name}\` |`);
+      expect(row).toContain(`| ${instrument.kind} |`);
+      for (const attribute of instrument.attributes)
+        expect(row).toContain(`\`${prometheusLabel(attribute)}\``);
+    }
+  });
+
+  it('every PromQL query on the page names catalogue metrics and labels', () => {
+    const page = read('docs/operations.md');
+    const queries = [...page.matchAll(/`([^`]*\bidem_[a-z_]+[^`]*\[[^`]*)`/g)].map((m) => m[1]!);
+    expect(queries.length).toBeGreaterThanOrEqual(12);
+    for (const q of queries) checkQuery(q);
+  });
+});
