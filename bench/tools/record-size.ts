@@ -132,7 +132,7 @@ try {
     rows.push([
       'Postgres',
       per(Number(r[0].total), count),
-      `pg_total_relation_size / ${count} records (heap alone ${per(Number(r[0].heap), count)} B; the rest is the primary key and expiry indexes)`,
+      `pg_total_relation_size / ${count} records (heap alone ${per(Number(r[0].heap), count)} B; the rest is TOAST and the indexes)`,
     ]);
   } finally {
     await store.close?.();
