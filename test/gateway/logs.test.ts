@@ -185,8 +185,12 @@ it('idem serve --log-level info writes JSON lines on stdout; IDEM_LOG_LEVEL=warn
       });
       child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
     });
-    await post(url, { 'idempotency-key': RAW_KEY, traceparent: VALID });
-    await new Promise((r) => setTimeout(r, 100));
+    await (await post(url, { 'idempotency-key': RAW_KEY, traceparent: VALID })).text();
+    // the request line is written when the response closes: wait for it (a loaded machine is slow)
+    const quiet = args.length === 0;
+    for (let i = 0; i < 50 && !quiet && !out.includes('"msg":"request"'); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    if (quiet) await new Promise((r) => setTimeout(r, 300));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     return out.split('\n').filter((l) => l.startsWith('{'));
