@@ -14,6 +14,8 @@ export default defineConfig({
     // Two workers: most suites wait on sockets, stores and child processes rather than the CPU,
     // so two forks halve the wall time on 2 cores (vitest's default there is one).
     maxWorkers: 2,
+    // gateways started by tests (in process or `idem serve` children) log warnings only, not a line per request
+    env: { IDEM_LOG_LEVEL: process.env.IDEM_LOG_LEVEL ?? 'warn' },
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

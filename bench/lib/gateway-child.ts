@@ -12,7 +12,7 @@
  * `{ type: 'stats', executions, cpuUs, inflight, storeUs }` (payments the upstream ran; the
  * process's CPU time so far; requests the gateway received and has not finished handling, which
  * may still call the upstream after their client left; the time its store calls took so far,
- * from its `idem_store_latency_seconds` histogram), and closes and exits on `{ type: 'close' }`.
+ * from its `idem_store_operation_duration_seconds` histogram), and closes and exits on `{ type: 'close' }`.
  *
  * @module
  */
@@ -44,17 +44,25 @@ try {
     executions = () => demo.executions.payments;
     close = () => demo.close();
   } else if (role === 'gateway' && a && b) {
-    const gateway = await createGateway({ upstream: a, store: b, purgeEvery: false });
+    const gateway = await createGateway({
+      upstream: a,
+      store: b,
+      purgeEvery: false,
+      // a JSON line per request would measure stdout, not the gateway
+      logLevel: process.env.IDEM_LOG_LEVEL === undefined ? 'warn' : undefined,
+    });
     // every request the handler finishes is counted once in idem_gateway_requests_total
     let received = 0;
     gateway.server.on('request', () => void received++);
     const finished = gateway.metrics.registry.getSingleMetric('idem_gateway_requests_total');
     inflight = async () => received - (await finished!.get()).values.reduce((n, v) => n + v.value, 0);
-    const latency = gateway.metrics.registry.getSingleMetric('idem_store_latency_seconds');
+    const latency = gateway.metrics.registry.getSingleMetric('idem_store_operation_duration_seconds');
     storeUs = async () =>
       (await latency!.get()).values
         // a histogram's values are its buckets, then `_sum` and `_count` per label set
-        .filter((v) => (v as { metricName?: string }).metricName === 'idem_store_latency_seconds_sum')
+        .filter(
+          (v) => (v as { metricName?: string }).metricName === 'idem_store_operation_duration_seconds_sum',
+        )
         .reduce((n, v) => n + v.value * 1e6, 0);
     send({ type: 'ready', url: await gateway.listen(0, '127.0.0.1') });
     close = () => gateway.close();

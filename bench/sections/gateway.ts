@@ -197,7 +197,7 @@ export async function gatewaySection(cfg: RunConfig): Promise<SectionResult> {
       '`req/s vs upstream`: requests per second ÷ those of the upstream directly at the same connection count. `p50 vs bare proxy`: p50 ÷ the p50 of the pass-through row.',
       '`upstream calls/request`: payments the upstream executed during the case ÷ requests autocannon sent (a request cut off when a slice stops still reaches the upstream; a replay must be 0).',
       '`server CPU/req`: CPU time of the gateway process per response (of the upstream process for the direct row); the load generator, the upstream and the store servers are not included.',
-      "`store time/req`: time the gateway's store calls took per response (claim and complete for a new key, claim for a replay), from its `idem_store_latency_seconds` histogram, so waiting for a pool connection or for the event loop counts too.",
+      "`store time/req`: time the gateway's store calls took per response (claim and complete for a new key, claim for a replay), from its `idem_store_operation_duration_seconds` histogram, so waiting for a pool connection or for the event loop counts too.",
     );
     return s;
   } finally {

@@ -9,6 +9,7 @@
  */
 
 import { InvalidOptionError } from '../core/errors.ts';
+import { INSTRUMENTS, type InstrumentSpec } from '../core/instruments.ts';
 import {
   costOf,
   PRICES_AS_OF,
@@ -166,8 +167,8 @@ let processSavings: Savings | undefined;
  * The tracker the in-process wrappers (`idem/openai`, `idem/anthropic`) count into unless given
  * their own `savings`. On first use it also exports OpenTelemetry counters through
  * `@opentelemetry/api` when that package is installed: `idem.llm.duplicate_calls_suppressed`,
- * `idem.llm.tokens_saved` (attribute `kind`: input, cached, output) and `idem.llm.cost_saved`
- * (USD; attribute `model`), all with `provider` and `model` attributes.
+ * `idem.llm.tokens_saved` (attribute `kind`: input, cached, output) and `idem.llm.cost_saved_usd`,
+ * all with `provider` and `model` attributes (src/core/instruments.ts).
  *
  * @example
  * const client = withIdem(new OpenAI(), { idem }); // counts into processSavingsTracker()
@@ -219,12 +220,12 @@ export function exportToOpenTelemetry(savings: Savings, meterName = 'idem'): voi
     if (current !== provider || !counters) {
       provider = current;
       const meter = current.getMeter(meterName);
+      const counter = (spec: InstrumentSpec) =>
+        meter.createCounter(spec.name, { unit: spec.unit, description: spec.description });
       counters = {
-        dup: meter.createCounter('idem.llm.duplicate_calls_suppressed', {
-          description: 'LLM calls answered by idem instead of the provider',
-        }),
-        tokens: meter.createCounter('idem.llm.tokens_saved', { unit: '{token}' }),
-        cost: meter.createCounter('idem.llm.cost_saved', { unit: 'USD' }),
+        dup: counter(INSTRUMENTS.llmSuppressed),
+        tokens: counter(INSTRUMENTS.llmTokensSaved),
+        cost: counter(INSTRUMENTS.llmCostSaved),
       };
     }
     const at = { provider: saved.provider, model: saved.model };

@@ -67,6 +67,10 @@ program
   )
   .option('--admin-port <n>', 'admin listener with the live dashboard at / (needs the admin token)', port)
   .option('--admin-host <host>', 'address of the admin listener (default 127.0.0.1)')
+  .option(
+    '--log-level <level>',
+    'JSON log lines on stdout: fatal | error | warn | info (a line per request) | debug | trace | silent (or IDEM_LOG_LEVEL; default info)',
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -78,6 +82,7 @@ program
       adminToken?: string;
       adminPort?: number;
       adminHost?: string;
+      logLevel?: string;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -90,6 +95,7 @@ program
         ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
         ...(opts.adminPort !== undefined && { adminPort: opts.adminPort }),
         ...(opts.adminHost !== undefined && { adminHost: opts.adminHost }),
+        ...(opts.logLevel !== undefined && { logLevel: opts.logLevel as GatewayConfig['logLevel'] }),
       };
       if (!config.upstream && config.preset === undefined)
         throw new InvalidArgumentError(

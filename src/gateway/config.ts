@@ -27,6 +27,7 @@ import type { EncryptionOptions } from '../core/encryption.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { Store } from '../core/store.ts';
 import { checkKnownOptions } from '../http/known.ts';
+import type { GatewayLogger, LogLevel } from './log.ts';
 
 /** What a duplicate of an in-flight request gets. */
 export type Concurrency = 'reject' | 'wait' | 'attach';
@@ -173,11 +174,19 @@ export interface GatewayConfig {
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
   purgeEvery?: Duration | false;
   /**
-   * Where the one-time warning about keyed requests without credentials (all such callers
-   * share the `anonymous` scope), outcomes that could not be stored and unexpected errors
-   * (with the route, never the query) go. Default `console`. Not read from a config file.
+   * The level of the gateway's JSON log lines (pino, on stdout): `fatal`, `error`, `warn`,
+   * `info` (one line per request, start-up, shutdown), `debug`, `trace` or `silent`. Default
+   * `IDEM_LOG_LEVEL`, else `info`. Ignored when `logger` is given.
    */
-  logger?: { warn(message: string): void; error?(message: string): void };
+  logLevel?: LogLevel;
+  /**
+   * Your own logger (a pino logger, or anything with pino's `info(fields, msg)` / `warn` /
+   * `error`): request, start-up, shutdown and store-error lines, the one-time warning about
+   * keyed requests without credentials, outcomes that could not be stored and unexpected errors
+   * (with the route, never the query). Without `info` only warnings and errors are written.
+   * Default: pino on stdout at `logLevel`. Not read from a config file.
+   */
+  logger?: GatewayLogger;
 }
 
 const TOP_KEYS = new Set([
@@ -205,6 +214,7 @@ const TOP_KEYS = new Set([
   'endpoints',
   'docsUrl',
   'purgeEvery',
+  'logLevel',
   '$schema',
 ]);
 

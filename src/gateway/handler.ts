@@ -24,17 +24,14 @@ import { parseTarget } from '../http/target.ts';
 import { createFlight, type Flight } from './flight.ts';
 import { bypass, clientGone, deadline, forwardedFor, GONE, headerLines, refuse, TIMED_OUT } from './io.ts';
 import { type LlmRequestFacts, requestFacts } from './llm.ts';
-import type { GatewayMetrics } from './metrics.ts';
+import { currentRequest, type GatewayLogger, type RequestNote, traceparentOf } from './log.ts';
+import type { GatewayMetrics, RequestResult } from './metrics.ts';
 import { type LiveState, recordingAction } from './record.ts';
 import { type ForwardResult, upstreamRequestHeaders, writeProblem, writeStored } from './respond.ts';
 import { type CompiledRoute, matchRoute } from './routes.ts';
 import type { ForwardRequest, Upstream } from './upstream.ts';
 
-/** Where the gateway's warnings and errors go. */
-export interface GatewayLogger {
-  warn(message: string): void;
-  error?(message: string): void;
-}
+export type { GatewayLogger } from './log.ts';
 
 /** Everything the handler uses, built once by `createGateway`. */
 export interface HandlerDeps {
@@ -78,22 +75,60 @@ export function createProxyHandler(deps: HandlerDeps) {
   };
   const logError = (message: string) =>
     deps.logger.error ? deps.logger.error(message) : console.error(message);
+  /** Counts a request's result, and notes it for the request's log line. */
+  const count = (route: string, result: RequestResult) => {
+    metrics.request(route, result);
+    const note = currentRequest.getStore();
+    if (note) {
+      note.route = route;
+      note.result = result;
+    }
+  };
 
-  return async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  return function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const trace = traceparentOf(req.headers.traceparent);
+    const note: RequestNote = { traceparent: trace.traceparent, route: 'unmatched', result: 'error' };
+    const info = deps.logger.info?.bind(deps.logger);
+    if (info) {
+      const started = performance.now();
+      res.once('close', () => {
+        info(
+          {
+            route: note.route,
+            method: req.method,
+            result: note.result,
+            status: res.statusCode,
+            durationMs: Math.round((performance.now() - started) * 100) / 100,
+            ...(note.recordId && { recordId: note.recordId() }),
+            ...(!res.writableFinished && { aborted: true }),
+            traceparent: note.traceparent,
+          },
+          'request',
+        );
+      });
+    }
+    // a request without a traceparent gets the gateway's, upstream too (an invalid one is forwarded as sent)
+    const traced = req.headers.traceparent === undefined ? ['traceparent', trace.traceparent] : [];
+    return currentRequest.run(note, () => handle(req, res, traced));
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse, traced: string[]): Promise<void> {
     let routeName = 'unmatched';
     try {
       const method = req.method ?? 'GET';
       const target = parseTarget(req.url ?? '/');
       if (!target.ok) {
-        metrics.request(routeName, 'rejected');
+        count(routeName, 'rejected');
         return refuse(req, res, target.refusal);
       }
       const url = target.path + target.search;
       const route = matchRoute(deps.routes, method, target.path);
       routeName = route?.name ?? routeName;
-      const forwarded = forwardedFor(req);
+      const note = currentRequest.getStore();
+      if (note) note.route = routeName;
+      const forwarded = [...forwardedFor(req), ...traced];
       if (!route || route.key === 'ignore') {
-        metrics.request(routeName, 'passthrough');
+        count(routeName, 'passthrough');
         return upstream.passThrough(req, res, url, forwarded);
       }
       const headers = headerLines(req);
@@ -119,12 +154,12 @@ export function createProxyHandler(deps: HandlerDeps) {
       }
       if (prepared.action === 'pass') {
         if (headers.get(keyHeader) === null) metrics.withoutKey(route.name);
-        metrics.request(route.name, 'passthrough');
+        count(route.name, 'passthrough');
         return upstream.passThrough(req, res, url, forwarded);
       }
       if (prepared.action === 'refuse') {
         if (prepared.refusal.type === 'missing-key') metrics.withoutKey(route.name);
-        metrics.request(route.name, 'rejected');
+        count(route.name, 'rejected');
         return refuse(req, res, prepared.refusal, route.marks);
       }
       const { key: clientKey, scope, fingerprint, body } = prepared;
@@ -141,11 +176,11 @@ export function createProxyHandler(deps: HandlerDeps) {
     } catch (error) {
       const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       logError(`[idem gateway] request failed on route ${routeName}: ${why}`);
-      metrics.request(routeName, 'error');
+      count(routeName, 'error');
       if (!res.headersSent) writeProblem(res, 'internal-error', 'see the gateway log');
       else res.destroy();
     }
-  };
+  }
 
   function rulesOf(route: CompiledRoute): KeyRules {
     return {
@@ -190,13 +225,15 @@ export function createProxyHandler(deps: HandlerDeps) {
     };
     let flight: Flight | undefined;
     let recordId = '';
+    const note = currentRequest.getStore();
+    if (note) note.recordId = () => (recordId ||= idem.ids(engineKey(key), scope).recordId);
     if (route.concurrency === 'attach') {
       recordId = idem.ids(engineKey(key), scope).recordId;
       const live = flights.get(recordId);
       if (live) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
           metrics.onEvent({ type: 'mismatch', recordId });
-          metrics.request(route.name, 'rejected');
+          count(route.name, 'rejected');
           const refusal = refusalFor(new FingerprintMismatchError(), route.retry, deps.describedBy);
           return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers, route.marks);
         }
@@ -204,18 +241,18 @@ export function createProxyHandler(deps: HandlerDeps) {
         const head = await Promise.race([live.head, timer.promise, gone.promise]);
         timer.clear();
         if (head === GONE) {
-          metrics.request(route.name, 'cancelled');
+          count(route.name, 'cancelled');
           return;
         }
         if (head === TIMED_OUT) {
           metrics.onEvent({ type: 'in_progress', recordId });
-          metrics.request(route.name, 'rejected');
+          count(route.name, 'rejected');
           const refusal = refusalFor(new InProgressError(route.leaseMs), route.retry, deps.describedBy);
           return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers, route.marks);
         }
         if (head && live.join(res)) {
           metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
-          metrics.request(route.name, 'attached');
+          count(route.name, 'attached');
           void live.outcome.then(saved);
           return;
         }
@@ -261,17 +298,17 @@ export function createProxyHandler(deps: HandlerDeps) {
         gone.promise.then((): Promise<Settled> | Settled => (started ? settled : GONE)),
       ]);
       if (first === GONE) {
-        metrics.request(route.name, 'cancelled');
+        count(route.name, 'cancelled');
         return;
       }
       if ('r' in first) {
         if (started) route.retry.record(Date.now() - startedAt);
         if (!first.r.replayed) {
-          metrics.request(route.name, 'executed');
+          count(route.name, 'executed');
           if (!first.r.value.release) storedOutcome = first.r.value;
           finishHolder(res, state, first.r.value, route);
         } else {
-          metrics.request(route.name, 'replayed');
+          count(route.name, 'replayed');
           saved(first.r.value);
           writeStored(res, first.r.value, true, finalFor(route, first.r.value), route.marks);
         }
@@ -281,7 +318,7 @@ export function createProxyHandler(deps: HandlerDeps) {
       if (started) {
         // The outcome reached the client but the store refused it (store down, lease lost):
         // the response must not end as a success no retry will find.
-        metrics.request(route.name, 'error');
+        count(route.name, 'error');
         const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
         logError(
           `[idem gateway] the outcome on route ${route.name} was not stored (${why}); the response was ended as broken`,
@@ -289,12 +326,12 @@ export function createProxyHandler(deps: HandlerDeps) {
         if (!res.headersSent) writeProblem(res, 'store-unavailable', 'the outcome could not be stored');
         else res.destroy();
       } else if (error instanceof StoreUnavailableError && deps.onStoreError === 'open') {
-        metrics.request(route.name, 'bypassed');
+        count(route.name, 'bypassed');
         bypass(upstream, request, res);
       } else {
         const refusal = refusalFor(error, route.retry, deps.describedBy);
         if (!refusal) throw error;
-        metrics.request(route.name, 'rejected');
+        count(route.name, 'rejected');
         writeProblem(res, refusal.type, refusal.detail, refusal.headers, route.marks);
       }
     } finally {

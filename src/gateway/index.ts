@@ -24,8 +24,10 @@ import { toMs } from '../core/duration.ts';
 import { encryptionFromEnv } from '../core/encryption.ts';
 import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
+import type { IdemEvent } from '../core/events.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
+import { errorType } from '../otel/errors.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import { adminGuard } from './admin.ts';
 import { localAdminSource } from './admin-local.ts';
@@ -34,6 +36,7 @@ import type { AdminSource } from './admin-source.ts';
 import { adminListenerOf, checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { applyPreset } from './llm.ts';
+import { currentRequest, type GatewayLogger, jsonLogger, logLevelOf } from './log.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { keyTracker } from './recent-keys.ts';
@@ -48,6 +51,7 @@ export type { AdminSource, KeyLifecycle } from './admin-source.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export { applyPreset, type PresetName } from './llm.ts';
+export { type GatewayLogger, LOG_LEVELS, type LogLevel, traceparentOf } from './log.ts';
 export type { GatewayMetrics } from './metrics.ts';
 
 /** A running (or ready to run) gateway. */
@@ -95,6 +99,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   if (!config || typeof config.upstream !== 'string') {
     throw new InvalidOptionError('createGateway needs { upstream: "http://host:port" } (or a preset)');
   }
+  const upstreamUrl = config.upstream;
   const routes = compileRoutes(config.routes, config.defaults);
   const keyHeader = (config.keyHeader ?? 'idempotency-key').toLowerCase();
   const downstreamKeyHeader: string | false =
@@ -121,6 +126,8 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   const store = ownsStore
     ? await storeFromSpec((config.store as string) ?? `sqlite:${DEFAULT_SQLITE_PATH}`)
     : (config.store as Store);
+  const logger: GatewayLogger =
+    config.logger ?? jsonLogger(logLevelOf(config.logLevel, process.env.IDEM_LOG_LEVEL));
   const metrics = gatewayMetrics();
   const savings = createSavings({ prices: resolvePrices(config.prices, 'prices') });
   savings.onSaved(metrics.llmSaved);
@@ -131,7 +138,10 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   const idem = createIdem({
     store: metrics.instrument(store),
     encryption: config.encryption ?? encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS),
-    onEvent: tracker.onEvent,
+    onEvent: (event) => {
+      tracker.onEvent(event); // also counts it in the metrics
+      if (event.type === 'store_error' || event.type === 'lease_lost') logEvent(logger, event);
+    },
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
     maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
   });
@@ -149,7 +159,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     metrics: tracker.metrics,
     savings,
     namespace: config.namespace ?? 'gateway',
-    logger: config.logger ?? console,
+    logger,
     ...facts,
     scopeHeaders,
     scopeCookies,
@@ -207,11 +217,22 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
           throw error;
         });
       }
+      logger.info?.(
+        {
+          url,
+          ...(adminUrl && { adminUrl }),
+          upstream: redact(upstreamUrl),
+          store: describeStore(config.store),
+          routes: routes.length,
+        },
+        'gateway listening',
+      );
       return url;
     },
     close() {
       // a second close (shutdown hooks, tests' cleanup) waits for the first instead of failing
       closing ??= (async () => {
+        logger.info?.({}, 'gateway closing');
         clearInterval(purgeTimer);
         await Promise.all(
           [server, adminServer].map(
@@ -225,6 +246,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
         );
         await upstream.close();
         if (ownsStore) await store.close?.();
+        logger.info?.({}, 'gateway closed');
       })();
       return closing;
     },
@@ -247,6 +269,27 @@ function listenOn(server: http.Server, port: number, host: string): Promise<stri
 export function describeStore(spec: string | Store | undefined): string {
   if (spec === undefined) return `sqlite:${DEFAULT_SQLITE_PATH}`;
   return typeof spec === 'string' ? redact(spec) : spec.name;
+}
+
+/** A store error or a lost lease as one error line, with the request's traceparent and route. */
+function logEvent(logger: GatewayLogger, event: IdemEvent): void {
+  const note = currentRequest.getStore();
+  const fields: Record<string, unknown> = {
+    event: event.type,
+    recordId: event.recordId,
+    ...(note && { route: note.route, traceparent: note.traceparent }),
+  };
+  if ('error' in event) {
+    fields.errorType = errorType(event.error);
+    fields.error = (event.error instanceof Error ? event.error.message : String(event.error)).slice(0, 300);
+  }
+  const message = event.type === 'store_error' ? 'store error' : 'lease lost: the outcome was not stored';
+  if (logger.error)
+    logger.error(
+      logger.info ? fields : `[idem gateway] ${message} ${JSON.stringify(fields)}`,
+      logger.info ? message : undefined,
+    );
+  else logger.warn(`[idem gateway] ${message} ${JSON.stringify(fields)}`);
 }
 
 /** The store answers a read, and the upstream accepts a connection, each within 2 s. */

@@ -1,34 +1,23 @@
 /**
  * Prometheus metrics of one gateway, in its own registry (several gateways in one process
- * never collide). Engine transitions arrive through `onEvent`; store latency comes from a thin
- * timing wrapper around the store; the rest is counted by the request handler.
- *
- * | metric | type | labels |
- * |---|---|---|
- * | `idem_claims_total` | counter | |
- * | `idem_takeovers_total` | counter | |
- * | `idem_replays_total` | counter | `shared` (`true`: joined an in-process flight) |
- * | `idem_fingerprint_mismatches_total` | counter | |
- * | `idem_in_progress_conflicts_total` | counter | |
- * | `idem_waits_total` | counter | |
- * | `idem_releases_total` | counter | |
- * | `idem_lease_lost_total` | counter | |
- * | `idem_store_errors_total` | counter | |
- * | `idem_store_latency_seconds` | histogram | `op` |
- * | `idem_in_progress_seconds` | histogram | time from claim to stored outcome |
- * | `idem_gateway_requests_total` | counter | `route`, `result` |
- * | `idem_gateway_requests_without_key_total` | counter | `route` |
- * | `idem_gateway_upstream_errors_total` | counter | `phase` (`before_send`, `after_send`) |
- * | `idem_llm_duplicate_calls_suppressed_total` | counter | `provider`, `model` (LLM routes: answered without calling the provider) |
- * | `idem_llm_tokens_saved_total` | counter | `kind` (`input`, `cached`, `output`) |
- * | `idem_llm_cost_saved_usd_total` | counter | `model` (models in the price table) |
+ * never collide). Every metric comes from the instrument catalogue (src/core/instruments.ts)
+ * that `idem/otel` also uses: the names and labels are what an OpenTelemetry Prometheus
+ * exporter produces for the library's instruments (`idem_claims_total`,
+ * `idem_in_progress_duration_seconds`, `idem_store_operation_duration_seconds{idem_store_operation}`…),
+ * plus the gateway's own (`idem_gateway_requests_total{route,result}`,
+ * `idem_gateway_requests_without_key_total{route}`, `idem_gateway_upstream_errors_total{phase}`)
+ * and the LLM savings counters. Engine transitions arrive through `onEvent`; store latency comes
+ * from a thin timing wrapper around the store; the rest is counted by the request handler. The
+ * full list: docs/operations.md.
  *
  * @module
  */
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { Saved } from '../ai/savings.ts';
 import type { IdemEvent } from '../core/events.ts';
+import { INSTRUMENTS, type InstrumentSpec, prometheusLabel, prometheusName } from '../core/instruments.ts';
 import type { Store } from '../core/store.ts';
+import { errorType } from '../otel/errors.ts';
 
 /** How a gateway request ended, for `idem_gateway_requests_total{result}`. */
 export type RequestResult =
@@ -65,70 +54,62 @@ export interface GatewayMetrics {
 export function gatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const counter = (name: string, help: string, labelNames: string[] = []) =>
-    new Counter({ name, help, labelNames, registers: [registry] });
-  const claims = counter('idem_claims_total', 'Keys claimed (the request was forwarded upstream)');
-  const takeovers = counter('idem_takeovers_total', 'Expired leases taken over');
-  const replays = counter('idem_replays_total', 'Duplicates answered from a stored or shared outcome', [
-    'shared',
-  ]);
-  const mismatches = counter('idem_fingerprint_mismatches_total', 'Keys reused with another request (422)');
-  const conflicts = counter(
-    'idem_in_progress_conflicts_total',
-    'Duplicates rejected while in progress (409)',
-  );
-  const waits = counter('idem_waits_total', 'Duplicates that waited for an in-progress outcome');
-  const releases = counter('idem_releases_total', 'Keys released (a retry runs again)');
-  const leaseLost = counter('idem_lease_lost_total', 'Outcomes not stored because the lease was lost');
-  const storeErrors = counter('idem_store_errors_total', 'Store operations that failed');
-  const requests = counter('idem_gateway_requests_total', 'Gateway requests by route and result', [
-    'route',
-    'result',
-  ]);
-  const withoutKey = counter(
-    'idem_gateway_requests_without_key_total',
-    'Requests on an idempotent route that carried no key',
-    ['route'],
-  );
-  const upstreamErrors = counter('idem_gateway_upstream_errors_total', 'Upstream failures by phase', [
-    'phase',
-  ]);
-  const suppressed = counter(
-    'idem_llm_duplicate_calls_suppressed_total',
-    'Duplicate LLM calls answered from a stored or shared outcome instead of the provider',
-    ['provider', 'model'],
-  );
-  const tokensSaved = counter('idem_llm_tokens_saved_total', 'Tokens not billed again, by kind', ['kind']);
-  const costSaved = counter(
-    'idem_llm_cost_saved_usd_total',
-    'USD not billed again, at the price table (models it lists)',
-    ['model'],
-  );
-  const storeLatency = new Histogram({
-    name: 'idem_store_latency_seconds',
-    help: 'Store operation latency',
-    labelNames: ['op'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
-  const inProgress = new Histogram({
-    name: 'idem_in_progress_seconds',
-    help: 'Time from claim to stored outcome',
-    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600],
-    registers: [registry],
-  });
+  const counter = (spec: InstrumentSpec) =>
+    new Counter({
+      name: prometheusName(spec),
+      help: spec.description,
+      labelNames: spec.attributes.map(prometheusLabel),
+      registers: [registry],
+    });
+  const histogram = (spec: InstrumentSpec) =>
+    new Histogram({
+      name: prometheusName(spec),
+      help: spec.description,
+      labelNames: spec.attributes.map(prometheusLabel),
+      buckets: [...(spec.buckets ?? [])],
+      registers: [registry],
+    });
+  const I = INSTRUMENTS;
+  const claims = counter(I.claims);
+  const takeovers = counter(I.takeovers);
+  const replays = counter(I.replays);
+  const mismatches = counter(I.mismatches);
+  const conflicts = counter(I.conflicts);
+  const waits = counter(I.waits);
+  const releases = counter(I.releases);
+  const leaseLost = counter(I.leaseLosses);
+  const storeErrors = counter(I.storeErrors);
+  const tooLarge = counter(I.tooLarge);
+  const requests = counter(I.gatewayRequests);
+  const withoutKey = counter(I.gatewayWithoutKey);
+  const upstreamErrors = counter(I.gatewayUpstreamErrors);
+  const suppressed = counter(I.llmSuppressed);
+  const tokensSaved = counter(I.llmTokensSaved);
+  const costSaved = counter(I.llmCostSaved);
+  const storeLatency = histogram(I.storeOperation);
+  const inProgress = histogram(I.inProgress);
+  const claimed = claims.labels({ idem_takeover: 'false' });
+  const takenOver = claims.labels({ idem_takeover: 'true' });
+  const outcomeOk = inProgress.labels({ idem_outcome_error: 'false' });
+  const outcomeError = inProgress.labels({ idem_outcome_error: 'true' });
   const byRoute = new Map<string, { inc(): void }>();
-  const sharedTrue = replays.labels('true');
-  const sharedFalse = replays.labels('false');
+  const replayed = (shared: boolean, cached: boolean) =>
+    replays.labels({ idem_replay_shared: String(shared), idem_replay_cached: String(cached) });
 
-  const timed = <A extends unknown[], R>(op: string, fn: (...a: A) => Promise<R>) => {
-    const h = storeLatency.labels(op);
+  const timed = <A extends unknown[], R>(storeName: string, op: string, fn: (...a: A) => Promise<R>) => {
+    const ok = storeLatency.labels({ idem_store_operation: op, idem_store_name: storeName });
     return async (...args: A): Promise<R> => {
-      const end = h.startTimer();
+      const start = performance.now();
       try {
-        return await fn(...args);
-      } finally {
-        end();
+        const answer = await fn(...args);
+        ok.observe((performance.now() - start) / 1000);
+        return answer;
+      } catch (error) {
+        storeLatency.observe(
+          { idem_store_operation: op, idem_store_name: storeName, error_type: errorType(error) },
+          (performance.now() - start) / 1000,
+        );
+        throw error;
       }
     };
   };
@@ -138,14 +119,14 @@ export function gatewayMetrics(): GatewayMetrics {
     onEvent(event) {
       switch (event.type) {
         case 'acquired':
-          claims.inc();
+          claimed.inc();
           break;
         case 'takeover':
-          claims.inc();
+          takenOver.inc();
           takeovers.inc();
           break;
         case 'replayed':
-          (event.shared ? sharedTrue : sharedFalse).inc();
+          replayed(event.shared, event.cached ?? false).inc();
           break;
         case 'mismatch':
           mismatches.inc();
@@ -163,10 +144,13 @@ export function gatewayMetrics(): GatewayMetrics {
           leaseLost.inc();
           break;
         case 'store_error':
-          storeErrors.inc();
+          storeErrors.labels({ error_type: errorType(event.error) }).inc();
+          break;
+        case 'too_large':
+          tooLarge.inc();
           break;
         case 'completed':
-          inProgress.observe(event.durationMs / 1000);
+          (event.error ? outcomeError : outcomeOk).observe(event.durationMs / 1000);
           break;
       }
     },
@@ -174,29 +158,30 @@ export function gatewayMetrics(): GatewayMetrics {
       const id = `${route}\0${result}`;
       let child = byRoute.get(id);
       if (!child) {
-        child = requests.labels(route, result);
+        child = requests.labels({ route, result });
         byRoute.set(id, child);
       }
       child.inc();
     },
-    withoutKey: (route) => withoutKey.labels(route).inc(),
-    upstreamError: (phase) => upstreamErrors.labels(phase).inc(),
+    withoutKey: (route) => withoutKey.labels({ route }).inc(),
+    upstreamError: (phase) => upstreamErrors.labels({ phase }).inc(),
     llmSaved(saved) {
-      suppressed.labels(saved.provider, saved.model).inc();
+      const at = { provider: saved.provider, model: saved.model };
+      suppressed.labels(at).inc();
       for (const kind of ['input', 'cached', 'output'] as const) {
-        if (saved.tokens[kind] > 0) tokensSaved.labels(kind).inc(saved.tokens[kind]);
+        if (saved.tokens[kind] > 0) tokensSaved.labels({ ...at, kind }).inc(saved.tokens[kind]);
       }
-      if (saved.costUsd !== undefined) costSaved.labels(saved.model).inc(saved.costUsd);
+      if (saved.costUsd !== undefined) costSaved.labels(at).inc(saved.costUsd);
     },
     instrument(store) {
       const wrapped: Store = {
         name: store.name,
-        claim: timed('claim', store.claim.bind(store)),
-        complete: timed('complete', store.complete.bind(store)),
-        release: timed('release', store.release.bind(store)),
-        renew: timed('renew', store.renew.bind(store)),
-        get: timed('get', store.get.bind(store)),
-        purgeExpired: timed('purge', store.purgeExpired.bind(store)),
+        claim: timed(store.name, 'claim', store.claim.bind(store)),
+        complete: timed(store.name, 'complete', store.complete.bind(store)),
+        release: timed(store.name, 'release', store.release.bind(store)),
+        renew: timed(store.name, 'renew', store.renew.bind(store)),
+        get: timed(store.name, 'get', store.get.bind(store)),
+        purgeExpired: timed(store.name, 'purge', store.purgeExpired.bind(store)),
       };
       if (store.subscribe) wrapped.subscribe = store.subscribe.bind(store);
       if (store.close) wrapped.close = store.close.bind(store);

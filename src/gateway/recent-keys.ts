@@ -16,6 +16,7 @@ import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Histogram } from 'prom-client';
 import type { IdemEvent } from '../core/events.ts';
+import { INSTRUMENTS, prometheusName } from '../core/instruments.ts';
 import { parseIdempotencyKey } from '../http/key.ts';
 import { MAX_KEY_LENGTH_BOUND } from '../http/options.ts';
 import type { KeyLifecycle } from './admin-source.ts';
@@ -71,7 +72,7 @@ const STATE_OF: Partial<Record<IdemEvent['type'], KeyLifecycle['state']>> = {
 };
 
 /**
- * Creates the recent-keys ring of one gateway, and registers `idem_gateway_wait_seconds` in the
+ * Creates the recent-keys ring of one gateway, and registers `idem_gateway_wait_duration_seconds` in the
  * metrics' registry: how long duplicates waited for another request's outcome, whether the
  * engine waited on the store (`idem_waits_total` counts those) or the duplicate joined the live
  * request in this process (timed from its arrival).
@@ -94,9 +95,9 @@ export function keyTracker(options: KeyTrackerOptions): KeyTracker {
   const contexts = new AsyncLocalStorage<RequestContext>();
   const entries = new Map<string, Entry>(); // insertion order = last seen, oldest first
   const waited = new Histogram({
-    name: 'idem_gateway_wait_seconds',
-    help: 'How long duplicates waited for the outcome of the request holding their key',
-    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    name: prometheusName(INSTRUMENTS.gatewayWait),
+    help: INSTRUMENTS.gatewayWait.description,
+    buckets: [...(INSTRUMENTS.gatewayWait.buckets ?? [])],
     registers: [metrics.registry],
   });
 

@@ -4,17 +4,20 @@
  * {@link traced}. Everything goes through `@opentelemetry/api`'s global providers, so it is a
  * no-op until an SDK is registered, and a no-op when `@opentelemetry/api` is not installed.
  * Never the raw key: the hashed record id is an attribute only with `recordId: true`.
- * Names, units and attributes: docs/otel.md.
+ * Names, units and attributes: src/core/instruments.ts (the catalogue the gateway's `/metrics`
+ * shares), listed in docs/otel.md and docs/operations.md.
  *
  * @module
  */
 import type { IdemEvent } from '../core/events.ts';
+import { INSTRUMENTS, type InstrumentField, type InstrumentSpec } from '../core/instruments.ts';
 import type { Store } from '../core/store.ts';
 import { otelApi } from './api.ts';
 import { errorType } from './errors.ts';
 import { checkOptions } from './options.ts';
 
 export { errorType } from './errors.ts';
+export { activeTraceparent, EVENT_LEVELS, type EventLogger, logEvents } from './log.ts';
 export { type SpanOutcome, type TracedOptions, traced } from './traced.ts';
 
 /** Options of {@link otelInstrumentation}. */
@@ -39,21 +42,21 @@ type Attrs = Record<string, string | number | boolean>;
 type Counter = { add(value: number, attributes?: Attrs): void };
 type Histogram = { record(value: number, attributes?: Attrs): void };
 
-const COUNTERS = {
-  claims: ['idem.claims', '{claim}', 'Keys claimed: the action runs (takeovers included)'],
-  takeovers: ['idem.takeovers', '{claim}', 'Expired leases taken over'],
-  replays: ['idem.replays', '{call}', 'Calls answered from a stored or shared outcome'],
-  mismatches: ['idem.fingerprint_mismatches', '{call}', 'Keys reused with another input'],
-  conflicts: ['idem.in_progress_conflicts', '{call}', 'Duplicates refused while the key is in progress'],
-  waits: ['idem.waits', '{call}', 'Duplicates that waited for an in-progress outcome'],
-  releases: ['idem.releases', '{key}', 'Keys released (a retry runs again)'],
-  leaseLosses: ['idem.lease_lost', '{outcome}', 'Outcomes not stored because the lease was lost'],
-  storeErrors: ['idem.store_errors', '{error}', 'Store operations that failed'],
-  tooLarge: ['idem.outcomes_too_large', '{outcome}', 'Outcomes refused for their size'],
-} as const;
+const COUNTER_FIELDS = [
+  'claims',
+  'takeovers',
+  'replays',
+  'mismatches',
+  'conflicts',
+  'waits',
+  'releases',
+  'leaseLosses',
+  'storeErrors',
+  'tooLarge',
+] as const satisfies readonly InstrumentField[];
 
 interface Instruments {
-  counters: Record<keyof typeof COUNTERS, Counter>;
+  counters: Record<(typeof COUNTER_FIELDS)[number], Counter>;
   inProgress: Histogram;
   storeLatency: Histogram;
 }
@@ -95,18 +98,20 @@ export function otelInstrumentation(options: OtelInstrumentationOptions = {}): O
     provider = current;
     const meter = current.getMeter(meterName);
     const counters = {} as Instruments['counters'];
-    for (const [field, [name, unit, description]] of Object.entries(COUNTERS))
-      counters[field as keyof typeof COUNTERS] = meter.createCounter(name, { unit, description });
+    for (const field of COUNTER_FIELDS) {
+      const { name, unit, description } = INSTRUMENTS[field];
+      counters[field] = meter.createCounter(name, { unit, description });
+    }
+    const histogram = (spec: InstrumentSpec) =>
+      meter.createHistogram(spec.name, {
+        unit: spec.unit,
+        description: spec.description,
+        ...(spec.buckets && { advice: { explicitBucketBoundaries: [...spec.buckets] } }),
+      });
     instruments = {
       counters,
-      inProgress: meter.createHistogram('idem.in_progress.duration', {
-        unit: 's',
-        description: 'Time from claim to stored outcome',
-      }),
-      storeLatency: meter.createHistogram('idem.store.operation.duration', {
-        unit: 's',
-        description: 'Store operation latency',
-      }),
+      inProgress: histogram(INSTRUMENTS.inProgress),
+      storeLatency: histogram(INSTRUMENTS.storeOperation),
     };
     return instruments;
   };

@@ -373,9 +373,15 @@ describe('gateway preset: savings', () => {
     expect(
       value(/idem_llm_duplicate_calls_suppressed_total\{provider="openai",model="gpt-test"\} (\d+)/),
     ).toBeGreaterThanOrEqual(2);
-    expect(value(/idem_llm_tokens_saved_total\{kind="input"\} (\d+)/)).toBeGreaterThanOrEqual(20);
-    expect(value(/idem_llm_tokens_saved_total\{kind="output"\} (\d+)/)).toBeGreaterThanOrEqual(12);
-    expect(value(/idem_llm_cost_saved_usd_total\{model="gpt-test"\} ([\d.e-]+)/)).toBeGreaterThan(0);
+    expect(
+      value(/idem_llm_tokens_saved_total\{provider="openai",model="gpt-test",kind="input"\} (\d+)/),
+    ).toBeGreaterThanOrEqual(20);
+    expect(
+      value(/idem_llm_tokens_saved_total\{provider="openai",model="gpt-test",kind="output"\} (\d+)/),
+    ).toBeGreaterThanOrEqual(12);
+    expect(
+      value(/idem_llm_cost_saved_usd_total\{provider="openai",model="gpt-test"\} ([\d.e-]+)/),
+    ).toBeGreaterThan(0);
     const report = (await (await fetch(`${oaUrl}/savings`)).json()) as SavingsReport;
     const entry = report.keys.find(
       (k: { duplicates: number; usage: unknown }) => k.duplicates === 2 && k.usage,

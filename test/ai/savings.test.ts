@@ -199,7 +199,7 @@ describe('OpenTelemetry export', () => {
       expect(added).toEqual([
         ['idem.llm.duplicate_calls_suppressed', 1, { provider: 'openai', model: 'gpt-4o' }],
         ['idem.llm.tokens_saved', 1_000_000, { provider: 'openai', model: 'gpt-4o', kind: 'input' }],
-        ['idem.llm.cost_saved', 2.5, { provider: 'openai', model: 'gpt-4o' }],
+        ['idem.llm.cost_saved_usd', 2.5, { provider: 'openai', model: 'gpt-4o' }],
       ]);
     } finally {
       metrics.disable();

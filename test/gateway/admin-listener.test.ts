@@ -208,7 +208,7 @@ describe('admin listener: token, API, recent keys, search', () => {
   it('serves the metrics as text and JSON, and the savings', async () => {
     const text = await api('/metrics');
     expect(text.status).toBe(200);
-    expect(text.text).toContain('idem_gateway_wait_seconds');
+    expect(text.text).toContain('idem_gateway_wait_duration_seconds');
     const json = JSON.parse((await api('/api/metrics')).text) as { name: string }[];
     expect(json.map((m) => m.name)).toContain('idem_gateway_requests_total');
     const savings = JSON.parse((await api('/savings')).text);
@@ -265,7 +265,7 @@ describe('admin listener: token, API, recent keys, search', () => {
     const waited = entry!.events.find((e) => e.detail?.startsWith('waited'));
     expect(waited?.type).toBe('replayed');
     expect(Number(/waited (\d+) ms/.exec(waited!.detail!)![1])).toBeGreaterThan(100);
-    expect((await api('/metrics')).text).toMatch(/idem_gateway_wait_seconds_count 1\b/);
+    expect((await api('/metrics')).text).toMatch(/idem_gateway_wait_duration_seconds_count 1\b/);
 
     expect((await post(url, '/payments?status=503', { amount: 1 }, 'released-key')).status).toBe(503);
     const [released] = await find('released-key');

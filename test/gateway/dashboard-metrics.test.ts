@@ -26,7 +26,7 @@ const page = new Function(`${READ_METRICS_SCRIPT}\nreturn { snapshot, rate, quan
 
 it('reads counters, rates and histogram quantiles from getMetricsAsJSON()', async () => {
   const metrics = gatewayMetrics();
-  keyTracker({ metrics, keyHeader: 'idempotency-key' }); // registers idem_gateway_wait_seconds
+  keyTracker({ metrics, keyHeader: 'idempotency-key' }); // registers idem_gateway_wait_duration_seconds
   const before = { ...page.snapshot(await metrics.registry.getMetricsAsJSON()), at: 0 };
   metrics.request('/a', 'executed');
   metrics.request('/b', 'executed');
@@ -34,12 +34,13 @@ it('reads counters, rates and histogram quantiles from getMetricsAsJSON()', asyn
   metrics.onEvent({ type: 'replayed', recordId: 'r', attempt: 1, shared: false });
   metrics.onEvent({ type: 'replayed', recordId: 'r', attempt: 1, shared: true });
   metrics.onEvent({ type: 'in_progress', recordId: 'r' });
-  const histogram = metrics.registry.getSingleMetric('idem_store_latency_seconds') as unknown as {
-    labels(op: string): { observe(v: number): void };
+  const histogram = metrics.registry.getSingleMetric('idem_store_operation_duration_seconds') as unknown as {
+    labels(labels: Record<string, string>): { observe(v: number): void };
   };
   // 90 fast operations (in the 1–2.5 ms bucket) and 10 slow ones (in the 100–250 ms bucket)
-  for (let i = 0; i < 90; i++) histogram.labels(i % 2 ? 'get' : 'claim').observe(0.002);
-  for (let i = 0; i < 10; i++) histogram.labels('complete').observe(0.2);
+  for (let i = 0; i < 90; i++)
+    histogram.labels({ idem_store_operation: i % 2 ? 'get' : 'claim' }).observe(0.002);
+  for (let i = 0; i < 10; i++) histogram.labels({ idem_store_operation: 'complete' }).observe(0.2);
   const after = { ...page.snapshot(await metrics.registry.getMetricsAsJSON()), at: 2000 };
 
   expect(after).toMatchObject({ executed: 2, replayed: 2, conflict: 1 });

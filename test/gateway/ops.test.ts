@@ -89,21 +89,26 @@ describe('gateway: /healthz, /metrics, the policy document', () => {
     expect(r.headers['content-type']).toMatch(/^text\/plain/);
     const value = (line: string) =>
       Number(r.text.match(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm'))?.[1]);
-    expect(value('idem_claims_total')).toBeGreaterThanOrEqual(1);
-    expect(value('idem_replays_total{shared="false"}')).toBeGreaterThanOrEqual(1);
+    expect(value('idem_claims_total{idem_takeover="false"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      value('idem_replays_total{idem_replay_shared="false",idem_replay_cached="false"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(value('idem_fingerprint_mismatches_total')).toBeGreaterThanOrEqual(1);
     expect(value('idem_gateway_requests_without_key_total{route="/payments"}')).toBe(1);
     expect(value('idem_gateway_requests_total{route="/payments",result="executed"}')).toBe(1);
-    expect(value('idem_store_latency_seconds_count{op="claim"}')).toBeGreaterThanOrEqual(3);
-    expect(value('idem_in_progress_seconds_count')).toBeGreaterThanOrEqual(1);
-    for (const name of [
-      'idem_takeovers_total',
-      'idem_in_progress_conflicts_total',
-      'idem_waits_total',
-      'idem_store_errors_total',
-    ]) {
+    expect(
+      value(
+        'idem_store_operation_duration_seconds_count{idem_store_operation="claim",idem_store_name="memory"}',
+      ),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      value('idem_in_progress_duration_seconds_count{idem_outcome_error="false"}'),
+    ).toBeGreaterThanOrEqual(1);
+    for (const name of ['idem_takeovers_total', 'idem_in_progress_conflicts_total', 'idem_waits_total']) {
       expect(r.text).toMatch(new RegExp(`^${name} \\d+$`, 'm'));
     }
+    // labelled by error_type: no series until a store operation fails
+    expect(r.text).toContain('# TYPE idem_store_errors_total counter');
   });
 
   it('publishes the policy as an OpenAPI fragment', async () => {
@@ -224,8 +229,8 @@ describe('the idem command', () => {
     try {
       const good = await run(['check', `${s.url}/payments`]);
       expect(good.code).toBe(0);
-      expect(good.out).toMatch(/✓ 2\. .*Idempotent-Replayed: true/);
-      expect(good.out).toMatch(/✓ 3\. .*422/);
+      expect(good.out).toMatch(/✓ pass {2}2\. same key again.*201 replayed/);
+      expect(good.out).toMatch(/✓ pass {2}5\. same key, changed body.*422 problem\+json/);
       expect(good.out).toContain('result: idempotent');
       const bad = await run(['check', `${s.upstreamUrl}/payments`]);
       expect(bad.code).toBe(1);

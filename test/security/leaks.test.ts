@@ -30,9 +30,11 @@ afterAll(async () => {
 
 function logSink() {
   const lines: string[] = [];
-  const put = (...args: unknown[]) =>
-    void lines.push(args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' '));
-  return { lines, logger: { warn: put, error: put } };
+  // pino-style structured lines (the gateway's request lines) count as their JSON
+  const text = (a: unknown) =>
+    a instanceof Error ? a.stack : typeof a === 'object' && a !== null ? JSON.stringify(a) : String(a);
+  const put = (...args: unknown[]) => void lines.push(args.map(text).join(' '));
+  return { lines, logger: { warn: put, error: put, info: put } };
 }
 
 /** An upstream that sets a cookie and credential-looking headers, or dies on `x-die`. */
@@ -156,6 +158,8 @@ describe('nothing leaks', () => {
 
     const logs = [...gatewayLog.lines, ...mwLog.lines, ...consoleLines].join('\n');
     expect(logs.length, 'the run made the layers log something').toBeGreaterThan(0);
+    // the gateway's request lines are in: one per request, each with its traceparent
+    expect(gatewayLog.lines.filter((l) => l.includes('"traceparent":"00-')).length).toBeGreaterThanOrEqual(4);
     for (const secret of [RAW_KEY, CREDENTIAL, BODY_MARK])
       expect(logs, `logs hold ${secret}`).not.toContain(secret);
 

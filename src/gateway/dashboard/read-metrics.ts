@@ -58,13 +58,13 @@ export const READ_METRICS_SCRIPT = `
       conflict: sum(metrics, 'idem_in_progress_conflicts_total'),
       mismatch: sum(metrics, 'idem_fingerprint_mismatches_total'),
       released: sum(metrics, 'idem_releases_total'),
-      waits: count(metrics, 'idem_gateway_wait_seconds'),
+      waits: count(metrics, 'idem_gateway_wait_duration_seconds'),
       takeovers: sum(metrics, 'idem_takeovers_total'),
       leaseLost: sum(metrics, 'idem_lease_lost_total'),
       tokens: sum(metrics, 'idem_llm_tokens_saved_total'),
       usd: sum(metrics, 'idem_llm_cost_saved_usd_total'),
-      storeLatency: buckets(metrics, 'idem_store_latency_seconds'),
-      waitTime: buckets(metrics, 'idem_gateway_wait_seconds'),
+      storeLatency: buckets(metrics, 'idem_store_operation_duration_seconds'),
+      waitTime: buckets(metrics, 'idem_gateway_wait_duration_seconds'),
     };
   }
 
