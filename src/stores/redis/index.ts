@@ -16,7 +16,7 @@ import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { createDeadlines, type Deadline } from '../deadlines.ts';
-import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
+import { connectUrl, holdWrites, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
 import { redisInspect } from './inspect.ts';
 import { SCRIPTS } from './lua.generated.ts';
 import { createNotifier, type NotifyCommand } from './notify.ts';
@@ -102,7 +102,7 @@ export function redisStore(options: RedisStoreOptions): Store {
         // a ready connection takes the command at once; otherwise wait for it within the deadline
         sent =
           c?.status === 'ready'
-            ? run(c, name, keyOf(id), args)
+            ? (holdWrites(c), run(c, name, keyOf(id), args))
             : connected(d).then((ready) => run(ready, name, keyOf(id), args));
       } catch (e) {
         sent = Promise.reject(e);
