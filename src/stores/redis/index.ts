@@ -102,7 +102,7 @@ export function redisStore(options: RedisStoreOptions): Store {
         // a ready connection takes the command at once; otherwise wait for it within the deadline
         sent =
           c?.status === 'ready'
-            ? (holdWrites(c), run(c, name, keyOf(id), args))
+            ? run(c, name, keyOf(id), args)
             : connected(d).then((ready) => run(ready, name, keyOf(id), args));
       } catch (e) {
         sent = Promise.reject(e);
@@ -223,8 +223,9 @@ const COMMANDS = Object.fromEntries(
   Object.entries(SCRIPTS).map(([name, s]) => [name, `idem_${name}_${s.sha1.slice(0, 10)}`]),
 ) as Record<ScriptName, string>;
 
-/** Sends the script `name` on `c` (defined by {@link define}). */
+/** Sends the script `name` on `c` (defined by {@link define}), batched with this tick's other calls. */
 function run(c: RedisClientLike, name: ScriptName, key: string, args: (string | number)[]): Promise<unknown> {
+  holdWrites(c);
   return (c as unknown as Record<string, ScriptCall>)[COMMANDS[name]]!(key, ...args);
 }
 
