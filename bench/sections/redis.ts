@@ -266,7 +266,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
         `@redis/client ${installedVersion('@redis/client')}, @aws-lambda-powertools/idempotency ${installedVersion('@aws-lambda-powertools/idempotency')}, ` +
         `@node-idempotency/core ${installedVersion('@node-idempotency/core')} (+ storage-adapter-redis ${installedVersion('@node-idempotency/storage-adapter-redis')})`,
       'one connection per implementation (clients pipeline concurrent commands on it); idem calls pass `input` (fingerprinted), powertools hashes the payload (md5) as key, node-idempotency fingerprints the body (blake2s)',
-      'redisStore holds its socket writes to the end of each tick (cork), so commands of concurrent calls leave in one write (@redis/client, powertools' client, batches a whole event-loop turn by default); raw ioredis writes each command on its own (ioredis `enableAutoPipelining` is off, as by default)',
+      'redisStore holds its socket writes to the end of each tick (cork), so commands of concurrent calls leave in one write (@redis/client, powertools’ client, batches a whole event-loop turn by default); raw ioredis writes each command on its own (ioredis `enableAutoPipelining` is off, as by default)',
     );
     for (const w of ['fresh', 'replay']) {
       const rows: string[][] = [];
