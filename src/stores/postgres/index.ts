@@ -52,7 +52,7 @@ export interface PostgresStoreOptions {
   max?: number;
   /**
    * Send the store's statements as named prepared statements: each connection parses and plans
-   * them once, then only executes them (a replay is about a third faster). Set false behind a
+   * them once, then only executes them (no parse per call). Set false behind a
    * connection pooler that cannot keep prepared statements per client, such as PgBouncer before
    * 1.21 in transaction mode. Default true.
    */
