@@ -87,6 +87,10 @@ const held = new WeakSet<CorkableLike>();
  * one each. Unlike ioredis' `enableAutoPipelining` nothing waits for the next event-loop turn,
  * so a lone caller pays nothing measurable. A client without its own socket (a `Cluster`) is
  * left alone.
+ *
+ * @example
+ * holdWrites(client); // then send: this tick's commands leave together
+ * const reply = await client.get(key);
  */
 export function holdWrites(client: RedisClientLike): void {
   const socket = (client as { stream?: Partial<CorkableLike> }).stream;
