@@ -266,6 +266,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
         `@redis/client ${installedVersion('@redis/client')}, @aws-lambda-powertools/idempotency ${installedVersion('@aws-lambda-powertools/idempotency')}, ` +
         `@node-idempotency/core ${installedVersion('@node-idempotency/core')} (+ storage-adapter-redis ${installedVersion('@node-idempotency/storage-adapter-redis')})`,
       'one connection per implementation (clients pipeline concurrent commands on it); idem calls pass `input` (fingerprinted), powertools hashes the payload (md5) as key, node-idempotency fingerprints the body (blake2s)',
+      'redisStore holds its socket writes to the end of each tick (cork), so commands of concurrent calls leave in one write (@redis/client, powertools’ client, batches a whole event-loop turn by default); raw ioredis writes each command on its own (ioredis `enableAutoPipelining` is off, as by default)',
     );
     for (const w of ['fresh', 'replay']) {
       const rows: string[][] = [];
@@ -300,6 +301,8 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
         actual: fmtPct(ratio),
         met: ratio === undefined ? undefined : ratio >= 0.7,
       });
+      // issue 12: ahead of both peers on fresh keys, 1.5× on replays (one Lua call against their two commands)
+      const need = key.startsWith('fresh') ? 1 : 1.5;
       for (const [peer, short] of [
         [PT, 'powertools'],
         [NI, 'node-idempotency'],
@@ -307,9 +310,9 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
         const p = r.find((x) => x.name === peer)!;
         const times = mine.opsPerSec / p.opsPerSec;
         s.checks.push({
-          target: `${label}: idem ≥ 2× ${short}`,
+          target: `${label}: idem ≥ ${need.toFixed(1)}× ${short}`,
           actual: `${times.toFixed(2)}×`,
-          met: times >= 2,
+          met: times >= need,
         });
       }
     }

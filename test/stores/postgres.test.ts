@@ -33,6 +33,7 @@ describe('postgresStore options', () => {
     [{ pool, statementTimeout: 0 }, /statementTimeout/],
     [{ pool, statementTimeout: 1.5 }, /statementTimeout/],
     [{ pool, max: 0 }, /max must be/],
+    [{ pool, preparedStatements: 'no' as unknown as boolean }, /preparedStatements must be true or false/],
   ])('rejects %j with InvalidOptionError', (options, message) => {
     expect(() => postgresStore(options)).toThrow(InvalidOptionError);
     expect(() => postgresStore(options)).toThrow(message);
@@ -423,6 +424,7 @@ describe.skipIf(!up)('postgres store', () => {
           await op();
           return proxy.roundTrips();
         };
+        const parsed: Record<string, string[]> = {};
         const ops: [string, () => Promise<unknown>][] = [
           ['claim (acquire)', () => s.claim(r)],
           ['claim (existing, marks awaited)', () => s.claim({ ...r, token: 'other' })],
@@ -437,16 +439,26 @@ describe.skipIf(!up)('postgres store', () => {
         ];
         for (const [name, op] of ops) {
           const trips = await measure(op);
+          parsed[name] = trips.messages.filter((m) => m.startsWith('parse:'));
           expect({ name, count: trips.count, connections: trips.connections }).toEqual({
             name,
             count: 1,
             connections: 0,
           });
         }
+        // the claim's text carries no app time; prepared once per connection, later claims only execute
+        expect(parsed['claim (acquire)']).toEqual([
+          expect.stringMatching(/_claim"\(\$1, \$2, \$3, \$4, \$5\)/),
+        ]);
+        expect(parsed['claim (replay)']).toEqual([]);
+        expect(parsed.get).toEqual([]);
+        // preparedStatements: false (a pooler without per-client statements) parses every time
+        const unprepared = postgresStore({ pool: proxied, schema, preparedStatements: false });
+        await unprepared.get(r.id);
         proxy.reset();
-        await s.claim(req());
-        const parse = proxy.roundTrips().messages.find((m) => m.startsWith('parse:'));
-        expect(parse).toMatch(/_claim"\(\$1, \$2, \$3, \$4, \$5\)/);
+        await unprepared.get(r.id);
+        expect(proxy.roundTrips().messages.filter((m) => m.startsWith('parse:'))).toHaveLength(1);
+        await unprepared.close();
       } finally {
         await s.close();
         await proxied.end();

@@ -137,6 +137,33 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     client.disconnect();
   });
 
+  it('sends the commands of calls made in the same tick in one socket write', async () => {
+    const client = new Redis(url);
+    const store = redisStore({ client, prefix });
+    await store.get('warm'); // connected, scripts loaded: every later call is one EVALSHA
+    type WriteFn = (...args: unknown[]) => unknown;
+    const socket = (client as unknown as { stream: Record<'_write' | '_writev', WriteFn> }).stream;
+    let writes = 0;
+    for (const m of ['_write', '_writev'] as const) {
+      const original = socket[m];
+      socket[m] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    const claims = Array.from({ length: 16 }, (_, i) =>
+      store.claim({ id: `tick${i}`, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: randomUUID() }),
+    );
+    const results = await Promise.all(claims);
+    expect(results.map((r) => r.status)).toEqual(Array(16).fill('acquired'));
+    expect(writes).toBe(1);
+    // a lone call goes out at the end of its tick, on its own
+    writes = 0;
+    expect(await store.get('tick0')).toMatchObject({ state: 'in_progress' });
+    expect(writes).toBe(1);
+    client.disconnect();
+  });
+
   it('connects from a URL and closes only what it created', async () => {
     const store = redisStore({ url, prefix, commandTimeout: 1_000 });
     expect(await store.get('nothing')).toBeUndefined();

@@ -15,7 +15,8 @@ export interface PgResultLike {
 
 /** A connection checked out of the pool; a subset of pg's `PoolClient`. */
 export interface PgClientLike {
-  query(config: { text: string; values?: unknown[] }): Promise<PgResultLike>;
+  /** With a `name`, pg prepares the statement once per connection and then only executes it. */
+  query(config: { text: string; values?: unknown[]; name?: string }): Promise<PgResultLike>;
   /** Hands the client back; with an error (or `true`) the pool destroys it instead. */
   release(err?: Error | boolean): void;
   on(event: 'error', listener: (err: Error) => void): unknown;

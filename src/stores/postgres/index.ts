@@ -51,6 +51,13 @@ export interface PostgresStoreOptions {
   /** Size of the pool the store creates from `connectionString`. Default 10. */
   max?: number;
   /**
+   * Send the store's statements as named prepared statements: each connection parses and plans
+   * them once, then only executes them (no parse per call). Set false behind a
+   * connection pooler that cannot keep prepared statements per client, such as PgBouncer before
+   * 1.21 in transaction mode. Default true.
+   */
+  preparedStatements?: boolean;
+  /**
    * Wake waiters with LISTEN/NOTIFY. From the first `subscribe` until `close()` the store
    * holds one connection of the pool; set false for a pool of one connection. Default true.
    */
@@ -129,6 +136,16 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   };
 
   const deadlines = createDeadlines(o.timeout);
+  /** Prepared statement names: one per text, so two stores on other tables never share one. */
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (name === undefined) {
+      name = `idem_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+      names.set(text, name);
+    }
+    return name;
+  };
   /**
    * One statement on one pooled connection, within the deadline (which also covers waiting for a
    * connection and, on the first call, the schema step). On a timeout or an error the client is
@@ -150,7 +167,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
           if (d.onExpire === undefined) return c.release(); // too late: straight back
           client = c;
           listenForErrors(c);
-          c.query({ text, values }).then(
+          c.query(o.prepared ? { name: nameOf(text), text, values } : { text, values }).then(
             (result) => {
               if (!deadlines.end(d)) return;
               c.release();
@@ -298,6 +315,11 @@ function validate(options: PostgresStoreOptions) {
       );
     }
   }
+  if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean') {
+    throw new InvalidOptionError(
+      `postgresStore: preparedStatements must be true or false, got ${JSON.stringify(options.preparedStatements)}`,
+    );
+  }
   const timeout = options.statementTimeout ?? 5000;
   if (!Number.isInteger(timeout) || timeout < 1) {
     throw new InvalidOptionError(
@@ -314,6 +336,7 @@ function validate(options: PostgresStoreOptions) {
     timeout,
     max,
     listen: options.listen ?? true,
+    prepared: options.preparedStatements ?? true,
     connectionString: options.connectionString,
   };
 }

@@ -157,8 +157,11 @@ export function statements(schema: string, table: string, channel: string) {
       RETURNING r.lease_until`,
 
     // $1 id
+    // columns named, not r.*: a prepared statement must keep its result type across migrations
     get: `WITH n AS (SELECT ${NOW_MS} AS t)
-      SELECT r.* FROM ${t} r, n WHERE r.id = $1 AND r.expires_at > n.t`,
+      SELECT r.state, r.fingerprint, r.token, r.attempt, r.lease_until, r.expires_at, r.outcome,
+        r.outcome_escaped
+      FROM ${t} r, n WHERE r.id = $1 AND r.expires_at > n.t`,
 
     // $1 cursor ('' first), $2 limit: a page of live records in id order, outcome size only.
     list: `WITH n AS (SELECT ${NOW_MS} AS t)

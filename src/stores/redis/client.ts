@@ -71,6 +71,42 @@ export async function connectUrl(url: string, commandTimeout: number): Promise<R
   return client;
 }
 
+/** The socket of an ioredis `Redis` (a `Cluster` has one per node and none of its own). */
+interface CorkableLike {
+  cork(): void;
+  uncork(): void;
+}
+
+/** Sockets whose writes are held until the end of the current tick. */
+const held = new WeakSet<CorkableLike>();
+
+/**
+ * Holds `client`'s socket writes until the end of the current tick (Node's `cork`), so the
+ * commands that concurrent calls send together leave in one write: under concurrency a reply
+ * batch wakes many callers at once, and their next commands then cost one syscall instead of
+ * one each. Unlike ioredis' `enableAutoPipelining` nothing waits for the next event-loop turn,
+ * so a lone caller pays nothing measurable. A client without its own socket (a `Cluster`) is
+ * left alone.
+ *
+ * @example
+ * holdWrites(client); // then send: this tick's commands leave together
+ * const reply = await client.get(key);
+ */
+export function holdWrites(client: RedisClientLike): void {
+  const socket = (client as { stream?: Partial<CorkableLike> }).stream;
+  if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  const s = socket as CorkableLike;
+  if (held.has(s)) return;
+  held.add(s);
+  s.cork();
+  process.nextTick(release, s);
+}
+
+function release(s: CorkableLike): void {
+  held.delete(s);
+  s.uncork();
+}
+
 const pendingReady = new WeakMap<RedisClientLike, Promise<void>>();
 
 /**

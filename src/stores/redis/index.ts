@@ -16,7 +16,7 @@ import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { createDeadlines, type Deadline } from '../deadlines.ts';
-import { connectUrl, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
+import { connectUrl, holdWrites, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
 import { redisInspect } from './inspect.ts';
 import { SCRIPTS } from './lua.generated.ts';
 import { createNotifier, type NotifyCommand } from './notify.ts';
@@ -223,8 +223,9 @@ const COMMANDS = Object.fromEntries(
   Object.entries(SCRIPTS).map(([name, s]) => [name, `idem_${name}_${s.sha1.slice(0, 10)}`]),
 ) as Record<ScriptName, string>;
 
-/** Sends the script `name` on `c` (defined by {@link define}). */
+/** Sends the script `name` on `c` (defined by {@link define}), batched with this tick's other calls. */
 function run(c: RedisClientLike, name: ScriptName, key: string, args: (string | number)[]): Promise<unknown> {
+  holdWrites(c);
   return (c as unknown as Record<string, ScriptCall>)[COMMANDS[name]]!(key, ...args);
 }
 
