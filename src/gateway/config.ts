@@ -165,6 +165,12 @@ export interface GatewayConfig {
   /** How often expired records are purged (in batches), or `false` for never. Default `'5m'`. */
   purgeEvery?: Duration | false;
   /**
+   * Keep replays, conflicts, takeovers and LLM savings in the store (its `counters`), written
+   * every 5 s and on close, for `idem stats` and `idem keys show`. Default true when the store
+   * has counters (every built-in store); `false` keeps them only in `/metrics` and `/savings`.
+   */
+  persistStats?: boolean;
+  /**
    * Where the one-time warning about keyed requests without credentials (all such callers
    * share the `anonymous` scope), outcomes that could not be stored and unexpected errors
    * (with the route, never the query) go. Default `console`. Not read from a config file.
@@ -195,6 +201,7 @@ const TOP_KEYS = new Set([
   'endpoints',
   'docsUrl',
   'purgeEvery',
+  'persistStats',
   '$schema',
 ]);
 

@@ -24,6 +24,7 @@ import { toMs } from '../core/duration.ts';
 import { encryptionFromEnv } from '../core/encryption.ts';
 import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
+import { createStatsRecorder } from '../core/stats-recorder.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
@@ -100,6 +101,10 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     connectTimeoutMs: toMs(config.connectTimeout ?? '10s', 'connectTimeout'),
     connections: config.connections ?? 128,
   });
+  if (config.persistStats !== undefined && typeof config.persistStats !== 'boolean')
+    throw new InvalidOptionError(
+      `persistStats must be true or false, got ${JSON.stringify(config.persistStats)}`,
+    );
   const ownsStore = typeof config.store !== 'object';
   const store = ownsStore
     ? await storeFromSpec((config.store as string) ?? `sqlite:${DEFAULT_SQLITE_PATH}`)
@@ -107,12 +112,20 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   const metrics = gatewayMetrics();
   const savings = createSavings({ prices: resolvePrices(config.prices, 'prices') });
   savings.onSaved(metrics.llmSaved);
+  const stats = persistedStats(config, store);
+  if (stats) savings.onSaved(stats.llmSaved);
+  const onEvent: GatewayMetrics['onEvent'] = stats
+    ? (e) => {
+        metrics.onEvent(e);
+        stats.onEvent(e);
+      }
+    : metrics.onEvent;
   const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
   const admitted = adminGuard(config.adminToken ?? (process.env.IDEM_ADMIN_TOKEN || undefined));
   const idem = createIdem({
     store: metrics.instrument(store),
     encryption: config.encryption ?? encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS),
-    onEvent: metrics.onEvent,
+    onEvent,
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
     maxOutcomeBytes: Math.ceil(largest * 1.4) + 1024 * 1024,
   });
@@ -127,7 +140,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     idem,
     upstream,
     routes,
-    metrics,
+    metrics: { ...metrics, onEvent },
     savings,
     namespace: config.namespace ?? 'gateway',
     logger: config.logger ?? console,
@@ -190,11 +203,28 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
           server.closeIdleConnections();
         });
         await upstream.close();
+        await stats?.close(); // the last counts, before the store closes
         if (ownsStore) await store.close?.();
       })();
       return closing;
     },
   };
+}
+
+/** The recorder keeping counts in the store, unless `persistStats: false` or the store has no counters. */
+function persistedStats(config: GatewayConfig, store: Store) {
+  if (config.persistStats === false || !store.counters) return undefined;
+  const logger = config.logger ?? console;
+  let told = false;
+  return createStatsRecorder(store, {
+    onError: (error) => {
+      if (told) return;
+      told = true; // once: a store that is down says so on every request already
+      logger.warn(
+        `idem: replay and savings counts not written to the store yet (${(error as Error)?.message ?? error}); kept and retried`,
+      );
+    },
+  });
 }
 
 /** Describes a store for start-up logs without secrets. */
