@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUCKET_RETENTION_MS, type CounterBatch, minuteOf, RECORD_RETENTION_MS } from '../../src/core/counters.ts';
+import {
+  BUCKET_RETENTION_MS,
+  type CounterBatch,
+  minuteOf,
+  RECORD_RETENTION_MS,
+} from '../../src/core/counters.ts';
 import { InvalidOptionError } from '../../src/core/errors.ts';
 import type { Store } from '../../src/core/store.ts';
 import { dynamodbStore } from '../../src/stores/dynamodb/index.ts';
@@ -139,7 +144,13 @@ function countersSuite(name: string, setup: () => Promise<Backend>, skip = false
       expect(least).toBeLessThanOrEqual(RECORD_RETENTION_MS);
       if (store.name === 'dynamodb') return; // DynamoDB cannot read the record in the same write
       const kept = `kept-${Math.random().toString(36).slice(2)}`;
-      const claim = await store.claim({ id: kept, fingerprint: '', leaseMs: 5000, ttlMs: 30 * DAY, token: 'tk' });
+      const claim = await store.claim({
+        id: kept,
+        fingerprint: '',
+        leaseMs: 5000,
+        ttlMs: 30 * DAY,
+        token: 'tk',
+      });
       expect(claim.status).toBe('acquired');
       expect(await store.complete(kept, 'tk', '"done"', 30 * DAY)).toBe(true);
       await store.counters!.add({ buckets: [], records: [{ id: kept, replays: 1, lastReplayAt: now() }] });
@@ -154,7 +165,10 @@ function countersSuite(name: string, setup: () => Promise<Backend>, skip = false
         { buckets: [{ minute: t + 1, name: 'mismatches', value: 1 }], records: [] },
         { buckets: [{ minute: t, name: 'mismatches', value: -1 }], records: [] },
         { buckets: [{ minute: t, name: 'mismatches', value: 1.5 }], records: [] },
-        { buckets: [{ minute: t, name: 'mismatches', value: 1 }], records: [{ id: '', replays: 1, lastReplayAt: t }] },
+        {
+          buckets: [{ minute: t, name: 'mismatches', value: 1 }],
+          records: [{ id: '', replays: 1, lastReplayAt: t }],
+        },
         { buckets: [], records: [{ id: 'x', replays: 0, lastReplayAt: t }] },
         { buckets: 'x', records: [] },
         null,
@@ -179,7 +193,9 @@ function countersSuite(name: string, setup: () => Promise<Backend>, skip = false
         ids.push(...page.records.map((r) => r.id));
         cursor = page.cursor;
       } while (cursor);
-      expect(ids.filter((x) => x.includes(id) || x.includes('counters') || x.includes('replays'))).toEqual([]);
+      expect(ids.filter((x) => x.includes(id) || x.includes('counters') || x.includes('replays'))).toEqual(
+        [],
+      );
     });
   });
 }
@@ -215,7 +231,9 @@ countersSuite(
     return {
       open: () => postgresStore({ connectionString: SERVICES.postgres, schema, max: 3 }),
       async replayTtlMs(id) {
-        const r = await admin.query(`SELECT expires_at FROM "${schema}".idem_records_replays WHERE id = $1`, [id]);
+        const r = await admin.query(`SELECT expires_at FROM "${schema}".idem_records_replays WHERE id = $1`, [
+          id,
+        ]);
         return Number(r.rows[0].expires_at) - Date.now();
       },
       async cleanup() {
