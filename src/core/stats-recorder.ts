@@ -9,6 +9,7 @@
 import {
   type CounterBatch,
   type CounterName,
+  MINUTE_MS,
   minuteOf,
   type RecordReplays,
   type StoreCounters,
@@ -28,7 +29,7 @@ export interface SavedCall {
 export interface StatsRecorderOptions {
   /** How often counts are written, in ms. Default 5000. */
   flushMs?: number;
-  /** Records whose replays are held between writes; past it the oldest is dropped (and counted). Default 10 000. */
+  /** Records whose replays are held between writes; past it the one counted first is dropped (and counted). Default 10 000. */
   maxRecords?: number;
   /** Told when a timed write fails (the counts are kept) or the last one on close (they are lost). Default: one process warning. */
   onError?: (error: unknown) => void;
@@ -106,19 +107,26 @@ export function createStatsRecorder(store: Store, options: StatsRecorderOptions 
         code: 'IDEM_STATS_FLUSH',
       });
     });
-  /** `${minute}\0${name}` → value */
-  let buckets = new Map<string, number>();
-  /** id → replays, in order of the latest replay (oldest first) */
+  /** minute → name → value */
+  let buckets = new Map<number, Map<CounterName, number>>();
+  /** id → replays, in the order each record was first counted since the last write */
   let records = new Map<string, RecordReplays>();
   let microUsd = 0; // fractions of a micro-USD carried to the next count
   let droppedRecords = 0;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
-  const count = (name: CounterName, value: number, at = now()) => {
+  /** The current minute's counts, found once per minute instead of once per event. */
+  let minute = -1;
+  let current = new Map<CounterName, number>();
+  const count = (name: CounterName, value: number, at: number) => {
     if (!(value > 0)) return;
-    const k = `${minuteOf(at)}\0${name}`;
-    buckets.set(k, (buckets.get(k) ?? 0) + value);
+    if (at < minute || at >= minute + MINUTE_MS || buckets.get(minute) !== current) {
+      minute = minuteOf(at);
+      current = buckets.get(minute) ?? new Map<CounterName, number>();
+      buckets.set(minute, current);
+    }
+    current.set(name, (current.get(name) ?? 0) + value);
     schedule();
   };
   const schedule = () => {
@@ -132,10 +140,8 @@ export function createStatsRecorder(store: Store, options: StatsRecorderOptions 
   const keep = (id: string, replays: number, at: number) => {
     const seen = records.get(id);
     if (seen) {
-      records.delete(id); // re-inserted: the map's order is recency
       seen.replays += replays;
-      seen.lastReplayAt = Math.max(seen.lastReplayAt, at);
-      records.set(id, seen);
+      if (at > seen.lastReplayAt) seen.lastReplayAt = at;
       return;
     }
     if (records.size >= maxRecords) {
@@ -148,10 +154,9 @@ export function createStatsRecorder(store: Store, options: StatsRecorderOptions 
   /** Takes what is counted now, leaving empty maps behind. */
   const take = (): CounterBatch => {
     const batch: CounterBatch = {
-      buckets: [...buckets].map(([k, value]) => {
-        const i = k.indexOf('\0');
-        return { minute: Number(k.slice(0, i)), name: k.slice(i + 1) as CounterName, value };
-      }),
+      buckets: [...buckets].flatMap(([minute, names]) =>
+        [...names].map(([name, value]) => ({ minute, name, value })),
+      ),
       records: [...records.values()],
     };
     buckets = new Map();
@@ -165,8 +170,9 @@ export function createStatsRecorder(store: Store, options: StatsRecorderOptions 
     for (const r of batch.records) keep(r.id, r.replays, r.lastReplayAt);
     for (const r of later.values()) keep(r.id, r.replays, r.lastReplayAt);
     for (const b of batch.buckets) {
-      const k = `${b.minute}\0${b.name}`;
-      buckets.set(k, (buckets.get(k) ?? 0) + b.value);
+      const names = buckets.get(b.minute) ?? new Map<CounterName, number>();
+      buckets.set(b.minute, names);
+      names.set(b.name, (names.get(b.name) ?? 0) + b.value);
     }
     schedule();
   };

@@ -95,6 +95,30 @@ describe('createStatsRecorder', () => {
       expect(await inner.record(id)).toMatchObject({ replays: 1 });
   });
 
+  it('counts each event in the minute it happened, also across writes', async () => {
+    const { store, calls } = spyStore();
+    const base = 1_764_000_000_000; // a whole minute
+    let t = base + 59_999;
+    const stats = createStatsRecorder(store, { flushMs: 60_000, now: () => t });
+    stats.onEvent({ type: 'wait', recordId: 'a' });
+    t = base + 60_000;
+    stats.onEvent({ type: 'wait', recordId: 'a' });
+    stats.onEvent({ type: 'wait', recordId: 'a' });
+    t = base + 30_000; // a clock that steps back still lands in its own minute
+    stats.onEvent({ type: 'wait', recordId: 'a' });
+    await stats.flush();
+    t = base + 61_000;
+    stats.onEvent({ type: 'wait', recordId: 'a' }); // same minute as before the write
+    await stats.close();
+    expect(calls.map((c) => c.buckets)).toEqual([
+      [
+        { minute: base, name: 'waits', value: 2 },
+        { minute: base + 60_000, name: 'waits', value: 2 },
+      ],
+      [{ minute: base + 60_000, name: 'waits', value: 1 }],
+    ]);
+  });
+
   it('close never rejects: a last write that fails goes to onError', async () => {
     const { store } = spyStore(() => true);
     const errors: unknown[] = [];
@@ -105,15 +129,16 @@ describe('createStatsRecorder', () => {
     expect(errors[0]).toBeInstanceOf(StoreUnavailableError);
   });
 
-  it('holds at most maxRecords per-record entries, dropping the oldest and counting them', async () => {
+  it('holds at most maxRecords per-record entries, dropping the first counted and counting them', async () => {
     const { store, inner } = spyStore();
     const stats = createStatsRecorder(store, { maxRecords: 3, flushMs: 60_000 });
     for (const id of ['a', 'b', 'c', 'a', 'd', 'e']) stats.onEvent(replayed(id));
-    expect(stats.droppedRecords).toBe(2); // b, then c
+    expect(stats.droppedRecords).toBe(2); // a, then b
     await stats.close();
     expect(await inner.read()).toMatchObject({ replays: 6 }); // the totals lose nothing
-    expect(await inner.record('a')).toMatchObject({ replays: 2 });
+    expect(await inner.record('a')).toBeUndefined();
     expect(await inner.record('b')).toBeUndefined();
+    expect(await inner.record('c')).toMatchObject({ replays: 1 });
     expect(await inner.record('e')).toMatchObject({ replays: 1 });
   });
 
