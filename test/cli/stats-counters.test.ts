@@ -1,7 +1,8 @@
 /**
  * Replays counted by a running gateway outlive it: a gateway (SQLite, then Postgres) gets real
  * duplicate traffic, is closed, and `idem stats --json` / `idem keys show --json`, run as real
- * CLI processes (bin/idem.js) on the same store, report the replays and conflicts it counted.
+ * CLI processes (bin/idem.js) on the same store, report the replays and mismatches it counted.
+ * The text output of `idem stats` is checked on `formatStats` itself.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
