@@ -7,6 +7,7 @@
  * @module
  */
 import {
+  BUCKET_RETENTION_MS,
   type CounterBatch,
   type CounterName,
   MINUTE_MS,
@@ -169,7 +170,9 @@ export function createStatsRecorder(store: Store, options: StatsRecorderOptions 
     records = new Map();
     for (const r of batch.records) keep(r.id, r.replays, r.lastReplayAt);
     for (const r of later.values()) keep(r.id, r.replays, r.lastReplayAt);
+    const oldest = now() - BUCKET_RETENTION_MS; // a long outage does not grow memory past the retention
     for (const b of batch.buckets) {
+      if (b.minute < oldest) continue;
       const names = buckets.get(b.minute) ?? new Map<CounterName, number>();
       buckets.set(b.minute, names);
       names.set(b.name, (names.get(b.name) ?? 0) + b.value);

@@ -1,5 +1,5 @@
 /**
- * Replays counted by a running gateway outlive it: a gateway (SQLite, then Postgres) gets real
+ * Replays counted by a running gateway outlive it: a gateway (SQLite, Postgres, Redis) gets real
  * duplicate traffic, is closed, and `idem stats --json` / `idem keys show --json`, run as real
  * CLI processes (bin/idem.js) on the same store, report the replays and mismatches it counted.
  * The text output of `idem stats` is checked on `formatStats` itself.
@@ -11,17 +11,20 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGateway } from 'idem/gateway';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatStats, readCounters, storeStats } from '../../src/cli/inspect.ts';
 import { zeroTotals } from '../../src/core/counters.ts';
 import { memoryStore } from '../../src/stores/memory/index.ts';
 import { SERVICES, serviceAvailable, uniqueName } from '../helpers/services.ts';
+import { deletePrefix } from '../stores/fixtures/redis-suite.ts';
 
 const BIN = join(import.meta.dirname, '../../bin/idem.js');
 const dir = mkdtempSync(join(tmpdir(), 'idem-stats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const pgUp = await serviceAvailable('postgres');
+const redisUp = await serviceAvailable('redis');
 
 function idem(args: string[]) {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: dir });
@@ -121,6 +124,17 @@ describe('replays kept in the store, read by the CLI', () => {
     } finally {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await admin.end();
+    }
+  });
+
+  it.skipIf(!redisUp)('a gateway on Redis', async () => {
+    const prefix = uniqueName('idem_stats');
+    const admin = new Redis(SERVICES.redis);
+    try {
+      await scenario(`${SERVICES.redis}?prefix=${prefix}`);
+    } finally {
+      await deletePrefix(admin, prefix);
+      admin.disconnect();
     }
   });
 
