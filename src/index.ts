@@ -8,6 +8,14 @@
  *
  * @module
  */
+export {
+  COUNTER_NAMES,
+  type CounterBatch,
+  type CounterName,
+  type CounterTotals,
+  type RecordCounts,
+  type StoreCounters,
+} from './core/counters.ts';
 export type { Duration } from './core/duration.ts';
 export { toMs } from './core/duration.ts';
 export type { EncryptionOptions } from './core/encryption.ts';
@@ -47,6 +55,12 @@ export {
 } from './core/options.ts';
 export { definitive, isDefinitive } from './core/outcome.ts';
 export type { ReplayCacheOptions } from './core/replay-cache.ts';
+export {
+  createStatsRecorder,
+  type SavedCall,
+  type StatsRecorder,
+  type StatsRecorderOptions,
+} from './core/stats-recorder.ts';
 export type { ClaimRequest, ClaimResult, Store, StoreRecord } from './core/store.ts';
 export { type MemoryStoreOptions, memoryStore } from './stores/memory/index.ts';
 export {

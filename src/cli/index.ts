@@ -32,7 +32,7 @@ import { checkEndpoint } from './check.ts';
 import { formatCheck } from './check-report.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
-import { formatList, formatStats, listRecords, requireInspect, storeStats } from './inspect.ts';
+import { formatList, formatStats, listRecords, readCounters, requireInspect, storeStats } from './inspect.ts';
 import { describeKey, formatKey, type KeyScope, purgeStore, recordIdFor } from './keys.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -208,7 +208,7 @@ const keys = program.command('keys').description('look up, list and delete keys 
 keys
   .command('show')
   .description(
-    "show one key's record: state, attempt, lease, expiry, outcome size (the key is hashed, never stored)",
+    "show one key's record: state, attempt, lease, expiry, outcome size, replays (the key is hashed, never stored)",
   )
   .argument('<key>', 'the idempotency key as the client sent it')
   .option('--store <spec>', 'the store (or IDEM_STORE): sqlite:PATH, postgres://…, redis://…, dynamodb://…')
@@ -357,7 +357,9 @@ keys
 
 program
   .command('stats')
-  .description('count live records by state and the bytes of stored outcomes (scans the whole store)')
+  .description(
+    'count live records by state and the bytes of stored outcomes (scans the whole store), and the replays, conflicts, takeovers and LLM savings the store keeps',
+  )
   .option('--store <spec>', 'the store (or IDEM_STORE)')
   .option('--json', 'print JSON')
   .action(async (opts: { store?: string; json?: boolean }) => {
@@ -365,11 +367,16 @@ program
     try {
       const tty = process.stderr.isTTY && !opts.json;
       const stats = await storeStats(store, (n) => tty && process.stderr.write(`\rscanned ${n} records…`));
+      const counters = await readCounters(store);
       if (tty) process.stderr.write('\r\x1b[K');
       console.log(
         opts.json
-          ? JSON.stringify({ ...stats, longestOverdueLeaseMs: stats.longestOverdueLeaseMs ?? null })
-          : formatStats(stats),
+          ? JSON.stringify({
+              ...stats,
+              longestOverdueLeaseMs: stats.longestOverdueLeaseMs ?? null,
+              counters: counters ?? null,
+            })
+          : formatStats(stats, counters),
       );
     } finally {
       await store.close?.();

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { CounterTotals } from '../core/counters.ts';
 import type { ListedRecord, ListedState, Store, StoreInspect } from '../core/store.ts';
 import { cliFailure, EXIT_FAILED } from './failure.ts';
 
@@ -160,12 +161,24 @@ export function formatList(records: ListedRecord[], cursor: string | undefined, 
 }
 
 /**
- * The stats as a few readable lines.
+ * The replays, conflicts, takeovers and savings the store keeps (its `counters`, written by the
+ * gateway or a stats recorder), over the buckets from `since` (epoch ms; all kept, 35 days,
+ * without it); undefined for a store without counters.
  *
  * @example
- * console.log(formatStats(stats));
+ * const counts = await readCounters(store, Date.now() - 3_600_000);
  */
-export function formatStats(s: StoreStats): string {
+export async function readCounters(store: Store, since?: number): Promise<CounterTotals | undefined> {
+  return store.counters?.read({ since });
+}
+
+/**
+ * The stats as a few readable lines, with the kept counts when the store has them.
+ *
+ * @example
+ * console.log(formatStats(stats, await readCounters(store)));
+ */
+export function formatStats(s: StoreStats, counts?: CounterTotals, since?: number): string {
   const kb = (n: number) => (n < 10_240 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`);
   return [
     `records: ${s.records} (completed ${s.byState.completed}, in progress ${s.byState.in_progress}, released ${s.byState.released})`,
@@ -178,6 +191,24 @@ export function formatStats(s: StoreStats): string {
           ? 'none (every holder is within its lease)'
           : `${span(s.longestOverdueLeaseMs)} (a holder that stopped; the next claim takes it over)`
     }`,
-    'replays and savings are not kept in the store: see the gateway /metrics and /savings',
+    ...formatCounts(counts, since),
   ].join('\n');
+}
+
+/** The kept counts as lines; one line saying why there are none for a store without counters. */
+function formatCounts(c: CounterTotals | undefined, since: number | undefined): string[] {
+  if (!c)
+    return ['replays and savings: this store keeps no counters (see the gateway /metrics and /savings)'];
+  const usd = c.llm_cost_saved_microusd / 1e6;
+  return [
+    `counted ${since === undefined ? 'over the last 35 days' : `since ${new Date(since).toISOString()}`} (written by the gateway or a stats recorder every few seconds):`,
+    `  replays: ${c.replays}`,
+    `  conflicts (in progress, 409): ${c.conflicts}`,
+    `  mismatches (key reused with another request, 422): ${c.mismatches}`,
+    `  takeovers: ${c.takeovers}`,
+    `  waits: ${c.waits}`,
+    `  releases: ${c.releases}`,
+    `  leases lost: ${c.lease_lost}`,
+    `  LLM calls saved: ${c.llm_calls_saved} (tokens: ${c.llm_tokens_saved_input} input, ${c.llm_tokens_saved_cached} cached, ${c.llm_tokens_saved_output} output; $${usd.toFixed(usd < 1 ? 4 : 2)})`,
+  ];
 }

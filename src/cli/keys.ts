@@ -36,6 +36,12 @@ export interface KeyReport {
   expiresInMs?: number;
   outcomeBytes?: number;
   encrypted?: boolean;
+  /** Replays the store's counters kept for this record (absent: the store keeps no counters). */
+  replays?: number;
+  /** Epoch ms of the last replay counted. */
+  lastReplayAt?: number;
+  /** Why the replay count could not be read (the rest of the report stands). */
+  replaysError?: string;
 }
 
 /**
@@ -75,6 +81,7 @@ export async function describeKey(
   if (!r) return { ...base, state: 'absent' };
   return {
     ...base,
+    ...(await replaysOf(store, recordId)),
     state: listedStateOf(r), // a holder's release after a takeover stays in progress: the next claim takes over
     attempt: r.attempt,
     fingerprint: r.fingerprint,
@@ -85,6 +92,17 @@ export async function describeKey(
       encrypted: r.outcome.startsWith('e1:'),
     }),
   };
+}
+
+/** The record's kept replay count, `{}` for a store without counters, or why it could not be read. */
+async function replaysOf(store: Store, id: string): Promise<Partial<KeyReport>> {
+  if (!store.counters) return {};
+  try {
+    const c = await store.counters.record(id);
+    return c ? { replays: c.replays, lastReplayAt: c.lastReplayAt } : { replays: 0 };
+  } catch (error) {
+    return { replaysError: (error as Error)?.message ?? String(error) };
+  }
 }
 
 const ago = (ms: number) => {
@@ -109,6 +127,11 @@ export function formatKey(r: KeyReport): string {
   if (r.outcomeBytes !== undefined) {
     lines.push(`  outcome: ${r.outcomeBytes} bytes${r.encrypted ? ', encrypted at rest' : ''}`);
   }
+  if (r.replays !== undefined) {
+    const last = r.lastReplayAt === undefined ? '' : ` (last ${ago(r.lastReplayAt - Date.now())})`;
+    lines.push(`  replays: ${r.replays}${last}`);
+  }
+  if (r.replaysError !== undefined) lines.push(`  replays: unknown (${r.replaysError})`);
   lines.push(`  downstream key: ${r.downstreamKey}`);
   return lines.join('\n');
 }

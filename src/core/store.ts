@@ -25,6 +25,7 @@
  * @module
  */
 
+import type { StoreCounters } from './counters.ts';
 import { InvalidOptionError } from './errors.ts';
 
 /** The longest guard window a store accepts (the Redis scripts' integer range). */
@@ -169,6 +170,11 @@ export interface Store {
    * through live records in id order, never returning outcomes. See {@link StoreInspect}.
    */
   inspect?: StoreInspect;
+  /**
+   * Optional (`idem stats`, `idem keys show`): replays, conflicts, takeovers and LLM savings kept
+   * in the store, written in batches by `createStatsRecorder`. See {@link StoreCounters}.
+   */
+  counters?: StoreCounters;
 }
 
 /** The state an operator sees: a released marker (token '', attempt 0) is 'released'. */

@@ -180,6 +180,12 @@ export interface GatewayConfig {
    */
   logLevel?: LogLevel;
   /**
+   * Keep replays, conflicts, takeovers and LLM savings in the store (its `counters`), written
+   * every 5 s and on close, for `idem stats` and `idem keys show`. Default true when the store
+   * has counters (every built-in store); `false` keeps them only in `/metrics` and `/savings`.
+   */
+  persistStats?: boolean;
+  /**
    * Your own logger (a pino logger, or anything with pino's `info(fields, msg)` / `warn` /
    * `error`): request, start-up, shutdown and store-error lines, the one-time warning about
    * keyed requests without credentials, outcomes that could not be stored and unexpected errors
@@ -215,6 +221,7 @@ const TOP_KEYS = new Set([
   'docsUrl',
   'purgeEvery',
   'logLevel',
+  'persistStats',
   '$schema',
 ]);
 

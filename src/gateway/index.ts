@@ -25,6 +25,7 @@ import { encryptionFromEnv } from '../core/encryption.ts';
 import { createIdem, type Idem } from '../core/engine.ts';
 import { InvalidOptionError } from '../core/errors.ts';
 import type { IdemEvent } from '../core/events.ts';
+import { createStatsRecorder } from '../core/stats-recorder.ts';
 import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { errorType } from '../otel/errors.ts';
@@ -122,6 +123,10 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     connectTimeoutMs: toMs(config.connectTimeout ?? '10s', 'connectTimeout'),
     connections: config.connections ?? 128,
   });
+  if (config.persistStats !== undefined && typeof config.persistStats !== 'boolean')
+    throw new InvalidOptionError(
+      `persistStats must be true or false, got ${JSON.stringify(config.persistStats)}`,
+    );
   const ownsStore = typeof config.store !== 'object';
   const store = ownsStore
     ? await storeFromSpec((config.store as string) ?? `sqlite:${DEFAULT_SQLITE_PATH}`)
@@ -131,15 +136,23 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   const metrics = gatewayMetrics();
   const savings = createSavings({ prices: resolvePrices(config.prices, 'prices') });
   savings.onSaved(metrics.llmSaved);
+  const stats = persistedStats(config, store, logger);
+  if (stats) savings.onSaved(stats.llmSaved);
+  const onEvent: GatewayMetrics['onEvent'] = stats
+    ? (e) => {
+        metrics.onEvent(e);
+        stats.onEvent(e);
+      }
+    : metrics.onEvent;
   const largest = Math.max(...routes.map((r) => r.maxResponseBytes));
   const admitted = adminGuard(config.adminToken ?? (process.env.IDEM_ADMIN_TOKEN || undefined));
   // the dashboard's recent keys, fed by the engine's events and the handler's results
-  const tracker = keyTracker({ metrics, keyHeader });
+  const tracker = keyTracker({ metrics: { ...metrics, onEvent }, keyHeader });
   const idem = createIdem({
     store: metrics.instrument(store),
     encryption: config.encryption ?? encryptionFromEnv(process.env.IDEM_ENCRYPTION_KEYS),
     onEvent: (event) => {
-      tracker.onEvent(event); // also counts it in the metrics
+      tracker.onEvent(event); // also counts it in the metrics and the stored stats
       if (event.type === 'store_error' || event.type === 'lease_lost') logEvent(logger, event);
     },
     // The gateway enforces maxResponseBytes itself; leave room for base64 and headers.
@@ -245,6 +258,7 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
           ),
         );
         await upstream.close();
+        await stats?.close(); // the last counts, before the store closes
         if (ownsStore) await store.close?.();
         logger.info?.({}, 'gateway closed');
       })();
@@ -262,6 +276,21 @@ function listenOn(server: http.Server, port: number, host: string): Promise<stri
       const a = server.address() as AddressInfo;
       resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
     });
+  });
+}
+
+/** The recorder keeping counts in the store, unless `persistStats: false` or the store has no counters. */
+function persistedStats(config: GatewayConfig, store: Store, logger: GatewayLogger) {
+  if (config.persistStats === false || !store.counters) return undefined;
+  let told = false;
+  return createStatsRecorder(store, {
+    onError: (error) => {
+      if (told) return;
+      told = true; // once: a store that is down says so on every request already
+      logger.warn(
+        `idem: replay and savings counts not written to the store yet (${(error as Error)?.message ?? error}); kept and retried`,
+      );
+    },
   });
 }
 

@@ -187,7 +187,7 @@ for (const s of stores) {
 describe('idem keys list / delete / stats: output and failures', () => {
   const spec = `sqlite:${join(dir, 'table.db')}`;
 
-  it('a readable table with the next cursor; stats as lines that say what the store cannot know', async () => {
+  it('a readable table with the next cursor; stats as lines, with the counts the store keeps', async () => {
     const { close } = await seed(spec);
     await close();
     const table = await idem(['keys', 'list', '--store', spec, '--limit', '2']);
@@ -197,7 +197,9 @@ describe('idem keys list / delete / stats: output and failures', () => {
     expect(lines[3]).toMatch(/^next page: --cursor \S+$/);
     const stats = await idem(['stats', '--store', spec]);
     expect(stats.stdout).toContain('records: 7 (completed 5, in progress 1, released 1)');
-    expect(stats.stdout).toContain('replays and savings are not kept in the store');
+    expect(stats.stdout).toContain('counted over the last 35 days');
+    expect(stats.stdout).toContain('  replays: 0');
+    expect(stats.stdout).not.toContain('not kept in the store');
   });
 
   it('asks on a terminal: "n" keeps the record, "y" deletes it; progress goes to the terminal', async ({

@@ -26,6 +26,7 @@ export type Operation =
   | 'UpdateItem'
   | 'DeleteItem'
   | 'GetItem'
+  | 'BatchGetItem'
   | 'Scan'
   | 'CreateTable'
   | 'DescribeTable'

@@ -22,6 +22,7 @@ import {
   type StoreRecord,
 } from '../../core/store.ts';
 import { isConditionFailed, isItemTooLarge, send } from './client.ts';
+import { dynamoCounters } from './counters.ts';
 import { dynamoInspect } from './inspect.ts';
 import {
   completedItemBytes,
@@ -371,6 +372,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     purgeExpired: (limit) => purge(limit),
 
     inspect: dynamoInspect({ request, keyAttribute, clock }),
+    counters: dynamoCounters({ request, keyAttribute, ttlAttribute, table }),
 
     async close() {
       closed = true;

@@ -42,6 +42,7 @@ export function dynamoInspect(deps: {
       });
       const records: ListedRecord[] = [];
       for (const item of (page.Items as Item[] | undefined) ?? []) {
+        if (!item.s) continue; // not a record: the counters' items (src/stores/dynamodb/counters.ts)
         const id = (item[keyAttribute] as { S?: string } | undefined)?.S ?? '';
         const r = toRecord(id, item);
         if (r.expiresAt <= judge) continue;

@@ -14,6 +14,7 @@ import {
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
+import { memoryCounters } from './counters.ts';
 
 /** Options of {@link memoryStore}. */
 export interface MemoryStoreOptions {
@@ -146,6 +147,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         return r !== undefined;
       },
     },
+
+    counters: memoryCounters(now, (id) => live(id, now())?.expiresAt),
 
     subscribe(id, onChange) {
       const set = listeners.get(id) ?? new Set<() => void>();

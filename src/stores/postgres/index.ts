@@ -26,6 +26,7 @@ import {
   type PgResultLike,
   unavailable,
 } from './connection.ts';
+import { postgresCounters } from './counters.ts';
 import { createListener, type Listener } from './listener.ts';
 import { ensureSchema } from './schema.ts';
 import { IDENTIFIER, statements } from './sql.ts';
@@ -272,6 +273,8 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         return row?.live === true;
       },
     },
+
+    counters: postgresCounters(query, o.schema, o.table),
 
     subscribe(id, onChange) {
       if (!o.listen || closed) return () => {};

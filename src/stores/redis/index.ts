@@ -17,6 +17,7 @@ import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../co
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { createDeadlines, type Deadline } from '../deadlines.ts';
 import { connectUrl, holdWrites, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
+import { redisCounters } from './counters.ts';
 import { redisInspect } from './inspect.ts';
 import { SCRIPTS } from './lua.generated.ts';
 import { createNotifier, type NotifyCommand } from './notify.ts';
@@ -195,6 +196,17 @@ export function redisStore(options: RedisStoreOptions): Store {
             timeoutMs: commandTimeout,
           }),
         }),
+
+    counters: redisCounters({
+      client: async () => {
+        if (closed) throw new StoreUnavailableError('the redis store is closed');
+        const c = await client();
+        await whenReady(c, commandTimeout);
+        return c;
+      },
+      prefix,
+      timeoutMs: commandTimeout,
+    }),
 
     subscribe(id, onChange) {
       return notifier.listen(channelOf(id), onChange);

@@ -17,6 +17,7 @@ import {
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
+import { sqliteCounters } from './counters.ts';
 import { SCHEMA_VERSION, schemaStatements, sqliteStatements } from './sql.ts';
 
 /** Options of {@link sqliteStore}. */
@@ -178,6 +179,8 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
           return row !== undefined && row.expires_at > Date.now();
         }),
     },
+
+    counters: sqliteCounters(db, table),
 
     async close() {
       if (db.isOpen) db.close();
