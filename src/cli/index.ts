@@ -361,13 +361,19 @@ program
     'count live records by state and the bytes of stored outcomes (scans the whole store), and the replays, conflicts, takeovers and LLM savings the store keeps',
   )
   .option('--store <spec>', 'the store (or IDEM_STORE)')
+  .option(
+    '--since <duration>',
+    'count replays, conflicts, takeovers and savings over this last span only, e.g. 15m, 1h, 7d (the record counts are always the live ones)',
+    sinceOption,
+  )
   .option('--json', 'print JSON')
-  .action(async (opts: { store?: string; json?: boolean }) => {
+  .action(async (opts: { store?: string; json?: boolean; since?: number }) => {
     const store = await openStore(opts.store);
     try {
       const tty = process.stderr.isTTY && !opts.json;
+      const since = opts.since === undefined ? undefined : Date.now() - opts.since;
       const stats = await storeStats(store, (n) => tty && process.stderr.write(`\rscanned ${n} records…`));
-      const counters = await readCounters(store);
+      const counters = await readCounters(store, since);
       if (tty) process.stderr.write('\r\x1b[K');
       console.log(
         opts.json
@@ -375,8 +381,9 @@ program
               ...stats,
               longestOverdueLeaseMs: stats.longestOverdueLeaseMs ?? null,
               counters: counters ?? null,
+              countersSince: since ?? null,
             })
-          : formatStats(stats, counters),
+          : formatStats(stats, counters, since),
       );
     } finally {
       await store.close?.();
@@ -491,6 +498,18 @@ function httpScope(headers: string[], gateway: string | true | undefined) {
       ...(gateway !== undefined && { namespace: gateway === true ? 'gateway' : gateway }),
     },
   };
+}
+
+/** `--since 1h`: a span in milliseconds (s, m, h, d), more than 0 and at most the 35 days counts are kept. */
+function sinceOption(value: string): number {
+  let ms: number;
+  try {
+    ms = toMs(value, '--since');
+  } catch {
+    throw new InvalidArgumentError('use a span like 30m, 1h or 7d');
+  }
+  if (ms <= 0 || ms > 35 * 86_400_000) throw new InvalidArgumentError('use a span from 1s to 35d');
+  return ms;
 }
 
 function stateOption(value: string): ListedState {

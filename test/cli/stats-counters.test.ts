@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createGateway } from 'idem/gateway';
+import { createGateway, storeFromSpec } from 'idem/gateway';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -79,6 +79,23 @@ async function scenario(spec: string) {
   const report = JSON.parse(stats.stdout);
   expect(report.records).toBe(2);
   expect(report.counters).toMatchObject({ replays: 6, mismatches: 2, conflicts: 0, takeovers: 0 });
+
+  // --since counts only the last span: 100 replays counted three hours ago drop out of --since 1h
+  const direct = await storeFromSpec(spec);
+  const threeHoursAgo = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
+  await direct.counters!.add({
+    buckets: [{ minute: threeHoursAgo, name: 'replays', value: 100 }],
+    records: [],
+  });
+  await direct.close?.();
+  const all = JSON.parse((await idem(['stats', '--store', spec, '--json'])).stdout);
+  expect(all.counters.replays).toBe(106);
+  const recent = await idem(['stats', '--store', spec, '--since', '1h', '--json']);
+  expect(recent.code, recent.stderr).toBe(0);
+  const lastHour = JSON.parse(recent.stdout);
+  expect(lastHour.counters).toMatchObject({ replays: 6, mismatches: 2 });
+  expect(Math.abs(lastHour.countersSince - (Date.now() - 3_600_000))).toBeLessThan(60_000);
+  expect((await idem(['stats', '--store', spec, '--since', '5 parsecs'])).code).toBe(2);
 
   const key = ['--store', spec, '--gateway', '-H', 'authorization: Bearer alice'];
   const one = await idem(['keys', 'show', 'order-1', ...key, '--json']);
