@@ -3,7 +3,7 @@
  * The `idem` command.
  *
  * ```
- * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic]
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic] [--workers N]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--data JSON] [-H 'name: value']…
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
@@ -20,10 +20,14 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { toMs } from '../core/duration.ts';
 import type { ListedState } from '../core/store.ts';
+import { isServeWorker, onShutdown, reportFatal, reportReady, startWorkers } from '../gateway/cluster.ts';
+import { answerAdminCalls, gatewayAdminSource, primaryAdminSource } from '../gateway/cluster-admin.ts';
+import { clusterWake } from '../gateway/cluster-wake.ts';
 import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
@@ -64,6 +68,11 @@ program
     '--admin-token <token>',
     'bearer token for /metrics and /savings (or IDEM_ADMIN_TOKEN; without: loopback only)',
   )
+  .option(
+    '--workers <n>',
+    'gateway processes sharing the port and the store (default: the number of cores)',
+    workerCount,
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -73,6 +82,7 @@ program
       config?: string;
       preset?: string;
       adminToken?: string;
+      workers?: number;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -88,17 +98,41 @@ program
         throw new InvalidArgumentError(
           '--upstream (or "upstream" in --config) is required, unless a --preset gives one',
         );
-      const gateway = await createGateway(config as GatewayConfig);
+      const workers = opts.workers ?? workersOf(config.workers) ?? availableParallelism();
+      const upstream = config.upstream ?? applyPreset(config).upstream;
+      const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
+      const banner = (url: string, n: string) =>
+        `idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset}${n})`;
+      if (workers > 1 && !isServeWorker()) {
+        const started = await startWorkers({ workers });
+        console.log(banner(started.url, `, ${workers} workers`));
+        onSignal(() => started.close().then(() => undefined));
+        void started.failed.then((code) => process.exit(code));
+        return;
+      }
+      const worker = isServeWorker();
       const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
+      const gateway = worker
+        ? await createGateway({ ...config, store: clusterWake(await storeFromSpec(spec)) } as GatewayConfig, {
+            admin: primaryAdminSource(),
+          })
+        : await createGateway(config as GatewayConfig);
+      const closeAll = worker
+        ? () => gateway.close().then(() => gateway.store.close?.())
+        : () => gateway.close();
       await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
       const url = await closeOnFailure(gateway, () =>
         gateway.listen().catch((error) => {
           throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
         }),
       );
-      const upstream = config.upstream ?? applyPreset(config).upstream;
-      const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
-      console.log(`idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset})`);
+      if (worker) {
+        answerAdminCalls(gatewayAdminSource(gateway));
+        onShutdown(closeAll);
+        reportReady(url);
+        return;
+      }
+      console.log(banner(url, ''));
       onSignal(() => gateway.close());
     },
   );
@@ -358,7 +392,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   const { line, exitCode } = describeFailure(error);
-  if (line) console.error(line);
+  // a gateway worker's start-up failure is printed once, by the primary
+  if (isServeWorker()) await reportFatal(line, exitCode);
+  else if (line) console.error(line);
   process.exit(exitCode); // also when a half-opened store or pool would keep the process alive
 }
 
@@ -394,6 +430,25 @@ function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port number');
   return n;
+}
+
+function workerCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024)
+    throw new InvalidArgumentError('not a number of workers (1 to 1024)');
+  return n;
+}
+
+/** `workers` from a config file, checked like --workers. */
+function workersOf(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return workerCount(String(value));
+  } catch {
+    throw new InvalidArgumentError(
+      `"workers" in --config must be an integer from 1 to 1024, got ${JSON.stringify(value)}`,
+    );
+  }
 }
 
 function count(value: string): number {

@@ -28,11 +28,13 @@ import type { Store } from '../core/store.ts';
 import { CREDENTIAL_HEADERS } from '../http/scope.ts';
 import { DEFAULT_SQLITE_PATH, redact, storeFromSpec } from '../stores/spec.ts';
 import { adminGuard } from './admin.ts';
+import type { AdminSource } from './admin-source.ts';
 import { checkConfigFields, type GatewayConfig } from './config.ts';
 import { createProxyHandler } from './handler.ts';
 import { applyPreset } from './llm.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
+import { writeProblem } from './respond.ts';
 import { compileRoutes } from './routes.ts';
 import { createUpstream, type Upstream } from './upstream.ts';
 
@@ -57,6 +59,15 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** What a gateway process gets from where it runs (not from a config file). */
+export interface GatewayRuntime {
+  /**
+   * Where `/metrics` and `/savings` read from instead of this gateway alone: with
+   * `idem serve --workers N`, every worker's data gathered by the primary (src/gateway/cluster-admin.ts).
+   */
+  admin?: AdminSource;
+}
+
 const DEFAULT_ENDPOINTS: Record<'health' | 'metrics' | 'policy' | 'savings', string | false> = {
   health: '/healthz',
   metrics: '/metrics',
@@ -73,7 +84,7 @@ const HEALTH_ID = 'idem-gateway-healthz';
  * const gateway = await createGateway({ upstream: 'http://127.0.0.1:4000', store: 'sqlite:.idem/gw.db' });
  * const url = await gateway.listen(0);
  */
-export async function createGateway(options: GatewayConfig): Promise<Gateway> {
+export async function createGateway(options: GatewayConfig, runtime: GatewayRuntime = {}): Promise<Gateway> {
   if (options && typeof options === 'object') checkConfigFields(options);
   const config = options && typeof options === 'object' ? applyPreset(options) : options;
   if (!config || typeof config.upstream !== 'string') {
@@ -141,11 +152,11 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     if (req.method === 'GET' && req.url) {
       const url = req.url;
       if (url === endpoints.health) return void health(store, upstream, res);
-      if (url === endpoints.metrics) return void (admitted(req, res) && sendMetrics(metrics, res));
+      if (url === endpoints.metrics)
+        return void (admitted(req, res) && sendMetrics(metrics, res, runtime.admin));
       if (endpoints.savings && url === endpoints.savings) {
         if (!admitted(req, res)) return;
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        return void res.end(JSON.stringify(savings.report()));
+        return void sendSavings(savings, res, runtime.admin);
       }
       if (url === endpoints.policy) {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
@@ -248,8 +259,24 @@ function strings(value: unknown, field: string): string[] {
   return value;
 }
 
-async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse): Promise<void> {
-  const text = await metrics.registry.metrics();
-  res.writeHead(200, { 'content-type': metrics.registry.contentType });
-  res.end(text);
+async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse, admin?: AdminSource) {
+  try {
+    const { contentType, text } = admin
+      ? await admin.metricsText()
+      : { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(text);
+  } catch (error) {
+    writeProblem(res, 'internal-error', `metrics unavailable: ${(error as Error).message}`);
+  }
+}
+
+async function sendSavings(savings: Savings, res: http.ServerResponse, admin?: AdminSource) {
+  try {
+    const report = admin ? await admin.savings() : savings.report();
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(report));
+  } catch (error) {
+    writeProblem(res, 'internal-error', `savings unavailable: ${(error as Error).message}`);
+  }
 }
