@@ -190,42 +190,10 @@ export function createProxyHandler(deps: HandlerDeps) {
     };
     let flight: Flight | undefined;
     let recordId = '';
-    /** Answers a duplicate with the outcome its in-process holder stored (or replayed). */
-    const replayShared = (stored: ForwardResult) => {
-      metrics.onEvent({ type: 'replayed', recordId, attempt: 1, shared: true });
-      metrics.request(route.name, 'replayed');
-      saved(stored);
-      writeStored(res, stored, true, finalFor(route, stored), route.marks);
-    };
-    // A duplicate of a request this instance is already running waits for that request here
-    // instead of polling the store itself: one store waiter per key and instance however many
-    // duplicates arrive (the duplicate storm); `attach` also streams the live response.
-    if (route.concurrency !== 'reject') {
+    if (route.concurrency === 'attach') {
       recordId = idem.ids(engineKey(key), scope).recordId;
       const live = flights.get(recordId);
-      if (live && route.concurrency === 'wait') {
-        if (!sameFingerprint(live.fingerprint, fingerprint)) {
-          metrics.onEvent({ type: 'mismatch', recordId });
-          metrics.request(route.name, 'rejected');
-          const refusal = refusalFor(new FingerprintMismatchError(), route.retry, deps.describedBy);
-          return writeProblem(res, 'fingerprint-mismatch', refusal?.detail, refusal?.headers, route.marks);
-        }
-        const timer = deadline(route.waitMs);
-        const stored = await Promise.race([live.outcome, timer.promise, gone.promise]);
-        timer.clear();
-        if (stored === GONE) {
-          metrics.request(route.name, 'cancelled');
-          return;
-        }
-        if (stored === TIMED_OUT) {
-          metrics.onEvent({ type: 'in_progress', recordId });
-          metrics.request(route.name, 'rejected');
-          const refusal = refusalFor(new InProgressError(route.leaseMs), route.retry, deps.describedBy);
-          return writeProblem(res, 'conflict', refusal?.detail, refusal?.headers, route.marks);
-        }
-        if (stored) return replayShared(stored);
-        // released or not stored: this duplicate claims the key itself, below
-      } else if (live) {
+      if (live) {
         if (!sameFingerprint(live.fingerprint, fingerprint)) {
           metrics.onEvent({ type: 'mismatch', recordId });
           metrics.request(route.name, 'rejected');
@@ -251,9 +219,6 @@ export function createProxyHandler(deps: HandlerDeps) {
           void live.outcome.then(saved);
           return;
         }
-        // the holder answered from the store (another instance ran it): the same record
-        const stored = head === undefined ? await live.outcome : undefined;
-        if (stored && !res.destroyed) return replayShared(stored);
       } else {
         flight = createFlight(fingerprint);
         flights.set(recordId, flight);
@@ -307,7 +272,6 @@ export function createProxyHandler(deps: HandlerDeps) {
           finishHolder(res, state, first.r.value, route);
         } else {
           metrics.request(route.name, 'replayed');
-          if (!first.r.value.release) storedOutcome = first.r.value;
           saved(first.r.value);
           writeStored(res, first.r.value, true, finalFor(route, first.r.value), route.marks);
         }
