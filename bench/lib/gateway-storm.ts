@@ -27,6 +27,8 @@ export interface StormRow {
   answered: number;
   /** Answers that were not 201 or differed from their storm's first body. */
   wrong: number;
+  /** The statuses of the wrong answers, `status×count`. */
+  wrongStatuses: Record<string, number>;
   waiterP50Us: number;
   waiterP99Us: number;
   directP99Us: number;
@@ -112,6 +114,7 @@ export async function runStorms(
     maxCalls: 0,
     answered: 0,
     wrong: 0,
+    wrongStatuses: {},
     waiterP50Us: 0,
     waiterP99Us: 0,
     directP99Us: summarize(directUs).p99Us,
@@ -130,7 +133,11 @@ export async function runStorms(
       row.maxCalls = Math.max(row.maxCalls, calls);
       row.answered += replies.length;
       const first = replies[0]?.body;
-      row.wrong += replies.filter((r) => r.status !== 201 || r.body !== first).length;
+      for (const r of replies.filter((r) => r.status !== 201 || r.body !== first)) {
+        row.wrong++;
+        const what = r.status === 201 ? '201 (another body)' : `${r.status} ${problemType(r.body)}`;
+        row.wrongStatuses[what] = (row.wrongStatuses[what] ?? 0) + 1;
+      }
       waiters.push(...replies.filter((r) => r.replayed).map((r) => r.us));
     }
   } finally {
@@ -159,7 +166,7 @@ export function stormTable(rows: StormRow[]): Table {
       r.store,
       String(r.storms),
       r.minCalls === r.maxCalls ? String(r.minCalls) : `${r.minCalls}–${r.maxCalls}`,
-      `${r.answered} (${r.wrong})`,
+      `${r.answered} (${r.wrong}${r.wrong ? `: ${wrongList(r)}` : ''})`,
       fmtUs(r.waiterP50Us),
       fmtUs(r.waiterP99Us),
       fmtUs(r.waiterP99Us - STORM_UPSTREAM_MS * 1000),
@@ -172,7 +179,7 @@ export function stormChecks(rows: StormRow[]): Check[] {
   return rows.flatMap((r) => [
     {
       target: `${r.store}: duplicate storm → exactly one upstream call, every answer the same 201`,
-      actual: `${r.minCalls === r.maxCalls ? r.minCalls : `${r.minCalls}–${r.maxCalls}`} calls per storm; ${r.wrong} wrong of ${r.answered}`,
+      actual: `${r.minCalls === r.maxCalls ? r.minCalls : `${r.minCalls}–${r.maxCalls}`} calls per storm; ${r.wrong} wrong of ${r.answered}${r.wrong ? ` (${wrongList(r)})` : ''}`,
       met: r.minCalls === 1 && r.maxCalls === 1 && r.wrong === 0,
     },
     {
@@ -181,4 +188,19 @@ export function stormChecks(rows: StormRow[]): Check[] {
       met: r.waiterP99Us <= (STORM_UPSTREAM_MS + 50) * 1000,
     },
   ]);
+}
+
+const wrongList = (r: StormRow) =>
+  Object.entries(r.wrongStatuses)
+    .map(([what, n]) => `${what} ×${n}`)
+    .join(', ');
+
+/** The `type` of a problem+json body, or ''. */
+function problemType(body: string): string {
+  try {
+    const type = (JSON.parse(body) as { type?: unknown }).type;
+    return typeof type === 'string' ? type.slice(type.lastIndexOf('/') + 1) : '';
+  } catch {
+    return '';
+  }
 }
