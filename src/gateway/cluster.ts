@@ -92,6 +92,8 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
   });
   const admin = clusterAdminSource();
   const live = new Set<Worker>();
+  /** Workers that listen (and drain on SHUTDOWN); one still starting is stopped with SIGTERM. */
+  const listening = new WeakSet<Worker>();
   let stopping = false;
   let startFailures = 0;
   let delay = firstDelay;
@@ -114,6 +116,7 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
       worker.on('message', (m: { idem?: string; url?: string; line?: string; exitCode?: number }) => {
         if (m?.idem === READY && typeof m.url === 'string') {
           ready = true;
+          listening.add(worker);
           resolve(m.url);
         } else if (m?.idem === FATAL)
           fatal = startError(String(m.line).replace(/^idem: /, ''), m.exitCode ?? 1);
@@ -162,8 +165,8 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
             clearTimeout(timer);
             resolve();
           });
-          if (w.isConnected()) w.send({ idem: SHUTDOWN });
-          else w.kill('SIGTERM');
+          if (listening.has(w) && w.isConnected()) w.send({ idem: SHUTDOWN });
+          else w.process.kill('SIGTERM');
         }),
     );
     await Promise.all(exits);
