@@ -20,6 +20,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
@@ -103,7 +104,15 @@ program
       const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
       const banner = (url: string, n: string) =>
         `idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset}${n})`;
+      const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
       if (workers > 1 && !isServeWorker()) {
+        // the config, the store and the port are checked here once, before any worker starts
+        const probe = await createGateway({ ...config, purgeEvery: false } as GatewayConfig);
+        await closeOnFailure(probe, () => checkStore(probe.store, spec));
+        await probe.close();
+        await portFree(config.port ?? 8080, config.host ?? '127.0.0.1').catch((error) => {
+          throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
+        });
         const started = await startWorkers({ workers });
         console.log(banner(started.url, `, ${workers} workers`));
         onSignal(() => started.close().then(() => undefined));
@@ -111,7 +120,6 @@ program
         return;
       }
       const worker = isServeWorker();
-      const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
       const gateway = worker
         ? await createGateway({ ...config, store: clusterWake(await storeFromSpec(spec)) } as GatewayConfig, {
             admin: primaryAdminSource(),
@@ -396,6 +404,16 @@ try {
   if (isServeWorker()) await reportFatal(line, exitCode);
   else if (line) console.error(line);
   process.exit(exitCode); // also when a half-opened store or pool would keep the process alive
+}
+
+/** Resolves when `port` on `host` can be listened on (0 always can); rejects with the listen error. */
+function portFree(port: number, host: string): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(port, host, () => server.close(() => resolve()));
+  });
 }
 
 /** Runs `step`; if it fails, closes the gateway (its store and pool) before passing the error on. */

@@ -51,7 +51,7 @@ export interface Workers {
   readonly url: string;
   /** Every worker's admin data in one view (for the admin listener). */
   readonly admin: AdminSource;
-  /** The pids of the live workers. */
+  /** The pids of the workers that listen (a replacement appears once it listens). */
   pids(): number[];
   /** Asks every worker to drain, waits (then kills), answers the exit code for the primary. */
   close(): Promise<number>;
@@ -128,12 +128,14 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
             fatal ?? startError(`a gateway worker exited before listening (${signal ?? `code ${code}`})`, 1),
           );
         }
-        if (!stopping) restart(worker.process.pid, signal ?? `code ${code}`);
+        if (!stopping)
+          restart(`gateway worker ${worker.process.pid} exited unexpectedly (${signal ?? `code ${code}`})`);
       });
     });
 
-  const restart = (pid: number | undefined, how: string) => {
-    log(`idem: gateway worker ${pid} exited unexpectedly (${how}); starting another in ${delay} ms`);
+  /** Forks a replacement after `delay`; `why` says what happened to the one it replaces. */
+  const restart = (why: string) => {
+    log(`idem: ${why}; starting another in ${delay} ms`);
     const wait = delay;
     delay = Math.min(delay * 2, 10_000);
     setTimeout(() => {
@@ -144,10 +146,9 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
           delay = firstDelay;
         },
         (error: WorkerStartError) => {
-          if (++startFailures < maxStartFailures) return restart(undefined, `at start-up: ${error.message}`);
-          log(
-            `idem: ${error.message}\nidem: ${startFailures} restarted workers failed at start-up; stopping`,
-          );
+          const why = `a restarted gateway worker failed at start-up: ${error.message}`;
+          if (++startFailures < maxStartFailures) return restart(why);
+          log(`idem: ${why}\nidem: ${startFailures} restarted workers in a row failed at start-up; stopping`);
           void close().then(() => resolveFailed(1));
         },
       );
@@ -184,7 +185,7 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
   return {
     url: (started[0] as PromiseFulfilledResult<string>).value,
     admin,
-    pids: () => [...live].map((w) => w.process.pid as number),
+    pids: () => [...live].filter((w) => listening.has(w)).map((w) => w.process.pid as number),
     close,
     failed,
   };
