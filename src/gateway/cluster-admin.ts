@@ -12,9 +12,9 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import type { SavingsReport, SavingsTotals } from '../ai/savings.ts';
+import type { Savings, SavingsReport, SavingsTotals } from '../ai/savings.ts';
 import type { AdminSource, KeyLifecycle } from './admin-source.ts';
-import type { Gateway } from './index.ts';
+import type { GatewayMetrics } from './metrics.ts';
 
 const REQUEST = 'idem:admin-request';
 const RESPONSE = 'idem:admin-response';
@@ -46,7 +46,7 @@ interface Answer {
  * @example
  * answerAdminCalls(gatewayAdminSource(gateway));
  */
-export function gatewayAdminSource(gateway: Pick<Gateway, 'metrics' | 'savings'>): AdminSource {
+export function gatewayAdminSource(gateway: { metrics: GatewayMetrics; savings: Savings }): AdminSource {
   const registry = gateway.metrics.registry;
   return {
     async metricsText() {

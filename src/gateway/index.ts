@@ -40,6 +40,24 @@ import { createUpstream, type Upstream } from './upstream.ts';
 
 export type { Savings, SavingsReport } from '../ai/savings.ts';
 export { redact, storeFromSpec } from '../stores/spec.ts';
+export type { AdminSource, KeyLifecycle } from './admin-source.ts';
+export {
+  isServeWorker,
+  onShutdown,
+  reportFatal,
+  reportReady,
+  startWorkers,
+  type Workers,
+  type WorkersOptions,
+} from './cluster.ts';
+export {
+  answerAdminCalls,
+  clusterAdminSource,
+  gatewayAdminSource,
+  primaryAdminSource,
+  sumSavings,
+} from './cluster-admin.ts';
+export { clusterWake } from './cluster-wake.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export { applyPreset, type PresetName } from './llm.ts';

