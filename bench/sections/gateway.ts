@@ -18,12 +18,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import type { RunConfig } from '../lib/config.ts';
 import { installedVersion, loadAverage, reachable, SERVICES, sourceExists } from '../lib/env.ts';
 import { type Child, deletePrefix, dropSchema, quiesce, startChild } from '../lib/gateway-procs.ts';
+import {
+  runStorms,
+  STORM_UPSTREAM_MS,
+  STORM_WORKERS,
+  type StormRow,
+  stormChecks,
+  stormTable,
+} from '../lib/gateway-storm.ts';
 import { summarize } from '../lib/measure.ts';
 import { type Check, emptySection, fmtOps, fmtUs, type SectionResult, type Table } from '../lib/report.ts';
 
@@ -31,6 +39,8 @@ import { type Check, emptySection, fmtOps, fmtUs, type SectionResult, type Table
 const DELAY_MS = 5;
 /** Concurrent connections of the load generator: light load (latency), heavy load (throughput). */
 const CONNECTIONS = [8, 64] as const;
+/** Gateway processes per gateway, as `idem serve` starts by default: one per core. */
+const WORKERS = availableParallelism();
 /** Completed keys the replay case cycles through. */
 const REPLAY_KEYS = 200;
 const BODY = JSON.stringify({ claimId: 'CLAIM-12345', amount: 1240.55, currency: 'EUR' });
@@ -128,7 +138,7 @@ export async function gatewaySection(cfg: RunConfig): Promise<SectionResult> {
     const gateways: { store: string; gw: Child }[] = [];
     let responseBytes = 0;
     for (const { store, spec } of specs) {
-      const gw = await startChild(['gateway', upstream.url, spec]);
+      const gw = await startChild(['gateway', upstream.url, spec, String(WORKERS)]);
       children.push(gw);
       gateways.push({ store, gw });
       responseBytes = await prepare(gw.url, store, run);
@@ -182,21 +192,43 @@ export async function gatewaySection(cfg: RunConfig): Promise<SectionResult> {
     const rows: Row[] = [];
     const procs = { upstream, gateways: gateways.map((g) => g.gw) };
     for (const connections of CONNECTIONS) rows.push(...(await measureLoad(cases, connections, procs, cfg)));
+    await Promise.all(gateways.map((g) => g.gw.close()));
+
+    // the duplicate storm: its own slow upstream, and per store a gateway of 3 workers
+    const slow = await startChild(['upstream', String(STORM_UPSTREAM_MS)]);
+    children.push(slow);
+    const storms: StormRow[] = [];
+    for (const { store, spec } of specs) {
+      const gw = await startChild(['gateway', slow.url, spec, String(STORM_WORKERS)]);
+      children.push(gw);
+      const executions = async () => (await slow.stats()).executions;
+      storms.push(
+        await runStorms(
+          store,
+          { url: gw.url, executions },
+          { url: slow.url, executions },
+          cfg.quick ? 1 : 3,
+          run,
+        ),
+      );
+      await gw.close();
+    }
 
     s.facts.push(
       `this section ran at ${started}; load average at start ${loadAtStart}, at end ${loadAverage()}`,
       `upstream: the demo service (src/cli/demo-service.ts), \`POST /payments\` answers 201 with a ${responseBytes}-byte JSON payment after ${DELAY_MS} ms; request: a ${Buffer.byteLength(BODY)}-byte JSON body with \`Authorization\` (the gateway scopes keys by it)`,
-      `each gateway: \`createGateway({ upstream, store, purgeEvery: false })\` (the defaults of \`idem serve\`: one catch-all route, key optional, concurrency reject), in its own process; the upstream in another; autocannon ${installedVersion('autocannon')} in the benchmark process; all on loopback, sharing the machine with the store servers`,
+      `each gateway: \`createGateway({ upstream, store, purgeEvery: false })\` (the defaults of \`idem serve\`: one catch-all route, key optional, concurrency wait) in ${WORKERS} worker processes (one per core, as \`idem serve\` starts them by default: node:cluster, src/gateway/cluster.ts) plus their primary; the upstream in another process; autocannon ${installedVersion('autocannon')} in the benchmark process; all on loopback, sharing the machine with the store servers`,
       `stores: SQLite (temp file, WAL)${specs.some((x) => x.store === 'postgres') ? `; Postgres at ${new URL(SERVICES.postgres).host} (schema ${schema}; the store's default pool of 10 connections)` : ''}${specs.some((x) => x.store === 'redis') ? `; Redis at ${new URL(SERVICES.redis).host} (prefix ${prefix})` : ''}`,
       ...skipped.map((r) => `skipped: ${r}`),
       `each case: ${cfg.warmupMs} ms warm-up, then ${cfg.durationMs} ms in ${cfg.rounds} slices interleaved with the other cases of its connection count (order rotated each round); latency per request from autocannon's response events`,
     );
-    s.tables.push(loadTable(rows));
-    s.checks.push(...targetChecks(rows), ...correctnessChecks(rows));
+    s.tables.push(loadTable(rows), cpuTable(rows), stormTable(storms));
+    s.checks.push(...targetChecks(rows), ...correctnessChecks(rows), ...stormChecks(storms));
     s.notes.push(
       '`req/s vs upstream`: requests per second ÷ those of the upstream directly at the same connection count. `p50 vs bare proxy`: p50 ÷ the p50 of the pass-through row.',
       '`upstream calls/request`: payments the upstream executed during the case ÷ requests autocannon sent (a request cut off when a slice stops still reaches the upstream; a replay must be 0).',
-      '`server CPU/req`: CPU time of the gateway process per response (of the upstream process for the direct row); the load generator, the upstream and the store servers are not included.',
+      `\`server CPU/req\`: CPU time of all the gateway's processes (its ${WORKERS} workers and their primary) per response (of the upstream process for the direct row); the load generator, the upstream and the store servers are not included.`,
+      `duplicate storm: per store, \`idem serve --workers ${STORM_WORKERS}\` in front of the demo service taking ${STORM_UPSTREAM_MS} ms; ${cfg.quick ? 1 : 3} storm(s) after a warm-up storm, each ${'1,000'} concurrent POSTs with one fresh key over kept-alive connections (round-robin over the workers); waiters: the answers marked replayed. The same 1,000 requests sent to the upstream directly, without a key, show what the machine itself adds.`,
       "`store time/req`: time the gateway's store calls took per response (claim and complete for a new key, claim for a replay), from its `idem_store_operation_duration_seconds` histogram, so waiting for a pool connection or for the event loop counts too.",
     );
     return s;
@@ -388,7 +420,40 @@ function loadTable(rows: Row[]): Table {
   };
 }
 
-/** The two targets of issue 4 §5, per store and connection count. */
+/** Gateway CPU per request (all its processes), new key and replay, next to the bare proxy's. */
+function cpuTable(rows: Row[]): Table {
+  const out: string[][] = [];
+  for (const connections of CONNECTIONS) {
+    const proxy = find(rows, connections, 'proxy');
+    const up = find(rows, connections, 'upstream');
+    for (const store of [...new Set(rows.filter((r) => r.c.kind === 'new').map((r) => r.c.store))]) {
+      const fresh = find(rows, connections, 'new', store);
+      const replay = find(rows, connections, 'replay', store);
+      out.push([
+        String(connections),
+        store,
+        fmtUs(proxy?.cpuUsPerReq ?? Number.NaN),
+        fresh ? `${fmtUs(fresh.cpuUsPerReq)} (${ratio(fresh.cpuUsPerReq, proxy?.cpuUsPerReq)})` : '—',
+        replay ? `${fmtUs(replay.cpuUsPerReq)} (${ratio(replay.cpuUsPerReq, proxy?.cpuUsPerReq)})` : '—',
+        fmtUs(up?.cpuUsPerReq ?? Number.NaN),
+      ]);
+    }
+  }
+  return {
+    title: `Gateway CPU per request: the CPU time of all its processes (${WORKERS} workers and their primary) ÷ responses`,
+    columns: [
+      'connections',
+      'store',
+      'bare proxy (no key)',
+      'new key (vs bare proxy)',
+      'replay (vs bare proxy)',
+      'upstream process, called directly',
+    ],
+    rows: out,
+  };
+}
+
+/** The targets of issue 4 §5 and issue 12 (the same, with workers), per store and connection count. */
 function targetChecks(rows: Row[]): Check[] {
   const checks: Check[] = [];
   for (const r of rows) {

@@ -3,7 +3,7 @@
  * The `idem` command.
  *
  * ```
- * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic] [--admin-port N]
+ * idem serve --upstream URL [--store SPEC] [--port N] [--host H] [--config FILE] [--preset openai|anthropic] [--admin-port N] [--workers N]
  * idem demo  [--port N] [--upstream-port N] [--store SPEC] [--delay MS]
  * idem check URL [--method M] [--data JSON] [-H 'name: value']… [--concurrency N] [--id-field PATH] [--json]
  * idem keys show KEY --store SPEC [--scope PART]… [-H 'name: value']… [--gateway [NS]] [--json]
@@ -20,12 +20,18 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { toMs } from '../core/duration.ts';
 import type { ListedState } from '../core/store.ts';
-import { type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
-import { createGateway, describeStore, type Gateway } from '../gateway/index.ts';
+import { createAdminServer } from '../gateway/admin-server.ts';
+import { isServeWorker, onShutdown, reportFatal, reportReady, startWorkers } from '../gateway/cluster.ts';
+import { answerAdminCalls, primaryAdminSource } from '../gateway/cluster-admin.ts';
+import { clusterWake } from '../gateway/cluster-wake.ts';
+import { adminListenerOf, type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
+import { createGateway, describeStore, type Gateway, listenOn } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
 import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.ts';
 import { checkEndpoint } from './check.ts';
@@ -71,6 +77,11 @@ program
     '--log-level <level>',
     'JSON log lines on stdout: fatal | error | warn | info (a line per request) | debug | trace | silent (or IDEM_LOG_LEVEL; default info)',
   )
+  .option(
+    '--workers <n>',
+    'gateway processes sharing the port and the store (default: the number of cores)',
+    workerCount,
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -83,6 +94,7 @@ program
       adminPort?: number;
       adminHost?: string;
       logLevel?: string;
+      workers?: number;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -101,8 +113,52 @@ program
         throw new InvalidArgumentError(
           '--upstream (or "upstream" in --config) is required, unless a --preset gives one',
         );
-      const gateway = await createGateway(config as GatewayConfig);
+      const workers = opts.workers ?? workersOf(config.workers) ?? availableParallelism();
+      const upstream = config.upstream ?? applyPreset(config).upstream;
+      const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
+      const banner = (url: string, n: string) =>
+        `idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset}${n})`;
       const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
+      if (workers > 1 && !isServeWorker()) {
+        // the config, the store and the port are checked here once, before any worker starts
+        const probe = await createGateway({ ...config, purgeEvery: false } as GatewayConfig);
+        await closeOnFailure(probe, () => checkStore(probe.store, spec));
+        await probe.close();
+        await portFree(config.port ?? 8080, config.host ?? '127.0.0.1').catch((error) => {
+          throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
+        });
+        const started = await startWorkers({ workers });
+        // the dashboard and the admin API run here, over every worker's data (gathered by IPC)
+        const listener = adminListenerOf(config as GatewayConfig);
+        const adminServer = listener && createAdminServer(started.admin, { token: listener.token });
+        const adminUrl =
+          adminServer &&
+          (await listenOn(adminServer, listener.port, listener.host).catch(async (error) => {
+            await started.close();
+            throw cliFailure(listenFailure(error, '--admin-port'), EXIT_FAILED, error);
+          }));
+        console.log(banner(started.url, `, ${workers} workers`));
+        if (adminUrl) console.log(`idem dashboard ${adminUrl}/ (admin token required)`);
+        onSignal(async () => {
+          adminServer?.close();
+          adminServer?.closeAllConnections();
+          await started.close();
+        });
+        void started.failed.then((code) => process.exit(code));
+        return;
+      }
+      const worker = isServeWorker();
+      // a worker opens no admin listener: the primary serves it over every worker
+      const { adminPort: _adminPort, ...workerConfig } = config;
+      const gateway = worker
+        ? await createGateway(
+            { ...workerConfig, store: clusterWake(await storeFromSpec(spec)) } as GatewayConfig,
+            { admin: primaryAdminSource() },
+          )
+        : await createGateway(config as GatewayConfig);
+      const closeAll = worker
+        ? () => gateway.close().then(() => gateway.store.close?.())
+        : () => gateway.close();
       await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
       const url = await closeOnFailure(gateway, () =>
         gateway.listen().catch((error) => {
@@ -110,9 +166,13 @@ program
           throw cliFailure(listenFailure(error, admin ? '--admin-port' : '--port'), EXIT_FAILED, error);
         }),
       );
-      const upstream = config.upstream ?? applyPreset(config).upstream;
-      const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
-      console.log(`idem gateway ${url} → ${upstream} (store ${describeStore(config.store)}${preset})`);
+      if (worker) {
+        answerAdminCalls(gateway.admin); // this worker's own data, for the primary
+        onShutdown(closeAll);
+        reportReady(url);
+        return;
+      }
+      console.log(banner(url, ''));
       if (gateway.adminUrl) console.log(`idem dashboard ${gateway.adminUrl}/ (admin token required)`);
       onSignal(() => gateway.close());
     },
@@ -424,8 +484,20 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   const { line, exitCode } = describeFailure(error);
-  if (line) console.error(line);
+  // a gateway worker's start-up failure is printed once, by the primary
+  if (isServeWorker()) await reportFatal(line, exitCode);
+  else if (line) console.error(line);
   process.exit(exitCode); // also when a half-opened store or pool would keep the process alive
+}
+
+/** Resolves when `port` on `host` can be listened on (0 always can); rejects with the listen error. */
+function portFree(port: number, host: string): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(port, host, () => server.close(() => resolve()));
+  });
 }
 
 /** Runs `step`; if it fails, closes the gateway (its store and pool) before passing the error on. */
@@ -460,6 +532,25 @@ function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port number');
   return n;
+}
+
+function workerCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024)
+    throw new InvalidArgumentError('not a number of workers (1 to 1024)');
+  return n;
+}
+
+/** `workers` from a config file, checked like --workers. */
+function workersOf(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return workerCount(String(value));
+  } catch {
+    throw new InvalidArgumentError(
+      `"workers" in --config must be an integer from 1 to 1024, got ${JSON.stringify(value)}`,
+    );
+  }
 }
 
 function count(value: string): number {

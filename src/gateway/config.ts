@@ -132,6 +132,11 @@ export interface GatewayConfig {
   encryption?: EncryptionOptions;
   port?: number;
   host?: string;
+  /**
+   * `idem serve` only: gateway processes sharing the port and the store (see docs/gateway.md,
+   * *Workers*). Default: the number of cores (`os.availableParallelism()`); 1 runs one process.
+   */
+  workers?: number;
   /** First scope part of every record, so several gateways can share one store. Default `'gateway'`. */
   namespace?: string;
   /** The request header carrying the client's key. Default `'idempotency-key'`. */
@@ -206,6 +211,7 @@ const TOP_KEYS = new Set([
   'store',
   'port',
   'host',
+  'workers',
   'namespace',
   'keyHeader',
   'downstreamKeyHeader',

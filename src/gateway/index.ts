@@ -41,6 +41,7 @@ import { currentRequest, type GatewayLogger, jsonLogger, logLevelOf } from './lo
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { policyDocument } from './policy-doc.ts';
 import { keyTracker } from './recent-keys.ts';
+import { writeProblem } from './respond.ts';
 import { compileRoutes } from './routes.ts';
 import { createUpstream, type Upstream } from './upstream.ts';
 
@@ -49,6 +50,22 @@ export { redact, storeFromSpec } from '../stores/spec.ts';
 export { localAdminSource } from './admin-local.ts';
 export { type AdminServerOptions, adminHandler, createAdminServer } from './admin-server.ts';
 export type { AdminSource, KeyLifecycle } from './admin-source.ts';
+export {
+  isServeWorker,
+  onShutdown,
+  reportFatal,
+  reportReady,
+  startWorkers,
+  type Workers,
+  type WorkersOptions,
+} from './cluster.ts';
+export {
+  answerAdminCalls,
+  clusterAdminSource,
+  primaryAdminSource,
+  sumSavings,
+} from './cluster-admin.ts';
+export { clusterWake } from './cluster-wake.ts';
 export type { Concurrency, GatewayConfig, KeyMode, RoutePolicy } from './config.ts';
 export { loadGatewayConfig } from './config.ts';
 export { applyPreset, type PresetName } from './llm.ts';
@@ -78,6 +95,15 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** What a gateway process gets from where it runs (not from a config file). */
+export interface GatewayRuntime {
+  /**
+   * Where `/metrics` and `/savings` read from instead of this gateway alone: with
+   * `idem serve --workers N`, every worker's data gathered by the primary (src/gateway/cluster-admin.ts).
+   */
+  admin?: AdminSource;
+}
+
 const DEFAULT_ENDPOINTS: Record<'health' | 'metrics' | 'policy' | 'savings', string | false> = {
   health: '/healthz',
   metrics: '/metrics',
@@ -94,7 +120,7 @@ const HEALTH_ID = 'idem-gateway-healthz';
  * const gateway = await createGateway({ upstream: 'http://127.0.0.1:4000', store: 'sqlite:.idem/gw.db' });
  * const url = await gateway.listen(0);
  */
-export async function createGateway(options: GatewayConfig): Promise<Gateway> {
+export async function createGateway(options: GatewayConfig, runtime: GatewayRuntime = {}): Promise<Gateway> {
   if (options && typeof options === 'object') checkConfigFields(options);
   const config = options && typeof options === 'object' ? applyPreset(options) : options;
   if (!config || typeof config.upstream !== 'string') {
@@ -183,11 +209,11 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
     if (req.method === 'GET' && req.url) {
       const url = req.url;
       if (url === endpoints.health) return void health(store, upstream, res);
-      if (url === endpoints.metrics) return void (admitted(req, res) && sendMetrics(metrics, res));
+      if (url === endpoints.metrics)
+        return void (admitted(req, res) && sendMetrics(metrics, res, runtime.admin));
       if (endpoints.savings && url === endpoints.savings) {
         if (!admitted(req, res)) return;
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        return void res.end(JSON.stringify(savings.report()));
+        return void sendSavings(savings, res, runtime.admin);
       }
       if (url === endpoints.policy) {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
@@ -267,8 +293,13 @@ export async function createGateway(options: GatewayConfig): Promise<Gateway> {
   };
 }
 
-/** Listens; answers the URL. */
-function listenOn(server: http.Server, port: number, host: string): Promise<string> {
+/**
+ * Listens; answers the URL (`http://127.0.0.1:8080`, IPv6 in brackets).
+ *
+ * @example
+ * const url = await listenOn(http.createServer(handler), 0, '127.0.0.1');
+ */
+export function listenOn(server: http.Server, port: number, host: string): Promise<string> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -366,8 +397,24 @@ function strings(value: unknown, field: string): string[] {
   return value;
 }
 
-async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse): Promise<void> {
-  const text = await metrics.registry.metrics();
-  res.writeHead(200, { 'content-type': metrics.registry.contentType });
-  res.end(text);
+async function sendMetrics(metrics: GatewayMetrics, res: http.ServerResponse, admin?: AdminSource) {
+  try {
+    const { contentType, text } = admin
+      ? await admin.metricsText()
+      : { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(text);
+  } catch (error) {
+    writeProblem(res, 'internal-error', `metrics unavailable: ${(error as Error).message}`);
+  }
+}
+
+async function sendSavings(savings: Savings, res: http.ServerResponse, admin?: AdminSource) {
+  try {
+    const report = admin ? await admin.savings() : savings.report();
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(report));
+  } catch (error) {
+    writeProblem(res, 'internal-error', `savings unavailable: ${(error as Error).message}`);
+  }
 }

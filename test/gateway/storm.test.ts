@@ -105,6 +105,8 @@ for (const backend of backends) {
               '0',
               '--config',
               config,
+              '--workers', // one process each: 3 instances, as the test says (test/gateway/workers.test.ts covers workers)
+              '1',
             ],
             { stdio: ['ignore', 'pipe', 'inherit'] },
           ),
