@@ -18,18 +18,20 @@ import { outcomeCodec, sealedStore } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
+import { createHeartbeatTimer } from './lease.ts';
 import { createConsumeOnce } from './inbox.ts';
 import {
   deriveKey,
   downstreamKeyOf,
   fingerprintOf,
-  recordIdOf,
+  recordIdFrom,
+  recordIdPrefix,
   sameFingerprint,
   scopeParts,
   validateKey,
 } from './keys.ts';
 import { createLateClaimUndo } from './late-claim.ts';
-import { resolveRunOptions } from './options.ts';
+import { type ResolvedRunOptions, resolveRunOptions } from './options.ts';
 import { createReplayCache } from './replay-cache.ts';
 import { createSingleFlight } from './single-flight.ts';
 import { type Call, createTurns } from './turn.ts';
@@ -46,6 +48,9 @@ const DEFAULT_LEASE_MS = 30_000;
 const DEFAULT_WAIT_MS = 30_000;
 const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
+/** `execute(key, action)` without options: nothing to check per call. */
+const NO_OPTIONS: RunOptions<never> = Object.freeze({});
+const NOTHING_RESOLVED: ResolvedRunOptions = Object.freeze({});
 
 /**
  * Creates an idem instance over a store.
@@ -71,8 +76,12 @@ export function createIdem(options: IdemOptions): Idem {
     policy: given.onInProgress ?? 'reject',
   };
   const baseScope = scopeParts(options.scope);
+  const basePrefix = recordIdPrefix(baseScope);
   const idOf = (key: string, scope: string | readonly string[] | undefined) =>
-    recordIdOf([...baseScope, ...scopeParts(scope)], key);
+    recordIdFrom(
+      scope === undefined ? basePrefix : recordIdPrefix([...baseScope, ...scopeParts(scope)]),
+      key,
+    );
 
   const emit = safeHook(options.onEvent);
   const codec = outcomeCodec(options.encryption);
@@ -88,14 +97,15 @@ export function createIdem(options: IdemOptions): Idem {
     maxOutcomeBytes,
     definitive: options.definitive,
     codec,
+    beats: createHeartbeatTimer(), // one timer renews every holder of this instance
   });
-  const turns = createTurns({ store, emit, cache, hold, lateClaims, codec });
+  const turns = createTurns({ store, emit, cache, hold, flights, lateClaims, codec });
 
   /** The call with its options checked and merged over the instance defaults. */
   function callOf<T>(key: string, action: Action<T>, opts: RunOptions<T>): Call<T> {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
-    const own = resolveRunOptions(opts);
+    const own = opts === NO_OPTIONS ? NOTHING_RESOLVED : resolveRunOptions(opts);
     const ttlMs = own.ttlMs ?? defaults.ttlMs;
     return {
       key,
@@ -116,7 +126,7 @@ export function createIdem(options: IdemOptions): Idem {
   async function execute<T>(
     key: string,
     action: Action<T>,
-    opts: RunOptions<T> = {},
+    opts: RunOptions<T> = NO_OPTIONS as RunOptions<T>,
   ): Promise<ExecuteResult<T>> {
     const call = callOf(key, action, opts);
     const cached = cache?.get(call.recordId);
@@ -131,9 +141,15 @@ export function createIdem(options: IdemOptions): Idem {
     if (shared) {
       return flights.join(shared, call, (waitMs) => execute(key, action, { ...opts, waitTimeout: waitMs }));
     }
-    return flights.start(call.recordId, call.fingerprint, (entry, setState) =>
-      turns.take(call, entry, setState),
-    );
+    const entry = flights.begin(call.recordId, call.fingerprint);
+    try {
+      const result = await turns.take(call, entry);
+      flights.end(entry, result);
+      return result;
+    } catch (error) {
+      flights.end(entry, undefined, error);
+      throw error;
+    }
   }
 
   const journal = createJournal({

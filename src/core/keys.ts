@@ -84,7 +84,25 @@ export function scopeParts(scope: string | readonly string[] | undefined): strin
 
 /** The stored record id: base64url SHA-256 over the scope parts and the key. */
 export function recordIdOf(scope: readonly string[], key: string): string {
-  return hash('sha256', JSON.stringify(scope.length === 0 ? [key] : [...scope, key]), 'base64url');
+  return recordIdFrom(recordIdPrefix(scope), key);
+}
+
+/**
+ * What {@link recordIdOf} hashes before the key, for a fixed scope: build it once, then
+ * `recordIdFrom(prefix, key)` hashes one string per call. The hashed text is the JSON array of
+ * the scope parts and the key, as it always was, so record ids do not change.
+ *
+ * @example
+ * const prefix = recordIdPrefix(['tenant-a']); // '["tenant-a",'
+ * recordIdFrom(prefix, 'order-1') === recordIdOf(['tenant-a'], 'order-1') // true
+ */
+export function recordIdPrefix(scope: readonly string[]): string {
+  return scope.length === 0 ? '[' : `${JSON.stringify(scope).slice(0, -1)},`;
+}
+
+/** The record id of `key` under a prefix from {@link recordIdPrefix}. */
+export function recordIdFrom(prefix: string, key: string): string {
+  return hash('sha256', `${prefix}${JSON.stringify(key)}]`, 'base64url');
 }
 
 /** The key handed to downstream APIs: stable per record across attempts and takeovers. */

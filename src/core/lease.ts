@@ -39,10 +39,80 @@ interface HeartbeatArgs {
   intervalMs: number;
   /** The local lease end of the claim: claim sent + leaseMs, on the `performance.now()` clock. */
   leaseEnd: number;
-  controller: AbortController;
+  /** Aborted with the `LeaseLostError` when the lease is lost (or pass `onLost`). */
+  controller?: AbortController;
+  /** Called once with the `LeaseLostError` when the lease is lost, unless settled first. */
+  onLost?: (error: LeaseLostError) => void;
   /** Called after each renewal with the new local lease end, epoch ms. */
   onRenew: (localLeaseEnd: number) => void;
   onError: (error: unknown) => void;
+  /** The timer the beats share (one per idem instance); default: a timer of its own. */
+  beats?: HeartbeatTimer;
+}
+
+/** A heartbeat waiting for its next beat in a {@link HeartbeatTimer}. */
+interface Pulse {
+  /** `performance.now()` time of the next beat. */
+  dueAt: number;
+  /** How much earlier than `dueAt` the beat may run when the timer fires for another one. */
+  slackMs: number;
+  beat(): void;
+}
+
+/**
+ * One timer for many heartbeats: the holders that wait for a beat sit in a set, and a single
+ * unref'd timer is armed for the earliest one. When it fires it beats every holder due within
+ * its slack (a quarter of its interval: renewing a little early is harmless) and re-arms for
+ * the next. A holder that finishes before its first beat (the common case) costs a set insert
+ * and delete, no timer of its own.
+ */
+export interface HeartbeatTimer {
+  add(pulse: Pulse): void;
+  delete(pulse: Pulse): void;
+}
+
+/**
+ * Creates the shared heartbeat timer of one idem instance.
+ *
+ * @example
+ * const beats = createHeartbeatTimer();
+ * startHeartbeat({ ...args, beats }); // every holder of the instance shares one timer
+ */
+export function createHeartbeatTimer(): HeartbeatTimer {
+  const waiting = new Set<Pulse>();
+  let timer: NodeJS.Timeout | undefined;
+  let armedFor = Number.POSITIVE_INFINITY;
+  const arm = (at: number) => {
+    if (at >= armedFor) return;
+    if (timer) clearTimeout(timer);
+    armedFor = at;
+    timer = setTimeout(fire, Math.max(0, at - performance.now()));
+    timer.unref();
+  };
+  const fire = () => {
+    timer = undefined;
+    armedFor = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    const due: Pulse[] = [];
+    for (const p of waiting) {
+      if (p.dueAt - p.slackMs <= now) due.push(p);
+      else if (p.dueAt < next) next = p.dueAt;
+    }
+    for (const p of due) waiting.delete(p);
+    if (next !== Number.POSITIVE_INFINITY) arm(next);
+    for (const p of due) p.beat();
+  };
+  return {
+    add(pulse) {
+      waiting.add(pulse);
+      arm(pulse.dueAt);
+    },
+    // the timer stays armed (unref'd) when the set empties: re-arming per holder is what it saves
+    delete(pulse) {
+      waiting.delete(pulse);
+    },
+  };
 }
 
 const TIMED_OUT = new Error('renew timed out');
@@ -53,68 +123,102 @@ const TIMED_OUT = new Error('renew timed out');
 const REASON_WAIT_MS = 1000;
 
 /**
- * Renews the lease every `intervalMs` until stopped, and aborts `controller` with a
- * `LeaseLostError` as soon as the lease is lost or can no longer be known to hold.
+ * Renews the lease every `intervalMs` until stopped, and aborts `controller` (or calls
+ * `onLost`) with a `LeaseLostError` as soon as the lease is lost or can no longer be known to
+ * hold.
+ *
+ * @example
+ * const heartbeat = startHeartbeat({ store, id, token, leaseMs, intervalMs: leaseMs / 3,
+ *   leaseEnd: sentAt + leaseMs, controller, onRenew: () => {}, onError: () => {} });
+ * try { await action(controller.signal) } finally { heartbeat.stop() }
  */
 export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
-  // monotonic time throughout: the wall clock may be stepped while the action runs
-  let leaseEnd = a.leaseEnd;
-  let stopped = false;
-  let settled = false;
-  let timer: NodeJS.Timeout | undefined;
+  const hb: HeartbeatState = {
+    a,
+    beats: a.beats ?? createHeartbeatTimer(),
+    dueAt: 0,
+    slackMs: a.intervalMs / 4,
+    leaseEnd: a.leaseEnd,
+    stopped: false,
+    settled: false,
+    lost: false,
+    beat: beatOnce,
+    settle: settleHeartbeat,
+    stop: stopHeartbeat,
+  };
+  schedule(hb);
+  return hb;
+}
 
-  const lose = (message: string, reason: LeaseLostReason) => {
-    stopped = true;
-    if (!settled && !a.controller.signal.aborted) {
-      a.controller.abort(new LeaseLostError(message, undefined, reason));
-    }
-  };
-  const beat = async () => {
-    if (stopped) return;
-    const sentAt = performance.now();
-    try {
-      // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
-      const until = await withDeadline(
-        a.store.renew(a.id, a.token, a.leaseMs),
-        leaseEnd - sentAt,
-        () => TIMED_OUT,
-      );
-      if (stopped) return;
-      if (until === undefined) {
-        stopped = true;
-        const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
-        return lose(LOST_MESSAGE[reason], reason);
-      }
-      leaseEnd = sentAt + a.leaseMs;
-      a.onRenew(Date.now() + (leaseEnd - performance.now()));
-    } catch (error) {
-      if (stopped) return;
-      if (error === TIMED_OUT) {
-        return lose('the store did not confirm the lease before it ran out', 'unconfirmed');
-      }
-      a.onError(error);
-      if (performance.now() >= leaseEnd) {
-        return lose('the lease could not be renewed before it ran out', 'unconfirmed');
-      }
-    }
-    schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
-  };
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    timer = setTimeout(beat, ms);
-    timer.unref();
-  };
-  schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
+/** One heartbeat: its pulse in the shared timer and what it knows. Times on `performance.now()`. */
+interface HeartbeatState extends Pulse, Heartbeat {
+  a: HeartbeatArgs;
+  beats: HeartbeatTimer;
+  leaseEnd: number;
+  stopped: boolean;
+  settled: boolean;
+  lost: boolean;
+}
 
-  return {
-    settle() {
-      settled = true;
-    },
-    stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-    },
-  };
+// Shared functions called as methods (`this` is the heartbeat), so a heartbeat allocates no closures.
+function settleHeartbeat(this: HeartbeatState) {
+  this.settled = true;
+}
+function stopHeartbeat(this: HeartbeatState) {
+  this.stopped = true;
+  this.beats.delete(this);
+}
+function beatOnce(this: HeartbeatState) {
+  void beat(this);
+}
+
+function schedule(hb: HeartbeatState) {
+  if (hb.stopped) return;
+  const now = performance.now();
+  hb.dueAt = now + Math.min(hb.a.intervalMs, Math.max(10, hb.leaseEnd - now));
+  hb.beats.add(hb);
+}
+
+function lose(hb: HeartbeatState, message: string, reason: LeaseLostReason) {
+  hb.stopped = true;
+  if (hb.settled || hb.lost) return;
+  hb.lost = true;
+  const error = new LeaseLostError(message, undefined, reason);
+  const { controller, onLost } = hb.a;
+  if (controller && !controller.signal.aborted) controller.abort(error);
+  onLost?.(error);
+}
+
+async function beat(hb: HeartbeatState) {
+  if (hb.stopped) return;
+  const a = hb.a;
+  const sentAt = performance.now();
+  try {
+    // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
+    const until = await withDeadline(
+      a.store.renew(a.id, a.token, a.leaseMs),
+      hb.leaseEnd - sentAt,
+      () => TIMED_OUT,
+    );
+    if (hb.stopped) return;
+    if (until === undefined) {
+      hb.stopped = true;
+      const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
+      return lose(hb, LOST_MESSAGE[reason], reason);
+    }
+    hb.leaseEnd = sentAt + a.leaseMs;
+    a.onRenew(Date.now() + (hb.leaseEnd - performance.now()));
+  } catch (error) {
+    if (hb.stopped) return;
+    if (error === TIMED_OUT) {
+      return lose(hb, 'the store did not confirm the lease before it ran out', 'unconfirmed');
+    }
+    a.onError(error);
+    if (performance.now() >= hb.leaseEnd) {
+      return lose(hb, 'the lease could not be renewed before it ran out', 'unconfirmed');
+    }
+  }
+  schedule(hb);
 }
 
 const LOST_MESSAGE: Record<LeaseLostReason, string> = {

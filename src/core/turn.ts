@@ -25,16 +25,16 @@ import {
   StoreUnavailableError,
 } from './errors.ts';
 import type { IdemEvent } from './events.ts';
-import type { createHolder } from './holder.ts';
+import type { createHolder, Won } from './holder.ts';
 import { sameFingerprint } from './keys.ts';
 import type { LateClaimUndo } from './late-claim.ts';
 import type { InProgressPolicy } from './options.ts';
 import { decodeOutcome, reviveError } from './outcome.ts';
 import type { ReplayCache } from './replay-cache.ts';
-import type { Inflight, SetState } from './single-flight.ts';
-import type { Store } from './store.ts';
+import type { Inflight, SingleFlight } from './single-flight.ts';
+import type { ClaimResult, Store, StoreRecord } from './store.ts';
 import type { Action, ExecuteResult, RunOptions } from './types.ts';
-import { waitForTurn } from './wait.ts';
+import { type Claimed, waitForTurn } from './wait.ts';
 
 /** One `execute` call, its options resolved against the instance defaults. */
 export interface Call<T> {
@@ -55,6 +55,7 @@ interface TurnDeps {
   emit: ((event: IdemEvent) => void) | undefined;
   cache: ReplayCache | undefined;
   hold: ReturnType<typeof createHolder>;
+  flights: SingleFlight;
   lateClaims: LateClaimUndo;
   /** Opens stored outcomes (encryption at rest, or none). */
   codec: OutcomeCodec;
@@ -65,10 +66,20 @@ interface TurnDeps {
  * goes through.
  *
  * @example
- * const turns = createTurns({ store, emit, cache, hold, lateClaims });
- * flights.start(call.recordId, call.fingerprint, (entry, setState) => turns.take(call, entry, setState));
+ * const turns = createTurns({ store, emit, cache, hold, flights, lateClaims, codec });
+ * const entry = flights.begin(call.recordId, call.fingerprint);
+ * const result = await turns.take(call, entry);
  */
-export function createTurns({ store, emit, cache, hold, lateClaims, codec }: TurnDeps) {
+export function createTurns({ store, emit, cache, hold, flights, lateClaims, codec }: TurnDeps) {
+  /** A store failure, emitted, as the error the caller gets (a StoreUnavailableError). */
+  function storeFailure(recordId: string, error: unknown): unknown {
+    emit?.({ type: 'store_error', recordId, error });
+    if (isIdemError(error)) return error;
+    return new StoreUnavailableError(`${store.name} store failed: ${(error as Error)?.message}`, {
+      cause: error,
+    });
+  }
+
   /** Runs `fn` on the store; any failure is emitted and becomes a StoreUnavailableError. */
   function storeCall<R>(recordId: string, fn: () => Promise<R>): Promise<R> {
     let pending: Promise<R>;
@@ -78,12 +89,36 @@ export function createTurns({ store, emit, cache, hold, lateClaims, codec }: Tur
       pending = Promise.reject(error); // a store that throws instead of rejecting
     }
     return pending.catch((error: unknown) => {
-      emit?.({ type: 'store_error', recordId, error });
-      if (isIdemError(error)) throw error;
-      throw new StoreUnavailableError(`${store.name} store failed: ${(error as Error)?.message}`, {
-        cause: error,
-      });
+      throw storeFailure(recordId, error);
     });
+  }
+
+  /** Sends one claim for `call` with a new fencing token. */
+  async function claim(call: Call<unknown>): Promise<Claimed> {
+    const token = randomUUID();
+    const sentAt = performance.now(); // monotonic: the lease is counted from here
+    return { result: await claimWith(call, token), token, sentAt };
+  }
+
+  async function claimWith(call: Call<unknown>, token: string): Promise<ClaimResult> {
+    const { recordId, fingerprint, leaseMs, ttlMs } = call;
+    try {
+      return await store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token });
+    } catch (cause) {
+      const error = storeFailure(recordId, cause);
+      // the claim was sent and may still land: undo it once the store answers again
+      if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token, call.releaseGuardMs);
+      throw error;
+    }
+  }
+
+  /** Throws for a record this call must not use; true when it holds a completed outcome. */
+  function accept(record: StoreRecord, fingerprint: string): boolean {
+    if (!sameFingerprint(record.fingerprint, fingerprint)) {
+      emit?.({ type: 'mismatch', recordId: record.id });
+      throw new FingerprintMismatchError();
+    }
+    return record.state === 'completed';
   }
 
   /** The stored outcome as this call's answer: a value, or the stored error thrown again. */
@@ -95,74 +130,64 @@ export function createTurns({ store, emit, cache, hold, lateClaims, codec }: Tur
     return { value: outcome.value as T, replayed: true, attempt, recordId };
   }
 
-  /** Claims the key for `call` (waiting by policy), then holds it or replays its outcome. */
-  async function take<T>(call: Call<T>, entry: Inflight, setState: SetState): Promise<ExecuteResult<T>> {
-    const { recordId, fingerprint, leaseMs, ttlMs } = call;
-    const turn = await waitForTurn({
-      store,
-      recordId,
-      waitMs: call.policy === 'wait' ? call.waitMs : 0,
-      claim: async () => {
-        const token = randomUUID();
-        const sentAt = performance.now(); // monotonic: the lease is counted from here
-        try {
-          const result = await storeCall(recordId, () =>
-            store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token }),
-          );
-          return { result, token, sentAt };
-        } catch (error) {
-          // the claim was sent and may still land: undo it once the store answers again
-          if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token, call.releaseGuardMs);
-          throw error;
-        }
-      },
-      accept: (record) => {
-        if (!sameFingerprint(record.fingerprint, fingerprint)) {
-          emit?.({ type: 'mismatch', recordId });
-          throw new FingerprintMismatchError();
-        }
-        return record.state === 'completed';
-      },
-      onWait: (leaseLeft) => {
-        setState('waiting', Date.now() + leaseLeft);
-        emit?.({ type: 'wait', recordId });
-      },
-      // every re-claim sees the holder's renewed lease: later joiners get a current retryAfterMs
-      onLease: (leaseLeft) => (entry.leaseEnd = Date.now() + leaseLeft),
-    });
-    if (turn.kind === 'busy') {
-      emit?.({ type: 'in_progress', recordId });
-      throw new InProgressError(
-        turn.retryAfterMs,
-        turn.timedOut ? 'gave up waiting for the holder' : undefined,
-      );
-    }
-    if (turn.kind === 'completed') {
-      const { record } = turn;
-      const outcome = codec.open(record.id, record.outcome ?? '');
-      cache?.set(record.id, { fingerprint, outcome, attempt: record.attempt }, record.expiresAt, turn.now);
-      return replay<T>(record.id, outcome, record.attempt, false);
+  /** A completed record found by a claim: cached (when on) and replayed. */
+  function replayRecord<T>(record: StoreRecord, fingerprint: string, storeNow: number): ExecuteResult<T> {
+    const outcome = codec.open(record.id, record.outcome ?? '');
+    cache?.set(record.id, { fingerprint, outcome, attempt: record.attempt }, record.expiresAt, storeNow);
+    return replay<T>(record.id, outcome, record.attempt, false);
+  }
+
+  /**
+   * Claims the key for `call`, then holds it or replays its outcome. The first claim is sent
+   * here; only a key held elsewhere under the 'wait' policy goes through the wait loop.
+   */
+  async function take<T>(call: Call<T>, entry: Inflight): Promise<ExecuteResult<T>> {
+    const { recordId, fingerprint } = call;
+    const startedAt = performance.now(); // monotonic: the lease is counted from here
+    const token = randomUUID();
+    const result = await claimWith(call as Call<unknown>, token);
+    let won: Won;
+    if (result.status === 'acquired') {
+      won = { token, attempt: result.attempt, takeover: result.takeover, sentAt: startedAt };
+    } else {
+      const { record, now } = result;
+      if (accept(record, fingerprint)) return replayRecord<T>(record, fingerprint, now);
+      if (call.policy !== 'wait') {
+        const leaseLeft = Math.max(0, record.leaseUntil - now);
+        entry.leaseEnd = Date.now() + leaseLeft;
+        emit?.({ type: 'in_progress', recordId });
+        throw new InProgressError(leaseLeft);
+      }
+      const turn = await waitForTurn({
+        store,
+        recordId,
+        waitMs: call.waitMs,
+        startedAt,
+        first: { result, token, sentAt: startedAt },
+        claim: () => claim(call as Call<unknown>),
+        accept: (r) => accept(r, fingerprint),
+        onWait: (leaseLeft) => {
+          flights.setState(entry, 'waiting', Date.now() + leaseLeft);
+          emit?.({ type: 'wait', recordId });
+        },
+        // every re-claim sees the holder's renewed lease: later joiners get a current retryAfterMs
+        onLease: (leaseLeft) => (entry.leaseEnd = Date.now() + leaseLeft),
+      });
+      if (turn.kind === 'busy') {
+        emit?.({ type: 'in_progress', recordId });
+        throw new InProgressError(
+          turn.retryAfterMs,
+          turn.timedOut ? 'gave up waiting for the holder' : undefined,
+        );
+      }
+      if (turn.kind === 'completed') return replayRecord<T>(turn.record, fingerprint, turn.now);
+      won = turn;
     }
 
-    setState('holder', Date.now() + (turn.sentAt + leaseMs - performance.now()));
-    emit?.({ type: turn.takeover ? 'takeover' : 'acquired', recordId, attempt: turn.attempt });
-    const value = await hold({
-      key: call.key,
-      recordId,
-      token: turn.token,
-      attempt: turn.attempt,
-      takeover: turn.takeover,
-      leaseMs,
-      ttlMs,
-      releaseGuardMs: call.releaseGuardMs,
-      claimSentAt: turn.sentAt,
-      action: call.action,
-      releaseIf: call.opts.releaseIf,
-      definitive: call.opts.definitive,
-      onRelease: () => (entry.released = true),
-      onRenew: (leaseEnd) => (entry.leaseEnd = leaseEnd),
-    });
-    return { value, replayed: false, attempt: turn.attempt, recordId };
+    flights.setState(entry, 'holder', Date.now() + (won.sentAt + call.leaseMs - performance.now()));
+    emit?.({ type: won.takeover ? 'takeover' : 'acquired', recordId, attempt: won.attempt });
+    const value = await hold(call, entry, won);
+    return { value, replayed: false, attempt: won.attempt, recordId };
   }
 
   return { take, replay, storeCall };
