@@ -15,7 +15,7 @@
  * @module
  */
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { OutcomeCodec } from './encryption.ts';
 import {
   FingerprintMismatchError,
@@ -29,12 +29,28 @@ import type { createHolder, Won } from './holder.ts';
 import { sameFingerprint } from './keys.ts';
 import type { LateClaimUndo } from './late-claim.ts';
 import type { InProgressPolicy } from './options.ts';
-import { decodeOutcome, reviveError } from './outcome.ts';
+import { decodeOutcome, NOT_PLAIN, plainValueOf, reviveError } from './outcome.ts';
 import type { ReplayCache } from './replay-cache.ts';
 import type { Inflight, SingleFlight } from './single-flight.ts';
 import type { ClaimResult, Store, StoreRecord } from './store.ts';
 import type { Action, ExecuteResult, RunOptions } from './types.ts';
 import { type Claimed, waitForTurn } from './wait.ts';
+
+/**
+ * Fencing tokens for the claims of one engine: 96 random bits drawn once, then a counter.
+ * Every token is unique (across processes by the random part, within this engine by the
+ * counter), which is all fencing needs, and costs a string concatenation instead of a
+ * random UUID per call (replays claim too, so they paid for one).
+ *
+ * @example
+ * const newToken = createTokens();
+ * newToken() // 'Yk2f…Q.1'
+ */
+export function createTokens(): () => string {
+  const prefix = `${randomBytes(12).toString('base64url')}.`;
+  let n = 0;
+  return () => prefix + (++n).toString(36);
+}
 
 /** One `execute` call, its options resolved against the instance defaults. */
 export interface Call<T> {
@@ -71,6 +87,8 @@ interface TurnDeps {
  * const result = await turns.take(call, entry);
  */
 export function createTurns({ store, emit, cache, hold, flights, lateClaims, codec }: TurnDeps) {
+  const newToken = createTokens();
+
   /** A store failure, emitted, as the error the caller gets (a StoreUnavailableError). */
   function storeFailure(recordId: string, error: unknown): unknown {
     emit?.({ type: 'store_error', recordId, error });
@@ -95,7 +113,7 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
 
   /** Sends one claim for `call` with a new fencing token. */
   async function claim(call: Call<unknown>): Promise<Claimed> {
-    const token = randomUUID();
+    const token = newToken();
     const sentAt = performance.now(); // monotonic: the lease is counted from here
     return { result: await claimWith(call, token), token, sentAt };
   }
@@ -105,11 +123,15 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
     try {
       return await store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token });
     } catch (cause) {
-      const error = storeFailure(recordId, cause);
-      // the claim was sent and may still land: undo it once the store answers again
-      if (error instanceof StoreUnavailableError) lateClaims.undo(recordId, token, call.releaseGuardMs);
-      throw error;
+      throw claimFailed(call, token, cause);
     }
+  }
+
+  /** A failed claim as the caller's error; the claim was sent and may still land, so it is undone later. */
+  function claimFailed(call: Call<unknown>, token: string, cause: unknown): unknown {
+    const error = storeFailure(call.recordId, cause);
+    if (error instanceof StoreUnavailableError) lateClaims.undo(call.recordId, token, call.releaseGuardMs);
+    return error;
   }
 
   /** Throws for a record this call must not use; true when it holds a completed outcome. */
@@ -123,8 +145,10 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
 
   /** The stored outcome as this call's answer: a value, or the stored error thrown again. */
   function replay<T>(recordId: string, stored: string, attempt: number, cached: boolean): ExecuteResult<T> {
-    const outcome = decodeOutcome(stored);
+    const plain = plainValueOf(stored); // the common case: a plain JSON value, no envelope
+    const outcome = plain === NOT_PLAIN ? decodeOutcome(stored) : undefined;
     emit?.({ type: 'replayed', recordId, attempt, shared: false, ...(cached && { cached }) });
+    if (outcome === undefined) return { value: plain as T, replayed: true, attempt, recordId };
     if (outcome.kind === 'error') throw reviveError(outcome.error);
     if (outcome.kind === 'too_large') throw new OutcomeTooLargeError(outcome.bytes, outcome.limit);
     return { value: outcome.value as T, replayed: true, attempt, recordId };
@@ -144,8 +168,14 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
   async function take<T>(call: Call<T>, entry: Inflight): Promise<ExecuteResult<T>> {
     const { recordId, fingerprint } = call;
     const startedAt = performance.now(); // monotonic: the lease is counted from here
-    const token = randomUUID();
-    const result = await claimWith(call as Call<unknown>, token);
+    const token = newToken();
+    let result: ClaimResult;
+    try {
+      // the first claim inline (not through claimWith): one async frame less per call
+      result = await store.claim({ id: recordId, fingerprint, leaseMs: call.leaseMs, ttlMs: call.ttlMs, token });
+    } catch (cause) {
+      throw claimFailed(call as Call<unknown>, token, cause);
+    }
     let won: Won;
     if (result.status === 'acquired') {
       won = { token, attempt: result.attempt, takeover: result.takeover, sentAt: startedAt };
