@@ -25,6 +25,7 @@ import {
   downstreamKeyOf,
   fingerprintOf,
   recordIdFrom,
+  recordIdMemo,
   recordIdPrefix,
   sameFingerprint,
   scopeParts,
@@ -48,6 +49,9 @@ const DEFAULT_LEASE_MS = 30_000;
 const DEFAULT_WAIT_MS = 30_000;
 const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
+/** How many recent keys' record ids an instance remembers (about 100 KB with 40-character keys). */
+const RECORD_ID_MEMO_SIZE = 1024;
+const valueOf = <T>(result: ExecuteResult<T>): T => result.value;
 /** `execute(key, action)` without options: nothing to check per call. */
 const NO_OPTIONS: RunOptions<never> = Object.freeze({});
 const NOTHING_RESOLVED: ResolvedRunOptions = Object.freeze({});
@@ -77,11 +81,12 @@ export function createIdem(options: IdemOptions): Idem {
   };
   const baseScope = scopeParts(options.scope);
   const basePrefix = recordIdPrefix(baseScope);
+  // keys seen lately (retries, replays) are not hashed again; a per-call scope always hashes
+  const baseIdOf = recordIdMemo(basePrefix, RECORD_ID_MEMO_SIZE);
   const idOf = (key: string, scope: string | readonly string[] | undefined) =>
-    recordIdFrom(
-      scope === undefined ? basePrefix : recordIdPrefix([...baseScope, ...scopeParts(scope)]),
-      key,
-    );
+    scope === undefined
+      ? baseIdOf(key)
+      : recordIdFrom(recordIdPrefix([...baseScope, ...scopeParts(scope)]), key);
 
   const emit = safeHook(options.onEvent);
   const codec = outcomeCodec(options.encryption);
@@ -123,33 +128,31 @@ export function createIdem(options: IdemOptions): Idem {
     };
   }
 
-  async function execute<T>(
+  // Not async: a call that runs takes one async frame (take), not two.
+  function execute<T>(
     key: string,
     action: Action<T>,
     opts: RunOptions<T> = NO_OPTIONS as RunOptions<T>,
   ): Promise<ExecuteResult<T>> {
-    const call = callOf(key, action, opts);
-    const cached = cache?.get(call.recordId);
-    if (cached) {
-      if (!sameFingerprint(cached.fingerprint, call.fingerprint)) {
-        emit?.({ type: 'mismatch', recordId: call.recordId });
-        throw new FingerprintMismatchError();
+    let call: Call<T>;
+    try {
+      call = callOf(key, action, opts);
+      const cached = cache?.get(call.recordId);
+      if (cached) {
+        if (!sameFingerprint(cached.fingerprint, call.fingerprint)) {
+          emit?.({ type: 'mismatch', recordId: call.recordId });
+          throw new FingerprintMismatchError();
+        }
+        return Promise.resolve(turns.replay<T>(call.recordId, cached.outcome, cached.attempt, true));
       }
-      return turns.replay<T>(call.recordId, cached.outcome, cached.attempt, true);
+    } catch (error) {
+      return Promise.reject(error);
     }
     const shared = flights.get(call.recordId);
     if (shared) {
       return flights.join(shared, call, (waitMs) => execute(key, action, { ...opts, waitTimeout: waitMs }));
     }
-    const entry = flights.begin(call.recordId, call.fingerprint);
-    try {
-      const result = await turns.take(call, entry);
-      flights.end(entry, result);
-      return result;
-    } catch (error) {
-      flights.end(entry, undefined, error);
-      throw error;
-    }
+    return turns.take(call);
   }
 
   const journal = createJournal({
@@ -180,8 +183,8 @@ export function createIdem(options: IdemOptions): Idem {
     workflow: journal.workflow,
     runs: journal.runs,
     consumeOnce,
-    async run(key, action, opts) {
-      return (await execute(key, action, opts)).value;
+    run(key, action, opts) {
+      return execute(key, action, opts).then(valueOf);
     },
     key(namespace, ...parts) {
       return deriveKey(namespace, parts);

@@ -100,6 +100,28 @@ export function recordIdPrefix(scope: readonly string[]): string {
   return scope.length === 0 ? '[' : `${JSON.stringify(scope).slice(0, -1)},`;
 }
 
+/**
+ * `recordIdFrom(prefix, key)` remembering its last `size` answers (oldest forgotten first), so
+ * a key seen again (a retry, a replay) is not hashed again. Bounded: at most `size` keys of at
+ * most 255 characters each and their ids.
+ *
+ * @example
+ * const idOf = recordIdMemo('[', 1024);
+ * idOf('order-1') === recordIdOf([], 'order-1') // true, and the second call does not hash
+ */
+export function recordIdMemo(prefix: string, size: number): (key: string) => string {
+  const ids = new Map<string, string>();
+  return (key) => {
+    let id = ids.get(key);
+    if (id === undefined) {
+      id = recordIdFrom(prefix, key);
+      if (ids.size >= size) ids.delete(ids.keys().next().value as string);
+      ids.set(key, id);
+    }
+    return id;
+  };
+}
+
 /** The record id of `key` under a prefix from {@link recordIdPrefix}. */
 export function recordIdFrom(prefix: string, key: string): string {
   return hash('sha256', `${prefix}${JSON.stringify(key)}]`, 'base64url');

@@ -162,62 +162,75 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
   }
 
   /**
-   * Claims the key for `call`, then holds it or replays its outcome. The first claim is sent
-   * here; only a key held elsewhere under the 'wait' policy goes through the wait loop.
+   * Claims the key for `call`, then holds it or replays its outcome, as the call in flight for
+   * its record (joiners wait for it). The first claim is sent here; only a key held elsewhere
+   * under the 'wait' policy goes through the wait loop.
    */
-  async function take<T>(call: Call<T>, entry: Inflight): Promise<ExecuteResult<T>> {
+  async function take<T>(call: Call<T>): Promise<ExecuteResult<T>> {
     const { recordId, fingerprint } = call;
-    const startedAt = performance.now(); // monotonic: the lease is counted from here
-    const token = newToken();
-    let result: ClaimResult;
+    const entry = flights.begin(recordId, fingerprint);
     try {
-      // the first claim inline (not through claimWith): one async frame less per call
-      result = await store.claim({ id: recordId, fingerprint, leaseMs: call.leaseMs, ttlMs: call.ttlMs, token });
-    } catch (cause) {
-      throw claimFailed(call as Call<unknown>, token, cause);
-    }
-    let won: Won;
-    if (result.status === 'acquired') {
-      won = { token, attempt: result.attempt, takeover: result.takeover, sentAt: startedAt };
-    } else {
-      const { record, now } = result;
-      if (accept(record, fingerprint)) return replayRecord<T>(record, fingerprint, now);
-      if (call.policy !== 'wait') {
-        const leaseLeft = Math.max(0, record.leaseUntil - now);
-        entry.leaseEnd = Date.now() + leaseLeft;
-        emit?.({ type: 'in_progress', recordId });
-        throw new InProgressError(leaseLeft);
+      const startedAt = performance.now(); // monotonic: the lease is counted from here
+      const token = newToken();
+      let result: ClaimResult;
+      try {
+        // the first claim inline (not through claimWith): one async frame less per call
+        result = await store.claim({ id: recordId, fingerprint, leaseMs: call.leaseMs, ttlMs: call.ttlMs, token });
+      } catch (cause) {
+        throw claimFailed(call as Call<unknown>, token, cause);
       }
-      const turn = await waitForTurn({
-        store,
-        recordId,
-        waitMs: call.waitMs,
-        startedAt,
-        first: { result, token, sentAt: startedAt },
-        claim: () => claim(call as Call<unknown>),
-        accept: (r) => accept(r, fingerprint),
-        onWait: (leaseLeft) => {
-          flights.setState(entry, 'waiting', Date.now() + leaseLeft);
-          emit?.({ type: 'wait', recordId });
-        },
-        // every re-claim sees the holder's renewed lease: later joiners get a current retryAfterMs
-        onLease: (leaseLeft) => (entry.leaseEnd = Date.now() + leaseLeft),
-      });
-      if (turn.kind === 'busy') {
-        emit?.({ type: 'in_progress', recordId });
-        throw new InProgressError(
-          turn.retryAfterMs,
-          turn.timedOut ? 'gave up waiting for the holder' : undefined,
-        );
+      let won: Won;
+      if (result.status === 'acquired') {
+        won = { token, attempt: result.attempt, takeover: result.takeover, sentAt: startedAt };
+      } else {
+        const { record, now } = result;
+        if (accept(record, fingerprint)) return done(entry, replayRecord<T>(record, fingerprint, now));
+        if (call.policy !== 'wait') {
+          const leaseLeft = Math.max(0, record.leaseUntil - now);
+          entry.leaseEnd = Date.now() + leaseLeft;
+          emit?.({ type: 'in_progress', recordId });
+          throw new InProgressError(leaseLeft);
+        }
+        const turn = await waitForTurn({
+          store,
+          recordId,
+          waitMs: call.waitMs,
+          startedAt,
+          first: { result, token, sentAt: startedAt },
+          claim: () => claim(call as Call<unknown>),
+          accept: (r) => accept(r, fingerprint),
+          onWait: (leaseLeft) => {
+            flights.setState(entry, 'waiting', Date.now() + leaseLeft);
+            emit?.({ type: 'wait', recordId });
+          },
+          // every re-claim sees the holder's renewed lease: later joiners get a current retryAfterMs
+          onLease: (leaseLeft) => (entry.leaseEnd = Date.now() + leaseLeft),
+        });
+        if (turn.kind === 'busy') {
+          emit?.({ type: 'in_progress', recordId });
+          throw new InProgressError(
+            turn.retryAfterMs,
+            turn.timedOut ? 'gave up waiting for the holder' : undefined,
+          );
+        }
+        if (turn.kind === 'completed') return done(entry, replayRecord<T>(turn.record, fingerprint, turn.now));
+        won = turn;
       }
-      if (turn.kind === 'completed') return replayRecord<T>(turn.record, fingerprint, turn.now);
-      won = turn;
-    }
 
-    flights.setState(entry, 'holder', Date.now() + (won.sentAt + call.leaseMs - performance.now()));
-    emit?.({ type: won.takeover ? 'takeover' : 'acquired', recordId, attempt: won.attempt });
-    const value = await hold(call, entry, won);
-    return { value, replayed: false, attempt: won.attempt, recordId };
+      flights.setState(entry, 'holder', Date.now() + (won.sentAt + call.leaseMs - performance.now()));
+      emit?.({ type: won.takeover ? 'takeover' : 'acquired', recordId, attempt: won.attempt });
+      const value = await hold(call, entry, won);
+      return done(entry, { value, replayed: false, attempt: won.attempt, recordId });
+    } catch (error) {
+      flights.end(entry, undefined, error);
+      throw error;
+    }
+  }
+
+  /** The call in flight settled with `result`: joiners get it. */
+  function done<T>(entry: Inflight, result: ExecuteResult<T>): ExecuteResult<T> {
+    flights.end(entry, result);
+    return result;
   }
 
   return { take, replay, storeCall };
