@@ -72,25 +72,25 @@ it('one heartbeat timer renews every holder of an instance in time, whatever the
       return base.renew(id, token, leaseMs);
     },
   };
-  const idem = createIdem({ store, lease: 90 });
-  const rival = createIdem({ store: base, lease: 90 });
+  const idem = createIdem({ store, lease: 300 });
+  const rival = createIdem({ store: base, lease: 300 });
   const aborted: boolean[] = [];
   const slow = (lease: number) => (key: string) =>
     idem.execute(
       key,
       async (ctx) => {
-        await sleep(600);
+        await sleep(1200);
         aborted.push(ctx.signal.aborted);
         return ctx.attempt;
       },
       { lease },
     );
   const runs = [
-    ...['a', 'b', 'c'].map(slow(90)),
-    slow(60)('short'),
-    slow(3000)('long'), // its first beat is due after 1 s: it needs none before it finishes
+    ...['a', 'b', 'c'].map(slow(300)),
+    slow(200)('short'),
+    slow(6000)('long'), // its first beat is due after 2 s: it needs none before it finishes
   ];
-  await sleep(300); // every 60-90 ms lease has run out 3-5 times over unless renewed
+  await sleep(700); // every 200-300 ms lease has run out 2-3 times over unless renewed
   for (const key of ['a', 'b', 'c', 'short']) {
     await expect(rival.run(key, () => 'stolen')).rejects.toMatchObject({ name: 'InProgressError' });
   }
@@ -98,7 +98,7 @@ it('one heartbeat timer renews every holder of an instance in time, whatever the
   expect(results.map((r) => [r.value, r.replayed])).toEqual(Array(5).fill([1, false]));
   expect(aborted).toEqual(Array(5).fill(false));
   for (const key of ['a', 'b', 'c', 'short']) {
-    expect(renewed.get(idem.ids(key).recordId)).toBeGreaterThanOrEqual(4);
+    expect(renewed.get(idem.ids(key).recordId)).toBeGreaterThanOrEqual(3);
   }
   expect(renewed.get(idem.ids('long').recordId)).toBeUndefined();
 });
@@ -111,6 +111,8 @@ it('the shared timer beats pulses in due order, within their slack, and never a 
     dueAt: start + inMs,
     slackMs,
     beat: () => fired.push([name, performance.now() - start]),
+    prev: undefined,
+    next: undefined,
   });
   const gone = pulse('deleted', 20);
   for (const p of [pulse('late', 120), pulse('early', 40), gone, pulse('middle', 80)]) beats.add(p);
