@@ -1,35 +1,27 @@
+import { resolve } from 'node:path';
 import { createIdem, memoryStore } from 'idem';
-import { recordIdFrom, validateKey } from '../../src/core/keys.ts';
-import { plainValueOf } from '../../src/core/outcome.ts';
-import { createTokens } from '../../src/core/turn.ts';
-const N = 300_000;
-function time(name: string, fn: (i: number) => unknown) {
-  for (let i = 0; i < 20_000; i++) fn(i);
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) fn(i);
-  console.log(`${(((performance.now() - t0) * 1e6) / N).toFixed(0).padStart(6)} ns  ${name}`);
-}
-async function timeAsync(name: string, fn: (i: number) => Promise<unknown>) {
-  for (let i = 0; i < 20_000; i++) await fn(i);
-  const c = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) await fn(i);
-  const u = process.cpuUsage(c);
-  console.log(`${(((performance.now() - t0) * 1e6) / N).toFixed(0).padStart(6)} ns wall ${(((u.user + u.system) * 1e3) / N).toFixed(0).padStart(6)} ns cpu  ${name}`);
-}
-const keys = Array.from({ length: 1000 }, (_, i) => `replay:${i}`);
-time('validateKey', (i) => validateKey(keys[i % 1000]));
-time('recordIdFrom', (i) => recordIdFrom('[', keys[i % 1000]!));
-time('plainValueOf', () => plainValueOf('j1:{"receipt":"r_1","amount":1240.55}'));
-const tok = createTokens();
-time('token', () => tok());
-const m = new Map<string, object>();
-time('map set+delete', (i) => { m.set(keys[i % 1000]!, {}); m.delete(keys[i % 1000]!); });
-const store = memoryStore();
-const idem = createIdem({ store, ttl: 600_000, lease: 30_000 });
+const other = process.argv[2]!;
+const { createIdem: createOther } = (await import(resolve(other, 'core/engine.ts'))) as { createIdem: typeof createIdem };
 const send = async (n: number) => ({ receipt: `r_${n}`, amount: 1240.55 });
-for (let i = 0; i < 1000; i++) await idem.run(keys[i]!, () => send(i));
-await timeAsync('store.claim existing', (i) => store.claim({ id: 'x'.repeat(43), fingerprint: '', leaseMs: 1, ttlMs: 1, token: 't' }));
-await timeAsync('idem.run replay', (i) => idem.run(keys[i % 1000]!, () => send(i)));
-await timeAsync('idem.execute replay', (i) => idem.execute(keys[i % 1000]!, () => send(i)));
-await timeAsync('async noop x3', async () => { await (async () => { await (async () => 1)(); })(); });
+const N = 50_000;
+const engines = { new: createIdem, old: createOther };
+const best: Record<string, number> = {};
+const made = Object.fromEntries(Object.entries(engines).map(([n, c]) => [n, c({ store: memoryStore(), ttl: 600_000, lease: 30_000 })]));
+for (const [, idem] of Object.entries(made)) for (let i = 0; i < 1000; i++) await idem.run(`replay:${i}`, () => send(i));
+let k = 0;
+for (let round = 0; round < 12; round++) {
+  for (const [name, idem] of Object.entries(made)) {
+    for (const w of ['fresh', 'replay']) {
+      const c = process.cpuUsage();
+      for (let i = 0; i < N; i++, k++) {
+        if (w === 'fresh') await idem.run(`fresh:${k}`, () => send(i));
+        else await idem.run(`replay:${i % 1000}`, () => send(i));
+      }
+      const u = process.cpuUsage(c);
+      const us = (u.user + u.system) / N;
+      const id = `${name} ${w}`;
+      best[id] = Math.min(best[id] ?? Infinity, us);
+    }
+  }
+}
+for (const [id, us] of Object.entries(best)) console.log(`${id.padEnd(14)} min CPU/op ${us.toFixed(2)} µs`);
