@@ -14,11 +14,11 @@
  */
 
 import { createJournal } from '../workflow/journal.ts';
+import type { Call } from './call.ts';
 import { outcomeCodec, sealedStore } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { createHolder } from './holder.ts';
-import { createHeartbeatTimer } from './lease.ts';
 import { createConsumeOnce } from './inbox.ts';
 import {
   deriveKey,
@@ -32,10 +32,11 @@ import {
   validateKey,
 } from './keys.ts';
 import { createLateClaimUndo } from './late-claim.ts';
+import { createHeartbeatTimer } from './lease.ts';
 import { type ResolvedRunOptions, resolveRunOptions } from './options.ts';
 import { createReplayCache } from './replay-cache.ts';
 import { createSingleFlight } from './single-flight.ts';
-import { type Call, createTurns } from './turn.ts';
+import { createTurns } from './turn.ts';
 import type { Action, ExecuteResult, Idem, IdemOptions, RunOptions } from './types.ts';
 
 export type { ActionContext } from './holder.ts';
@@ -51,7 +52,7 @@ const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
 /** How many recent keys' record ids an instance remembers (about 100 KB with 40-character keys). */
 const RECORD_ID_MEMO_SIZE = 1024;
-const valueOf = <T>(result: ExecuteResult<T>): T => result.value;
+const valueOfResult = <T>(result: ExecuteResult<T>): T => result.value;
 /** `execute(key, action)` without options: nothing to check per call. */
 const NO_OPTIONS: RunOptions<never> = Object.freeze({});
 const NOTHING_RESOLVED: ResolvedRunOptions = Object.freeze({});
@@ -184,7 +185,7 @@ export function createIdem(options: IdemOptions): Idem {
     runs: journal.runs,
     consumeOnce,
     run(key, action, opts) {
-      return execute(key, action, opts).then(valueOf);
+      return execute(key, action, opts).then(valueOfResult);
     },
     key(namespace, ...parts) {
       return deriveKey(namespace, parts);

@@ -11,7 +11,6 @@ import { downstreamKeyOf } from './keys.ts';
 import { type Heartbeat, type HeartbeatTimer, leaseLost, lostBecause, startHeartbeat } from './lease.ts';
 import { encodeOutcome, isDefinitive, type Outcome, serializeError } from './outcome.ts';
 import type { Store } from './store.ts';
-import type { Call } from './turn.ts';
 
 const COMPLETE_RETRY_MS = [50, 150, 400];
 
@@ -37,6 +36,21 @@ export interface HolderFlight {
   released: boolean;
   /** The new local lease end (epoch ms) after each renewal. */
   leaseEnd: number;
+}
+
+/** What the holder reads of the call it runs (a `Call`, see call.ts). */
+export interface HeldCall<T> {
+  key: string;
+  recordId: string;
+  leaseMs: number;
+  ttlMs: number;
+  /** How long a release on attempt 1 keeps the fingerprint (0: the key is new at once). */
+  releaseGuardMs: number;
+  action: (ctx: ActionContext) => T | Promise<T>;
+  opts: {
+    releaseIf?: ((value: T) => boolean) | undefined;
+    definitive?: ((error: unknown) => boolean) | undefined;
+  };
 }
 
 /** The claim a holder won. */
@@ -68,7 +82,7 @@ interface HolderDeps {
  */
 export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, beats }: HolderDeps) {
   /** Gives the key up (the action failed, or releaseIf said so). */
-  async function release(call: Call<unknown>, flight: HolderFlight, token: string, heartbeat: Heartbeat) {
+  async function release(call: HeldCall<unknown>, flight: HolderFlight, token: string, heartbeat: Heartbeat) {
     heartbeat.stop();
     flight.released = true;
     const { recordId } = call;
@@ -83,12 +97,18 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
   }
 
   /** `failure`: the action's own error, when that is the outcome being stored. */
-  function complete(call: Call<unknown>, token: string, outcome: Outcome, value: unknown, failure?: unknown) {
+  function complete(
+    call: HeldCall<unknown>,
+    token: string,
+    outcome: Outcome,
+    value: unknown,
+    failure?: unknown,
+  ) {
     return completeEncoded(call, token, encodeOutcome(outcome), value, failure);
   }
 
   async function tooLarge(
-    call: Call<unknown>,
+    call: HeldCall<unknown>,
     token: string,
     bytes: number,
     limit: number,
@@ -101,7 +121,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
 
   /** Completes, retrying a failing store a few times; never releases after the action ran. */
   async function completeEncoded(
-    call: Call<unknown>,
+    call: HeldCall<unknown>,
     token: string,
     encoded: string,
     value: unknown,
@@ -115,7 +135,8 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
       } catch (error) {
         emit?.({ type: 'store_error', recordId, error });
         // The store refused the size: store the marker instead, so retries do not re-run.
-        if (error instanceof OutcomeTooLargeError) return tooLarge(call, token, error.bytes, error.limit, value);
+        if (error instanceof OutcomeTooLargeError)
+          return tooLarge(call, token, error.bytes, error.limit, value);
         const delay = COMPLETE_RETRY_MS[i];
         if (delay === undefined) throw notStored(error, value, failure);
         await new Promise((r) => setTimeout(r, delay));
@@ -129,7 +150,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
     }
   }
 
-  return async function hold<T>(call: Call<T>, flight: HolderFlight, won: Won): Promise<T> {
+  return async function hold<T>(call: HeldCall<T>, flight: HolderFlight, won: Won): Promise<T> {
     const { recordId, leaseMs } = call;
     const { token, attempt } = won;
     // The signal is made only when the action reads it; a lost lease before that is kept.
@@ -151,7 +172,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
       beats,
     });
     const startedAt = Date.now();
-    const untyped = call as Call<unknown>;
+    const untyped = call as HeldCall<unknown>;
     try {
       let value: T;
       try {

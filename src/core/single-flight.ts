@@ -96,7 +96,11 @@ export function createSingleFlight(emit: ((event: IdemEvent) => void) | undefine
   /** Resolves once the entry has left 'claiming'. */
   const claimed = (entry: Inflight): Promise<void> => {
     if (entry.state !== 'claiming') return Promise.resolve();
-    return new Promise<void>((resolve) => (entry.claimWaiters ??= []).push(resolve));
+    entry.claimWaiters ??= [];
+    const waiters = entry.claimWaiters;
+    return new Promise<void>((resolve) => {
+      waiters.push(resolve);
+    });
   };
   /** The first call's result, as a promise made on demand. */
   const resultOf = (entry: Inflight): Promise<ExecuteResult<unknown>> => {

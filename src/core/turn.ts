@@ -16,6 +16,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import type { Call } from './call.ts';
 import type { OutcomeCodec } from './encryption.ts';
 import {
   FingerprintMismatchError,
@@ -28,12 +29,11 @@ import type { IdemEvent } from './events.ts';
 import type { createHolder, Won } from './holder.ts';
 import { sameFingerprint } from './keys.ts';
 import type { LateClaimUndo } from './late-claim.ts';
-import type { InProgressPolicy } from './options.ts';
 import { decodeOutcome, NOT_PLAIN, plainValueOf, reviveError } from './outcome.ts';
 import type { ReplayCache } from './replay-cache.ts';
 import type { Inflight, SingleFlight } from './single-flight.ts';
 import type { ClaimResult, Store, StoreRecord } from './store.ts';
-import type { Action, ExecuteResult, RunOptions } from './types.ts';
+import type { ExecuteResult } from './types.ts';
 import { type Claimed, waitForTurn } from './wait.ts';
 
 /**
@@ -50,20 +50,6 @@ export function createTokens(): () => string {
   const prefix = `${randomBytes(12).toString('base64url')}.`;
   let n = 0;
   return () => prefix + (++n).toString(36);
-}
-
-/** One `execute` call, its options resolved against the instance defaults. */
-export interface Call<T> {
-  key: string;
-  action: Action<T>;
-  opts: RunOptions<T>;
-  recordId: string;
-  fingerprint: string;
-  policy: InProgressPolicy;
-  leaseMs: number;
-  ttlMs: number;
-  waitMs: number;
-  releaseGuardMs: number;
 }
 
 interface TurnDeps {
@@ -175,7 +161,13 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
       let result: ClaimResult;
       try {
         // the first claim inline (not through claimWith): one async frame less per call
-        result = await store.claim({ id: recordId, fingerprint, leaseMs: call.leaseMs, ttlMs: call.ttlMs, token });
+        result = await store.claim({
+          id: recordId,
+          fingerprint,
+          leaseMs: call.leaseMs,
+          ttlMs: call.ttlMs,
+          token,
+        });
       } catch (cause) {
         throw claimFailed(call as Call<unknown>, token, cause);
       }
@@ -213,7 +205,8 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
             turn.timedOut ? 'gave up waiting for the holder' : undefined,
           );
         }
-        if (turn.kind === 'completed') return done(entry, replayRecord<T>(turn.record, fingerprint, turn.now));
+        if (turn.kind === 'completed')
+          return done(entry, replayRecord<T>(turn.record, fingerprint, turn.now));
         won = turn;
       }
 
