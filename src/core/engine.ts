@@ -14,6 +14,7 @@
  */
 
 import { createJournal } from '../workflow/journal.ts';
+import type { Call } from './call.ts';
 import { outcomeCodec, sealedStore } from './encryption.ts';
 import { FingerprintMismatchError, InvalidOptionError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
@@ -23,16 +24,19 @@ import {
   deriveKey,
   downstreamKeyOf,
   fingerprintOf,
-  recordIdOf,
+  recordIdFrom,
+  recordIdMemo,
+  recordIdPrefix,
   sameFingerprint,
   scopeParts,
   validateKey,
 } from './keys.ts';
 import { createLateClaimUndo } from './late-claim.ts';
-import { resolveRunOptions } from './options.ts';
+import { createHeartbeatTimer } from './lease.ts';
+import { type ResolvedRunOptions, resolveRunOptions } from './options.ts';
 import { createReplayCache } from './replay-cache.ts';
 import { createSingleFlight } from './single-flight.ts';
-import { type Call, createTurns } from './turn.ts';
+import { createTurns } from './turn.ts';
 import type { Action, ExecuteResult, Idem, IdemOptions, RunOptions } from './types.ts';
 
 export type { ActionContext } from './holder.ts';
@@ -46,6 +50,12 @@ const DEFAULT_LEASE_MS = 30_000;
 const DEFAULT_WAIT_MS = 30_000;
 const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
+/** How many recent keys' record ids an instance remembers (about 100 KB with 40-character keys). */
+const RECORD_ID_MEMO_SIZE = 1024;
+const valueOfResult = <T>(result: ExecuteResult<T>): T => result.value;
+/** `execute(key, action)` without options: nothing to check per call. */
+const NO_OPTIONS: RunOptions<never> = Object.freeze({});
+const NOTHING_RESOLVED: ResolvedRunOptions = Object.freeze({});
 
 /**
  * Creates an idem instance over a store.
@@ -71,8 +81,13 @@ export function createIdem(options: IdemOptions): Idem {
     policy: given.onInProgress ?? 'reject',
   };
   const baseScope = scopeParts(options.scope);
+  const basePrefix = recordIdPrefix(baseScope);
+  // keys seen lately (retries, replays) are not hashed again; a per-call scope always hashes
+  const baseIdOf = recordIdMemo(basePrefix, RECORD_ID_MEMO_SIZE);
   const idOf = (key: string, scope: string | readonly string[] | undefined) =>
-    recordIdOf([...baseScope, ...scopeParts(scope)], key);
+    scope === undefined
+      ? baseIdOf(key)
+      : recordIdFrom(recordIdPrefix([...baseScope, ...scopeParts(scope)]), key);
 
   const emit = safeHook(options.onEvent);
   const codec = outcomeCodec(options.encryption);
@@ -88,14 +103,15 @@ export function createIdem(options: IdemOptions): Idem {
     maxOutcomeBytes,
     definitive: options.definitive,
     codec,
+    beats: createHeartbeatTimer(), // one timer renews every holder of this instance
   });
-  const turns = createTurns({ store, emit, cache, hold, lateClaims, codec });
+  const turns = createTurns({ store, emit, cache, hold, flights, lateClaims, codec });
 
   /** The call with its options checked and merged over the instance defaults. */
   function callOf<T>(key: string, action: Action<T>, opts: RunOptions<T>): Call<T> {
     validateKey(key);
     if (typeof action !== 'function') throw new InvalidOptionError('action must be a function');
-    const own = resolveRunOptions(opts);
+    const own = opts === NO_OPTIONS ? NOTHING_RESOLVED : resolveRunOptions(opts);
     const ttlMs = own.ttlMs ?? defaults.ttlMs;
     return {
       key,
@@ -113,27 +129,31 @@ export function createIdem(options: IdemOptions): Idem {
     };
   }
 
-  async function execute<T>(
+  // Not async: a call that runs takes one async frame (take), not two.
+  function execute<T>(
     key: string,
     action: Action<T>,
-    opts: RunOptions<T> = {},
+    opts: RunOptions<T> = NO_OPTIONS as RunOptions<T>,
   ): Promise<ExecuteResult<T>> {
-    const call = callOf(key, action, opts);
-    const cached = cache?.get(call.recordId);
-    if (cached) {
-      if (!sameFingerprint(cached.fingerprint, call.fingerprint)) {
-        emit?.({ type: 'mismatch', recordId: call.recordId });
-        throw new FingerprintMismatchError();
+    let call: Call<T>;
+    try {
+      call = callOf(key, action, opts);
+      const cached = cache?.get(call.recordId);
+      if (cached) {
+        if (!sameFingerprint(cached.fingerprint, call.fingerprint)) {
+          emit?.({ type: 'mismatch', recordId: call.recordId });
+          throw new FingerprintMismatchError();
+        }
+        return Promise.resolve(turns.replay<T>(call.recordId, cached.outcome, cached.attempt, true));
       }
-      return turns.replay<T>(call.recordId, cached.outcome, cached.attempt, true);
+    } catch (error) {
+      return Promise.reject(error);
     }
     const shared = flights.get(call.recordId);
     if (shared) {
       return flights.join(shared, call, (waitMs) => execute(key, action, { ...opts, waitTimeout: waitMs }));
     }
-    return flights.start(call.recordId, call.fingerprint, (entry, setState) =>
-      turns.take(call, entry, setState),
-    );
+    return turns.take(call);
   }
 
   const journal = createJournal({
@@ -164,8 +184,8 @@ export function createIdem(options: IdemOptions): Idem {
     workflow: journal.workflow,
     runs: journal.runs,
     consumeOnce,
-    async run(key, action, opts) {
-      return (await execute(key, action, opts)).value;
+    run(key, action, opts) {
+      return execute(key, action, opts).then(valueOfResult);
     },
     key(namespace, ...parts) {
       return deriveKey(namespace, parts);

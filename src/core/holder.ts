@@ -5,10 +5,10 @@
  * @module
  */
 import type { OutcomeCodec } from './encryption.ts';
-import { OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
+import { type LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
-import { leaseLost, lostBecause, startHeartbeat } from './lease.ts';
+import { type Heartbeat, type HeartbeatTimer, leaseLost, lostBecause, startHeartbeat } from './lease.ts';
 import { encodeOutcome, isDefinitive, type Outcome, serializeError } from './outcome.ts';
 import type { Store } from './store.ts';
 
@@ -30,26 +30,36 @@ export interface ActionContext {
   downstreamKey: string;
 }
 
-/** One holder's run: the claim it won and how to finish. */
-export interface HolderRun<T> {
+/** Where a holder reports to the in-flight entry of its call (see single-flight.ts). */
+export interface HolderFlight {
+  /** Set when the holder releases instead of storing (error, releaseIf). */
+  released: boolean;
+  /** The new local lease end (epoch ms) after each renewal. */
+  leaseEnd: number;
+}
+
+/** What the holder reads of the call it runs (a `Call`, see call.ts). */
+export interface HeldCall<T> {
   key: string;
   recordId: string;
-  token: string;
-  attempt: number;
-  takeover: boolean;
   leaseMs: number;
   ttlMs: number;
   /** How long a release on attempt 1 keeps the fingerprint (0: the key is new at once). */
   releaseGuardMs: number;
-  /** `performance.now()` when the winning claim was sent: the lease surely ends by this + leaseMs. */
-  claimSentAt: number;
   action: (ctx: ActionContext) => T | Promise<T>;
-  releaseIf?: ((value: T) => boolean) | undefined;
-  definitive?: ((error: unknown) => boolean) | undefined;
-  /** Called when the holder releases instead of storing (error, releaseIf). */
-  onRelease: () => void;
-  /** Called with the new local lease end after each renewal. */
-  onRenew: (localLeaseEnd: number) => void;
+  opts: {
+    releaseIf?: ((value: T) => boolean) | undefined;
+    definitive?: ((error: unknown) => boolean) | undefined;
+  };
+}
+
+/** The claim a holder won. */
+export interface Won {
+  token: string;
+  attempt: number;
+  takeover: boolean;
+  /** `performance.now()` when the winning claim was sent: the lease surely ends by this + leaseMs. */
+  sentAt: number;
 }
 
 interface HolderDeps {
@@ -59,47 +69,126 @@ interface HolderDeps {
   definitive?: ((error: unknown) => boolean) | undefined;
   /** Seals outcomes before they reach the store (encryption at rest, or none). */
   codec: OutcomeCodec;
+  /** The heartbeat timer the instance's holders share. */
+  beats: HeartbeatTimer;
 }
 
-/** Builds the holder routine for one engine. */
-export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec }: HolderDeps) {
-  return async function hold<T>(run: HolderRun<T>): Promise<T> {
-    const { recordId, token, attempt, leaseMs, ttlMs } = run;
-    const controller = new AbortController();
+/**
+ * Builds the holder routine for one engine.
+ *
+ * @example
+ * const hold = createHolder({ store, emit, maxOutcomeBytes, codec, beats: createHeartbeatTimer() });
+ * const value = await hold(call, entry, { token, attempt, takeover, sentAt });
+ */
+export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, beats }: HolderDeps) {
+  /** Gives the key up (the action failed, or releaseIf said so). */
+  async function release(call: HeldCall<unknown>, flight: HolderFlight, token: string, heartbeat: Heartbeat) {
+    heartbeat.stop();
+    flight.released = true;
+    const { recordId } = call;
+    try {
+      // refused: another holder took over (or the record is gone); nothing was released
+      const released = await store.release(recordId, token, call.releaseGuardMs);
+      emit?.({ type: released ? 'released' : 'lease_lost', recordId });
+    } catch (error) {
+      // the lease runs out on its own; the original error matters more
+      emit?.({ type: 'store_error', recordId, error });
+    }
+  }
+
+  /** `failure`: the action's own error, when that is the outcome being stored. */
+  function complete(
+    call: HeldCall<unknown>,
+    token: string,
+    outcome: Outcome,
+    value: unknown,
+    failure?: unknown,
+  ) {
+    return completeEncoded(call, token, encodeOutcome(outcome), value, failure);
+  }
+
+  async function tooLarge(
+    call: HeldCall<unknown>,
+    token: string,
+    bytes: number,
+    limit: number,
+    value: unknown,
+  ): Promise<never> {
+    await complete(call, token, { kind: 'too_large', bytes, limit }, value);
+    emit?.({ type: 'too_large', recordId: call.recordId, bytes });
+    throw new OutcomeTooLargeError(bytes, limit, value);
+  }
+
+  /** Completes, retrying a failing store a few times; never releases after the action ran. */
+  async function completeEncoded(
+    call: HeldCall<unknown>,
+    token: string,
+    encoded: string,
+    value: unknown,
+    failure?: unknown,
+  ): Promise<void> {
+    const { recordId } = call;
+    for (let i = 0; ; i++) {
+      let ok: boolean;
+      try {
+        ok = await store.complete(recordId, token, codec.seal(recordId, encoded), call.ttlMs);
+      } catch (error) {
+        emit?.({ type: 'store_error', recordId, error });
+        // The store refused the size: store the marker instead, so retries do not re-run.
+        if (error instanceof OutcomeTooLargeError)
+          return tooLarge(call, token, error.bytes, error.limit, value);
+        const delay = COMPLETE_RETRY_MS[i];
+        if (delay === undefined) throw notStored(error, value, failure);
+        await new Promise((r) => setTimeout(r, delay));
+        continue;
+      }
+      if (!ok) {
+        emit?.({ type: 'lease_lost', recordId });
+        throw leaseLost(await lostBecause(store, recordId, token, call.leaseMs), value);
+      }
+      return;
+    }
+  }
+
+  return async function hold<T>(call: HeldCall<T>, flight: HolderFlight, won: Won): Promise<T> {
+    const { recordId, leaseMs } = call;
+    const { token, attempt } = won;
+    // The signal is made only when the action reads it; a lost lease before that is kept.
+    let controller: AbortController | undefined;
+    let lost: LeaseLostError | undefined;
     const heartbeat = startHeartbeat({
       store,
       id: recordId,
       token,
       leaseMs,
       intervalMs: Math.max(10, leaseMs / 3),
-      leaseEnd: run.claimSentAt + leaseMs,
-      controller,
-      onRenew: run.onRenew,
+      leaseEnd: won.sentAt + leaseMs,
+      onLost: (error) => {
+        lost = error;
+        controller?.abort(error);
+      },
+      onRenew: (leaseEnd) => (flight.leaseEnd = leaseEnd),
       onError: (error) => emit?.({ type: 'store_error', recordId, error }),
+      beats,
     });
     const startedAt = Date.now();
-    const release = async () => {
-      heartbeat.stop();
-      run.onRelease();
-      try {
-        // refused: another holder took over (or the record is gone); nothing was released
-        const released = await store.release(recordId, token, run.releaseGuardMs);
-        emit?.({ type: released ? 'released' : 'lease_lost', recordId });
-      } catch (error) {
-        // the lease runs out on its own; the original error matters more
-        emit?.({ type: 'store_error', recordId, error });
-      }
-    };
+    const untyped = call as HeldCall<unknown>;
     try {
       let value: T;
       try {
-        value = await run.action({
-          key: run.key,
+        value = await call.action({
+          key: call.key,
           recordId,
           token,
           attempt,
-          mayHaveRun: run.takeover,
-          signal: controller.signal,
+          mayHaveRun: won.takeover,
+          get signal() {
+            if (!controller) {
+              controller = new AbortController();
+              if (lost) controller.abort(lost);
+            }
+            return controller.signal;
+          },
           get downstreamKey() {
             return downstreamKeyOf(recordId); // computed only when the action asks for it
           },
@@ -107,74 +196,46 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec }
         heartbeat.settle();
       } catch (error) {
         heartbeat.settle();
-        if (!isStoredError(error, run.definitive, definitive)) {
-          await release();
+        if (!isStoredError(error, call.opts.definitive, definitive)) {
+          await release(untyped, flight, token, heartbeat);
           throw error;
         }
-        await complete({ kind: 'error', error: serializeError(error) }, undefined, error);
+        await complete(untyped, token, { kind: 'error', error: serializeError(error) }, undefined, error);
         emit?.({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt, error: true });
         throw error;
       }
 
       let classifierError: unknown;
-      try {
-        if (run.releaseIf?.(value)) {
-          await release();
-          return value;
+      const releaseIf = call.opts.releaseIf;
+      if (releaseIf) {
+        try {
+          if (releaseIf(value)) {
+            await release(untyped, flight, token, heartbeat);
+            return value;
+          }
+        } catch (error) {
+          classifierError = error; // a successful action is stored anyway: re-running it is worse
         }
-      } catch (error) {
-        classifierError = error; // a successful action is stored anyway: re-running it is worse
       }
       let encoded: string;
       try {
         encoded = encodeOutcome({ kind: 'value', value });
       } catch (cause) {
         const error = new TypeError(`the action's result cannot be stored: ${(cause as Error).message}`);
-        await complete({ kind: 'error', error: serializeError(error) }, value);
+        await complete(untyped, token, { kind: 'error', error: serializeError(error) }, value);
         throw error;
       }
-      const bytes = Buffer.byteLength(encoded);
-      if (bytes > maxOutcomeBytes) await tooLarge(bytes, maxOutcomeBytes, value);
-      await completeEncoded(encoded, value);
+      // a UTF-8 byte is at most 3 per UTF-16 unit: short outcomes need no count
+      if (encoded.length * 3 > maxOutcomeBytes) {
+        const bytes = Buffer.byteLength(encoded);
+        if (bytes > maxOutcomeBytes) await tooLarge(untyped, token, bytes, maxOutcomeBytes, value);
+      }
+      await completeEncoded(untyped, token, encoded, value);
       emit?.({ type: 'completed', recordId, attempt, durationMs: Date.now() - startedAt });
       if (classifierError !== undefined) throw classifierError;
       return value;
     } finally {
       heartbeat.stop();
-    }
-
-    /** `failure`: the action's own error, when that is the outcome being stored. */
-    function complete(outcome: Outcome, value: unknown, failure?: unknown) {
-      return completeEncoded(encodeOutcome(outcome), value, failure);
-    }
-
-    async function tooLarge(bytes: number, limit: number, value: unknown): Promise<never> {
-      await complete({ kind: 'too_large', bytes, limit }, value);
-      emit?.({ type: 'too_large', recordId, bytes });
-      throw new OutcomeTooLargeError(bytes, limit, value);
-    }
-
-    /** Completes, retrying a failing store a few times; never releases after the action ran. */
-    async function completeEncoded(encoded: string, value: unknown, failure?: unknown): Promise<void> {
-      for (let i = 0; ; i++) {
-        let ok: boolean;
-        try {
-          ok = await store.complete(recordId, token, codec.seal(recordId, encoded), ttlMs);
-        } catch (error) {
-          emit?.({ type: 'store_error', recordId, error });
-          // The store refused the size: store the marker instead, so retries do not re-run.
-          if (error instanceof OutcomeTooLargeError) return tooLarge(error.bytes, error.limit, value);
-          const delay = COMPLETE_RETRY_MS[i];
-          if (delay === undefined) throw notStored(error, value, failure);
-          await new Promise((r) => setTimeout(r, delay));
-          continue;
-        }
-        if (!ok) {
-          emit?.({ type: 'lease_lost', recordId });
-          throw leaseLost(await lostBecause(store, recordId, token, leaseMs), value);
-        }
-        return;
-      }
     }
   };
 }

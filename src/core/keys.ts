@@ -84,7 +84,47 @@ export function scopeParts(scope: string | readonly string[] | undefined): strin
 
 /** The stored record id: base64url SHA-256 over the scope parts and the key. */
 export function recordIdOf(scope: readonly string[], key: string): string {
-  return hash('sha256', JSON.stringify(scope.length === 0 ? [key] : [...scope, key]), 'base64url');
+  return recordIdFrom(recordIdPrefix(scope), key);
+}
+
+/**
+ * What {@link recordIdOf} hashes before the key, for a fixed scope: build it once, then
+ * `recordIdFrom(prefix, key)` hashes one string per call. The hashed text is the JSON array of
+ * the scope parts and the key, as it always was, so record ids do not change.
+ *
+ * @example
+ * const prefix = recordIdPrefix(['tenant-a']); // '["tenant-a",'
+ * recordIdFrom(prefix, 'order-1') === recordIdOf(['tenant-a'], 'order-1') // true
+ */
+export function recordIdPrefix(scope: readonly string[]): string {
+  return scope.length === 0 ? '[' : `${JSON.stringify(scope).slice(0, -1)},`;
+}
+
+/**
+ * `recordIdFrom(prefix, key)` remembering its last `size` answers (oldest forgotten first), so
+ * a key seen again (a retry, a replay) is not hashed again. Bounded: at most `size` keys of at
+ * most 255 characters each and their ids.
+ *
+ * @example
+ * const idOf = recordIdMemo('[', 1024);
+ * idOf('order-1') === recordIdOf([], 'order-1') // true, and the second call does not hash
+ */
+export function recordIdMemo(prefix: string, size: number): (key: string) => string {
+  const ids = new Map<string, string>();
+  return (key) => {
+    let id = ids.get(key);
+    if (id === undefined) {
+      id = recordIdFrom(prefix, key);
+      if (ids.size >= size) ids.delete(ids.keys().next().value as string);
+      ids.set(key, id);
+    }
+    return id;
+  };
+}
+
+/** The record id of `key` under a prefix from {@link recordIdPrefix}. */
+export function recordIdFrom(prefix: string, key: string): string {
+  return hash('sha256', `${prefix}${JSON.stringify(key)}]`, 'base64url');
 }
 
 /** The key handed to downstream APIs: stable per record across attempts and takeovers. */

@@ -19,7 +19,10 @@
  */
 import { withDeadline } from './deadline.ts';
 import { LeaseLostError, type LeaseLostReason } from './errors.ts';
+import { createHeartbeatTimer, type HeartbeatTimer, type Pulse } from './heartbeat-timer.ts';
 import type { Store } from './store.ts';
+
+export { createHeartbeatTimer, type HeartbeatTimer } from './heartbeat-timer.ts';
 
 export interface Heartbeat {
   /**
@@ -39,10 +42,15 @@ interface HeartbeatArgs {
   intervalMs: number;
   /** The local lease end of the claim: claim sent + leaseMs, on the `performance.now()` clock. */
   leaseEnd: number;
-  controller: AbortController;
+  /** Aborted with the `LeaseLostError` when the lease is lost (or pass `onLost`). */
+  controller?: AbortController;
+  /** Called once with the `LeaseLostError` when the lease is lost, unless settled first. */
+  onLost?: (error: LeaseLostError) => void;
   /** Called after each renewal with the new local lease end, epoch ms. */
   onRenew: (localLeaseEnd: number) => void;
   onError: (error: unknown) => void;
+  /** The timer the beats share (one per idem instance); default: a timer of its own. */
+  beats?: HeartbeatTimer;
 }
 
 const TIMED_OUT = new Error('renew timed out');
@@ -53,68 +61,104 @@ const TIMED_OUT = new Error('renew timed out');
 const REASON_WAIT_MS = 1000;
 
 /**
- * Renews the lease every `intervalMs` until stopped, and aborts `controller` with a
- * `LeaseLostError` as soon as the lease is lost or can no longer be known to hold.
+ * Renews the lease every `intervalMs` until stopped, and aborts `controller` (or calls
+ * `onLost`) with a `LeaseLostError` as soon as the lease is lost or can no longer be known to
+ * hold.
+ *
+ * @example
+ * const heartbeat = startHeartbeat({ store, id, token, leaseMs, intervalMs: leaseMs / 3,
+ *   leaseEnd: sentAt + leaseMs, controller, onRenew: () => {}, onError: () => {} });
+ * try { await action(controller.signal) } finally { heartbeat.stop() }
  */
 export function startHeartbeat(a: HeartbeatArgs): Heartbeat {
-  // monotonic time throughout: the wall clock may be stepped while the action runs
-  let leaseEnd = a.leaseEnd;
-  let stopped = false;
-  let settled = false;
-  let timer: NodeJS.Timeout | undefined;
+  const hb: HeartbeatState = {
+    a,
+    beats: a.beats ?? createHeartbeatTimer(),
+    dueAt: 0,
+    slackMs: a.intervalMs / 4,
+    leaseEnd: a.leaseEnd,
+    stopped: false,
+    settled: false,
+    lost: false,
+    beat: beatOnce,
+    prev: undefined,
+    next: undefined,
+    settle: settleHeartbeat,
+    stop: stopHeartbeat,
+  };
+  schedule(hb);
+  return hb;
+}
 
-  const lose = (message: string, reason: LeaseLostReason) => {
-    stopped = true;
-    if (!settled && !a.controller.signal.aborted) {
-      a.controller.abort(new LeaseLostError(message, undefined, reason));
-    }
-  };
-  const beat = async () => {
-    if (stopped) return;
-    const sentAt = performance.now();
-    try {
-      // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
-      const until = await withDeadline(
-        a.store.renew(a.id, a.token, a.leaseMs),
-        leaseEnd - sentAt,
-        () => TIMED_OUT,
-      );
-      if (stopped) return;
-      if (until === undefined) {
-        stopped = true;
-        const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
-        return lose(LOST_MESSAGE[reason], reason);
-      }
-      leaseEnd = sentAt + a.leaseMs;
-      a.onRenew(Date.now() + (leaseEnd - performance.now()));
-    } catch (error) {
-      if (stopped) return;
-      if (error === TIMED_OUT) {
-        return lose('the store did not confirm the lease before it ran out', 'unconfirmed');
-      }
-      a.onError(error);
-      if (performance.now() >= leaseEnd) {
-        return lose('the lease could not be renewed before it ran out', 'unconfirmed');
-      }
-    }
-    schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
-  };
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    timer = setTimeout(beat, ms);
-    timer.unref();
-  };
-  schedule(Math.min(a.intervalMs, Math.max(10, leaseEnd - performance.now())));
+/** One heartbeat: its pulse in the shared timer and what it knows. Times on `performance.now()`. */
+interface HeartbeatState extends Pulse, Heartbeat {
+  a: HeartbeatArgs;
+  beats: HeartbeatTimer;
+  leaseEnd: number;
+  stopped: boolean;
+  settled: boolean;
+  lost: boolean;
+}
 
-  return {
-    settle() {
-      settled = true;
-    },
-    stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-    },
-  };
+// Shared functions called as methods (`this` is the heartbeat), so a heartbeat allocates no closures.
+function settleHeartbeat(this: HeartbeatState) {
+  this.settled = true;
+}
+function stopHeartbeat(this: HeartbeatState) {
+  this.stopped = true;
+  this.beats.delete(this);
+}
+function beatOnce(this: HeartbeatState) {
+  void beat(this);
+}
+
+function schedule(hb: HeartbeatState) {
+  if (hb.stopped) return;
+  const now = performance.now();
+  hb.dueAt = now + Math.min(hb.a.intervalMs, Math.max(10, hb.leaseEnd - now));
+  hb.beats.add(hb);
+}
+
+function lose(hb: HeartbeatState, message: string, reason: LeaseLostReason) {
+  hb.stopped = true;
+  if (hb.settled || hb.lost) return;
+  hb.lost = true;
+  const error = new LeaseLostError(message, undefined, reason);
+  const { controller, onLost } = hb.a;
+  if (controller && !controller.signal.aborted) controller.abort(error);
+  onLost?.(error);
+}
+
+async function beat(hb: HeartbeatState) {
+  if (hb.stopped) return;
+  const a = hb.a;
+  const sentAt = performance.now();
+  try {
+    // A renew that hangs past the lease is as good as lost: never wait for it beyond that.
+    const until = await withDeadline(
+      a.store.renew(a.id, a.token, a.leaseMs),
+      hb.leaseEnd - sentAt,
+      () => TIMED_OUT,
+    );
+    if (hb.stopped) return;
+    if (until === undefined) {
+      hb.stopped = true;
+      const reason = await lostBecause(a.store, a.id, a.token, Math.min(a.leaseMs, REASON_WAIT_MS));
+      return lose(hb, LOST_MESSAGE[reason], reason);
+    }
+    hb.leaseEnd = sentAt + a.leaseMs;
+    a.onRenew(Date.now() + (hb.leaseEnd - performance.now()));
+  } catch (error) {
+    if (hb.stopped) return;
+    if (error === TIMED_OUT) {
+      return lose(hb, 'the store did not confirm the lease before it ran out', 'unconfirmed');
+    }
+    a.onError(error);
+    if (performance.now() >= hb.leaseEnd) {
+      return lose(hb, 'the lease could not be renewed before it ran out', 'unconfirmed');
+    }
+  }
+  schedule(hb);
 }
 
 const LOST_MESSAGE: Record<LeaseLostReason, string> = {

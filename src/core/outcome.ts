@@ -33,6 +33,19 @@ export function encodeOutcome(outcome: Outcome): string {
   return VERSION + devalue.stringify(outcome);
 }
 
+/**
+ * The value of a stored plain-JSON outcome (`j1:`), or `NOT_PLAIN` for anything else (decode
+ * that with {@link decodeOutcome}): the replay path's shortcut, without an envelope object.
+ *
+ * @example
+ * const value = plainValueOf(stored);
+ * if (value === NOT_PLAIN) return fromOutcome(decodeOutcome(stored));
+ */
+export function plainValueOf(stored: string): unknown {
+  return stored.startsWith(JSON_VERSION) ? JSON.parse(stored.slice(JSON_VERSION.length)) : NOT_PLAIN;
+}
+export const NOT_PLAIN: unique symbol = Symbol('not a plain JSON outcome');
+
 /** Decodes what {@link encodeOutcome} produced. */
 export function decodeOutcome(stored: string): Outcome {
   if (stored.startsWith(JSON_VERSION))

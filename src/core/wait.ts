@@ -20,12 +20,23 @@ export type Turn =
   | { kind: 'completed'; record: StoreRecord; now: number }
   | { kind: 'busy'; retryAfterMs: number; timedOut: boolean };
 
+/** One claim sent and its answer. */
+export interface Claimed {
+  result: ClaimResult;
+  token: string;
+  /** `performance.now()` when the claim was sent. */
+  sentAt: number;
+}
+
 interface WaitArgs {
   store: Store;
   recordId: string;
   /** 0: answer busy at once. */
   waitMs: number;
-  claim: () => Promise<{ result: ClaimResult; token: string; sentAt: number }>;
+  claim: () => Promise<Claimed>;
+  /** A claim the caller already sent (at `startedAt`, `performance.now()`): the loop starts with its answer. */
+  first?: Claimed;
+  startedAt?: number;
   /** Throws for a record the caller must not use; true when it is a completed outcome. */
   accept: (record: StoreRecord) => boolean;
   /** Called when this caller starts waiting, with the holder's lease time left. */
@@ -37,12 +48,14 @@ interface WaitArgs {
 /** Claims until the key is ours, completed, or the wait is over. */
 export async function waitForTurn(args: WaitArgs): Promise<Turn> {
   // monotonic: a wall clock stepped back must not stretch the wait past waitMs
-  const deadline = performance.now() + args.waitMs;
+  const deadline = (args.startedAt ?? performance.now()) + args.waitMs;
   let delay = WAIT_FIRST_MS;
   let wake: Wake | undefined;
+  let first = args.first;
   try {
     for (;;) {
-      const { result, token, sentAt } = await args.claim();
+      const { result, token, sentAt } = first ?? (await args.claim());
+      first = undefined;
       if (result.status === 'acquired') {
         return { kind: 'acquired', token, attempt: result.attempt, takeover: result.takeover, sentAt };
       }

@@ -68,6 +68,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         attempt,
         leaseUntil,
         expiresAt: Math.max(r?.expiresAt ?? 0, keep),
+        outcome: undefined, // every record has the same shape, so completing it in place keeps it
       });
       // a released marker (attempt 0) is taken as attempt 1: nothing may have run
       return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
@@ -79,7 +80,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const r = live(id, t);
       if (!r || r.token !== token) return false;
       if (r.state === 'completed') return true; // this token's own outcome: never overwritten
-      records.set(id, { ...r, state: 'completed', outcome, leaseUntil: 0, expiresAt: t + ttlMs });
+      // in place: the store hands out copies only, so nobody else sees this object change
+      r.state = 'completed';
+      r.outcome = outcome;
+      r.leaseUntil = 0;
+      r.expiresAt = t + ttlMs;
       notify(id);
       return true;
     },
