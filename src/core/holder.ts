@@ -9,7 +9,7 @@ import { type LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
 import { type Heartbeat, type HeartbeatTimer, leaseLost, lostBecause, startHeartbeat } from './lease.ts';
-import { encodeOutcome, isDefinitive, type Outcome, serializeError } from './outcome.ts';
+import { encodeOutcome, isDefinitiveFailure, type Outcome, serializeError } from './outcome.ts';
 import type { Store } from './store.ts';
 
 const COMPLETE_RETRY_MS = [50, 150, 400];
@@ -196,7 +196,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
         heartbeat.settle();
       } catch (error) {
         heartbeat.settle();
-        if (!isStoredError(error, call.opts.definitive, definitive)) {
+        if (!isDefinitiveFailure(error, call.opts.definitive, definitive)) {
           await release(untyped, flight, token, heartbeat);
           throw error;
         }
@@ -257,20 +257,4 @@ function notStored(storeError: unknown, value: unknown, failure: unknown): Store
     `the action failed with ${f?.name ?? 'Error'}: ${f?.message ?? String(failure)}, and that error could not be stored (${why}); the key stays claimed until its lease ends; the action's error is this error's cause`,
     { cause: failure, actionCompleted: true },
   );
-}
-
-/** A thrown error is stored when marked or classified definitive; a throwing classifier means no. */
-function isStoredError(
-  error: unknown,
-  ...classifiers: Array<((e: unknown) => boolean) | undefined>
-): boolean {
-  if (isDefinitive(error)) return true;
-  for (const classify of classifiers) {
-    try {
-      if (classify?.(error)) return true;
-    } catch {
-      // a broken classifier must not hold the key: treat the error as transient
-    }
-  }
-  return false;
 }

@@ -122,7 +122,6 @@ for (const backend of backends) {
     let calls = 0;
     let upstream: Awaited<ReturnType<typeof startUpstream>>;
     let gw: Serve;
-    const adminUrl = '';
 
     beforeAll(async () => {
       upstream = await startUpstream((req, res) => {
