@@ -33,6 +33,7 @@ import { clusterWake } from '../gateway/cluster-wake.ts';
 import { adminListenerOf, type GatewayConfig, loadGatewayConfig } from '../gateway/config.ts';
 import { createGateway, describeStore, type Gateway, listenOn } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
+import { logLevelOf } from '../gateway/log.ts';
 import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.ts';
 import { checkEndpoint } from './check.ts';
 import { formatCheck } from './check-report.ts';
@@ -113,7 +114,15 @@ program
         throw new InvalidArgumentError(
           '--upstream (or "upstream" in --config) is required, unless a --preset gives one',
         );
-      const workers = opts.workers ?? workersOf(config.workers) ?? availableParallelism();
+      const explicit = opts.workers ?? workersOf(config.workers);
+      // a memory store lives in one process: workers would each keep their own, and a duplicate
+      // sent to another worker would run again
+      const perProcess = typeof config.store === 'string' && config.store.trim() === 'memory';
+      if (perProcess && explicit !== undefined && explicit > 1)
+        throw new InvalidArgumentError(
+          `--store memory keeps keys in one process, so ${explicit} workers would not see each other's keys: use --workers 1, or a shared store (sqlite:PATH, postgres://…, redis://…)`,
+        );
+      const workers = explicit ?? (perProcess ? 1 : availableParallelism());
       const upstream = config.upstream ?? applyPreset(config).upstream;
       const preset = config.preset === undefined ? '' : `, preset ${config.preset}`;
       const banner = (url: string, n: string) =>
@@ -121,7 +130,12 @@ program
       const spec = typeof config.store === 'string' ? config.store : `sqlite:${DEFAULT_SQLITE_PATH}`;
       if (workers > 1 && !isServeWorker()) {
         // the config, the store and the port are checked here once, before any worker starts
-        const probe = await createGateway({ ...config, purgeEvery: false } as GatewayConfig);
+        logLevelOf(config.logLevel, process.env.IDEM_LOG_LEVEL); // a bad level is refused here, once
+        const probe = await createGateway({
+          ...config,
+          purgeEvery: false,
+          logLevel: 'silent',
+        } as GatewayConfig);
         await closeOnFailure(probe, () => checkStore(probe.store, spec));
         await probe.close();
         await portFree(config.port ?? 8080, config.host ?? '127.0.0.1').catch((error) => {

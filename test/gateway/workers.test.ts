@@ -343,6 +343,10 @@ describe('idem serve --workers: start-up failures', () => {
     rmSync(dir, { recursive: true, force: true });
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/"workers" in --config must be an integer/);
+    // a memory store is per process: several workers would each run a duplicate sent to them
+    const memory = await run(['--store', 'memory', '--workers', '2']);
+    expect(memory.code).toBe(2);
+    expect(memory.err).toMatch(/--store memory keeps keys in one process, so 2 workers/);
   }, 30_000);
 });
 
