@@ -1,7 +1,8 @@
 /**
- * `npm run chaos [-- --quick] [--store sqlite,postgres,redis] [--ops N] [--seed N]`: runs the
- * chaos harness (run.ts) on each store and prints the checker's report (check.ts); exits 1 when
- * any duplicate effect, lost outcome, conflicting outcome or stuck key is found.
+ * `npm run chaos [-- --quick] [--store sqlite,postgres,redis] [--ops N] [--seed N] [--skew-app-clock]`:
+ * runs the chaos harness (run.ts) on each store and prints the checker's report (check.ts); exits
+ * 1 when any duplicate effect, premature takeover, lost outcome, conflicting outcome or stuck key
+ * is found. `--skew-app-clock` is the broken setup the checker must fail (clocks skewed on SQLite).
  */
 import { parseArgs } from 'node:util';
 import { clean, formatReport } from './check.ts';
@@ -13,6 +14,7 @@ const { values } = parseArgs({
     store: { type: 'string', default: 'sqlite,postgres,redis' },
     ops: { type: 'string' },
     seed: { type: 'string' },
+    'skew-app-clock': { type: 'boolean', default: false },
   },
 });
 const stores = values.store.split(',').map((s) => s.trim()) as ChaosStore[];
@@ -31,6 +33,7 @@ for (const store of stores) {
     ...(values.ops && { ops: Number(values.ops) }),
     store,
     seed,
+    skewAppClock: values['skew-app-clock'],
     log: (line) => console.log(line),
   });
   console.log(formatReport(report));

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { createIdem } from 'idem';
 import { storeFromSpec } from '../../src/stores/spec.ts';
 import { prng } from '../fuzz/cases.ts';
-import { type ChaosReport, checkRun, type Delivery, type Layer } from './check.ts';
+import { type ChaosReport, checkRun, type Delivery, type Layer, type SentSignal } from './check.ts';
 import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
 import {
   canRunPrivatePostgres,
@@ -50,6 +50,12 @@ export interface ChaosOptions {
   skewMs: number;
   /** The checker's self-test: workers run actions without idem. */
   bypass?: boolean;
+  /**
+   * The checker's other self-test, a deliberately broken setup: skew the clocks of workers and
+   * gateways even on a store that keeps time on the app's clock (SQLite), so a fast clock takes
+   * over the leases of live holders. The checker must count premature takeovers.
+   */
+  skewAppClock?: boolean;
   log?: (line: string) => void;
 }
 
@@ -92,7 +98,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       spec = `${service.url}?schema=chaos`;
     }
     cleanups.push(() => service?.stop());
-    const skewed = o.store !== 'sqlite'; // SQLite keeps time on the app's clock: one machine, one clock
+    // SQLite keeps time on the app's clock: one machine, one clock (unless the setup is broken on purpose)
+    const skewed = o.store !== 'sqlite' || !!o.skewAppClock;
     const skewOf = () => (skewed ? (rand.next() * 2 - 1) * o.skewMs : 0);
 
     // the upstream behind the gateways: its ledger line is the effect
@@ -255,6 +262,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // faults, while the operations run
     let injecting = true;
     const frozen = new Set<Worker | GatewayProc>();
+    /** What the checker needs to tell a takeover of a dead or frozen holder from one of a live one. */
+    const signals: SentSignal[] = [];
+    const storeFaults: number[] = [];
+    const sent = (p: Worker | GatewayProc, kind: SentSignal['kind']) => {
+      if ('pid' in p) signals.push({ pid: p.pid, kind, at: Date.now() });
+    };
     const faultLoop = (async () => {
       let lastStoreFault = 0;
       while (injecting) {
@@ -271,15 +284,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const wi = rand.int(workers.length);
         const gi = rand.int(gateways.length);
         if (kind === 'kill-worker' && workers[wi]?.alive()) {
+          sent(workers[wi], 'kill');
           workers[wi].kill();
           count(kind);
           void sleep(50).then(() => respawnWorker(wi));
         } else if (kind === 'stop-worker' && workers[wi]?.alive() && !workers[wi].stopped) {
           const w = workers[wi];
+          sent(w, 'stop');
           w.stop();
           frozen.add(w);
           count(kind);
           void sleep(o.leaseMs * (1.5 + rand.next())).then(() => {
+            sent(w, 'cont');
             w.cont();
             frozen.delete(w);
           });
@@ -299,9 +315,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         } else if (kind === 'store-restart' && service && Date.now() - lastStoreFault > 3000) {
           lastStoreFault = Date.now();
           count(kind);
+          storeFaults.push(Date.now());
           await service.restart();
         } else if (kind === 'cut-connections' && service) {
           count(kind);
+          storeFaults.push(Date.now());
           await service.cutConnections().catch(() => {});
         }
       }
@@ -323,7 +341,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(Array.from({ length: o.window }, lane));
     injecting = false;
     await faultLoop;
-    for (const p of frozen) p.cont();
+    for (const p of frozen) {
+      sent(p, 'cont');
+      p.cont();
+    }
     await Promise.all(respawning.values());
     for (let i = 0; i < workers.length; i++) if (!workers[i]?.alive()) await respawnWorker(i);
     for (let i = 0; i < gateways.length; i++) if (!gateways[i]?.alive()) await respawnGateway(i);
@@ -361,6 +382,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       crashes,
       faults,
       durationMs: Date.now() - started,
+      leaseMs: o.leaseMs,
+      signals,
+      storeFaults,
     });
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
