@@ -6,13 +6,13 @@
  * IDEM_MODEL_RUNS to run more sequences.
  */
 
+import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { memoryStore, type Store } from 'idem';
+import { dynamodbStore } from 'idem/dynamodb';
 import { postgresStore } from 'idem/postgres';
 import { redisStore } from 'idem/redis';
 import { sqliteStore } from 'idem/sqlite';
-import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
-import { dynamodbStore } from 'idem/dynamodb';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, it, vi } from 'vitest';
@@ -126,7 +126,6 @@ describe('store contract, model-based', () => {
     const dynalite = await startDynalite();
     const client = dynamoClient(dynalite.endpoint);
     const base = uniqueName('idem_model');
-    // biome-ignore lint/suspicious/noDuplicateTestHooks: its own describe scope
     afterAll(async () => {
       client.destroy();
       await dynalite.stop();
