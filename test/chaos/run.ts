@@ -4,7 +4,8 @@
  * gateways — over one store, while faults are injected —
  * SIGKILL and SIGSTOP/SIGCONT of workers and gateways mid-action, an upstream that answers 5xx,
  * stalls or cuts the connection after acting, restarts of the store server and cut connections
- * (private Redis and PostgreSQL servers started here), and app clocks skewed by minutes. Then
+ * (private Redis, PostgreSQL and dynalite servers started here), and app clocks skewed by minutes
+ * (DynamoDB: by less than the store's clockSkewMs). Then
  * it checks the history and the side-effect ledger (see check.ts).
  *
  * ```
@@ -21,19 +22,29 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdem } from 'idem';
+import { createTable } from '../../src/stores/dynamodb/index.ts';
 import { storeFromSpec } from '../../src/stores/spec.ts';
 import { prng } from '../fuzz/cases.ts';
+import { dynamoClient } from '../helpers/dynalite.ts';
 import { type ChaosReport, checkRun, type Delivery, type Layer, type SentSignal } from './check.ts';
 import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
 import {
   canRunPrivatePostgres,
   freePort,
   type PrivateService,
+  privateDynalite,
   privatePostgres,
   privateRedis,
 } from './services.ts';
 
-export type ChaosStore = 'sqlite' | 'postgres' | 'redis';
+export type ChaosStore = 'sqlite' | 'postgres' | 'redis' | 'dynamodb';
+
+/**
+ * DynamoDB judges leases on the callers' clocks, `clockSkewMs` (1000 by default, as the
+ * `dynamodb://` spec leaves it) late: its workers' clocks are skewed by at most this much either
+ * way, so no two differ by more than the store allows for.
+ */
+const DYNAMODB_SKEW_MS = 400;
 
 export interface ChaosOptions {
   store: ChaosStore;
@@ -46,14 +57,18 @@ export interface ChaosOptions {
   window: number;
   /** A fault every this many ms while operations run. */
   faultEveryMs: number;
-  /** Largest clock skew of a worker or gateway (Postgres and Redis keep time on the server). */
+  /**
+   * Largest clock skew of a worker or gateway (Postgres and Redis keep time on the server;
+   * DynamoDB's workers get at most ±400 ms, within the store's clockSkewMs).
+   */
   skewMs: number;
   /** The checker's self-test: workers run actions without idem. */
   bypass?: boolean;
   /**
    * The checker's other self-test, a deliberately broken setup: skew the clocks of workers and
-   * gateways even on a store that keeps time on the app's clock (SQLite), so a fast clock takes
-   * over the leases of live holders. The checker must count premature takeovers.
+   * gateways even on a store that keeps time on the app's clock (SQLite), and on DynamoDB by
+   * the full `skewMs` (past its clockSkewMs), so a fast clock takes over the leases of live
+   * holders. The checker must count premature takeovers.
    */
   skewAppClock?: boolean;
   log?: (line: string) => void;
@@ -88,7 +103,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     let spec: string;
     if (o.store === 'sqlite') spec = `sqlite:${join(dir, 'chaos.db')}`;
-    else if (o.store === 'redis') {
+    else if (o.store === 'dynamodb') {
+      service = await privateDynalite();
+      // dynalite checks no credentials; the SDK still wants some, from the environment
+      process.env.AWS_ACCESS_KEY_ID ??= 'idem-chaos';
+      process.env.AWS_SECRET_ACCESS_KEY ??= 'idem-chaos';
+      const client = dynamoClient(service.url);
+      await createTable({ client, table: 'chaos', timeToLive: false });
+      client.destroy();
+      spec = `dynamodb://chaos?region=us-east-1&endpoint=${encodeURIComponent(service.url)}`;
+    } else if (o.store === 'redis') {
       service = await privateRedis();
       spec = `${service.url}?prefix=chaos`;
     } else {
@@ -100,7 +124,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     cleanups.push(() => service?.stop());
     // SQLite keeps time on the app's clock: one machine, one clock (unless the setup is broken on purpose)
     const skewed = o.store !== 'sqlite' || !!o.skewAppClock;
-    const skewOf = () => (skewed ? (rand.next() * 2 - 1) * o.skewMs : 0);
+    const skewMs =
+      o.store === 'dynamodb' && !o.skewAppClock ? Math.min(o.skewMs, DYNAMODB_SKEW_MS) : o.skewMs;
+    const skewOf = () => (skewed ? (rand.next() * 2 - 1) * skewMs : 0);
 
     // the upstream behind the gateways: its ledger line is the effect
     const upstreamLedger: { op: number; n: number }[] = [];
@@ -316,7 +342,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           lastStoreFault = Date.now();
           count(kind);
           storeFaults.push(Date.now());
-          await service.restart();
+          // a store that does not come back fails the run (as a crash), with everything cleaned up
+          await service.restart().catch((e: Error) => onCrash(`store restart failed: ${e.message}`));
         } else if (kind === 'cut-connections' && service) {
           count(kind);
           storeFaults.push(Date.now());
