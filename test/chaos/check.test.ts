@@ -14,7 +14,10 @@ const T = 1_800_000_000_000;
 const HOLDER = 101;
 const TAKER = 202;
 let dir: string;
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 /** Op 0 (library), held by HOLDER at T and taken over by TAKER at T + `takeoverAt`. */
 function run(opts: {
@@ -24,6 +27,7 @@ function run(opts: {
   storeFaults?: number[];
 }): ChaosReport {
   dir = mkdtempSync(join(tmpdir(), 'idem-check-'));
+  dirs.push(dir);
   const effect = (pid: number, at: number, attempt: number) =>
     JSON.stringify({ key: 'lib-0', op: 0, pid, attempt, mayHaveRun: attempt > 1, at });
   writeFileSync(
