@@ -120,6 +120,22 @@ describe('chaos checker: takeovers', () => {
     ).toEqual({ 'holder-finished': 1 });
   });
 
+  it("a takeover right after the holder's call failed (its record released) is legitimate; a failure after it is not", () => {
+    const released = run({
+      takeoverAt: 300,
+      holderLines: [
+        { key: 'lib-0', pid: HOLDER, end: true, at: T + 250 },
+        { key: 'lib-0', pid: HOLDER, failed: 'store_unavailable', at: T + 280 },
+      ],
+    });
+    expect(released.takeoversByCause).toEqual({ 'holder-finished': 1 });
+    const later = run({
+      takeoverAt: 300,
+      holderLines: [{ key: 'lib-0', pid: HOLDER, failed: 'lease_lost', at: T + 320 }],
+    });
+    expect(later.prematureTakeovers).toBe(1);
+  });
+
   it('a lease lost as taken_over, a short stall or a store fault long before do not excuse it', () => {
     expect(
       run({ takeoverAt: 900, holderLines: [{ key: 'lib-0', pid: HOLDER, lost: 'taken_over', at: T + 950 }] })

@@ -12,6 +12,8 @@
  *   - `holder-frozen`: it was SIGSTOPped for part of that time;
  *   - `holder-finished`: its action had returned before the takeover, but its outcome was
  *     never stored (the store was down or cut off while it completed), so nobody held the key;
+ *     or its call had failed before the takeover (a takeover that fails releases its record,
+ *     which the next claim takes over at once, `mayHaveRun`);
  *   - `renewal-unconfirmed`: it was told its lease ran out unconfirmed — a renewal failed or
  *     hung past the lease (store restart, cut connection, a store too slow to answer);
  *     idem measures the lease from when a renew was sent, so the holder knows no later than
@@ -124,16 +126,24 @@ interface Ledgers {
   /** `key pid` → when the action returned / when the holder was told it lost the lease, and why. */
   ends: Map<string, number[]>;
   lost: Map<string, { reason: string; at: number }[]>;
+  /** `key pid` → when the call failed (its record released, or left to expire). */
+  failed: Map<string, number[]>;
   stalls: Map<number, [number, number][]>;
 }
 
 function readLedgers(dir: string): Ledgers {
-  const l: Ledgers = { effects: new Map(), ends: new Map(), lost: new Map(), stalls: new Map() };
+  const l: Ledgers = {
+    effects: new Map(),
+    ends: new Map(),
+    lost: new Map(),
+    failed: new Map(),
+    stalls: new Map(),
+  };
   const push = <K, V>(m: Map<K, V[]>, k: K, v: V) => m.set(k, [...(m.get(k) ?? []), v]);
   for (const file of readdirSync(dir).filter((n) => n.startsWith('ledger-'))) {
     for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
       if (!line) continue;
-      let e: Effect & { end?: true; lost?: string; stall?: [number, number] };
+      let e: Effect & { end?: true; lost?: string; failed?: string; stall?: [number, number] };
       try {
         e = JSON.parse(line);
       } catch {
@@ -141,6 +151,7 @@ function readLedgers(dir: string): Ledgers {
       }
       if (e.stall) push(l.stalls, e.pid, e.stall);
       else if (e.end) push(l.ends, `${e.key} ${e.pid}`, e.at);
+      else if (e.failed) push(l.failed, `${e.key} ${e.pid}`, e.at);
       else if (e.lost) push(l.lost, `${e.key} ${e.pid}`, { reason: e.lost, at: e.at });
       else push(l.effects, e.key, e);
     }
@@ -168,6 +179,8 @@ function causeOf(taker: Effect, list: Effect[], l: Ledgers, f: RunFacts): Takeov
   }
   const id = `${holder.key} ${holder.pid}`;
   if ((l.ends.get(id) ?? []).some((at) => at >= from && at <= before)) return 'holder-finished';
+  // a call that failed released its record (or left it to expire): taken over at once, no lease to wait for
+  if ((l.failed.get(id) ?? []).some((at) => at >= from && at <= taker.at)) return 'holder-finished';
   if ((l.lost.get(id) ?? []).some((x) => x.reason === 'unconfirmed' && x.at >= from))
     return 'renewal-unconfirmed';
   if (f.storeFaults.some((at) => at >= from - f.leaseMs && at <= before)) return 'store-fault';

@@ -415,6 +415,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     });
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
+    // IDEM_CHAOS_KEEP=1 keeps the ledgers to look into a failed run
+    if (process.env.IDEM_CHAOS_KEEP === '1') log(`[chaos ${o.store}] ledgers kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }

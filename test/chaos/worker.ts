@@ -87,7 +87,10 @@ async function consume(op: number, d: number, holdMs: number): Promise<void> {
     write({ op, d, ok: true, value: r.value, replayed: r.duplicate });
   } else if (r.status === 'parked')
     write({ op, d, ok: true, value: { parked: true }, replayed: r.duplicate });
-  else write({ op, d, ok: false, code: `${r.status}:${r.status === 'retry' ? r.reason : r.reason}` });
+  else {
+    failed([`inbox-${op}`], r.status);
+    write({ op, d, ok: false, code: `${r.status}:${r.status === 'retry' ? r.reason : r.reason}` });
+  }
 }
 
 /** A two-step workflow run: each step's effect once, unless told mayHaveRun. */
@@ -107,6 +110,11 @@ async function workflow(op: number, d: number, holdMs: number): Promise<void> {
     { onInProgress: 'wait', waitTimeout: '20s' },
   );
   write({ op, d, ok: true, value });
+}
+
+/** This process's call for these keys failed: a record it held is released or left to expire. */
+function failed(keys: string[], code: string) {
+  for (const key of keys) ledger({ key, pid, failed: code, at: trueNow() });
 }
 
 async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promise<void> {
@@ -131,12 +139,12 @@ async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promi
     );
     write({ op, d, ok: true, value: r.value, replayed: r.replayed });
   } catch (error) {
-    write({
-      op,
-      d,
-      ok: false,
-      code: isIdemError(error) ? error.code : String((error as Error)?.message ?? error),
-    });
+    const code = isIdemError(error) ? error.code : String((error as Error)?.message ?? error);
+    failed(
+      kind === 'workflow' ? [`wf-${op}-a`, `wf-${op}-b`] : [`${kind === 'lib' ? 'lib' : 'inbox'}-${op}`],
+      code,
+    );
+    write({ op, d, ok: false, code });
   }
 }
 
