@@ -76,9 +76,10 @@ setInterval(() => {
 const hold = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 /** A queue message: consumeOnce, as a broker adapter would call it on every delivery. */
-async function consume(op: number, d: number, holdMs: number): Promise<void> {
+async function consume(op: number, d: number, holdMs: number, ran: Set<string>): Promise<void> {
   const r = await idem.consumeOnce({ consumer: 'chaos', messageId: `m-${op}` }, async (ctx) => {
     const done = effect(`inbox-${op}`, op, ctx);
+    ran.add(`inbox-${op}`);
     await hold(holdMs);
     done();
     return { op, by: process.pid, attempt: ctx.attempt, nonce: randomUUID() };
@@ -88,19 +89,20 @@ async function consume(op: number, d: number, holdMs: number): Promise<void> {
   } else if (r.status === 'parked')
     write({ op, d, ok: true, value: { parked: true }, replayed: r.duplicate });
   else {
-    failed([`inbox-${op}`], r.status);
+    failed(ran, r.status);
     write({ op, d, ok: false, code: `${r.status}:${r.status === 'retry' ? r.reason : r.reason}` });
   }
 }
 
 /** A two-step workflow run: each step's effect once, unless told mayHaveRun. */
-async function workflow(op: number, d: number, holdMs: number): Promise<void> {
+async function workflow(op: number, d: number, holdMs: number, ran: Set<string>): Promise<void> {
   const value = await idem.workflow(
     `chaos-wf-${op}`,
     async (run) => {
       const step = (name: string) =>
         run.step(name, async (ctx) => {
           const done = effect(`wf-${op}-${name}`, op, ctx);
+          ran.add(`wf-${op}-${name}`);
           await hold(holdMs / 2);
           done();
           return randomUUID();
@@ -112,15 +114,19 @@ async function workflow(op: number, d: number, holdMs: number): Promise<void> {
   write({ op, d, ok: true, value });
 }
 
-/** This process's call for these keys failed: a record it held is released or left to expire. */
-function failed(keys: string[], code: string) {
+/**
+ * A call whose own action ran (the keys it wrote effects for) failed: a record it held is
+ * released or left to expire. Calls that only waited or were refused log nothing.
+ */
+function failed(keys: Iterable<string>, code: string) {
   for (const key of keys) ledger({ key, pid, failed: code, at: trueNow() });
 }
 
 async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promise<void> {
+  const ran = new Set<string>();
   try {
-    if (kind === 'inbox') return await consume(op, d, holdMs);
-    if (kind === 'workflow') return await workflow(op, d, holdMs);
+    if (kind === 'inbox') return await consume(op, d, holdMs, ran);
+    if (kind === 'workflow') return await workflow(op, d, holdMs, ran);
     const execute = config.bypass
       ? async <T>(_key: string, action: (ctx: Ctx) => Promise<T>) => ({
           value: await action({ attempt: 1, mayHaveRun: false }),
@@ -131,6 +137,7 @@ async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promi
       `chaos-op-${op}`,
       async (ctx: Ctx) => {
         const done = effect(`lib-${op}`, op, ctx);
+        ran.add(`lib-${op}`);
         await hold(holdMs);
         done();
         return { op, by: process.pid, attempt: ctx.attempt, nonce: randomUUID() };
@@ -140,10 +147,7 @@ async function deliver(op: number, d: number, holdMs: number, kind: Kind): Promi
     write({ op, d, ok: true, value: r.value, replayed: r.replayed });
   } catch (error) {
     const code = isIdemError(error) ? error.code : String((error as Error)?.message ?? error);
-    failed(
-      kind === 'workflow' ? [`wf-${op}-a`, `wf-${op}-b`] : [`${kind === 'lib' ? 'lib' : 'inbox'}-${op}`],
-      code,
-    );
+    failed(ran, code);
     write({ op, d, ok: false, code });
   }
 }
