@@ -11,6 +11,7 @@ import { parseArgs, type RunConfig, SECTIONS, type SectionId, USAGE, UsageError 
 import { loadAverage, type MachineFacts, machineFacts, ROOT } from './lib/env.ts';
 import { renderSection, type SectionResult } from './lib/report.ts';
 import { dynamodbSection } from './sections/dynamodb.ts';
+import { expressSection } from './sections/express.ts';
 import { gatewaySection } from './sections/gateway.ts';
 import { inboxSection } from './sections/inbox.ts';
 import { journalSection } from './sections/journal.ts';
@@ -34,6 +35,7 @@ const RUNNERS: Record<SectionId, (cfg: RunConfig) => Promise<SectionResult>> = {
   dynamodb: dynamodbSection,
   inbox: inboxSection,
   outbox: outboxSection,
+  express: expressSection,
 };
 
 function commandLine(argv: string[]): string {

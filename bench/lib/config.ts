@@ -25,6 +25,7 @@ export const SECTIONS = [
   'dynamodb',
   'inbox',
   'outbox',
+  'express',
 ] as const;
 export type SectionId = (typeof SECTIONS)[number];
 

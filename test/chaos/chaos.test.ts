@@ -2,8 +2,12 @@
  * The quick chaos profile (test/chaos/run.ts with QUICK): on SQLite, a private Redis and a
  * private PostgreSQL, library workers and three gateways under SIGKILL, SIGSTOP, upstream
  * faults, store restarts, cut connections and skewed clocks — 0 duplicate effects, 0 lost
- * outcomes, 0 conflicting outcomes, 0 stuck keys. And the checker's self-test: the same run with
- * idem bypassed must be caught. Seeded (IDEM_CHAOS_SEED replays a run).
+ * outcomes, 0 conflicting outcomes, 0 stuck keys, 0 premature takeovers. And the checker's
+ * self-tests: the same run with idem bypassed must be caught (duplicate effects), and so must a
+ * deliberately broken setup, clocks skewed by minutes on SQLite (which keeps time on the app's
+ * clock), where the fast clocks take over live holders' leases (premature takeovers, which the
+ * checker once excused because those runs were told `mayHaveRun`). Seeded (IDEM_CHAOS_SEED
+ * replays a run).
  */
 import { describe, expect, it } from 'vitest';
 import { clean, formatReport } from './check.ts';
@@ -41,12 +45,27 @@ describe('chaos, quick profile', () => {
   it('self-test: with idem bypassed, the checker finds the duplicates', async () => {
     const report = await runChaos({
       ...QUICK,
-      ops: 60,
+      ops: 40,
       gateways: 0,
       store: 'sqlite',
       seed: SEED,
       bypass: true,
     });
     expect(report.duplicateEffects, formatReport(report)).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('self-test: with clocks skewed past the lease on SQLite, the checker finds premature takeovers', async () => {
+    const report = await runChaos({
+      ...QUICK,
+      ops: 40,
+      gateways: 0,
+      store: 'sqlite',
+      seed: SEED,
+      skewAppClock: true,
+      skewMs: 3_000, // 5 leases: enough to take live leases over, short enough not to wait minutes
+    });
+    const text = formatReport(report);
+    expect(report.prematureTakeovers, text).toBeGreaterThan(0);
+    expect(clean(report)).toBe(false);
   }, 120_000);
 });

@@ -1,7 +1,9 @@
 /**
- * `npm run chaos [-- --quick] [--store sqlite,postgres,redis] [--ops N] [--seed N]`: runs the
- * chaos harness (run.ts) on each store and prints the checker's report (check.ts); exits 1 when
- * any duplicate effect, lost outcome, conflicting outcome or stuck key is found.
+ * `npm run chaos [-- --quick] [--store sqlite,postgres,redis,dynamodb] [--ops N] [--seed N] [--skew-app-clock]`:
+ * runs the chaos harness (run.ts) on each store and prints the checker's report (check.ts); exits
+ * 1 when any duplicate effect, premature takeover, lost outcome, conflicting outcome or stuck key
+ * is found. `--skew-app-clock` is the broken setup the checker must fail (clocks skewed on SQLite).
+ * `--store dynamodb` (a private dynalite) is opt-in: see docs/RELIABILITY.md for how far it runs.
  */
 import { parseArgs } from 'node:util';
 import { clean, formatReport } from './check.ts';
@@ -13,12 +15,13 @@ const { values } = parseArgs({
     store: { type: 'string', default: 'sqlite,postgres,redis' },
     ops: { type: 'string' },
     seed: { type: 'string' },
+    'skew-app-clock': { type: 'boolean', default: false },
   },
 });
 const stores = values.store.split(',').map((s) => s.trim()) as ChaosStore[];
 for (const s of stores) {
-  if (!['sqlite', 'postgres', 'redis'].includes(s)) {
-    console.error(`chaos: unknown store "${s}" (sqlite, postgres, redis)`);
+  if (!['sqlite', 'postgres', 'redis', 'dynamodb'].includes(s)) {
+    console.error(`chaos: unknown store "${s}" (sqlite, postgres, redis, dynamodb)`);
     process.exit(2);
   }
 }
@@ -31,6 +34,7 @@ for (const store of stores) {
     ...(values.ops && { ops: Number(values.ops) }),
     store,
     seed,
+    skewAppClock: values['skew-app-clock'],
     log: (line) => console.log(line),
   });
   console.log(formatReport(report));

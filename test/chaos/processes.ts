@@ -24,6 +24,8 @@ export class Lost extends Error {}
 /** A worker process that can be killed, frozen and replaced. */
 export interface Worker {
   readonly id: number;
+  /** The OS process id, as the worker writes it in its ledger lines. */
+  readonly pid: number;
   send(op: number, d: number, holdMs: number, kind?: 'lib' | 'inbox' | 'workflow'): Promise<Answer>;
   kill(): void;
   stop(): void;
@@ -73,6 +75,7 @@ export async function startWorker(
   await isReady;
   const w: Worker = {
     id,
+    pid: child.pid as number,
     stopped: false,
     send(op, d, holdMs, kind = 'lib') {
       if (!w.alive()) return Promise.reject(new Lost(`worker ${id} is dead`));

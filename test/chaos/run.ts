@@ -4,7 +4,8 @@
  * gateways — over one store, while faults are injected —
  * SIGKILL and SIGSTOP/SIGCONT of workers and gateways mid-action, an upstream that answers 5xx,
  * stalls or cuts the connection after acting, restarts of the store server and cut connections
- * (private Redis and PostgreSQL servers started here), and app clocks skewed by minutes. Then
+ * (private Redis, PostgreSQL and dynalite servers started here), and app clocks skewed by minutes
+ * (DynamoDB: by less than the store's clockSkewMs). Then
  * it checks the history and the side-effect ledger (see check.ts).
  *
  * ```
@@ -21,19 +22,29 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdem } from 'idem';
+import { createTable } from '../../src/stores/dynamodb/index.ts';
 import { storeFromSpec } from '../../src/stores/spec.ts';
 import { prng } from '../fuzz/cases.ts';
-import { type ChaosReport, checkRun, type Delivery, type Layer } from './check.ts';
+import { dynamoClient } from '../helpers/dynalite.ts';
+import { type ChaosReport, checkRun, type Delivery, type Layer, type SentSignal } from './check.ts';
 import { type GatewayProc, Lost, startGateway, startWorker, type Worker } from './processes.ts';
 import {
   canRunPrivatePostgres,
   freePort,
   type PrivateService,
+  privateDynalite,
   privatePostgres,
   privateRedis,
 } from './services.ts';
 
-export type ChaosStore = 'sqlite' | 'postgres' | 'redis';
+export type ChaosStore = 'sqlite' | 'postgres' | 'redis' | 'dynamodb';
+
+/**
+ * DynamoDB judges leases on the callers' clocks, `clockSkewMs` (1000 by default, as the
+ * `dynamodb://` spec leaves it) late: its workers' clocks are skewed by at most this much either
+ * way, so no two differ by more than the store allows for.
+ */
+const DYNAMODB_SKEW_MS = 400;
 
 export interface ChaosOptions {
   store: ChaosStore;
@@ -46,10 +57,20 @@ export interface ChaosOptions {
   window: number;
   /** A fault every this many ms while operations run. */
   faultEveryMs: number;
-  /** Largest clock skew of a worker or gateway (Postgres and Redis keep time on the server). */
+  /**
+   * Largest clock skew of a worker or gateway (Postgres and Redis keep time on the server;
+   * DynamoDB's workers get at most ±400 ms, within the store's clockSkewMs).
+   */
   skewMs: number;
   /** The checker's self-test: workers run actions without idem. */
   bypass?: boolean;
+  /**
+   * The checker's other self-test, a deliberately broken setup: skew the clocks of workers and
+   * gateways even on a store that keeps time on the app's clock (SQLite), and on DynamoDB by
+   * the full `skewMs` (past its clockSkewMs), so a fast clock takes over the leases of live
+   * holders. The checker must count premature takeovers.
+   */
+  skewAppClock?: boolean;
   log?: (line: string) => void;
 }
 
@@ -82,7 +103,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     let spec: string;
     if (o.store === 'sqlite') spec = `sqlite:${join(dir, 'chaos.db')}`;
-    else if (o.store === 'redis') {
+    else if (o.store === 'dynamodb') {
+      service = await privateDynalite();
+      // dynalite checks no credentials; the SDK still wants some, from the environment
+      process.env.AWS_ACCESS_KEY_ID ??= 'idem-chaos';
+      process.env.AWS_SECRET_ACCESS_KEY ??= 'idem-chaos';
+      const client = dynamoClient(service.url);
+      await createTable({ client, table: 'chaos', timeToLive: false });
+      client.destroy();
+      spec = `dynamodb://chaos?region=us-east-1&endpoint=${encodeURIComponent(service.url)}`;
+    } else if (o.store === 'redis') {
       service = await privateRedis();
       spec = `${service.url}?prefix=chaos`;
     } else {
@@ -92,8 +122,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       spec = `${service.url}?schema=chaos`;
     }
     cleanups.push(() => service?.stop());
-    const skewed = o.store !== 'sqlite'; // SQLite keeps time on the app's clock: one machine, one clock
-    const skewOf = () => (skewed ? (rand.next() * 2 - 1) * o.skewMs : 0);
+    // SQLite keeps time on the app's clock: one machine, one clock (unless the setup is broken on purpose)
+    const skewed = o.store !== 'sqlite' || !!o.skewAppClock;
+    const skewMs =
+      o.store === 'dynamodb' && !o.skewAppClock ? Math.min(o.skewMs, DYNAMODB_SKEW_MS) : o.skewMs;
+    const skewOf = () => (skewed ? (rand.next() * 2 - 1) * skewMs : 0);
 
     // the upstream behind the gateways: its ledger line is the effect
     const upstreamLedger: { op: number; n: number }[] = [];
@@ -255,6 +288,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // faults, while the operations run
     let injecting = true;
     const frozen = new Set<Worker | GatewayProc>();
+    /** What the checker needs to tell a takeover of a dead or frozen holder from one of a live one. */
+    const signals: SentSignal[] = [];
+    const storeFaults: number[] = [];
+    const sent = (p: Worker | GatewayProc, kind: SentSignal['kind']) => {
+      if ('pid' in p) signals.push({ pid: p.pid, kind, at: Date.now() });
+    };
     const faultLoop = (async () => {
       let lastStoreFault = 0;
       while (injecting) {
@@ -271,15 +310,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const wi = rand.int(workers.length);
         const gi = rand.int(gateways.length);
         if (kind === 'kill-worker' && workers[wi]?.alive()) {
+          sent(workers[wi], 'kill');
           workers[wi].kill();
           count(kind);
           void sleep(50).then(() => respawnWorker(wi));
         } else if (kind === 'stop-worker' && workers[wi]?.alive() && !workers[wi].stopped) {
           const w = workers[wi];
+          sent(w, 'stop');
           w.stop();
           frozen.add(w);
           count(kind);
           void sleep(o.leaseMs * (1.5 + rand.next())).then(() => {
+            sent(w, 'cont');
             w.cont();
             frozen.delete(w);
           });
@@ -299,9 +341,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         } else if (kind === 'store-restart' && service && Date.now() - lastStoreFault > 3000) {
           lastStoreFault = Date.now();
           count(kind);
-          await service.restart();
+          storeFaults.push(Date.now());
+          // a store that does not come back fails the run (as a crash), with everything cleaned up
+          await service.restart().catch((e: Error) => onCrash(`store restart failed: ${e.message}`));
         } else if (kind === 'cut-connections' && service) {
           count(kind);
+          storeFaults.push(Date.now());
           await service.cutConnections().catch(() => {});
         }
       }
@@ -323,7 +368,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(Array.from({ length: o.window }, lane));
     injecting = false;
     await faultLoop;
-    for (const p of frozen) p.cont();
+    for (const p of frozen) {
+      sent(p, 'cont');
+      p.cont();
+    }
     await Promise.all(respawning.values());
     for (let i = 0; i < workers.length; i++) if (!workers[i]?.alive()) await respawnWorker(i);
     for (let i = 0; i < gateways.length; i++) if (!gateways[i]?.alive()) await respawnGateway(i);
@@ -361,9 +409,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       crashes,
       faults,
       durationMs: Date.now() - started,
+      leaseMs: o.leaseMs,
+      signals,
+      storeFaults,
     });
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
+    // IDEM_CHAOS_KEEP=1 keeps the ledgers to look into a failed run
+    if (process.env.IDEM_CHAOS_KEEP === '1') log(`[chaos ${o.store}] ledgers kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,10 +1,20 @@
 /**
- * Private Redis and PostgreSQL servers for the chaos harness: started in a temp folder on free
- * ports, restarted and cut off at will, removed at the end. The shared services on 6379/5432 are
- * never touched.
+ * Private Redis, PostgreSQL and DynamoDB (dynalite) servers for the chaos harness: started in a
+ * temp folder on free ports, restarted and cut off at will, removed at the end. The shared
+ * services on 6379/5432 are never touched.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +170,57 @@ export async function privatePostgres(): Promise<PrivateService> {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    },
+  };
+}
+
+const DYNALITE = new URL('./dynalite-server.ts', import.meta.url).pathname;
+
+/**
+ * A private dynalite in its own process with its tables on disk: a restart is a SIGKILL and a
+ * start on the same folder (acknowledged writes survive), a cut closes every connection.
+ * `url` is the endpoint.
+ */
+export async function privateDynalite(): Promise<PrivateService> {
+  const dir = mkdtempSync(join(tmpdir(), 'idem-chaos-dynalite-'));
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  /** Set once the process has its SIGUSR2 handler (before it, SIGUSR2 would kill it). */
+  let ready = false;
+  const start = async () => {
+    const log = openSync(join(dir, 'log'), 'a');
+    ready = false;
+    const child = spawn(process.execPath, [DYNALITE, join(dir, 'db'), String(port)], {
+      stdio: ['ignore', 'pipe', log],
+    });
+    proc = child;
+    closeSync(log);
+    child.stdout?.on('data', (c: Buffer) => {
+      if (c.toString().includes('ready') && proc === child) ready = true;
+    });
+    await waitForPort(port, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${readFileSync(join(dir, 'log'), 'utf8').slice(-2000)}`);
+    });
+  };
+  const stopNow = async () => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc?.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async restart() {
+      await stopNow();
+      await start();
+    },
+    async cutConnections() {
+      if (ready) proc?.kill('SIGUSR2');
+    },
+    async stop() {
+      await stopNow();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
