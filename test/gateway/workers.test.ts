@@ -302,7 +302,7 @@ describe('idem serve --workers: start-up failures', () => {
         '--upstream',
         'http://127.0.0.1:9',
         '--store',
-        'memory',
+        `sqlite:${join(dir, 'g.db')}`,
         '--port',
         '0',
         '--config',
