@@ -179,6 +179,8 @@ export function createConsumeOnce(deps: InboxDeps) {
         const error = lastError ?? known.last?.error ?? serializeError(new Error('too many failed runs'));
         return { parked: { error, attempts: prior } };
       }
+      // the reads above take time: a holder whose lease ran out meanwhile must not start the effect
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       try {
         const value = await handler({
           consumer,

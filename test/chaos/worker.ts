@@ -59,7 +59,9 @@ function effect(key: string, op: number, ctx: Ctx): () => void {
     const reason = (ctx.signal?.reason as { reason?: string } | undefined)?.reason ?? 'aborted';
     ledger({ key, pid, lost: reason, at: trueNow() });
   };
-  ctx.signal?.addEventListener('abort', onLost, { once: true });
+  if (ctx.signal?.aborted)
+    onLost(); // lost before the effect began: 'abort' will not fire again
+  else ctx.signal?.addEventListener('abort', onLost, { once: true });
   return () => {
     ctx.signal?.removeEventListener('abort', onLost);
     ledger({ key, pid, end: true, at: trueNow() });

@@ -144,6 +144,36 @@ describe('consumeOnce', () => {
     ]);
   });
 
+  it('a lease lost while the failure count is read: the handler does not start, the delivery is retried', async () => {
+    // The store answers the failure-count reads slowly and confirms no renewal: the holder's lease
+    // runs out before the handler would start. Before the fix the handler ran anyway, an effect
+    // by a holder that already knew its lease was gone (found by the chaos takeover audit).
+    const inner = memoryStore();
+    let slowReads = true;
+    const store = {
+      ...inner,
+      renew: async () => undefined,
+      get: async (id: string) => {
+        if (slowReads) await new Promise((r) => setTimeout(r, 400));
+        return inner.get(id);
+      },
+    };
+    const idem = createIdem({ store });
+    let runs = 0;
+    const r = await idem.consumeOnce({ consumer: 'c', messageId: 'slow' }, async () => ++runs, {
+      lease: 150,
+    });
+    expect(runs).toBe(0);
+    expect(r).toMatchObject({ status: 'retry', next: 'retry' });
+    slowReads = false;
+    await new Promise((r) => setTimeout(r, 200)); // the lapsed lease ends; the redelivery takes it over
+    const again = await idem.consumeOnce({ consumer: 'c', messageId: 'slow' }, async () => ++runs, {
+      lease: 5000,
+    });
+    expect(again).toMatchObject({ status: 'processed', value: 1 });
+    expect(runs).toBe(1);
+  });
+
   it('refuses bad refs and options with typed errors', async () => {
     const idem = fresh();
     const h = async () => 1;
