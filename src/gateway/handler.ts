@@ -87,7 +87,10 @@ export function createProxyHandler(deps: HandlerDeps) {
 
   return function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const trace = traceparentOf(req.headers.traceparent);
-    const note: RequestNote = { traceparent: trace.traceparent, route: 'unmatched', result: 'error' };
+    // inside the recent-keys ring's context, its note is this request's: one context per request
+    const outer = currentRequest.getStore();
+    const note: RequestNote = outer ?? { traceparent: '', route: 'unmatched', result: 'error' };
+    note.traceparent = trace.traceparent;
     const info = deps.logger.info?.bind(deps.logger);
     if (info) {
       const started = performance.now();
@@ -109,7 +112,7 @@ export function createProxyHandler(deps: HandlerDeps) {
     }
     // a request without a traceparent gets the gateway's, upstream too (an invalid one is forwarded as sent)
     const traced = req.headers.traceparent === undefined ? ['traceparent', trace.traceparent] : [];
-    return currentRequest.run(note, () => handle(req, res, traced));
+    return outer ? handle(req, res, traced) : currentRequest.run(note, () => handle(req, res, traced));
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse, traced: string[]): Promise<void> {

@@ -94,7 +94,12 @@ export interface RequestNote {
   result: string;
   /** The hashed record id (key + scope), computed only when the line is written. */
   recordId?: (() => string) | undefined;
+  /** The dashboard's recent-keys context of this request (src/gateway/recent-keys.ts), if any. */
+  tracking?: object | undefined;
 }
 
-/** The note of the request being handled (engine events read it for their lines). */
+/**
+ * The note of the request being handled (engine events read it for their lines). The one
+ * per-request context of the gateway: the recent-keys ring keeps its own state in `tracking`.
+ */
 export const currentRequest = new AsyncLocalStorage<RequestNote>();

@@ -2,7 +2,7 @@
  * The dashboard's recent keys: a bounded, in-memory ring of key lifecycles (default 500 keys,
  * 40 events each), fed by the engine's events and the gateway's request results. It is
  * composed around the gateway's metrics (src/gateway/metrics.ts is not changed): every request
- * runs in an `AsyncLocalStorage` context holding its method and key header, so an engine event
+ * runs in the gateway's request context (`currentRequest`), holding its method and key, so an engine event
  * (which carries only the hashed record id) can be tied to the request that caused it.
  *
  * The raw key is never kept: an entry holds the record id and a SHA-256 of the key keyed with a
@@ -11,7 +11,6 @@
  *
  * @module
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Histogram } from 'prom-client';
@@ -20,6 +19,7 @@ import { INSTRUMENTS, prometheusName } from '../core/instruments.ts';
 import { parseIdempotencyKey } from '../http/key.ts';
 import { MAX_KEY_LENGTH_BOUND } from '../http/options.ts';
 import type { KeyLifecycle } from './admin-source.ts';
+import { currentRequest } from './log.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 /** Options of {@link keyTracker}. */
@@ -92,7 +92,7 @@ export function keyTracker(options: KeyTrackerOptions): KeyTracker {
   // a one-shot SHA-256 over a fixed-length secret and the key: `createHmac` costs ~15x more per call
   const secret = randomBytes(32).toString('hex');
   const hashOf = (rawKey: string) => hash('sha256', secret + rawKey, 'base64url');
-  const contexts = new AsyncLocalStorage<RequestContext>();
+  const contextOf = () => currentRequest.getStore()?.tracking as RequestContext | undefined;
   const entries = new Map<string, Entry>(); // insertion order = last seen, oldest first
   const waited = new Histogram({
     name: prometheusName(INSTRUMENTS.gatewayWait),
@@ -134,7 +134,7 @@ export function keyTracker(options: KeyTrackerOptions): KeyTracker {
 
   function onEvent(event: IdemEvent): void {
     metrics.onEvent(event);
-    const ctx = contexts.getStore();
+    const ctx = contextOf();
     if (ctx && ctx.recordId === undefined) ctx.recordId = event.recordId;
     const entry = touch(event.recordId, ctx);
     if (!entry) return;
@@ -156,7 +156,7 @@ export function keyTracker(options: KeyTrackerOptions): KeyTracker {
     onEvent,
     request(route, result) {
       metrics.request(route, result);
-      const ctx = contexts.getStore();
+      const ctx = contextOf();
       if (!ctx?.recordId) return;
       const entry = touch(ctx.recordId, ctx);
       if (!entry) return;
@@ -189,7 +189,8 @@ export function keyTracker(options: KeyTrackerOptions): KeyTracker {
       res.once('finish', () => {
         if (ctx.answer) ctx.answer.status = res.statusCode;
       });
-      contexts.run(ctx, handle);
+      // the handler fills in this note (traceparent, route, result) instead of making its own
+      currentRequest.run({ traceparent: '', route: 'unmatched', result: 'error', tracking: ctx }, handle);
     },
     recent(limit) {
       const out: KeyLifecycle[] = [];
