@@ -287,6 +287,9 @@ export async function createGateway(options: GatewayConfig, runtime: GatewayRunt
         await stats?.close(); // the last counts, before the store closes
         if (ownsStore) await store.close?.();
         logger.info?.({}, 'gateway closed');
+        // pino writes asynchronously: a process.exit() with a write in flight would print the
+        // buffered 'closed' before the in-flight 'closing' (seen in CI), or lose lines
+        await new Promise<void>((resolve) => (logger.flush ? logger.flush(() => resolve()) : resolve()));
       })();
       return closing;
     },

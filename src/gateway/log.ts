@@ -20,6 +20,11 @@ export interface GatewayLogger {
   /** A message, or (pino-style) fields then a message. */
   error?(fieldsOrMessage: Record<string, unknown> | string, message?: string): void;
   info?(fields: Record<string, unknown>, message?: string): void;
+  /**
+   * Writes out what is buffered, then calls back (pino's `flush`). The gateway calls it last in
+   * `close()`, so a process that exits right after sees every line, in order.
+   */
+  flush?(callback: (error?: Error) => void): void;
 }
 
 /** The levels `logLevel`, `--log-level` and `IDEM_LOG_LEVEL` accept. */

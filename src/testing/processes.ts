@@ -160,7 +160,7 @@ export function processTests(
 
   it(`${processes} OS processes racing on the same keys: exactly one execution per key, identical outcomes`, async () => {
     await raceProcesses({ processStore, processes, keys: 150, deliveries: 2 });
-  });
+  }, 150_000); // starting Node processes on a loaded CI machine takes seconds: not vitest's 5 s default
 
   it('a holder killed with SIGKILL mid-action is taken over after one lease, never before', async () => {
     const leaseMs = 1_500;
@@ -203,5 +203,5 @@ export function processTests(
     expect(ctxSeen).toEqual({ attempt: 2, mayHaveRun: true });
     expect(ledgerCounts(ledger).get(key)).toBe(1);
     expect(await rescuer.run(key, () => 'again')).toBe('rescued');
-  });
+  }, 60_000);
 }

@@ -134,17 +134,29 @@ describe.skipIf(!pgUp)('consumeOnceTx: tryout findings on Postgres', () => {
 
   it('a failed run that races a successful duplicate answers duplicate, not parked', async () => {
     const ref = { consumer: 'billing', messageId: 'order-7' };
+    let started!: () => void;
+    const firstHolds = new Promise<void>((r) => (started = r));
     const first = consumeOnceTx(
       pool,
       ref,
       async (tx: pg.PoolClient) => {
         await tx.query(`INSERT INTO ${schema}.ledger VALUES ('first')`);
-        await sleep(400);
+        started();
+        // fail only once the duplicate is blocked on this run's row lock (not after a guessed
+        // sleep: on a loaded machine the duplicate had not reached its INSERT yet)
+        for (let i = 0; ; i++) {
+          const { rows } = await pool.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%order-7%' AND pid <> pg_backend_pid()`,
+          );
+          if (rows[0].n > 0) break;
+          if (i > 400) throw new Error('the duplicate never blocked on the row');
+          await sleep(25);
+        }
         throw new Error('gateway timeout');
       },
       { table },
     );
-    await sleep(100);
+    await firstHolds; // the first run holds the row: the duplicate starts behind it
     const second = consumeOnceTx(
       pool,
       ref,
