@@ -71,6 +71,15 @@ describe('chaos checker: takeovers', () => {
     expect(clean(r)).toBe(true);
   });
 
+  it('a kill noted a few ms before the effect line (the holder wrote it while the signal was on its way) is legitimate; one long before is not', () => {
+    // seen in a full run: the holder's last ledger line was its effect, the kill noted 20 ms earlier
+    const r = run({ takeoverAt: 650, signals: [{ pid: HOLDER, kind: 'kill', at: T - 20 }] });
+    expect(r.takeoversByCause).toEqual({ 'holder-killed': 1 });
+    expect(
+      run({ takeoverAt: 650, signals: [{ pid: HOLDER, kind: 'kill', at: T - 500 }] }).prematureTakeovers,
+    ).toBe(1);
+  });
+
   it('a kill that came after the takeover (or just before it) does not excuse it', () => {
     expect(
       run({ takeoverAt: 300, signals: [{ pid: HOLDER, kind: 'kill', at: T + 400 }] }).prematureTakeovers,

@@ -166,13 +166,19 @@ function readLedgers(dir: string): Ledgers {
  * renewing: a kill, a freeze, a stall or an end counts only if it came a quarter lease or more
  * before the takeover (the rest of the margin is for renew latency).
  */
+/** How long a signalled process may still write after the harness noted the signal. */
+const SIGNAL_SLACK_MS = 50;
+
 function causeOf(taker: Effect, list: Effect[], l: Ledgers, f: RunFacts): TakeoverCause {
   const holder = list.filter((e) => e !== taker && e.at <= taker.at).at(-1);
   if (!holder) return 'no-earlier-effect';
   const from = holder.at;
   const before = taker.at - f.leaseMs / 4;
   const sent = f.signals.filter((s) => s.pid === holder.pid);
-  if (sent.some((s) => s.kind === 'kill' && s.at >= from && s.at <= before)) return 'holder-killed';
+  // the harness notes a signal just before sending it: the holder may still write a line or two
+  // (its effect) in between, so a kill up to SIGNAL_SLACK_MS before the effect still ended it
+  if (sent.some((s) => s.kind === 'kill' && s.at >= from - SIGNAL_SLACK_MS && s.at <= before))
+    return 'holder-killed';
   for (const s of sent.filter((x) => x.kind === 'stop')) {
     const cont = sent.find((x) => x.kind === 'cont' && x.at >= s.at)?.at ?? Number.POSITIVE_INFINITY;
     if (s.at <= before && cont >= from) return 'holder-frozen';

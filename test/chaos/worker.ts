@@ -44,8 +44,14 @@ interface Ctx {
   signal?: AbortSignal;
 }
 
-/** Wall time from the monotonic clock: the `--import` skew patches `Date`, not `performance`. */
-const trueNow = () => performance.timeOrigin + performance.now();
+/**
+ * The machine's wall clock, as the harness reads it when it sends a signal: `Date.now()` minus
+ * the constant skew the `--import` patch adds. (Not `performance.timeOrigin + now()`: that runs
+ * 2–35 ms ahead of `Date.now()` in a fresh process, so an effect written just before a SIGKILL
+ * looked written after it, and the takeover after the kill was counted as premature.)
+ */
+const SKEW_MS = Math.round(Number(process.env.IDEM_CLOCK_SKEW_MS ?? 0));
+const trueNow = () => Date.now() - SKEW_MS;
 const pid = process.pid;
 const ledger = (line: object) => appendFileSync(config.ledger, `${JSON.stringify(line)}\n`);
 
