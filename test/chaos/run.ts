@@ -396,6 +396,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       if (record?.state !== 'completed') stuck.push(op);
     }
     await idem.close();
+    // the signals and store faults the audit used, beside the ledgers (kept with IDEM_CHAOS_KEEP=1)
+    writeFileSync(join(dir, 'signals.json'), JSON.stringify({ signals, storeFaults }));
 
     return checkRun({
       store: o.store,
