@@ -207,13 +207,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const respawnGateway = (i: number) =>
       once(`g${i}`, async () => {
         await (gateways[i] as GatewayProc).exited;
-        for (let tries = 0; ; tries++) {
+        // `idem serve` refuses to start while its store is down (a store restart in progress, slow
+        // on a loaded machine): try again, as a supervisor would, for up to a minute; a gateway
+        // that still cannot start is a crash in the report, not an unhandled rejection of the run
+        const giveUpAt = Date.now() + 60_000;
+        for (;;) {
           try {
             gateways[i] = await startGateway(ports[i] as number, config, skewOf(), onCrash);
             return;
           } catch (e) {
-            if (tries > 20) throw e;
-            await sleep(100);
+            if (Date.now() > giveUpAt) {
+              onCrash(`gateway g${i} could not restart for 60 s: ${(e as Error).message}`);
+              return;
+            }
+            await sleep(250);
           }
         }
       });
