@@ -63,7 +63,10 @@ export async function postgresSection(cfg: RunConfig): Promise<SectionResult> {
     const outcome = encodedOutcome(123456);
     const tok = token();
     const rawClaim = async (id: string) => {
-      const r = await rawPool.query({ text: sql.claim, values: [id, FINGERPRINT, tok, LEASE_MS, TTL_MS] });
+      const r = await rawPool.query({
+        text: sql.claim,
+        values: [id, FINGERPRINT, tok, LEASE_MS, TTL_MS, ''],
+      });
       return r.rows[0] as { acquired: boolean } | undefined;
     };
     const rawFresh = async (id: string) => {

@@ -63,7 +63,7 @@ export async function sqliteSection(cfg: RunConfig): Promise<SectionResult> {
     const rawFresh = (id: string) => {
       const t = Date.now();
       st.select.get(id, t);
-      st.claim.get(id, '', tok, t + LEASE_MS, t + TTL_MS, t);
+      st.claim.get(id, '', tok, t + LEASE_MS, t + TTL_MS, t, '');
       st.complete.run(outcome, t + TTL_MS, id, tok, t);
     };
 

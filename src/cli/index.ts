@@ -40,7 +40,7 @@ import { formatCheck } from './check-report.ts';
 import { startDemo } from './demo.ts';
 import { cliFailure, describeFailure, EXIT_FAILED, listenFailure } from './failure.ts';
 import { formatList, formatStats, listRecords, readCounters, requireInspect, storeStats } from './inspect.ts';
-import { describeKey, formatKey, type KeyScope, purgeStore, recordIdFor } from './keys.ts';
+import { describeKey, formatKey, type KeyScope, purgeStore, recordIdFor, scopeHashFor } from './keys.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -315,13 +315,37 @@ keys
 keys
   .command('list')
   .description(
-    'list live records page by page: state, attempt, lease, expiry, outcome size (never the outcome)',
+    'list live records page by page: state, attempt, age, lease, expiry, scope hash, outcome size (never the outcome)',
   )
   .option('--store <spec>', 'the store (or IDEM_STORE)')
   .option('--state <state>', 'only in_progress | completed | released', stateOption)
   .option(
     '--older-than <duration>',
-    'only records whose lease ended at least this long ago (30s, 10m, 1h): stuck ones',
+    'only records created at least this long ago (30s, 10m, 1h, 7d)',
+    ageOption,
+  )
+  .option('--newer-than <duration>', 'only records created less than this long ago', ageOption)
+  .option(
+    '--lease-ended <duration>',
+    'only records not completed whose lease ended at least this long ago: stuck holders and released markers',
+    ageOption,
+  )
+  .option('--scope-hash <hash>', "only records with this scope hash (as listed; '' for unscoped ones)")
+  .option(
+    '--scope <part>',
+    'only records of this scope, as passed to idem.run (repeatable, in order)',
+    collect,
+    [],
+  )
+  .option(
+    '-H, --header <header>',
+    "only records of the HTTP caller with this credential header, 'name: value' (repeatable)",
+    collect,
+    [],
+  )
+  .option(
+    '--gateway [namespace]',
+    "with --scope/-H: the records were written by idem serve (default 'gateway')",
   )
   .option('--limit <n>', 'records to print (default 100)', count)
   .option('--cursor <cursor>', 'continue where the previous page stopped')
@@ -330,29 +354,31 @@ keys
     async (opts: {
       store?: string;
       state?: ListedState;
-      olderThan?: string;
+      olderThan?: number;
+      newerThan?: number;
+      leaseEnded?: number;
+      scopeHash?: string;
+      scope: string[];
+      header: string[];
+      gateway?: string | true;
       limit?: number;
       cursor?: string;
       json?: boolean;
     }) => {
-      let olderThanMs: number | undefined;
-      if (opts.olderThan !== undefined) {
-        try {
-          olderThanMs = toMs(opts.olderThan, '--older-than');
-        } catch (error) {
-          throw new InvalidArgumentError((error as Error).message);
-        }
-        if (opts.state === 'completed')
-          throw new InvalidArgumentError(
-            '--older-than matches records by the end of their lease, which completed records no longer have: drop --state completed',
-          );
-      }
+      if (opts.leaseEnded !== undefined && opts.state === 'completed')
+        throw new InvalidArgumentError(
+          '--lease-ended matches records by the end of their lease, which completed records no longer have: drop --state completed',
+        );
+      const scopeHash = listScopeHash(opts);
       const store = await openStore(opts.store);
       try {
         const tty = process.stderr.isTTY && !opts.json;
         const page = await listRecords(store, {
           state: opts.state,
-          olderThanMs,
+          olderThanMs: opts.olderThan,
+          newerThanMs: opts.newerThan,
+          leaseEndedMs: opts.leaseEnded,
+          scopeHash,
           cursor: opts.cursor,
           limit: Math.max(1, opts.limit ?? 100),
           onPage: (n) => tty && process.stderr.write(`\rlisted ${n}…`),
@@ -615,6 +641,40 @@ function sinceOption(value: string): number {
   }
   if (ms <= 0 || ms > 35 * 86_400_000) throw new InvalidArgumentError('use a span from 1s to 35d');
   return ms;
+}
+
+/** `--older-than 1h`: a span in milliseconds (s, m, h, d). */
+function ageOption(value: string): number {
+  try {
+    return toMs(value, 'the age');
+  } catch {
+    throw new InvalidArgumentError('use a span like 30s, 10m, 1h or 7d');
+  }
+}
+
+/** The scope hash `idem keys list` filters on: given, computed from --scope/-H/--gateway, or none. */
+function listScopeHash(opts: {
+  scopeHash?: string;
+  scope: string[];
+  header: string[];
+  gateway?: string | true;
+}): string | undefined {
+  const computed = opts.scope.length > 0 || opts.header.length > 0 || opts.gateway !== undefined;
+  if (opts.scopeHash !== undefined && computed)
+    throw new InvalidArgumentError('give --scope-hash, or --scope/-H/--gateway to compute it, not both');
+  if (opts.scopeHash !== undefined) {
+    if (!/^[A-Za-z0-9_-]{0,64}$/.test(opts.scopeHash))
+      throw new InvalidArgumentError(
+        '--scope-hash is the hash as listed (base64url), or empty for unscoped records',
+      );
+    return opts.scopeHash;
+  }
+  if (!computed) return undefined;
+  try {
+    return scopeHashFor({ scope: opts.scope, ...httpScope(opts.header, opts.gateway) });
+  } catch (error) {
+    throw new InvalidArgumentError(`the scope: ${(error as Error).message}`);
+  }
 }
 
 function stateOption(value: string): ListedState {

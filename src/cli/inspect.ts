@@ -28,8 +28,14 @@ export function requireInspect(store: Store, command: string): StoreInspect {
 /** What `idem keys list` asks for. */
 export interface ListRequest {
   state?: ListedState | undefined;
-  /** Only records whose lease ended at least this long ago (in progress or released: stuck). */
+  /** Only records created at least this long ago (records of unknown age never match). */
   olderThanMs?: number | undefined;
+  /** Only records created less than this long ago (records of unknown age never match). */
+  newerThanMs?: number | undefined;
+  /** Only records not completed whose lease ended at least this long ago (in progress or released: stuck). */
+  leaseEndedMs?: number | undefined;
+  /** Only records with this scope hash ('' for unscoped ones); see `scopeHashFor`. */
+  scopeHash?: string | undefined;
   cursor?: string | undefined;
   /** Stop once this many records are collected (a Redis SCAN page may add a few more). */
   limit: number;
@@ -59,14 +65,25 @@ export async function listRecords(
       limit: Math.min(1000, Math.max(1, req.limit - records.length)),
     });
     now = page.now;
-    for (const r of page.records) {
-      if (req.olderThanMs === undefined || (r.state !== 'completed' && now - r.leaseUntil >= req.olderThanMs))
-        records.push(r);
-    }
+    for (const r of page.records) if (matches(r, req, now)) records.push(r);
     cursor = page.cursor;
     req.onPage?.(records.length);
   } while (cursor !== undefined && records.length < req.limit);
   return { records, cursor, now };
+}
+
+/** True when `r` passes every filter of `req` except the state (the store filters that). */
+function matches(r: ListedRecord, req: ListRequest, now: number): boolean {
+  if (req.scopeHash !== undefined && r.scopeHash !== req.scopeHash) return false;
+  if (req.leaseEndedMs !== undefined && (r.state === 'completed' || now - r.leaseUntil < req.leaseEndedMs))
+    return false;
+  if (req.olderThanMs === undefined && req.newerThanMs === undefined) return true;
+  if (r.createdAt === 0) return false; // written before the store kept creation times
+  const age = now - r.createdAt;
+  return (
+    (req.olderThanMs === undefined || age >= req.olderThanMs) &&
+    (req.newerThanMs === undefined || age < req.newerThanMs)
+  );
 }
 
 /** What `idem stats` reports. */
@@ -136,14 +153,18 @@ const when = (at: number, now: number) => (at >= now ? `in ${span(at - now)}` : 
  * console.log(formatList(records, cursor, Date.now()));
  */
 export function formatList(records: ListedRecord[], cursor: string | undefined, now: number): string {
-  const rows = [['RECORD', 'STATE', 'ATTEMPT', 'LEASE ENDS', 'EXPIRES', 'FINGERPRINT', 'OUTCOME']];
+  const rows = [
+    ['RECORD', 'STATE', 'ATTEMPT', 'CREATED', 'LEASE ENDS', 'EXPIRES', 'SCOPE', 'FINGERPRINT', 'OUTCOME'],
+  ];
   for (const r of records) {
     rows.push([
       r.id,
       r.state,
       String(r.attempt),
+      r.createdAt ? when(r.createdAt, now) : '?',
       r.state === 'completed' ? '-' : when(r.leaseUntil, now),
       when(r.expiresAt, now),
+      r.scopeHash ? `${r.scopeHash.slice(0, 8)}…` : '-',
       r.fingerprint ? `${r.fingerprint.slice(0, 12)}…` : '-',
       r.state === 'completed' ? `${r.outcomeBytes} B` : '-',
     ]);

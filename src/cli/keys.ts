@@ -5,7 +5,7 @@
  * @module
  */
 import { InvalidKeyError } from '../core/errors.ts';
-import { downstreamKeyOf, recordIdOf, validateKey } from '../core/keys.ts';
+import { downstreamKeyOf, recordIdOf, scopeHashOf, validateKey } from '../core/keys.ts';
 import { listedStateOf, type Store, type StoreRecord } from '../core/store.ts';
 import { engineKey } from '../http/key.ts';
 import { MAX_KEY_LENGTH_BOUND } from '../http/options.ts';
@@ -42,6 +42,12 @@ export interface KeyReport {
   lastReplayAt?: number;
   /** Why the replay count could not be read (the rest of the report stands). */
   replaysError?: string;
+  /** Epoch ms the record was created (store clock); 0 when the store did not keep it. Stores with `inspect` only. */
+  createdAt?: number;
+  /** Epoch ms it was completed; 0 while it is not. Stores with `inspect` only. */
+  completedAt?: number;
+  /** The scope hash kept with it ('' when unscoped): what `idem keys list --scope-hash` filters on. */
+  scopeHash?: string;
 }
 
 /**
@@ -51,16 +57,33 @@ export interface KeyReport {
  * recordIdFor('order-42', { http: { headers: { authorization: 'Bearer t' }, namespace: 'gateway' } })
  */
 export function recordIdFor(key: string, where: KeyScope): string {
-  if (!where.http) return recordIdOf([...(where.scope ?? [])], validateKey(key));
+  if (!where.http) return recordIdOf(scopeOf(where), validateKey(key));
   // HTTP keys up to maxKeyLength (1024) reach the engine as engineKey(key), as the layers store them
   if (key.length > MAX_KEY_LENGTH_BOUND) {
     throw new InvalidKeyError(
       `the key is over ${MAX_KEY_LENGTH_BOUND} characters, the most any route allows`,
     );
   }
+  return recordIdOf(scopeOf(where), validateKey(engineKey(key)));
+}
+
+/**
+ * The scope hash records written under a scope carry (what `idem keys list --scope` filters on),
+ * as the engine computes it: '' for no scope.
+ *
+ * @example
+ * scopeHashFor({ scope: ['tenant-a'] }) // 22 characters of base64url
+ * scopeHashFor({ http: { headers: { authorization: 'Bearer t' }, namespace: 'gateway' } })
+ */
+export function scopeHashFor(where: KeyScope): string {
+  return scopeHashOf(scopeOf(where));
+}
+
+/** Every scope part in the order the engine hashes them (HTTP: namespace, scope, credentials). */
+function scopeOf(where: KeyScope): string[] {
+  if (!where.http) return [...(where.scope ?? [])];
   const creds = credentialScope(new Request('http://idem.invalid', { headers: where.http.headers }));
-  const parts = [...(where.http.namespace ? [where.http.namespace] : []), ...(where.scope ?? []), ...creds];
-  return recordIdOf(parts, validateKey(engineKey(key)));
+  return [...(where.http.namespace ? [where.http.namespace] : []), ...(where.scope ?? []), ...creds];
 }
 
 /**
@@ -82,6 +105,7 @@ export async function describeKey(
   return {
     ...base,
     ...(await replaysOf(store, recordId)),
+    ...(await timesOf(store, recordId)),
     state: listedStateOf(r), // a holder's release after a takeover stays in progress: the next claim takes over
     attempt: r.attempt,
     fingerprint: r.fingerprint,
@@ -92,6 +116,12 @@ export async function describeKey(
       encrypted: r.outcome.startsWith('e1:'),
     }),
   };
+}
+
+/** When the record was created and completed, and its scope hash, from `inspect` (`{}` without it). */
+async function timesOf(store: Store, id: string): Promise<Partial<KeyReport>> {
+  const r = await store.inspect?.get(id);
+  return r ? { createdAt: r.createdAt, completedAt: r.completedAt, scopeHash: r.scopeHash } : {};
 }
 
 /** The record's kept replay count, `{}` for a store without counters, or why it could not be read. */
@@ -111,6 +141,8 @@ const ago = (ms: number) => {
   return ms >= 0 ? `in ${text}` : `${text} ago`;
 };
 
+const iso = (at: number) => new Date(at).toISOString();
+
 /** The report as a few readable lines. */
 export function formatKey(r: KeyReport): string {
   const lines = [`key ${JSON.stringify(r.key)} → record ${r.recordId}`, `  state: ${r.state}`];
@@ -122,6 +154,14 @@ export function formatKey(r: KeyReport): string {
     `  attempt: ${r.attempt}${r.attempt && r.attempt > 1 ? ' (taken over after a holder died)' : ''}`,
   );
   lines.push(`  fingerprint: ${r.fingerprint || '(none: no input was bound)'}`);
+  const now = Date.now();
+  if (r.createdAt !== undefined) {
+    lines.push(
+      `  created: ${r.createdAt ? `${iso(r.createdAt)} (${ago(r.createdAt - now)})` : 'unknown (written before the store kept it)'}`,
+    );
+  }
+  if (r.completedAt) lines.push(`  completed: ${iso(r.completedAt)} (${ago(r.completedAt - now)})`);
+  if (r.scopeHash !== undefined) lines.push(`  scope hash: ${r.scopeHash || '(none: unscoped)'}`);
   if (r.leaseEndsInMs !== undefined) lines.push(`  lease ends: ${ago(r.leaseEndsInMs)}`);
   if (r.expiresInMs !== undefined) lines.push(`  expires: ${ago(r.expiresInMs)}`);
   if (r.outcomeBytes !== undefined) {

@@ -13,6 +13,8 @@ export interface Call<T> {
   action: Action<T>;
   opts: RunOptions<T>;
   recordId: string;
+  /** The scope hash stored with the record (`scopeHashOf`), '' when unscoped. */
+  scopeHash: string;
   fingerprint: string;
   policy: InProgressPolicy;
   leaseMs: number;

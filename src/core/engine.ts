@@ -28,6 +28,8 @@ import {
   recordIdMemo,
   recordIdPrefix,
   sameFingerprint,
+  scopeHashFrom,
+  scopeHashMemo,
   scopeParts,
   validateKey,
 } from './keys.ts';
@@ -52,6 +54,8 @@ const DEFAULT_RELEASE_GUARD_MS = 60_000;
 const DEFAULT_MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
 /** How many recent keys' record ids an instance remembers (about 100 KB with 40-character keys). */
 const RECORD_ID_MEMO_SIZE = 1024;
+/** Scopes (tenants, callers' credentials) whose hash is remembered. */
+const SCOPE_HASH_MEMO_SIZE = 1024;
 const valueOfResult = <T>(result: ExecuteResult<T>): T => result.value;
 /** `execute(key, action)` without options: nothing to check per call. */
 const NO_OPTIONS: RunOptions<never> = Object.freeze({});
@@ -88,6 +92,9 @@ export function createIdem(options: IdemOptions): Idem {
     scope === undefined
       ? baseIdOf(key)
       : recordIdFrom(recordIdPrefix([...baseScope, ...scopeParts(scope)]), key);
+  // the scope hash kept with each record for operators (idem keys list --scope)
+  const baseScopeHash = scopeHashFrom(basePrefix);
+  const scopeHashOfPrefix = scopeHashMemo(SCOPE_HASH_MEMO_SIZE);
 
   const emit = safeHook(options.onEvent);
   const codec = outcomeCodec(options.encryption);
@@ -107,6 +114,13 @@ export function createIdem(options: IdemOptions): Idem {
   });
   const turns = createTurns({ store, emit, cache, hold, flights, lateClaims, codec });
 
+  /** The record id and scope hash of `key` under the instance scope and a call's own. */
+  function idsOf(key: string, scope: string | readonly string[] | undefined) {
+    if (scope === undefined) return { recordId: baseIdOf(key), scopeHash: baseScopeHash };
+    const prefix = recordIdPrefix([...baseScope, ...scopeParts(scope)]);
+    return { recordId: recordIdFrom(prefix, key), scopeHash: scopeHashOfPrefix(prefix) };
+  }
+
   /** The call with its options checked and merged over the instance defaults. */
   function callOf<T>(key: string, action: Action<T>, opts: RunOptions<T>): Call<T> {
     validateKey(key);
@@ -117,7 +131,7 @@ export function createIdem(options: IdemOptions): Idem {
       key,
       action,
       opts,
-      recordId: idOf(key, opts.scope),
+      ...idsOf(key, opts.scope),
       fingerprint:
         opts.fingerprint ?? (opts.input === undefined ? '' : fingerprintOf(opts.input, opts.exclude)),
       policy: own.onInProgress ?? defaults.policy,

@@ -127,6 +127,45 @@ export function recordIdFrom(prefix: string, key: string): string {
   return hash('sha256', `${prefix}${JSON.stringify(key)}]`, 'base64url');
 }
 
+/**
+ * The scope hash kept with a record for operators (`idem keys list --scope …`): base64url
+ * SHA-256 of the scope parts (not the key), 22 characters; '' for no scope. It names a scope
+ * without storing its parts, which may hold tenant names or credential hashes.
+ *
+ * @example
+ * scopeHashOf(['tenant-a']) // 'Qm9…' (22 characters)
+ * scopeHashOf([]) // ''
+ */
+export function scopeHashOf(scope: readonly string[]): string {
+  return scope.length === 0 ? '' : scopeHashFrom(recordIdPrefix(scope));
+}
+
+/** {@link scopeHashOf} from the scope's {@link recordIdPrefix} (built once per call anyway). */
+export function scopeHashFrom(prefix: string): string {
+  return prefix === '[' ? '' : hash('sha256', `scope:${prefix}`, 'base64url').slice(0, 22);
+}
+
+/**
+ * `scopeHashFrom` remembering its last `size` answers, so the scopes a service sees again (its
+ * tenants, its callers' credentials) are not hashed on every call.
+ *
+ * @example
+ * const scopeHash = scopeHashMemo(256);
+ * scopeHash(recordIdPrefix(['tenant-a'])) === scopeHashOf(['tenant-a']) // true
+ */
+export function scopeHashMemo(size: number): (prefix: string) => string {
+  const hashes = new Map<string, string>();
+  return (prefix) => {
+    let h = hashes.get(prefix);
+    if (h === undefined) {
+      h = scopeHashFrom(prefix);
+      if (hashes.size >= size) hashes.delete(hashes.keys().next().value as string);
+      hashes.set(prefix, h);
+    }
+    return h;
+  };
+}
+
 /** The key handed to downstream APIs: stable per record across attempts and takeovers. */
 export function downstreamKeyOf(recordId: string): string {
   return `idem_${hash('sha256', `downstream:${recordId}`, 'base64url').slice(0, 40)}`;

@@ -87,6 +87,12 @@ export interface ClaimRequest {
   ttlMs: number;
   /** A fresh, unique, non-empty fencing token chosen by the caller ('' marks a released record). */
   token: string;
+  /**
+   * Optional: the hash of the scope the record id was made under (`scopeHashOf` in keys.ts; '' or
+   * absent when unscoped), kept with the record for `inspect` so operators can list one
+   * tenant's records. Never read by the transitions; a store that has no `inspect` may ignore it.
+   */
+  scopeHash?: string | undefined;
 }
 
 /**
@@ -201,6 +207,16 @@ export interface ListedRecord {
   fingerprint: string;
   /** Bytes of the stored outcome (UTF-8 as stored; 0 while in progress). */
   outcomeBytes: number;
+  /**
+   * When the record was created (the claim of attempt 1 on a key that was absent or expired), on
+   * the store's clock; kept through takeovers, renewals, releases into a marker and completion.
+   * 0 when unknown (a record written before the store kept it).
+   */
+  createdAt: number;
+  /** When the record was completed, on the store's clock; 0 while it is not. */
+  completedAt: number;
+  /** The `scopeHash` its claim carried; '' when none (or unknown). */
+  scopeHash: string;
 }
 
 /** A page of `inspect.list`. */
@@ -227,6 +243,8 @@ export interface ListPage {
 export interface StoreInspect {
   /** Live (unexpired) records in a stable order, `limit` examined per page, filtered by `state`. */
   list(options: ListOptions): Promise<ListPage>;
+  /** The live record `id` as `list` would show it (`idem keys show`), or undefined. */
+  get(id: string): Promise<ListedRecord | undefined>;
   /** Delete the record `id` whatever its state; true when a live record was there. */
   delete(id: string): Promise<boolean>;
 }

@@ -105,9 +105,9 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
   }
 
   async function claimWith(call: Call<unknown>, token: string): Promise<ClaimResult> {
-    const { recordId, fingerprint, leaseMs, ttlMs } = call;
+    const { recordId, fingerprint, leaseMs, ttlMs, scopeHash } = call;
     try {
-      return await store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token });
+      return await store.claim({ id: recordId, fingerprint, leaseMs, ttlMs, token, scopeHash });
     } catch (cause) {
       throw claimFailed(call, token, cause);
     }
@@ -167,6 +167,7 @@ export function createTurns({ store, emit, cache, hold, flights, lateClaims, cod
           leaseMs: call.leaseMs,
           ttlMs: call.ttlMs,
           token,
+          scopeHash: call.scopeHash,
         });
       } catch (cause) {
         throw claimFailed(call as Call<unknown>, token, cause);

@@ -569,6 +569,9 @@ export function contractTests(env: SuiteEnv): void {
       expiresAt: expect.any(Number),
       fingerprint: 'fp-done',
       outcomeBytes: 10,
+      createdAt: expect.any(Number),
+      completedAt: expect.any(Number),
+      scopeHash: '',
     });
     expect(byId.get(held.id)).toMatchObject({
       state: 'in_progress',
@@ -582,6 +585,72 @@ export function contractTests(env: SuiteEnv): void {
     expect(byId.has(gone.id)).toBe(false); // expired: not listed
     for (const r of extra) expect(byId.get(r.id)?.state).toBe('in_progress');
     expect(JSON.stringify(all)).not.toContain('héllo');
+  });
+
+  it('inspect keeps when a record was created and completed, and its scope hash: through takeovers, renewals and a released marker', async ({
+    skip,
+  }) => {
+    const s = env.store();
+    if (!s.inspect) return skip('the store has no inspect capability');
+    const near = (t: number, at: number) => expect(Math.abs(t - at)).toBeLessThan(5_000);
+    const r = req({ leaseMs: lease, scopeHash: 'c2NvcGUtYQ' });
+    const t0 = Date.now();
+    await claimOk(s, r);
+    const first = await s.inspect.get(r.id);
+    expect(first).toMatchObject({ id: r.id, state: 'in_progress', completedAt: 0, scopeHash: 'c2NvcGUtYQ' });
+    near(first!.createdAt, t0);
+    expect(await s.renew(r.id, r.token, lease)).toBeGreaterThan(0);
+    await sleep(lease + 100);
+    const again = { ...r, token: uid('t') };
+    expect(await claimOk(s, again)).toMatchObject({ attempt: 2, takeover: true });
+    const taken = await s.inspect.get(r.id);
+    expect(taken).toMatchObject({
+      attempt: 2,
+      createdAt: first!.createdAt,
+      completedAt: 0,
+      scopeHash: 'c2NvcGUtYQ',
+    });
+    const t1 = Date.now();
+    expect(await s.complete(r.id, again.token, 'out', DAY)).toBe(true);
+    const done = await s.inspect.get(r.id);
+    expect(done).toMatchObject({ state: 'completed', createdAt: first!.createdAt, outcomeBytes: 3 });
+    near(done!.completedAt, t1);
+    expect(done!.completedAt).toBeGreaterThanOrEqual(done!.createdAt);
+    const listed = (await listAll(s, { limit: 1000 })).all.find((x) => x.id === r.id);
+    expect(listed).toEqual(done);
+
+    // a released marker keeps its record's creation time; taking it again is still that record
+    const m = req({ scopeHash: 'c2NvcGUtYg' });
+    await claimOk(s, m);
+    const created = (await s.inspect.get(m.id))!.createdAt;
+    await sleep(5);
+    await s.release(m.id, m.token, 60_000);
+    expect(await s.inspect.get(m.id)).toMatchObject({
+      state: 'released',
+      createdAt: created,
+      completedAt: 0,
+    });
+    await claimOk(s, { ...m, token: uid('t') });
+    expect(await s.inspect.get(m.id)).toMatchObject({
+      state: 'in_progress',
+      createdAt: created,
+      scopeHash: 'c2NvcGUtYg',
+    });
+
+    // a claim without a scope hash, and a record created again after expiring
+    const plain = req({ leaseMs: lease, ttlMs: 1 });
+    await claimOk(s, plain);
+    expect(await s.inspect.get(plain.id)).toMatchObject({ scopeHash: '', completedAt: 0 });
+    await s.complete(plain.id, plain.token, 'x', 1);
+    await sleep(lease + 100);
+    expect(await s.inspect.get(plain.id)).toBeUndefined(); // expired: not live
+    const t2 = Date.now();
+    await claimOk(s, { ...plain, token: uid('t'), scopeHash: 'bmV3' });
+    const renewed = await s.inspect.get(plain.id);
+    expect(renewed).toMatchObject({ attempt: 1, completedAt: 0, scopeHash: 'bmV3' });
+    near(renewed!.createdAt, t2);
+    expect(renewed!.createdAt).toBeGreaterThan(first!.createdAt);
+    expect(await s.inspect.get(uid())).toBeUndefined();
   });
 
   it('inspect.list filters by state across pages', async ({ skip }) => {

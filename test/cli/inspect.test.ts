@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { createIdem } from 'idem';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { requireInspect } from '../../src/cli/inspect.ts';
-import { describeKey, recordIdFor } from '../../src/cli/keys.ts';
+import { type ListRequest, listRecords, requireInspect } from '../../src/cli/inspect.ts';
+import { describeKey, recordIdFor, scopeHashFor } from '../../src/cli/keys.ts';
 import type { Store } from '../../src/core/store.ts';
 import { memoryStore } from '../../src/stores/memory/index.ts';
 import { storeFromSpec } from '../../src/stores/spec.ts';
@@ -101,7 +101,9 @@ async function storedBytes(store: Store): Promise<number> {
 
 for (const s of stores) {
   describe.skipIf(!s.up)(`idem keys list / delete / stats on ${s.name}`, () => {
-    it('pages through every record once, finds the stalled holder, counts, deletes one key', async () => {
+    it('pages through every record once, filters by age, scope and lease, counts, deletes one key', {
+      timeout: 180_000,
+    }, async () => {
       const { store, stuck, marker, close } = await seed(s.spec);
       try {
         const seen: { id: string; state: string }[] = [];
@@ -132,12 +134,54 @@ for (const s of stores) {
         expect(seen.find((r) => r.id === marker)?.state).toBe('released');
         expect(JSON.stringify(seen)).not.toContain('order'); // neither raw keys nor outcomes
 
-        const stalled = await idem(['keys', 'list', '--store', s.spec, '--older-than', '10ms', '--json']);
+        const ids = async (...args: string[]) => {
+          const r = await idem(['keys', 'list', '--store', s.spec, '--json', ...args]);
+          expect(r.code, r.stderr).toBe(0);
+          return (JSON.parse(r.stdout).records as { id: string }[]).map((x) => x.id).sort();
+        };
+        expect(await ids('--lease-ended', '10ms')).toEqual([stuck, marker].sort());
+
+        // age and scope: the five orders were written by idem.run under scope 'billing', the
+        // stalled holder and the marker by store.claim with no scope
+        const orders = [0, 1, 2, 3, 4].map((i) => recordIdFor(`order-${i}`, { scope: ['billing'] })).sort();
+        expect(await ids('--scope', 'billing')).toEqual(orders);
+        expect(await ids('--scope-hash', '', '--newer-than', '10m')).toEqual([stuck, marker].sort());
+        await new Promise((r) => setTimeout(r, 1100));
+        expect(await ids('--older-than', '1s', '--scope', 'billing')).toEqual(orders);
+        // the rest of the filters in-process (each CLI run is a Node start)
+        const direct = async (req: Omit<ListRequest, 'limit'>) =>
+          (await listRecords(store, { ...req, limit: 1000 })).records.map((r) => r.id).sort();
+        expect(await direct({ scopeHash: scopeHashFor({ scope: ['billing'] }) })).toEqual(orders);
         expect(
-          JSON.parse(stalled.stdout)
-            .records.map((r: { id: string }) => r.id)
-            .sort(),
-        ).toEqual([stuck, marker].sort());
+          await direct({ scopeHash: scopeHashFor({ scope: ['billing'] }), state: 'in_progress' }),
+        ).toEqual([]);
+        expect(await direct({ scopeHash: scopeHashFor({ scope: ['other'] }) })).toEqual([]);
+        expect(await direct({ olderThanMs: 600_000 })).toEqual([]);
+        expect(await direct({ newerThanMs: 1000 })).toEqual([]);
+        expect(await direct({ newerThanMs: 600_000 })).toHaveLength(7);
+        const listed = (await listRecords(store, { limit: 1000 })).records;
+        for (const r of listed) {
+          expect(Math.abs(Date.now() - r.createdAt)).toBeLessThan(120_000);
+          if (r.state === 'completed') expect(r.completedAt).toBeGreaterThanOrEqual(r.createdAt);
+          else expect(r.completedAt).toBe(0);
+        }
+        const two = listed.find((r) => r.id === recordIdFor('order-2', { scope: ['billing'] }))!;
+        const shown = await idem([
+          'keys',
+          'show',
+          'order-2',
+          '--scope',
+          'billing',
+          '--store',
+          s.spec,
+          '--json',
+        ]);
+        expect(JSON.parse(shown.stdout)).toMatchObject({
+          state: 'completed',
+          scopeHash: scopeHashFor({ scope: ['billing'] }),
+          createdAt: two.createdAt,
+          completedAt: two.completedAt,
+        });
 
         const stats = await idem(['stats', '--store', s.spec, '--json']);
         expect(stats.code, stats.stderr).toBe(0);
@@ -192,7 +236,10 @@ describe('idem keys list / delete / stats: output and failures', () => {
     await close();
     const table = await idem(['keys', 'list', '--store', spec, '--limit', '2']);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^RECORD\s+STATE\s+ATTEMPT\s+LEASE ENDS\s+EXPIRES\s+FINGERPRINT\s+OUTCOME$/);
+    expect(lines[0]).toMatch(
+      /^RECORD\s+STATE\s+ATTEMPT\s+CREATED\s+LEASE ENDS\s+EXPIRES\s+SCOPE\s+FINGERPRINT\s+OUTCOME$/,
+    );
+    expect(lines[1]).toMatch(/ \d+ s ago /); // created a moment ago
     expect(lines).toHaveLength(4);
     expect(lines[3]).toMatch(/^next page: --cursor \S+$/);
     const stats = await idem(['stats', '--store', spec]);
@@ -244,10 +291,23 @@ describe('idem keys list / delete / stats: output and failures', () => {
       2,
       [expect.stringContaining('in_progress')],
     ]);
-    const mixed = await idem(['keys', 'list', '--store', spec, '--older-than', '1h', '--state', 'completed']);
-    expect(mixed.code).toBe(2);
+    const mixed = await idem([
+      'keys',
+      'list',
+      '--store',
+      spec,
+      '--lease-ended',
+      '1h',
+      '--state',
+      'completed',
+    ]);
+    expect([mixed.code, mixed.stderr]).toEqual([2, expect.stringContaining('drop --state completed')]);
     const badAge = await idem(['keys', 'list', '--store', spec, '--older-than', 'soon']);
-    expect(badAge.code).toBe(2);
+    expect([badAge.code, badAge.stderr]).toEqual([2, expect.stringContaining('30s, 10m, 1h or 7d')]);
+    const both = await idem(['keys', 'list', '--store', spec, '--scope', 'a', '--scope-hash', 'x']);
+    expect([both.code, both.stderr]).toEqual([2, expect.stringContaining('not both')]);
+    const badHash = await idem(['keys', 'list', '--store', spec, '--scope-hash', 'no spaces']);
+    expect([badHash.code, badHash.stderr]).toEqual([2, expect.stringContaining('base64url')]);
     const noStore = await idem(['stats'], undefined);
     expect(noStore.code).toBe(2);
     const { inspect: _, ...bare } = memoryStore();

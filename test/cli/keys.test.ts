@@ -73,6 +73,27 @@ describe('idem keys show / idem purge', () => {
       },
     );
     expect(JSON.parse(theirs.stdout)).toMatchObject({ key: 'order-42', state: 'absent' });
+
+    // the record carries the caller's scope hash: listed by alice's credentials, not by bob's
+    const shown = await idem(
+      ['keys', 'show', 'order-42', '--gateway', '-H', 'authorization: Bearer alice', '--json'],
+      {
+        IDEM_STORE: `sqlite:${db}`,
+      },
+    );
+    const report = JSON.parse(shown.stdout);
+    expect(report.scopeHash).toMatch(/^[\w-]{22}$/);
+    expect(report.createdAt).toBeGreaterThan(Date.now() - 60_000);
+    expect(report.completedAt).toBeGreaterThanOrEqual(report.createdAt);
+    const list = async (...args: string[]) => {
+      const r = await idem(['keys', 'list', '--store', `sqlite:${db}`, '--json', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout).records as { id: string }[]).map((x) => x.id);
+    };
+    expect(await list('--gateway', '-H', 'authorization: Bearer alice')).toEqual([report.recordId]);
+    expect(await list('--scope-hash', report.scopeHash)).toEqual([report.recordId]);
+    expect(await list('--gateway', '-H', 'authorization: Bearer bob')).toEqual([]);
+    expect(await list('-H', 'authorization: Bearer alice')).toEqual([]); // not the gateway's namespace
   });
 
   it('finds a key longer than 255 characters that a route with a raised maxKeyLength stored', async () => {

@@ -71,7 +71,20 @@ describe('dynamodb store (dynalite)', () => {
     const c = await store.claim(r);
     expect(c).toMatchObject({ status: 'acquired', attempt: 1 });
     const held = await raw(r.id);
-    expect(Object.keys(held!).sort()).toEqual(['a', 'e', 'expiration', 'f', 'id', 'l', 'm', 'n', 's', 't']);
+    // b: created at; h (scope hash) only when the claim has one
+    expect(Object.keys(held!).sort()).toEqual([
+      'a',
+      'b',
+      'e',
+      'expiration',
+      'f',
+      'id',
+      'l',
+      'm',
+      'n',
+      's',
+      't',
+    ]);
     const e = Number(held!.e!.N);
     expect(Number(held!.expiration!.N)).toBe(Math.ceil(e / 1000));
     expect(e - Number(held!.l!.N)).toBe(60_000);
@@ -81,7 +94,20 @@ describe('dynamodb store (dynalite)', () => {
     expect(Number(renewed!.expiration!.N) * 1000).toBeGreaterThanOrEqual(until! + 60_000);
     expect(await store.complete(r.id, r.token, 'done', 5_000)).toBe(true);
     const done = await raw(r.id);
-    expect(Object.keys(done!).sort()).toEqual(['a', 'e', 'expiration', 'f', 'id', 'l', 'o', 's', 't']);
+    expect(Object.keys(done!).sort()).toEqual([
+      'a',
+      'b',
+      'd',
+      'e',
+      'expiration',
+      'f',
+      'id',
+      'l',
+      'o',
+      's',
+      't',
+    ]);
+    expect(Number(done!.d!.N)).toBeGreaterThanOrEqual(Number(done!.b!.N));
     expect(Number(done!.expiration!.N)).toBe(Math.ceil(Number(done!.e!.N) / 1000));
     expect(Number(done!.e!.N) - Date.now()).toBeLessThanOrEqual(5_000);
   });
@@ -295,6 +321,9 @@ describe('dynamodb store (dynalite)', () => {
       { client, table, clockSkewMs: -1 },
       { client, table, requestTimeout: 0 },
       { client, table, keyAttribute: 'e' },
+      { client, table, ttlAttribute: 'b' }, // the record's own: created at, completed at, scope hash
+      { client, table, keyAttribute: 'd' },
+      { client, table, ttlAttribute: 'h' },
       { client, table, keyAttribute: 'k', ttlAttribute: 'k' },
       { client, table, tabel: 'typo' },
     ];
@@ -334,6 +363,101 @@ describe('dynamodb store (dynalite)', () => {
     } finally {
       down.destroy();
     }
+  });
+
+  it('the claim that creates a record writes b and h in its own PutItem; a takeover and complete keep them', async () => {
+    const { client: c, sent } = counting(true);
+    const s = dynamodbStore({ client: c, table, clockSkewMs: 0 });
+    const r = req({ leaseMs: 100, scopeHash: 'c2NvcGU' });
+    const before = Date.now();
+    await s.claim(r);
+    expect(sent).toEqual(['PutItem']);
+    const created = await raw(r.id);
+    expect(created!.h).toEqual({ S: 'c2NvcGU' });
+    expect(Number(created!.b!.N)).toBeGreaterThanOrEqual(before);
+    await sleep(150);
+    sent.length = 0;
+    const heir = { ...r, token: randomUUID(), scopeHash: 'b3RoZXI' };
+    expect(await s.claim(heir)).toMatchObject({ status: 'acquired', attempt: 2, takeover: true });
+    expect(await s.complete(r.id, heir.token, 'v', 60_000)).toBe(true);
+    expect(sent).toEqual(['PutItem', 'UpdateItem', 'UpdateItem']); // failed put, fenced takeover, complete
+    const done = await raw(r.id);
+    expect(done!.b).toEqual(created!.b);
+    expect(done!.h).toEqual({ S: 'c2NvcGU' });
+    expect(await s.inspect!.get(r.id)).toMatchObject({
+      state: 'completed',
+      attempt: 2,
+      createdAt: Number(created!.b!.N),
+      completedAt: Number(done!.d!.N),
+      scopeHash: 'c2NvcGU',
+      outcomeBytes: 1,
+    });
+  });
+
+  it('an item written before b, d and h existed lists and gets as 0 / 0 / "", replays, and can be taken over and completed', async () => {
+    const own = uniqueName('idem_ddb_old');
+    await createTestTable(dynalite.endpoint, own);
+    const s = dynamodbStore({ client, table: own, clockSkewMs: 0 });
+    const now = Date.now();
+    const e = now + 60_000;
+    const put = (item: Record<string, unknown>) =>
+      client.send(new PutItemCommand({ TableName: own, Item: item as never }));
+    // the old layouts, as the store wrote them: a completed item and one whose holder died
+    await put({
+      id: { S: 'old-done' },
+      s: { S: 'c' },
+      f: { S: 'fp' },
+      t: { S: 'told' },
+      a: { N: '1' },
+      l: { N: '0' },
+      e: { N: String(e) },
+      o: { S: 'old outcome' },
+      expiration: { N: String(Math.ceil(e / 1000)) },
+    });
+    await put({
+      id: { S: 'old-held' },
+      s: { S: 'p' },
+      f: { S: 'fp' },
+      t: { S: 'dead' },
+      a: { N: '1' },
+      l: { N: String(now - 1) },
+      e: { N: String(e) },
+      m: { N: String(e - now + 1) },
+      n: { N: String(Math.ceil((e - now + 1) / 1000)) },
+      expiration: { N: String(Math.ceil(e / 1000)) },
+    });
+    const unknown = { createdAt: 0, completedAt: 0, scopeHash: '' };
+    const done = await s.inspect!.get('old-done');
+    expect(done).toEqual({
+      id: 'old-done',
+      state: 'completed',
+      attempt: 1,
+      leaseUntil: 0,
+      expiresAt: e,
+      fingerprint: 'fp',
+      outcomeBytes: 11,
+      ...unknown,
+    });
+    expect(await s.inspect!.get('old-held')).toMatchObject({ state: 'in_progress', ...unknown });
+    const page = await s.inspect!.list({ limit: 100 });
+    expect(page.cursor).toBeUndefined();
+    expect(page.records.find((x) => x.id === 'old-done')).toEqual(done);
+    expect(page.records.find((x) => x.id === 'old-held')).toMatchObject(unknown);
+
+    // still a replay
+    expect(await s.claim(req({ id: 'old-done' }))).toMatchObject({
+      status: 'existing',
+      record: { state: 'completed', outcome: 'old outcome' },
+    });
+    expect(await s.get('old-done')).toMatchObject({ outcome: 'old outcome' });
+    // a takeover keeps it the same record: creation time and scope unknown, then completed
+    const heir = req({ id: 'old-held', scopeHash: 'c2M' });
+    expect(await s.claim(heir)).toMatchObject({ status: 'acquired', attempt: 2, takeover: true });
+    expect(await s.complete('old-held', heir.token, 'v', 60_000)).toBe(true);
+    const taken = await s.inspect!.get('old-held');
+    expect(taken).toMatchObject({ state: 'completed', createdAt: 0, scopeHash: '' });
+    expect(taken!.completedAt).toBeGreaterThan(0);
+    expect(await s.inspect!.get('absent')).toBeUndefined();
   });
 
   it('an item written by another tool without the store attributes is answered, never crashes', async () => {

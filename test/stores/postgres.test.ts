@@ -82,12 +82,26 @@ describe.skipIf(!up)('postgres store', () => {
         outcome: 'text',
         outcome_escaped: 'boolean',
         awaited: 'boolean',
+        created_at: 'bigint',
+        completed_at: 'bigint',
+        scope: 'text',
       });
       const versions = await admin.query(
         `SELECT version FROM "${schema}".idem_records_version ORDER BY version`,
       );
-      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
-      expect(SCHEMA_VERSION).toBe(2);
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+      expect(SCHEMA_VERSION).toBe(3);
+      // the claim, and its five-parameter overload for processes of the previous idem
+      const fns = await admin.query(
+        `SELECT pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p
+         JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = 'idem_records_claim'
+         ORDER BY p.pronargs`,
+        [schema],
+      );
+      expect(fns.rows.map((r) => r.args)).toEqual([
+        'p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint',
+        'p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint, p_scope text',
+      ]);
       const idx = await admin.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1`, [schema]);
       expect(idx.rows.map((r) => r.indexname).sort()).toEqual([
         'idem_records_expires_at',
@@ -121,7 +135,9 @@ describe.skipIf(!up)('postgres store', () => {
       await admin.query(`GRANT USAGE ON SCHEMA "${schema}" TO ${role}`);
       await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${schema}".idem_records TO ${role}`);
       await admin.query(`GRANT SELECT ON "${schema}".idem_records_version TO ${role}`);
-      await admin.query(`GRANT EXECUTE ON FUNCTION "${schema}".idem_records_claim TO ${role}`);
+      await admin.query(
+        `GRANT EXECUTE ON FUNCTION "${schema}".idem_records_claim(text, text, text, bigint, bigint, text) TO ${role}`,
+      );
       const url = new URL(PG_URL);
       url.username = role;
       const s = postgresStore({ connectionString: url.toString(), schema });
@@ -144,7 +160,7 @@ describe.skipIf(!up)('postgres store', () => {
       }
     });
 
-    it('upgrades a version 1 schema: migration 2 replaces the claim function, records stay', async () => {
+    it('upgrades a version 1 schema: the claim function is replaced, records stay', async () => {
       const fresh = uniqueName('idem_pg_v1');
       const s1 = postgresStore({ connectionString: PG_URL, schema: fresh });
       const kept = req();
@@ -152,7 +168,12 @@ describe.skipIf(!up)('postgres store', () => {
       await s1.complete(kept.id, kept.token, 'kept', DAY);
       await s1.close();
       // back to version 1, with a claim function that is not this version's
-      await admin.query(`DELETE FROM "${fresh}".idem_records_version WHERE version = 2`);
+      await admin.query(`DELETE FROM "${fresh}".idem_records_version WHERE version >= 2`);
+      await admin.query(
+        `DROP FUNCTION "${fresh}".idem_records_claim(text, text, text, bigint, bigint, text) CASCADE`,
+      );
+      await admin.query(`ALTER TABLE "${fresh}".idem_records
+        DROP COLUMN created_at, DROP COLUMN completed_at, DROP COLUMN scope`);
       await admin.query(`CREATE OR REPLACE FUNCTION "${fresh}".idem_records_claim(
           p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint)
         RETURNS TABLE (acquired boolean, state text, fingerprint text, token text, attempt integer,
@@ -169,10 +190,96 @@ describe.skipIf(!up)('postgres store', () => {
         const versions = await admin.query(
           `SELECT version FROM "${fresh}".idem_records_version ORDER BY version`,
         );
-        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
+        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
       } finally {
         await s2.close();
         await dropSchema(admin, fresh);
+      }
+    });
+
+    it('upgrades a version 2 schema in place: old rows list with createdAt 0, new claims fill the new columns, the old claim still works', async () => {
+      const old = uniqueName('idem_pg_v2');
+      await createVersion2Schema(old);
+      const t = `"${old}".idem_records`;
+      // a record of the previous idem, and a process of it that keeps running through the upgrade
+      await admin.query(
+        `INSERT INTO ${t} (id, state, fingerprint, token, attempt, lease_until, expires_at, outcome)
+         VALUES ('old-done', 'completed', 'fp-old', 'tok-old', 1, 0, $1, 'old outcome')`,
+        [(await dbNow()) + DAY],
+      );
+      const oldProcess = new pg.Client({ connectionString: PG_URL });
+      await oldProcess.connect();
+      const oldClaim = (id: string) =>
+        oldProcess.query({
+          name: 'old_claim',
+          text: `SELECT * FROM "${old}".idem_records_claim($1, $2, $3, $4, $5)`,
+          values: [id, 'fp', randomUUID(), 30_000, DAY],
+        });
+      expect((await oldClaim('by-old-before')).rows[0]).toMatchObject({ acquired: true, attempt: 1 });
+
+      const stores = Array.from({ length: 4 }, () =>
+        postgresStore({ connectionString: PG_URL, schema: old }),
+      );
+      try {
+        await Promise.all(stores.map((s) => s.ready())); // four processes upgrade at once: one migrates
+        const s = stores[0]!;
+        const versions = await admin.query(
+          `SELECT version FROM "${old}".idem_records_version ORDER BY version`,
+        );
+        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+
+        // the old rows: readable, replayable, listed with createdAt 0 and no scope
+        expect(await s.get('old-done')).toMatchObject({ state: 'completed', outcome: 'old outcome' });
+        const replay = await s.claim({
+          ...req({ id: 'old-done', fingerprint: 'fp-old' }),
+          scopeHash: 'c2NvcGU',
+        });
+        expect(replay).toMatchObject({
+          status: 'existing',
+          record: { outcome: 'old outcome', token: 'tok-old' },
+        });
+        expect(await s.inspect!.get('old-done')).toEqual({
+          id: 'old-done',
+          state: 'completed',
+          attempt: 1,
+          leaseUntil: 0,
+          expiresAt: expect.any(Number),
+          fingerprint: 'fp-old',
+          outcomeBytes: 11,
+          createdAt: 0,
+          completedAt: 0,
+          scopeHash: '',
+        });
+        const listed = (await s.inspect!.list({ limit: 100 })).records;
+        expect(listed.find((r) => r.id === 'by-old-before')).toMatchObject({ createdAt: 0, scopeHash: '' });
+
+        // new claims fill created_at, scope and, on complete, completed_at
+        const before = await dbNow();
+        const r = req({ scopeHash: 'c2NvcGUtYQ' });
+        expect(await s.claim(r)).toMatchObject({ status: 'acquired', attempt: 1 });
+        expect(await s.complete(r.id, r.token, 'new', DAY)).toBe(true);
+        const got = (await s.inspect!.get(r.id))!;
+        expect(got).toMatchObject({ state: 'completed', scopeHash: 'c2NvcGUtYQ', outcomeBytes: 3 });
+        expect(got.createdAt).toBeGreaterThanOrEqual(before);
+        expect(got.completedAt).toBeGreaterThanOrEqual(got.createdAt);
+        expect(got.completedAt).toBeLessThanOrEqual(await dbNow());
+        expect((await admin.query(`SELECT scope FROM ${t} WHERE id = $1`, [r.id])).rows[0].scope).toBe(
+          'c2NvcGUtYQ',
+        );
+
+        // the old process's prepared five-parameter claim keeps working, with the current semantics
+        const after = await oldClaim('by-old-after');
+        expect(after.rows[0]).toMatchObject({ acquired: true, attempt: 1 });
+        expect(await s.inspect!.get('by-old-after')).toMatchObject({ state: 'in_progress', scopeHash: '' });
+        expect((await s.inspect!.get('by-old-after'))!.createdAt).toBeGreaterThanOrEqual(before);
+        expect((await oldClaim('old-done')).rows[0]).toMatchObject({
+          acquired: false,
+          outcome: 'old outcome',
+        });
+      } finally {
+        await oldProcess.end();
+        await Promise.all(stores.map((s) => s.close()));
+        await dropSchema(admin, old);
       }
     });
 
@@ -434,6 +541,7 @@ describe.skipIf(!up)('postgres store', () => {
           ['complete', () => s.complete(r.id, 't2', 'out', DAY)],
           ['claim (replay)', () => s.claim({ ...r, token: 't3' })],
           ['get', () => s.get(r.id)],
+          ['inspect.get', () => s.inspect!.get(r.id)],
           ['release', () => s.release(r.id, 't2')],
           ['purgeExpired', () => s.purgeExpired(10)],
         ];
@@ -448,7 +556,7 @@ describe.skipIf(!up)('postgres store', () => {
         }
         // the claim's text carries no app time; prepared once per connection, later claims only execute
         expect(parsed['claim (acquire)']).toEqual([
-          expect.stringMatching(/_claim"\(\$1, \$2, \$3, \$4, \$5\)/),
+          expect.stringMatching(/_claim"\(\$1, \$2, \$3, \$4, \$5, \$6/),
         ]);
         expect(parsed['claim (replay)']).toEqual([]);
         expect(parsed.get).toEqual([]);
@@ -568,3 +676,80 @@ describe.skipIf(!up)('postgres store', () => {
     });
   });
 });
+
+/** The schema exactly as idem wrote it at version 2 (before created_at, completed_at and scope). */
+async function createVersion2Schema(schema: string): Promise<void> {
+  const admin = adminPool();
+  const t = `"${schema}".idem_records`;
+  const now = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+  try {
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+    await admin.query(`CREATE TABLE "${schema}".idem_records_version (
+      version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    await admin.query(`CREATE TABLE ${t} (
+      id text PRIMARY KEY,
+      state text NOT NULL CHECK (state IN ('in_progress', 'completed')),
+      fingerprint text NOT NULL,
+      token text NOT NULL,
+      attempt integer NOT NULL,
+      lease_until bigint NOT NULL,
+      expires_at bigint NOT NULL,
+      outcome text,
+      outcome_escaped boolean NOT NULL DEFAULT false,
+      awaited boolean NOT NULL DEFAULT false)`);
+    await admin.query(`CREATE INDEX "idem_records_expires_at" ON ${t} (expires_at)`);
+    await admin.query(`CREATE FUNCTION "${schema}".idem_records_claim(
+      p_id text, p_fingerprint text, p_token text, p_lease_ms bigint, p_ttl_ms bigint)
+    RETURNS TABLE (acquired boolean, state text, fingerprint text, token text, attempt integer,
+      lease_until bigint, expires_at bigint, outcome text, outcome_escaped boolean, now_ms bigint)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    DECLARE
+      t bigint := ${now};
+      r ${t}%ROWTYPE;
+    BEGIN
+      FOR i IN 1..10 LOOP
+        SELECT * INTO r FROM ${t} x WHERE x.id = p_id;
+        IF FOUND AND r.expires_at > t
+          AND (r.state = 'completed' OR r.lease_until > t OR r.fingerprint <> p_fingerprint) THEN
+          IF r.state = 'in_progress' AND NOT r.awaited THEN
+            UPDATE ${t} x SET awaited = true
+            WHERE x.id = p_id AND x.token = r.token AND x.state = 'in_progress' AND NOT x.awaited;
+            CONTINUE WHEN NOT FOUND;
+            r.awaited := true;
+          END IF;
+          RETURN QUERY SELECT false, r.state, r.fingerprint, r.token, r.attempt, r.lease_until,
+            r.expires_at, r.outcome, r.outcome_escaped, t;
+          RETURN;
+        END IF;
+        INSERT INTO ${t} AS x (id, state, fingerprint, token, attempt, lease_until, expires_at)
+        VALUES (p_id, 'in_progress', p_fingerprint, p_token, 1, t + p_lease_ms,
+          t + p_lease_ms + greatest(p_lease_ms, p_ttl_ms))
+        ON CONFLICT (id) DO UPDATE SET
+          state = 'in_progress',
+          fingerprint = excluded.fingerprint,
+          token = excluded.token,
+          attempt = CASE WHEN x.expires_at <= t THEN 1 ELSE x.attempt + 1 END,
+          lease_until = excluded.lease_until,
+          expires_at = CASE WHEN x.expires_at <= t THEN excluded.expires_at
+                            ELSE greatest(x.expires_at, excluded.expires_at) END,
+          outcome = NULL,
+          outcome_escaped = false,
+          awaited = CASE WHEN x.expires_at <= t THEN false ELSE x.awaited END
+        WHERE x.expires_at <= t
+           OR (x.state = 'in_progress' AND x.lease_until <= t AND x.fingerprint = excluded.fingerprint)
+        RETURNING x.* INTO r;
+        IF FOUND THEN
+          RETURN QUERY SELECT true, r.state, r.fingerprint, r.token, r.attempt, r.lease_until,
+            r.expires_at, NULL::text, false, t;
+          RETURN;
+        END IF;
+      END LOOP;
+      RAISE EXCEPTION 'idem: the claim on % kept changing under concurrent writers', p_id;
+    END
+    $fn$`);
+    await admin.query(`INSERT INTO "${schema}".idem_records_version (version) VALUES (1), (2)`);
+  } finally {
+    await admin.end();
+  }
+}

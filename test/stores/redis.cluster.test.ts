@@ -7,6 +7,7 @@ import { testStore } from 'idem/testing';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisStore } from '../../src/stores/redis/index.ts';
+import { redisInspect } from '../../src/stores/redis/inspect.ts';
 import { type RedisCluster, redisBinariesAvailable, startCluster } from '../helpers/redis-cluster.ts';
 import { REQUIRE_SERVICES, uniqueName } from '../helpers/services.ts';
 import { deletePrefix, redisStoreSuite } from './fixtures/redis-suite.ts';
@@ -57,6 +58,31 @@ if (binaries) {
         expect(await client.cluster('KEYSLOT', id)).toBe(slot); // the hash tag is the id
         expect((await store.get(id))?.outcome).toBe(`v${id}`);
       }
+    });
+
+    it('inspect.get reads one record from the node that holds it (list alone needs SCAN)', async () => {
+      const inspect = redisInspect({ client: async () => client, prefix, keyPrefix: '', timeoutMs: 2_000 });
+      const ids = Array.from({ length: 12 }, (_, i) => `show-${i}`);
+      const before = Date.now();
+      for (const id of ids) {
+        const token = randomUUID();
+        await store.claim({ id, fingerprint: 'fp', leaseMs: 5_000, ttlMs: 60_000, token, scopeHash: 'c2M' });
+        expect(await store.complete(id, token, 'done', 60_000)).toBe(true);
+      }
+      for (const id of ids) {
+        const r = await inspect.get(id);
+        expect(r).toMatchObject({
+          id,
+          state: 'completed',
+          fingerprint: 'fp',
+          outcomeBytes: 4,
+          scopeHash: 'c2M',
+        });
+        expect(Math.abs(r!.createdAt - before)).toBeLessThan(5_000);
+        expect(r!.completedAt).toBeGreaterThanOrEqual(r!.createdAt);
+      }
+      expect(await inspect.get('show-none')).toBeUndefined();
+      await expect(inspect.list({ limit: 10 })).rejects.toThrow(/Cluster/);
     });
   });
 

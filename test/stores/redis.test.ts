@@ -123,6 +123,118 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     expect(clustered.inspect).toBeUndefined();
   });
 
+  it('a claim writes b (created at) and h (scope hash, only when scoped) on create, a takeover keeps them, complete adds d', async () => {
+    const store = redisStore({ url, prefix });
+    const fields = async (id: string) => Object.keys(await admin!.hgetall(`${prefix}:{${id}}`)).sort();
+    const plain = { id: 'fields-plain', fingerprint: 'f', leaseMs: 100, ttlMs: 60_000, token: 't1' };
+    await store.claim(plain);
+    expect(await fields(plain.id)).toEqual(['a', 'b', 'e', 'f', 'l', 's', 't']);
+    const scoped = { ...plain, id: 'fields-scoped', scopeHash: 'c2NvcGU' };
+    await store.claim(scoped);
+    expect(await fields(scoped.id)).toEqual(['a', 'b', 'e', 'f', 'h', 'l', 's', 't']);
+    const created = await admin!.hget(`${prefix}:{${scoped.id}}`, 'b');
+    await new Promise((r) => setTimeout(r, 150));
+    // a takeover writes t, a, l and e only: b and h stay as the first claim wrote them
+    const taken = { ...scoped, token: 't2', scopeHash: 'b3RoZXI' };
+    expect(await store.claim(taken)).toMatchObject({ status: 'acquired', attempt: 2, takeover: true });
+    expect(await admin!.hmget(`${prefix}:{${scoped.id}}`, 'b', 'h', 'd')).toEqual([created, 'c2NvcGU', null]);
+    expect(await store.complete(scoped.id, 't2', 'out', 60_000)).toBe(true);
+    const [b, d] = (await admin!.hmget(`${prefix}:{${scoped.id}}`, 'b', 'd')).map(Number);
+    expect(b).toBe(Number(created));
+    expect(d).toBeGreaterThanOrEqual(b!);
+    expect(await store.inspect!.get(scoped.id)).toMatchObject({
+      state: 'completed',
+      createdAt: b,
+      completedAt: d,
+      scopeHash: 'c2NvcGU',
+      outcomeBytes: 3,
+    });
+    await store.close?.();
+  });
+
+  it('a record written before b, d and h existed lists and gets as 0 / 0 / "", replays, and can still be taken over and completed', async () => {
+    const store = redisStore({ url, prefix });
+    const now = Date.now();
+    const old = (id: string) => `${prefix}:{${id}}`;
+    // the old layout, written by hand: a completed record and one whose holder died
+    await admin!.hset(old('old-done'), {
+      s: 'c',
+      f: 'fp',
+      t: 'told',
+      a: '1',
+      l: '0',
+      e: String(now + 60_000),
+      o: 'old outcome',
+      x: '',
+    });
+    await admin!.pexpireat(old('old-done'), now + 60_000);
+    await admin!.hset(old('old-held'), {
+      s: 'p',
+      f: 'fp',
+      t: 'dead',
+      a: '1',
+      l: String(now - 1),
+      e: String(now + 60_000),
+    });
+    await admin!.pexpireat(old('old-held'), now + 60_000);
+
+    const unknown = { createdAt: 0, completedAt: 0, scopeHash: '' };
+    const done = await store.inspect!.get('old-done');
+    expect(done).toEqual({
+      id: 'old-done',
+      state: 'completed',
+      attempt: 1,
+      leaseUntil: 0,
+      expiresAt: now + 60_000,
+      fingerprint: 'fp',
+      outcomeBytes: 11,
+      ...unknown,
+    });
+    expect(await store.inspect!.get('old-held')).toMatchObject({
+      state: 'in_progress',
+      attempt: 1,
+      ...unknown,
+    });
+    const listed = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.inspect!.list({ limit: 100, cursor });
+      listed.push(...page.records.filter((r) => r.id.startsWith('old-')));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(listed.find((r) => r.id === 'old-done')).toEqual(done);
+    expect(listed.find((r) => r.id === 'old-held')).toMatchObject(unknown);
+
+    // still a replay: the claim answers the stored outcome
+    const replay = await store.claim({
+      id: 'old-done',
+      fingerprint: 'fp',
+      leaseMs: 5_000,
+      ttlMs: 60_000,
+      token: 'new',
+    });
+    expect(replay).toMatchObject({
+      status: 'existing',
+      record: { state: 'completed', outcome: 'old outcome' },
+    });
+    expect(await store.get('old-done')).toMatchObject({ outcome: 'old outcome' });
+    // a takeover of the old record keeps it the same record: creation time unknown, then completed
+    const takeover = {
+      id: 'old-held',
+      fingerprint: 'fp',
+      leaseMs: 5_000,
+      ttlMs: 60_000,
+      token: 'heir',
+      scopeHash: 'c2M',
+    };
+    expect(await store.claim(takeover)).toMatchObject({ status: 'acquired', attempt: 2, takeover: true });
+    expect(await store.complete('old-held', 'heir', 'v', 60_000)).toBe(true);
+    const heir = await store.inspect!.get('old-held');
+    expect(heir).toMatchObject({ state: 'completed', createdAt: 0, scopeHash: '' });
+    expect(heir!.completedAt).toBeGreaterThan(0);
+    await store.close?.();
+  });
+
   it('works with a client that answers integers as strings (stringNumbers)', async () => {
     const client = new Redis(url, { stringNumbers: true });
     const store = redisStore({ client, prefix });

@@ -32,6 +32,7 @@ import {
   N,
   S,
   seconds,
+  storedScopeHash,
   toRecord,
 } from './item.ts';
 import { type DynamoDBStoreOptions, resolveOptions } from './options.ts';
@@ -63,10 +64,14 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
 
   let closed = false;
   /** token → what the claim knew, so release and complete need no read. */
-  const held = new Map<string, { attempt: number; fingerprintBytes: number }>();
-  const hold = (token: string, attempt: number, fingerprint: string) => {
+  const held = new Map<string, { attempt: number; fingerprintBytes: number; scopeBytes: number }>();
+  const hold = (token: string, attempt: number, fingerprint: string, scopeHash: string) => {
     if (held.size >= MAX_HELD) held.delete(held.keys().next().value!);
-    held.set(token, { attempt, fingerprintBytes: Buffer.byteLength(fingerprint) });
+    held.set(token, {
+      attempt,
+      fingerprintBytes: Buffer.byteLength(fingerprint),
+      scopeBytes: Buffer.byteLength(scopeHash),
+    });
   };
 
   /** id → the in-progress item a claim here last found held (see claim). */
@@ -118,7 +123,10 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
     async claim(req: ClaimRequest): Promise<ClaimResult> {
       const leaseMs = ms('leaseMs', req.leaseMs);
       const margin = Math.max(leaseMs, ms('ttlMs', req.ttlMs));
+      const scopeHash = req.scopeHash ?? '';
       let { now, judge } = clock();
+      // b (created at) and h (scope hash, only when there is one) ride on the claim's own write;
+      // a takeover's UpdateItem leaves them as they are
       const fresh = (): Item => ({
         ...key(req.id),
         s: S('p'),
@@ -130,6 +138,8 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
         m: N(margin),
         n: N(seconds(margin)),
         [ttlAttribute]: N(seconds(now + leaseMs + margin)),
+        b: N(now),
+        ...(scopeHash !== '' && { h: S(scopeHash) }),
       });
       // absent or expired (an item another tool wrote, without e, counts as expired): attempt 1
       const put = () =>
@@ -157,13 +167,13 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
       let answer = seen && takeable(toRecord(req.id, seen)) ? { item: seen } : await put();
       for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
         if (answer === true) {
-          hold(req.token, 1, req.fingerprint);
+          hold(req.token, 1, req.fingerprint, scopeHash);
           return { status: 'acquired', attempt: 1, leaseUntil: now + leaseMs, takeover: false };
         }
         const old = answer.item && toRecord(req.id, answer.item);
         if (old?.token === req.token && old.state === 'in_progress') {
           // our own write landed and its answer was lost (the SDK retried it): the claim is ours
-          hold(req.token, old.attempt, req.fingerprint);
+          hold(req.token, old.attempt, req.fingerprint, storedScopeHash(answer.item));
           return {
             status: 'acquired',
             attempt: old.attempt,
@@ -207,7 +217,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
             true,
           );
           if (taken === true) {
-            hold(req.token, attempt, req.fingerprint);
+            hold(req.token, attempt, req.fingerprint, storedScopeHash(answer.item));
             return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
           }
           answer = taken;
@@ -224,15 +234,16 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
       const ttl = ms('ttlMs', ttlMs);
       if (!token) return false; // '' marks a released record: nobody holds it
       const [text, escaped] = encodeOutcome(outcome);
-      const fingerprintBytes = held.get(token)?.fingerprintBytes ?? 0;
+      const claimed = held.get(token);
       const bytes = completedItemBytes(
         keyAttribute,
         ttlAttribute,
         id,
         token,
-        fingerprintBytes,
+        claimed?.fingerprintBytes ?? 0,
         text,
         escaped,
+        claimed?.scopeBytes ?? 0,
       );
       const room = MAX_ITEM_BYTES - (bytes - Buffer.byteLength(text));
       if (bytes > MAX_ITEM_BYTES) throw new OutcomeTooLargeError(Buffer.byteLength(text), room);
@@ -243,7 +254,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
           'UpdateItem',
           {
             Key: key(id),
-            UpdateExpression: `SET s = :c, o = :o, l = :zero, e = :e, #x = :x${escaped ? ', j = :one' : ''} REMOVE m, n${escaped ? '' : ', j'}`,
+            UpdateExpression: `SET s = :c, o = :o, l = :zero, e = :e, d = :d, #x = :x${escaped ? ', j = :one' : ''} REMOVE m, n${escaped ? '' : ', j'}`,
             ConditionExpression: 't = :t AND s = :p AND e > :j',
             ExpressionAttributeNames: { '#x': ttlAttribute },
             ExpressionAttributeValues: {
@@ -251,6 +262,7 @@ export function dynamodbStore(options: DynamoDBStoreOptions): Store {
               ':o': S(text),
               ':zero': N(0),
               ':e': N(now + ttl),
+              ':d': N(now),
               ':x': N(seconds(now + ttl)),
               ...(escaped && { ':one': N(1) }),
               ':t': S(token),

@@ -10,6 +10,11 @@
  * j       N  1 when the outcome is stored JSON-escaped (it held a lone surrogate)
  * m       N  in progress: expiresAt − leaseUntil, so renew moves both in one SET
  * n       N  m in whole seconds (rounded up), so renew moves the TTL attribute too
+ * b       N  createdAt, epoch ms: set by the claim that creates the record, kept by takeovers
+ * d       N  completedAt, epoch ms (completed only)
+ * h       S  scope hash (only when the claim had one)
+ *            b, d and h are for inspect only, never read by a transition; items written before
+ *            them have none (inspect answers 0, 0, '')
  * <ttl>   N  expiresAt in epoch seconds, rounded up ('expiration' by default): the table's TTL attribute
  * ```
  *
@@ -44,6 +49,11 @@ export function toRecord(id: string, item: Item): StoreRecord {
   };
 }
 
+/** The scope hash an item keeps (`h`), '' when it has none. */
+export function storedScopeHash(item: Item | undefined): string {
+  return str(item?.h);
+}
+
 /**
  * `[text, escaped]` to store: DynamoDB strings are UTF-8, so a string with a lone surrogate
  * would come back altered; those travel JSON-escaped.
@@ -54,8 +64,8 @@ export function encodeOutcome(outcome: string): [string, boolean] {
 
 /**
  * The size DynamoDB counts for a completed item: every attribute name and string value in
- * UTF-8 bytes, every number at its largest. `fingerprintBytes` is a guess when the caller does
- * not know the fingerprint; the server still refuses what does not fit.
+ * UTF-8 bytes, every number at its largest. `fingerprintBytes` and `scopeBytes` are guesses
+ * when the caller does not know the claim; the server still refuses what does not fit.
  */
 export function completedItemBytes(
   keyAttribute: string,
@@ -65,14 +75,16 @@ export function completedItemBytes(
   fingerprintBytes: number,
   outcome: string,
   escaped: boolean,
+  scopeBytes = 0,
 ): number {
-  const names = `${keyAttribute}sftaleo${ttlAttribute}${escaped ? 'j' : ''}`;
-  const numbers = (escaped ? 5 : 4) * NUMBER_BYTES; // a, l, e, ttl (and j)
+  const names = `${keyAttribute}sftaleobd${ttlAttribute}${escaped ? 'j' : ''}${scopeBytes > 0 ? 'h' : ''}`;
+  const numbers = (escaped ? 7 : 6) * NUMBER_BYTES; // a, l, e, b, d, ttl (and j)
   return (
     Buffer.byteLength(names) +
     Buffer.byteLength(id) +
     1 +
     fingerprintBytes +
+    scopeBytes +
     Buffer.byteLength(token) +
     Buffer.byteLength(outcome) +
     numbers

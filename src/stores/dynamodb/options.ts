@@ -113,4 +113,4 @@ const KNOWN = [
   'requestTimeout',
 ];
 /** Attribute names the record uses itself. */
-const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n'];
+const RESERVED = ['s', 'f', 't', 'a', 'l', 'e', 'o', 'j', 'm', 'n', 'b', 'd', 'h'];

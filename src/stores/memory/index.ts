@@ -31,10 +31,10 @@ export interface MemoryStoreOptions {
  */
 export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const now = options.now ?? Date.now;
-  const records = new Map<string, StoreRecord>();
+  const records = new Map<string, MemoryRecord>();
   const listeners = new Map<string, Set<() => void>>();
 
-  const live = (id: string, t: number): StoreRecord | undefined => {
+  const live = (id: string, t: number): MemoryRecord | undefined => {
     const r = records.get(id);
     return r && r.expiresAt > t ? r : undefined;
   };
@@ -55,7 +55,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const t = now();
       const r = live(req.id, t);
       if (r && (r.state === 'completed' || r.fingerprint !== req.fingerprint || r.leaseUntil > t)) {
-        return { status: 'existing', record: { ...r }, now: t };
+        return { status: 'existing', record: stored(r), now: t };
       }
       const attempt = r ? r.attempt + 1 : 1;
       const leaseUntil = t + req.leaseMs;
@@ -69,6 +69,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         leaseUntil,
         expiresAt: Math.max(r?.expiresAt ?? 0, keep),
         outcome: undefined, // every record has the same shape, so completing it in place keeps it
+        // a takeover or a released marker taken again is the same record: it keeps both
+        createdAt: r?.createdAt ?? t,
+        completedAt: 0,
+        scopeHash: r?.scopeHash ?? req.scopeHash ?? '',
       });
       // a released marker (attempt 0) is taken as attempt 1: nothing may have run
       return { status: 'acquired', attempt, leaseUntil, takeover: attempt > 1 };
@@ -85,6 +89,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       r.outcome = outcome;
       r.leaseUntil = 0;
       r.expiresAt = t + ttlMs;
+      r.completedAt = t;
       notify(id);
       return true;
     },
@@ -115,7 +120,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async get(id) {
       const r = live(id, now());
-      return r ? { ...r } : undefined;
+      return r ? stored(r) : undefined;
     },
 
     async purgeExpired(limit) {
@@ -145,6 +150,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         const filtered = o.state ? out.filter((r) => r.state === o.state) : out;
         return { records: filtered, cursor: ids.length > o.limit ? page.at(-1) : undefined, now: t };
       },
+      async get(id) {
+        const r = live(id, now());
+        return r && listed(r);
+      },
       async delete(id) {
         const r = live(id, now());
         records.delete(id);
@@ -167,7 +176,20 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   };
 }
 
-function listed(r: StoreRecord): ListedRecord {
+/** A record with what only `inspect` shows. */
+interface MemoryRecord extends StoreRecord {
+  createdAt: number;
+  completedAt: number;
+  scopeHash: string;
+}
+
+/** The record as the contract's methods answer it: a copy, without what only `inspect` shows. */
+function stored(r: MemoryRecord): StoreRecord {
+  const { createdAt: _c, completedAt: _d, scopeHash: _s, ...record } = r;
+  return record;
+}
+
+function listed(r: MemoryRecord): ListedRecord {
   return {
     id: r.id,
     state: listedStateOf(r),
@@ -176,5 +198,8 @@ function listed(r: StoreRecord): ListedRecord {
     expiresAt: r.expiresAt,
     fingerprint: r.fingerprint,
     outcomeBytes: r.outcome === undefined ? 0 : Buffer.byteLength(r.outcome),
+    createdAt: r.createdAt,
+    completedAt: r.completedAt,
+    scopeHash: r.scopeHash,
   };
 }

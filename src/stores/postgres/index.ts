@@ -12,6 +12,7 @@ import {
   type ClaimResult,
   checkListOptions,
   guardMsOf,
+  type ListedRecord,
   listedStateOf,
   type Store,
   type StoreRecord,
@@ -195,7 +196,14 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     ready,
 
     async claim(req: ClaimRequest): Promise<ClaimResult> {
-      const values = [req.id, req.fingerprint, req.token, ms(req.leaseMs), ms(req.ttlMs)];
+      const values = [
+        req.id,
+        req.fingerprint,
+        req.token,
+        ms(req.leaseMs),
+        ms(req.ttlMs),
+        req.scopeHash ?? '',
+      ];
       const row = (await query('claim', sql.claim, values)).rows[0];
       if (!row) throw new StoreUnavailableError('postgres store: claim answered no row');
       if (row.acquired) {
@@ -251,22 +259,13 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         const rows = (await query('list', sql.list, [opts.cursor ?? '', opts.limit])).rows;
         const now = Number(rows[0]?.now_ms ?? Date.now());
         const found = rows.filter((row) => row.id != null);
-        const records = found
-          .map((row) => {
-            const r = toRecord(String(row.id), row);
-            return {
-              id: r.id,
-              state: listedStateOf(r),
-              attempt: r.attempt,
-              leaseUntil: r.leaseUntil,
-              expiresAt: r.expiresAt,
-              fingerprint: r.fingerprint,
-              outcomeBytes: Number(row.bytes),
-            };
-          })
-          .filter((r) => opts.state === undefined || r.state === opts.state);
+        const records = found.map(toListed).filter((r) => opts.state === undefined || r.state === opts.state);
         const cursor = found.length === opts.limit ? String(found.at(-1)?.id) : undefined;
         return { records, cursor, now };
+      },
+      async get(id) {
+        const row = (await query('inspect get', sql.inspectGet, [id])).rows[0];
+        return row ? toListed(row) : undefined;
       },
       async delete(id) {
         const row = (await query('delete', sql.remove, [id])).rows[0];
@@ -355,6 +354,23 @@ function encodeOutcome(outcome: string): [string, boolean] {
   return outcome.isWellFormed() && !outcome.includes('\0')
     ? [outcome, false]
     : [JSON.stringify(outcome), true];
+}
+
+/** A row of `list` / `inspectGet` as listed. */
+function toListed(row: Record<string, unknown>): ListedRecord {
+  const r = toRecord(String(row.id), row);
+  return {
+    id: r.id,
+    state: listedStateOf(r),
+    attempt: r.attempt,
+    leaseUntil: r.leaseUntil,
+    expiresAt: r.expiresAt,
+    fingerprint: r.fingerprint,
+    outcomeBytes: Number(row.bytes),
+    createdAt: Number(row.created_at),
+    completedAt: Number(row.completed_at),
+    scopeHash: String(row.scope),
+  };
 }
 
 function toRecord(id: string, row: Record<string, unknown>): StoreRecord {

@@ -12,7 +12,7 @@ import { type PgClientLike, type PgPoolLike, withClient } from './connection.ts'
 import { migrations, statements } from './sql.ts';
 
 /** The schema version this code writes and reads. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Time a migration may take; DDL waits for locks that ordinary statements never need. */
 const MIGRATION_TIMEOUT_MS = 60_000;

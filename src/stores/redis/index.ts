@@ -6,7 +6,9 @@
  * ```
  * key      <prefix>:{<id>}    hash: s state (p | c), f fingerprint, t token, a attempt,
  *                             l leaseUntil, e expiresAt, o outcome, x outcome encoding,
- *                             w awaited (a waiting claim found the record held)
+ *                             w awaited (a waiting claim found the record held);
+ *                             for inspect only: b createdAt, d completedAt, h scope hash
+ *                             (absent on records written before them, and h when unscoped)
  * channel  <prefix>:{<id>}    'c' on complete, 'r' on release of an awaited record (SPUBLISH in Cluster)
  * ```
  *
@@ -135,6 +137,7 @@ export function redisStore(options: RedisStoreOptions): Store {
           req.token,
           ms('leaseMs', req.leaseMs),
           ms('ttlMs', req.ttlMs),
+          req.scopeHash ?? '',
         ),
       );
       if (isRecord(reply)) {

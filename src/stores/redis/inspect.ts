@@ -1,7 +1,9 @@
 /**
  * `inspect` for the Redis store: SCAN over the prefix, one pipeline of HMGET + HSTRLEN per
- * page, Redis `TIME` as the clock. A Cluster client is refused (SCAN walks one node; scan
- * each master with its own client and prefix instead).
+ * page, Redis `TIME` as the clock. A Cluster client is refused by `list` (SCAN walks one node;
+ * scan each master with its own client and prefix instead); `get` and `delete` name their key,
+ * so they work on one too (`get` is one pipeline of HMGET + HSTRLEN + TIME, which a Cluster
+ * client sends to the node that holds the key: the record is judged by its own clock).
  *
  * @module
  */
@@ -24,9 +26,16 @@ interface ScanClient {
   pipeline(): {
     hmget(key: string, ...fields: string[]): unknown;
     hstrlen(key: string, field: string): unknown;
+    time(): unknown;
     exec(): Promise<[Error | null, unknown][] | null>;
   };
 }
+
+/**
+ * The fields inspect reads (never the outcome `o`, whose size HSTRLEN gives): b createdAt,
+ * d completedAt and h scope hash are absent on records written before the store kept them.
+ */
+const FIELDS = ['s', 'a', 'l', 'e', 'f', 't', 'b', 'd', 'h'] as const;
 
 /**
  * Builds the capability over a connected client. `keyOf(id)` is the record key, `keyPrefix`
@@ -72,39 +81,38 @@ export function redisInspect(o: {
         const keys = found.map((k) => k.slice(o.keyPrefix.length));
         const p = c.pipeline();
         for (const k of keys) {
-          p.hmget(k, 's', 'a', 'l', 'e', 'f', 't');
+          p.hmget(k, ...FIELDS);
           p.hstrlen(k, 'o');
         }
         const [[, time], replies] = await Promise.all([
           c.time().then((t) => [null, t] as const),
           keys.length ? p.exec() : Promise.resolve([]),
         ]);
-        const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+        const now = clockOf(time);
         const records: ListedRecord[] = [];
         keys.forEach((k, i) => {
           const [err, v] = replies?.[2 * i] ?? [null, null];
           if (err) throw err;
-          const [s, a, l, e, f, t] = (v ?? []) as (string | null)[];
-          if (s == null || Number(e) <= now) return; // gone meanwhile, or expired
-          const r = {
-            id: k.slice(head.length, -1),
-            state: s === 'c' ? ('completed' as const) : ('in_progress' as const),
-            attempt: Number(a),
-            token: t ?? '',
-          };
-          const state = listedStateOf(r);
-          if (opts.state !== undefined && state !== opts.state) return;
-          records.push({
-            id: r.id,
-            state,
-            attempt: r.attempt,
-            leaseUntil: s === 'c' ? 0 : Number(l),
-            expiresAt: Number(e),
-            fingerprint: f ?? '',
-            outcomeBytes: Number(replies?.[2 * i + 1]?.[1] ?? 0),
-          });
+          const r = listed(k.slice(head.length, -1), v, replies?.[2 * i + 1]?.[1], now);
+          if (r && (opts.state === undefined || r.state === opts.state)) records.push(r);
         });
         return { records, cursor: next === '0' ? undefined : next, now };
+      });
+    },
+
+    async get(id) {
+      // no SCAN: a Cluster client sends the pipeline to the node that holds the key
+      const c = (await o.client()) as unknown as ScanClient;
+      return within('get', async () => {
+        const p = c.pipeline();
+        p.hmget(`${head}${id}}`, ...FIELDS);
+        p.hstrlen(`${head}${id}}`, 'o');
+        p.time();
+        const [fields, bytes, time] = ((await p.exec()) ?? []).map(([err, value]) => {
+          if (err) throw err;
+          return value;
+        });
+        return listed(id, fields, bytes, clockOf(time as [string, string]));
       });
     },
 
@@ -114,6 +122,34 @@ export function redisInspect(o: {
       return within('delete', async () => (await c.del(`${head}${id}}`)) === 1);
     },
   };
+}
+
+/**
+ * The record `id` as listed from its {@link FIELDS} and outcome size, or undefined when it is
+ * gone or expired at `now`.
+ */
+function listed(id: string, fields: unknown, outcomeBytes: unknown, now: number): ListedRecord | undefined {
+  const [s, a, l, e, f, t, b, d, h] = (fields ?? []) as (string | null)[];
+  if (s == null || Number(e) <= now) return undefined; // gone meanwhile, or expired
+  const completed = s === 'c';
+  const attempt = Number(a);
+  return {
+    id,
+    state: listedStateOf({ state: completed ? 'completed' : 'in_progress', attempt, token: t ?? '' }),
+    attempt,
+    leaseUntil: completed ? 0 : Number(l),
+    expiresAt: Number(e),
+    fingerprint: f ?? '',
+    outcomeBytes: Number(outcomeBytes ?? 0),
+    createdAt: Number(b ?? 0),
+    completedAt: completed ? Number(d ?? 0) : 0,
+    scopeHash: h ?? '',
+  };
+}
+
+/** Redis `TIME` ([seconds, microseconds]) in epoch ms. */
+function clockOf(time: [string, string]): number {
+  return Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
 }
 
 /** `s` with Redis glob characters escaped, for SCAN MATCH. */

@@ -13,12 +13,13 @@ import {
   type ClaimResult,
   checkListOptions,
   guardMsOf,
+  type ListedRecord,
   listedStateOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
 import { sqliteCounters } from './counters.ts';
-import { SCHEMA_VERSION, schemaStatements, sqliteStatements } from './sql.ts';
+import { SCHEMA_VERSION, schemaStatements, sqliteStatements, upgradeStatements } from './sql.ts';
 
 /** Options of {@link sqliteStore}. */
 export interface SqliteStoreOptions {
@@ -49,6 +50,21 @@ type Row = [
   outcome: string | null,
 ];
 
+/** A row of `list` / `inspectGet`: the select's columns up to expires_at, then these four. */
+type ListedRow = [
+  id: string,
+  state: number,
+  fingerprint: string,
+  token: string,
+  attempt: number,
+  leaseUntil: number,
+  expiresAt: number,
+  bytes: number,
+  createdAt: number,
+  completedAt: number,
+  scope: string,
+];
+
 /**
  * A store in a SQLite file, shared safely by every process on the machine.
  *
@@ -72,6 +88,7 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
   st.select.setReturnArrays(true);
   st.claim.setReturnArrays(true);
   st.list.setReturnArrays(true);
+  st.inspectGet.setReturnArrays(true);
 
   const failed = (error: unknown) =>
     new StoreUnavailableError(`sqlite: ${(error as Error).message}`, { cause: error });
@@ -94,9 +111,15 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
       const leaseUntil = t + req.leaseMs;
       const keep = leaseUntil + Math.max(req.leaseMs, req.ttlMs);
       // [attempt, token, lease_until]
-      const won = st.claim.get(req.id, req.fingerprint, req.token, leaseUntil, keep, t) as
-        | [number, string, number]
-        | undefined;
+      const won = st.claim.get(
+        req.id,
+        req.fingerprint,
+        req.token,
+        leaseUntil,
+        keep,
+        t,
+        req.scopeHash ?? '',
+      ) as [number, string, number] | undefined;
       if (won?.[1] === req.token) {
         return { status: 'acquired', attempt: won[0], leaseUntil: won[2], takeover: won[0] > 1 };
       }
@@ -163,24 +186,16 @@ export function sqliteStore(options: SqliteStoreOptions = {}): Store {
         checkListOptions(o);
         return guard(() => {
           const t = Date.now();
-          const rows = st.list.all(o.cursor ?? '', t, o.limit) as unknown as (Row & { 7: number })[];
-          const records = rows
-            .map((row) => {
-              const r = toRecord([...row.slice(0, 7), null] as unknown as Row);
-              return {
-                id: r.id,
-                state: listedStateOf(r),
-                attempt: r.attempt,
-                leaseUntil: r.leaseUntil,
-                expiresAt: r.expiresAt,
-                fingerprint: r.fingerprint,
-                outcomeBytes: Number(row[7]),
-              };
-            })
-            .filter((r) => o.state === undefined || r.state === o.state);
+          const rows = st.list.all(o.cursor ?? '', t, o.limit) as unknown as ListedRow[];
+          const records = rows.map(toListed).filter((r) => o.state === undefined || r.state === o.state);
           return { records, cursor: rows.length === o.limit ? rows.at(-1)?.[0] : undefined, now: t };
         });
       },
+      get: (id) =>
+        guard(() => {
+          const row = st.inspectGet.get(id, Date.now()) as unknown as ListedRow | undefined;
+          return row ? toListed(row) : undefined;
+        }),
       delete: (id) =>
         guard(() => {
           const row = st.remove.get(id) as { expires_at: number } | undefined;
@@ -261,12 +276,34 @@ function migrate(db: DatabaseSync, table: string) {
     if (!row) {
       for (const s of schemaStatements(table)) db.exec(s);
       db.prepare('INSERT INTO idem_schema (name, version) VALUES (?, ?)').run(table, SCHEMA_VERSION);
+    } else if (row.version < SCHEMA_VERSION) {
+      // An older file upgrades in place, in this transaction: the write lock BEGIN IMMEDIATE took
+      // makes every other process opening the file wait (whileBusy), then find the new version.
+      const steps = upgradeStatements(table);
+      for (let v = row.version; v < SCHEMA_VERSION; v++) for (const s of steps[v] ?? []) db.exec(s);
+      db.prepare('UPDATE idem_schema SET version = ? WHERE name = ?').run(SCHEMA_VERSION, table);
     }
     db.exec('COMMIT');
   } catch (error) {
     db.exec('ROLLBACK');
     throw error;
   }
+}
+
+function toListed(row: ListedRow): ListedRecord {
+  const r = toRecord([...row.slice(0, 7), null] as unknown as Row);
+  return {
+    id: r.id,
+    state: listedStateOf(r),
+    attempt: r.attempt,
+    leaseUntil: r.leaseUntil,
+    expiresAt: r.expiresAt,
+    fingerprint: r.fingerprint,
+    outcomeBytes: Number(row[7]),
+    createdAt: Number(row[8]),
+    completedAt: Number(row[9]),
+    scopeHash: row[10],
+  };
 }
 
 function toRecord(row: Row): StoreRecord {

@@ -6,12 +6,21 @@
   its complete/release publish a wake-up. Replays of completed records only read.
   Time is Redis TIME.
 
+  The record hash: s state (p | c), f fingerprint, t token, a attempt, l leaseUntil,
+  e expiresAt, o outcome, x outcome encoding, w awaited, and for inspect only (never read by a
+  transition): b createdAt, d completedAt (complete-1.lua), h scope hash. A record written
+  before b, d and h existed has none of them (inspect answers 0, 0, '').
+
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fingerprint
   ARGV[2]  fencing token of the new holder
   ARGV[3]  lease length, ms
   ARGV[4]  retention while in progress, ms: the record is kept until
            leaseUntil + max(lease, retention); a takeover keeps a later expiresAt
+  ARGV[5]  scope hash ('' when unscoped), kept for inspect only
+
+  A new record also gets b = now (created at) and, when ARGV[5] is not '', h = ARGV[5]
+  (scope hash); a takeover (or a released marker taken again) keeps both, as it keeps s and f.
 
   Output, one string either way (a client decodes every reply element it receives)
     acquired  <attempt>,<leaseUntil>; attempt > 1 is a takeover
@@ -46,8 +55,16 @@ if takeover then
     'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep))
 else
   if r[1] then rcall('DEL', key) end
-  rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', '1',
-    'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep))
+  local scope = ARGV[5]
+  if scope and scope ~= '' then
+    rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', '1',
+      'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep),
+      'b', string.format('%d', now), 'h', scope)
+  else
+    rcall('HSET', key, 's', 'p', 'f', ARGV[1], 't', ARGV[2], 'a', '1',
+      'l', string.format('%d', leaseUntil), 'e', string.format('%d', keep),
+      'b', string.format('%d', now))
+  end
 end
 rcall('PEXPIREAT', key, string.format('%d', keep))
 return string.format('%d,%d', attempt, leaseUntil)

@@ -5,7 +5,8 @@
   later attempt keeps it in progress with the lease ended (l = now) and no token, so the next
   claim is a takeover: an earlier attempt's lease ran out mid-action, its effect may exist.
   Either way wakes waiters by publishing 'r' on the channel named like the key, when a claim
-  marked the record awaited.
+  marked the record awaited. A record kept (marker or ended lease) keeps b (created at) and h
+  (scope hash).
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fencing token

@@ -1,7 +1,8 @@
 --[[
   Renew a lease: set leaseUntil to now + lease, only if the token still holds the
   in-progress record. expiresAt (and the key expiry) moves by as much as leaseUntil does, so
-  the retention margin after the lease stays what the claim made it.
+  the retention margin after the lease stays what the claim made it. Every other field
+  (b created at, h scope hash among them) stays.
 
   KEYS[1]  the record hash, <prefix>:{<id>}
   ARGV[1]  fencing token
