@@ -39,7 +39,12 @@ export interface WorkersOptions {
   log?: (line: string) => void;
   /** First restart delay, doubled after each crash in a row up to 10 s. Default 250 ms. */
   restartDelayMs?: number;
-  /** Start-up failures in a row (a restarted worker that dies before listening) before giving up. Default 5. */
+  /**
+   * Start-up failures in a row (a restarted worker that dies before listening) before giving up,
+   * counted only while no other worker listens: as long as one serves, replacements keep being
+   * tried (every 10 s at most), so a store that is down for a while does not stop a gateway that
+   * still answers. Default 5.
+   */
   maxStartFailures?: number;
   /** Longest wait for the workers to drain on `close()` before they are killed. Default 30 s. */
   drainTimeoutMs?: number;
@@ -147,7 +152,8 @@ export async function startWorkers(options: WorkersOptions): Promise<Workers> {
         },
         (error: WorkerStartError) => {
           const why = `a restarted gateway worker failed at start-up: ${error.message}`;
-          if (++startFailures < maxStartFailures) return restart(why);
+          const serving = [...live].some((w) => listening.has(w) && !w.isDead());
+          if (++startFailures < maxStartFailures || serving) return restart(why);
           log(`idem: ${why}\nidem: ${startFailures} restarted workers in a row failed at start-up; stopping`);
           void close().then(() => resolveFailed(1));
         },

@@ -138,7 +138,9 @@ export async function startGateway(
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.includes('idem gateway')) resolve();
+      // the banner, not any line that names the gateway: a worker's log line ("[idem gateway]
+      // request failed …") arrived first once while another worker was failing at start-up
+      if (line.startsWith('idem gateway ')) resolve();
     });
     void exited.then(() => reject(new Error(`gateway on ${port} exited: ${log}`)));
   });
