@@ -5,7 +5,7 @@
  * @module
  */
 import type { OutcomeCodec } from './encryption.ts';
-import { type LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
+import { LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
 import { type Heartbeat, type HeartbeatTimer, leaseLost, lostBecause, startHeartbeat } from './lease.ts';
@@ -150,9 +150,44 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
     }
   }
 
+  /**
+   * The lease of a claim whose answer came late, confirmed by a renew before the action starts:
+   * when the event loop stalled (or the store was slow) for a good part of the lease, the lease
+   * may have run out and another caller may already hold the key, and nothing would stop the
+   * action in time. Answers when the confirmed lease was sent; throws, the action not run, when
+   * the lease is gone (`LeaseLostError`) or the store cannot say (`StoreUnavailableError`).
+   */
+  async function confirmLease(call: HeldCall<unknown>, token: string): Promise<number> {
+    const { recordId, leaseMs } = call;
+    const sentAt = performance.now();
+    let until: number | undefined;
+    try {
+      until = await store.renew(recordId, token, leaseMs);
+    } catch (error) {
+      emit?.({ type: 'store_error', recordId, error });
+      throw new StoreUnavailableError(
+        `the claim's answer came late and the store could not confirm its lease, so the action was not run: ${(error as Error)?.message ?? error}`,
+        { cause: error },
+      );
+    }
+    if (until !== undefined) return sentAt;
+    emit?.({ type: 'lease_lost', recordId });
+    const reason = await lostBecause(store, recordId, token, leaseMs);
+    throw new LeaseLostError(
+      `the claim's answer came after its lease had run out (a stalled process or a slow store) and the key was no longer held, so the action was not run (${reason}): retrying is safe`,
+      undefined,
+      reason,
+    );
+  }
+
   return async function hold<T>(call: HeldCall<T>, flight: HolderFlight, won: Won): Promise<T> {
     const { recordId, leaseMs } = call;
     const { token, attempt } = won;
+    // a third of the lease gone before the action could start: confirm the lease first
+    const sentAt =
+      performance.now() - won.sentAt > leaseMs / 3
+        ? await confirmLease(call as HeldCall<unknown>, token)
+        : won.sentAt;
     // The signal is made only when the action reads it; a lost lease before that is kept.
     let controller: AbortController | undefined;
     let lost: LeaseLostError | undefined;
@@ -162,7 +197,7 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
       token,
       leaseMs,
       intervalMs: Math.max(10, leaseMs / 3),
-      leaseEnd: won.sentAt + leaseMs,
+      leaseEnd: sentAt + leaseMs,
       onLost: (error) => {
         lost = error;
         controller?.abort(error);

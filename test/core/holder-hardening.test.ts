@@ -162,3 +162,59 @@ it('a refused renew aborts the signal promptly even when the read that names the
   expect(abortedAfter).toBeGreaterThan(1_500);
   expect(abortedAfter).toBeLessThan(4_000); // renew refused at ~2 s: not a whole lease later
 }, 15_000);
+
+/** A store whose claim answers `delayMs` after it took effect (a stalled process, a slow link). */
+function lateClaims(store: Store, delayMs: number): Store {
+  return Object.assign(Object.create(store) as Store, {
+    async claim(req: Parameters<Store['claim']>[0]) {
+      const result = await store.claim(req);
+      await sleep(delayMs);
+      return result;
+    },
+  });
+}
+
+it('a claim answered after its lease ran out: the action does not start once another caller took the key (chaos, PostgreSQL, lib-2779)', async () => {
+  const base = memoryStore();
+  const events: IdemEvent['type'][] = [];
+  const slow = createIdem({ store: lateClaims(base, 150), lease: 60, onEvent: (e) => events.push(e.type) });
+  const other = createIdem({ store: base, lease: 60_000 });
+  let ranA = 0;
+  const a = slow.run('k', () => ++ranA).catch((e: unknown) => e);
+  await sleep(90); // A's lease (60 ms) ran out while its claim's answer was on its way
+  const b = await other.execute('k', () => 'b');
+  expect(b.attempt).toBe(2); // a takeover
+  const err = await a;
+  expect(ranA).toBe(0);
+  expect(err).toBeInstanceOf(LeaseLostError);
+  expect(err).toMatchObject({ reason: 'taken_over', message: expect.stringContaining('was not run') });
+  expect(events).toContain('lease_lost');
+  expect(await other.run('k', () => 'again')).toBe('b'); // B's outcome stands
+});
+
+it('a claim answered late whose lease still holds: the lease is renewed first, then the action runs once', async () => {
+  const base = memoryStore();
+  const idem = createIdem({ store: lateClaims(base, 120), lease: 90 });
+  let ran = 0;
+  const r = await idem.execute('k', async (ctx) => {
+    ran++;
+    await sleep(50);
+    expect(ctx.signal.aborted).toBe(false); // the renewed lease, not the stale one, counts
+    return 'done';
+  });
+  expect([ran, r.value, r.replayed]).toEqual([1, 'done', false]);
+  expect((await base.get(idem.ids('k').recordId))?.state).toBe('completed');
+});
+
+it('a claim answered late while the store is down: the action does not run, the caller gets StoreUnavailableError', async () => {
+  const base = memoryStore();
+  const down = Object.assign(Object.create(lateClaims(base, 60)) as Store, {
+    renew: () => Promise.reject(new StoreUnavailableError('connection refused')),
+  });
+  const idem = createIdem({ store: down, lease: 90 });
+  let ran = 0;
+  const err = await idem.run('k', () => ++ran).catch((e: unknown) => e);
+  expect(ran).toBe(0);
+  expect(err).toBeInstanceOf(StoreUnavailableError);
+  expect((err as Error).message).toContain('was not run');
+});
