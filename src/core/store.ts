@@ -264,6 +264,27 @@ export function listedStateOf(r: Pick<StoreRecord, 'state' | 'token' | 'attempt'
 }
 
 /**
+ * A record as `inspect` shows it: its listed state and the facts only `inspect` reads.
+ *
+ * @example
+ * listedRecordOf(record, { outcomeBytes: 10, createdAt: 1796170000000, completedAt: 0, scopeHash: '' });
+ */
+export function listedRecordOf(
+  r: Pick<StoreRecord, 'id' | 'state' | 'token' | 'attempt' | 'leaseUntil' | 'expiresAt' | 'fingerprint'>,
+  more: Pick<ListedRecord, 'outcomeBytes' | 'createdAt' | 'completedAt' | 'scopeHash'>,
+): ListedRecord {
+  return {
+    id: r.id,
+    state: listedStateOf(r),
+    attempt: r.attempt,
+    leaseUntil: r.leaseUntil,
+    expiresAt: r.expiresAt,
+    fingerprint: r.fingerprint,
+    ...more,
+  };
+}
+
+/**
  * Checks `list` options where they enter a store: limit 1..1000, a known state.
  *
  * @example

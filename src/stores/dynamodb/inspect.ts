@@ -7,7 +7,7 @@
  * @module
  */
 import { InvalidOptionError } from '../../core/errors.ts';
-import { checkListOptions, type ListedRecord, listedStateOf, type StoreInspect } from '../../core/store.ts';
+import { checkListOptions, type ListedRecord, listedRecordOf, type StoreInspect } from '../../core/store.ts';
 import type { Operation } from './client.ts';
 import { type Item, storedScopeHash, toRecord } from './item.ts';
 
@@ -89,18 +89,12 @@ function listed(id: string, item: Item, judge: number): ListedRecord | undefined
   const r = toRecord(id, item);
   if (r.expiresAt <= judge) return undefined;
   const stored = (item.o as { S?: string } | undefined)?.S;
-  return {
-    id,
-    state: listedStateOf(r),
-    attempt: r.attempt,
-    leaseUntil: r.leaseUntil,
-    expiresAt: r.expiresAt,
-    fingerprint: r.fingerprint,
+  return listedRecordOf(r, {
     outcomeBytes: stored === undefined ? 0 : Buffer.byteLength(stored),
     createdAt: numberOf(item.b),
     completedAt: r.state === 'completed' ? numberOf(item.d) : 0,
     scopeHash: storedScopeHash(item),
-  };
+  });
 }
 
 function numberOf(v: unknown): number {

@@ -10,7 +10,7 @@ import {
   checkListOptions,
   guardMsOf,
   type ListedRecord,
-  listedStateOf,
+  listedRecordOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -190,16 +190,10 @@ function stored(r: MemoryRecord): StoreRecord {
 }
 
 function listed(r: MemoryRecord): ListedRecord {
-  return {
-    id: r.id,
-    state: listedStateOf(r),
-    attempt: r.attempt,
-    leaseUntil: r.leaseUntil,
-    expiresAt: r.expiresAt,
-    fingerprint: r.fingerprint,
+  return listedRecordOf(r, {
     outcomeBytes: r.outcome === undefined ? 0 : Buffer.byteLength(r.outcome),
     createdAt: r.createdAt,
     completedAt: r.completedAt,
     scopeHash: r.scopeHash,
-  };
+  });
 }

@@ -13,7 +13,7 @@ import {
   checkListOptions,
   guardMsOf,
   type ListedRecord,
-  listedStateOf,
+  listedRecordOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -358,19 +358,12 @@ function encodeOutcome(outcome: string): [string, boolean] {
 
 /** A row of `list` / `inspectGet` as listed. */
 function toListed(row: Record<string, unknown>): ListedRecord {
-  const r = toRecord(String(row.id), row);
-  return {
-    id: r.id,
-    state: listedStateOf(r),
-    attempt: r.attempt,
-    leaseUntil: r.leaseUntil,
-    expiresAt: r.expiresAt,
-    fingerprint: r.fingerprint,
+  return listedRecordOf(toRecord(String(row.id), row), {
     outcomeBytes: Number(row.bytes),
     createdAt: Number(row.created_at),
     completedAt: Number(row.completed_at),
     scopeHash: String(row.scope),
-  };
+  });
 }
 
 function toRecord(id: string, row: Record<string, unknown>): StoreRecord {

@@ -14,7 +14,7 @@ import {
   checkListOptions,
   guardMsOf,
   type ListedRecord,
-  listedStateOf,
+  listedRecordOf,
   type Store,
   type StoreRecord,
 } from '../../core/store.ts';
@@ -291,19 +291,12 @@ function migrate(db: DatabaseSync, table: string) {
 }
 
 function toListed(row: ListedRow): ListedRecord {
-  const r = toRecord([...row.slice(0, 7), null] as unknown as Row);
-  return {
-    id: r.id,
-    state: listedStateOf(r),
-    attempt: r.attempt,
-    leaseUntil: r.leaseUntil,
-    expiresAt: r.expiresAt,
-    fingerprint: r.fingerprint,
+  return listedRecordOf(toRecord([...row.slice(0, 7), null] as unknown as Row), {
     outcomeBytes: Number(row[7]),
     createdAt: Number(row[8]),
     completedAt: Number(row[9]),
     scopeHash: row[10],
-  };
+  });
 }
 
 function toRecord(row: Row): StoreRecord {
