@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongFirstSequencer from './test/helpers/long-first-sequencer.ts';
 
 // 'idem-source' resolves the package's own subpath imports ('idem', 'idem/sqlite', …) to src/*.ts.
 // Only that condition is added: vitest hands these to worker processes as Node --conditions,
@@ -14,6 +15,8 @@ export default defineConfig({
     // Two workers: most suites wait on sockets, stores and child processes rather than the CPU,
     // so two forks halve the wall time on 2 cores (vitest's default there is one).
     maxWorkers: 2,
+    // the files that take minutes start first, so none runs alone at the end
+    sequence: { sequencer: LongFirstSequencer },
     // gateways started by tests (in process or `idem serve` children) log warnings only, not a line per request
     env: { IDEM_LOG_LEVEL: process.env.IDEM_LOG_LEVEL ?? 'warn' },
     reporters: ['default', './test/helpers/summary-reporter.ts'],
