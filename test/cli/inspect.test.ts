@@ -144,21 +144,26 @@ for (const s of stores) {
         // age and scope: the five orders were written by idem.run under scope 'billing', the
         // stalled holder and the marker by store.claim with no scope
         const orders = [0, 1, 2, 3, 4].map((i) => recordIdFor(`order-${i}`, { scope: ['billing'] })).sort();
-        expect(await ids('--scope', 'billing')).toEqual(orders);
-        expect(await ids('--scope-hash', '', '--newer-than', '10m')).toEqual([stuck, marker].sort());
-        await new Promise((r) => setTimeout(r, 1100));
-        expect(await ids('--older-than', '1s', '--scope', 'billing')).toEqual(orders);
-        // the rest of the filters in-process (each CLI run is a Node start)
+        // the command's filters through the CLI once (they are the same code on every store);
+        // on every store in-process, with the store's own inspect (each CLI run is a Node start)
+        const billing = scopeHashFor({ scope: ['billing'] });
+        if (s.name === 'sqlite') {
+          expect(await ids('--scope', 'billing')).toEqual(orders);
+          expect(await ids('--scope-hash', '', '--newer-than', '10m')).toEqual([stuck, marker].sort());
+        }
         const direct = async (req: Omit<ListRequest, 'limit'>) =>
           (await listRecords(store, { ...req, limit: 1000 })).records.map((r) => r.id).sort();
-        expect(await direct({ scopeHash: scopeHashFor({ scope: ['billing'] }) })).toEqual(orders);
-        expect(
-          await direct({ scopeHash: scopeHashFor({ scope: ['billing'] }), state: 'in_progress' }),
-        ).toEqual([]);
+        expect(await direct({ scopeHash: billing })).toEqual(orders);
+        expect(await direct({ scopeHash: '' })).toEqual([stuck, marker].sort());
+        expect(await direct({ scopeHash: billing, state: 'in_progress' })).toEqual([]);
         expect(await direct({ scopeHash: scopeHashFor({ scope: ['other'] }) })).toEqual([]);
         expect(await direct({ olderThanMs: 600_000 })).toEqual([]);
-        expect(await direct({ newerThanMs: 1000 })).toEqual([]);
         expect(await direct({ newerThanMs: 600_000 })).toHaveLength(7);
+        await new Promise((r) => setTimeout(r, 1100));
+        expect(await direct({ newerThanMs: 1000 })).toEqual([]);
+        expect(await direct({ olderThanMs: 1000, scopeHash: billing })).toEqual(orders);
+        if (s.name === 'sqlite')
+          expect(await ids('--older-than', '1s', '--scope', 'billing')).toEqual(orders);
         const listed = (await listRecords(store, { limit: 1000 })).records;
         for (const r of listed) {
           expect(Math.abs(Date.now() - r.createdAt)).toBeLessThan(120_000);
@@ -166,22 +171,26 @@ for (const s of stores) {
           else expect(r.completedAt).toBe(0);
         }
         const two = listed.find((r) => r.id === recordIdFor('order-2', { scope: ['billing'] }))!;
-        const shown = await idem([
-          'keys',
-          'show',
-          'order-2',
-          '--scope',
-          'billing',
-          '--store',
-          s.spec,
-          '--json',
-        ]);
-        expect(JSON.parse(shown.stdout)).toMatchObject({
+        const expected = {
           state: 'completed',
-          scopeHash: scopeHashFor({ scope: ['billing'] }),
+          scopeHash: billing,
           createdAt: two.createdAt,
           completedAt: two.completedAt,
-        });
+        };
+        expect(await describeKey(store, 'order-2', { scope: ['billing'] })).toMatchObject(expected);
+        if (s.name === 'sqlite') {
+          const shown = await idem([
+            'keys',
+            'show',
+            'order-2',
+            '--scope',
+            'billing',
+            '--store',
+            s.spec,
+            '--json',
+          ]);
+          expect(JSON.parse(shown.stdout)).toMatchObject(expected);
+        }
 
         const stats = await idem(['stats', '--store', s.spec, '--json']);
         expect(stats.code, stats.stderr).toBe(0);
