@@ -88,10 +88,6 @@ export function createIdem(options: IdemOptions): Idem {
   const basePrefix = recordIdPrefix(baseScope);
   // keys seen lately (retries, replays) are not hashed again; a per-call scope always hashes
   const baseIdOf = recordIdMemo(basePrefix, RECORD_ID_MEMO_SIZE);
-  const idOf = (key: string, scope: string | readonly string[] | undefined) =>
-    scope === undefined
-      ? baseIdOf(key)
-      : recordIdFrom(recordIdPrefix([...baseScope, ...scopeParts(scope)]), key);
   // the scope hash kept with each record for operators (idem keys list --scope)
   const baseScopeHash = scopeHashFrom(basePrefix);
   const scopeHashOfPrefix = scopeHashMemo(SCOPE_HASH_MEMO_SIZE);
@@ -181,7 +177,7 @@ export function createIdem(options: IdemOptions): Idem {
     execute: (key, action, opts) => execute(key, action, opts),
   });
   const ids = (key: string, scope?: string | readonly string[]) => {
-    const recordId = idOf(validateKey(key), scope);
+    const { recordId } = idsOf(validateKey(key), scope);
     return { recordId, downstreamKey: downstreamKeyOf(recordId) };
   };
   const consumeOnce = createConsumeOnce({

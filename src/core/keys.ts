@@ -110,16 +110,7 @@ export function recordIdPrefix(scope: readonly string[]): string {
  * idOf('order-1') === recordIdOf([], 'order-1') // true, and the second call does not hash
  */
 export function recordIdMemo(prefix: string, size: number): (key: string) => string {
-  const ids = new Map<string, string>();
-  return (key) => {
-    let id = ids.get(key);
-    if (id === undefined) {
-      id = recordIdFrom(prefix, key);
-      if (ids.size >= size) ids.delete(ids.keys().next().value as string);
-      ids.set(key, id);
-    }
-    return id;
-  };
+  return lastAnswers(size, (key) => recordIdFrom(prefix, key));
 }
 
 /** The record id of `key` under a prefix from {@link recordIdPrefix}. */
@@ -154,16 +145,7 @@ export function scopeHashFrom(prefix: string): string {
  * scopeHash(recordIdPrefix(['tenant-a'])) === scopeHashOf(['tenant-a']) // true
  */
 export function scopeHashMemo(size: number): (prefix: string) => string {
-  const hashes = new Map<string, string>();
-  return (prefix) => {
-    let h = hashes.get(prefix);
-    if (h === undefined) {
-      h = scopeHashFrom(prefix);
-      if (hashes.size >= size) hashes.delete(hashes.keys().next().value as string);
-      hashes.set(prefix, h);
-    }
-    return h;
-  };
+  return lastAnswers(size, scopeHashFrom);
 }
 
 /** The key handed to downstream APIs: stable per record across attempts and takeovers. */
@@ -181,6 +163,20 @@ export function sameFingerprint(a: string, b: string): boolean {
 }
 
 // --- Internal helpers ---
+
+/** `fn` remembering its last `size` answers, oldest forgotten first. */
+function lastAnswers(size: number, fn: (input: string) => string): (input: string) => string {
+  const answers = new Map<string, string>();
+  return (input) => {
+    let answer = answers.get(input);
+    if (answer === undefined) {
+      answer = fn(input);
+      if (answers.size >= size) answers.delete(answers.keys().next().value as string);
+      answers.set(input, answer);
+    }
+    return answer;
+  };
+}
 
 /**
  * A JSON-ready copy of `value`. Objects come out without a prototype, so a `__proto__` key is
