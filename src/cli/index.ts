@@ -34,7 +34,7 @@ import { adminListenerOf, type GatewayConfig, loadGatewayConfig } from '../gatew
 import { createGateway, describeStore, type Gateway, listenOn } from '../gateway/index.ts';
 import { applyPreset } from '../gateway/llm.ts';
 import { logLevelOf } from '../gateway/log.ts';
-import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec } from '../stores/spec.ts';
+import { checkStore, DEFAULT_SQLITE_PATH, storeFromSpec, waitForStore } from '../stores/spec.ts';
 import { checkEndpoint } from './check.ts';
 import { formatCheck } from './check-report.ts';
 import { startDemo } from './demo.ts';
@@ -83,6 +83,11 @@ program
     'gateway processes sharing the port and the store (default: the number of cores)',
     workerCount,
   )
+  .option(
+    '--store-wait <duration>',
+    'keep trying a store that does not answer at start-up for this long, e.g. 30s (default 0: refuse at once)',
+    ageOption,
+  )
   .action(
     async (opts: {
       upstream?: string;
@@ -96,6 +101,7 @@ program
       adminHost?: string;
       logLevel?: string;
       workers?: number;
+      storeWait?: number;
     }) => {
       const file = opts.config ? await loadGatewayConfig(opts.config) : {};
       const config = {
@@ -136,7 +142,7 @@ program
           purgeEvery: false,
           logLevel: 'silent',
         } as GatewayConfig);
-        await closeOnFailure(probe, () => checkStore(probe.store, spec));
+        await closeOnFailure(probe, () => waitForStore(probe.store, spec, opts.storeWait ?? 0));
         await probe.close();
         await portFree(config.port ?? 8080, config.host ?? '127.0.0.1').catch((error) => {
           throw cliFailure(listenFailure(error, '--port'), EXIT_FAILED, error);
@@ -173,7 +179,7 @@ program
       const closeAll = worker
         ? () => gateway.close().then(() => gateway.store.close?.())
         : () => gateway.close();
-      await closeOnFailure(gateway, () => checkStore(gateway.store, spec));
+      await closeOnFailure(gateway, () => waitForStore(gateway.store, spec, opts.storeWait ?? 0, worker));
       const url = await closeOnFailure(gateway, () =>
         gateway.listen().catch((error) => {
           const admin = config.adminPort !== undefined && error?.port === config.adminPort;

@@ -135,6 +135,33 @@ export async function checkStore(store: Store, spec: string): Promise<void> {
   }
 }
 
+/**
+ * {@link checkStore}, tried again for up to `waitMs` while the store does not answer: for a
+ * gateway started beside its store (compose, a supervisor restarting both). Says once on stderr
+ * that it is waiting (unless `quiet`); the last failure is thrown when the wait is over.
+ *
+ * @example
+ * await waitForStore(gateway.store, 'postgres://db/idem', 30_000);
+ */
+export async function waitForStore(store: Store, spec: string, waitMs: number, quiet = false): Promise<void> {
+  const giveUpAt = Date.now() + waitMs;
+  let told = false;
+  for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
+    try {
+      return await checkStore(store, spec);
+    } catch (error) {
+      const left = giveUpAt - Date.now();
+      if (left <= 0) throw error;
+      if (!told && !quiet)
+        process.stderr.write(
+          `idem: ${(error as Error).message}; trying again for up to ${Math.ceil(left / 1000)} s (--store-wait)\n`,
+        );
+      told = true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+    }
+  }
+}
+
 /** `1835.9270179999999 ms` → `1836 ms`. */
 function roundMs(text: string): string {
   return text.replace(/(\d+\.\d+)(?=\s*ms\b)/g, (n) => String(Math.round(Number(n))));

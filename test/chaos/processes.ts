@@ -127,6 +127,9 @@ export async function startGateway(
     configPath,
     '--port',
     String(port),
+    // as a compose file would: ride out a store restart at start-up instead of exiting
+    '--store-wait',
+    '10s',
   ];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -16,6 +16,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { redisBinariesAvailable, startRedis } from '../helpers/redis-cluster.ts';
+
+const redisBinaries = await redisBinariesAvailable();
 
 const ROOT = join(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/idem.js');
@@ -135,6 +138,75 @@ describe('every failure is one line on stderr and a non-zero exit code', () => {
     expect(line).toContain(`the store at postgres 127.0.0.1:${port} did not answer`);
     expect(line).toContain(`ECONNREFUSED 127.0.0.1:${port}`);
     expect(line).not.toContain('secret');
+  });
+
+  it.skipIf(!redisBinaries)(
+    '--store-wait: serve waits for a store that is still starting, then serves',
+    async () => {
+      const redis = await startRedis(6440);
+      redis.signal('SIGKILL'); // the store is down when the gateway starts
+      try {
+        const child = spawn(
+          process.execPath,
+          [
+            BIN,
+            'serve',
+            '--upstream',
+            'http://127.0.0.1:9',
+            '--store',
+            redis.url,
+            '--port',
+            '0',
+            '--workers',
+            '1',
+            '--store-wait',
+            '20s',
+          ],
+          { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        running.push(child);
+        let stdout = '';
+        let stderr = '';
+        child.stdout!.on('data', (d) => (stdout += d));
+        child.stderr!.on('data', (d) => (stderr += d));
+        const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+        const until = async (ok: () => boolean) => {
+          for (const end = Date.now() + 15_000; !ok(); await new Promise((r) => setTimeout(r, 50)))
+            if (Date.now() > end || child.exitCode !== null) throw new Error(`gave up: ${stderr}`);
+        };
+        await until(() => /trying again for up to \d+ s \(--store-wait\)/.test(stderr));
+        expect(stderr).toContain(`the store at redis 127.0.0.1:${redis.port} did not answer`);
+        await redis.start();
+        await until(() => stdout.includes('idem gateway http'));
+        child.kill('SIGTERM');
+        expect(await exit).toBe(0);
+      } finally {
+        await redis.stop();
+      }
+    },
+  );
+
+  it('--store-wait: a store that never answers still fails, once the wait is over (exit 1)', async () => {
+    const port = await closedPort();
+    const started = Date.now();
+    const r = await idem([
+      'serve',
+      '--upstream',
+      'http://127.0.0.1:9',
+      '--store',
+      `redis://127.0.0.1:${port}`,
+      '--store-wait',
+      '4s',
+    ]);
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeGreaterThan(3900);
+    expect(r.stderr).toContain('(--store-wait)');
+    expect(r.stderr.trim().split('\n').at(-1)).toContain(
+      `the store at redis 127.0.0.1:${port} did not answer`,
+    );
+    const bad = await idem(['serve', '--upstream', 'http://127.0.0.1:9', '--store-wait', 'soon']);
+    expect(bad.code).toBe(2);
+    expect(oneLine(bad.stderr)).toContain('--store-wait');
   });
 
   it('a sqlite: path under a file says what to do (exit 2)', async () => {
