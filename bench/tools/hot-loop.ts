@@ -7,7 +7,7 @@
  * ```
  *
  * Arguments: store (`memory` | `sqlite` | `postgres` | `redis`), workload (`fresh` | `replay`),
- * seconds. Postgres and Redis calls pass `input`, as in the benchmark; their keys are cleaned up.
+ * seconds, concurrent callers (default 1). Postgres and Redis calls pass `input`, as in the benchmark; their keys are cleaned up.
  *
  * @module
  */
@@ -19,7 +19,7 @@ import { sqliteStore } from 'idem/sqlite';
 import { SERVICES } from '../lib/env.ts';
 import { LEASE_MS, REPLAY_KEYS, send, TTL_MS } from '../lib/workload.ts';
 
-const [storeName = 'sqlite', workload = 'fresh', seconds = '4'] = process.argv.slice(2);
+const [storeName = 'sqlite', workload = 'fresh', seconds = '4', callers = '1'] = process.argv.slice(2);
 if (
   !['memory', 'sqlite', 'postgres', 'redis'].includes(storeName) ||
   !['fresh', 'replay'].includes(workload)
@@ -64,13 +64,21 @@ for (let i = 0; i < REPLAY_KEYS; i++) await idem.run(`replay:${i}`, () => send(i
 
 const end = performance.now() + Number(seconds) * 1000;
 let n = 0;
-while (performance.now() < end) {
-  for (let j = 0; j < 100; j++, n++) {
-    if (workload === 'fresh') await idem.run(`fresh:${n}`, () => send(n), opts(n));
-    else await idem.run(`replay:${n % REPLAY_KEYS}`, () => send(n), opts(n % REPLAY_KEYS));
+const cpu = process.cpuUsage();
+const caller = async () => {
+  while (performance.now() < end) {
+    for (let j = 0; j < 10; j++) {
+      const i = n++;
+      if (workload === 'fresh') await idem.run(`fresh:${i}`, () => send(i), opts(i));
+      else await idem.run(`replay:${i % REPLAY_KEYS}`, () => send(i), opts(i % REPLAY_KEYS));
+    }
   }
-}
-console.log(`${storeName} ${workload}: ${Math.round(n / Number(seconds))} ops/s`);
+};
+await Promise.all(Array.from({ length: Number(callers) }, caller));
+const used = process.cpuUsage(cpu);
+console.log(
+  `${storeName} ${workload} ×${callers}: ${Math.round(n / Number(seconds))} ops/s, ${((used.user + used.system) / n).toFixed(1)} µs CPU/op`,
+);
 await idem.close();
 await cleanup();
 rmSync(dir, { recursive: true, force: true });
