@@ -58,6 +58,11 @@ export interface RaceOptions {
   deliveries: number;
   /** Deliveries in flight at once inside each process. Default 8. */
   concurrency?: number;
+  /**
+   * Each action lasts a random 0–`actionMs` ms. Default 3. On a store whose round trips are
+   * slow next to that, raise it so processes still meet on a key while its action runs.
+   */
+  actionMs?: number;
   /** The engine's lease in each process, ms. Default 5000. */
   leaseMs?: number;
   /** How long the whole race may take, ms. Default 120 000. */
@@ -102,6 +107,7 @@ export async function raceProcesses(options: RaceOptions): Promise<RaceReport> {
       keys,
       deliveries,
       concurrency: options.concurrency ?? 8,
+      actionMs: options.actionMs ?? 3,
     };
     for (let i = 0; i < processes; i++) workers.push(startWorker(cfg));
     for (const w of workers) expect(await nextLine(w.lines, 'READY')).toBe('READY');

@@ -24,6 +24,8 @@ export interface WorkerConfig {
   keys: string[];
   deliveries: number;
   concurrency: number;
+  /** Each action lasts a random 0–actionMs ms. */
+  actionMs?: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
@@ -76,7 +78,7 @@ if (cfg.mode === 'hold') {
           async () => {
             const v = `${process.pid}:${Math.random().toString(36).slice(2)}`;
             appendFileSync(cfg.ledger, `${key} ${process.pid} ${v}\n`);
-            await new Promise((r) => setTimeout(r, Math.random() * 3));
+            await new Promise((r) => setTimeout(r, Math.random() * (cfg.actionMs ?? 3)));
             return v;
           },
           { input: { key } },

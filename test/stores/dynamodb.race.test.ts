@@ -35,6 +35,9 @@ describe('dynamodb store (dynalite): duplicate deliveries across OS processes', 
       keys: KEYS,
       deliveries: DELIVERIES,
       concurrency: 16,
+      // dynalite answers in tens of ms: 3 ms actions let processes miss each other entirely (a
+      // quiet run once saw no wait at all), 100 ms ones keep them meeting mid-action
+      actionMs: 100,
       timeoutMs: FULL ? 600_000 : 120_000,
     });
     expect(report.deliveries).toBe(PROCESSES * KEYS * DELIVERIES);
