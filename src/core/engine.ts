@@ -107,6 +107,7 @@ export function createIdem(options: IdemOptions): Idem {
     definitive: options.definitive,
     codec,
     beats: createHeartbeatTimer(), // one timer renews every holder of this instance
+    lateClaims,
   });
   const turns = createTurns({ store, emit, cache, hold, flights, lateClaims, codec });
 

@@ -8,6 +8,7 @@ import type { OutcomeCodec } from './encryption.ts';
 import { LeaseLostError, OutcomeTooLargeError, StoreUnavailableError } from './errors.ts';
 import type { IdemEvent } from './events.ts';
 import { downstreamKeyOf } from './keys.ts';
+import type { LateClaimUndo } from './late-claim.ts';
 import { type Heartbeat, type HeartbeatTimer, leaseLost, lostBecause, startHeartbeat } from './lease.ts';
 import { encodeOutcome, isDefinitiveFailure, type Outcome, serializeError } from './outcome.ts';
 import type { Store } from './store.ts';
@@ -71,6 +72,8 @@ interface HolderDeps {
   codec: OutcomeCodec;
   /** The heartbeat timer the instance's holders share. */
   beats: HeartbeatTimer;
+  /** Releases a claim in the background once the store answers again (a lease it could not confirm). */
+  lateClaims?: LateClaimUndo | undefined;
 }
 
 /**
@@ -80,7 +83,15 @@ interface HolderDeps {
  * const hold = createHolder({ store, emit, maxOutcomeBytes, codec, beats: createHeartbeatTimer() });
  * const value = await hold(call, entry, { token, attempt, takeover, sentAt });
  */
-export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, beats }: HolderDeps) {
+export function createHolder({
+  store,
+  emit,
+  maxOutcomeBytes,
+  definitive,
+  codec,
+  beats,
+  lateClaims,
+}: HolderDeps) {
   /** Gives the key up (the action failed, or releaseIf said so). */
   async function release(call: HeldCall<unknown>, flight: HolderFlight, token: string, heartbeat: Heartbeat) {
     heartbeat.stop();
@@ -165,6 +176,9 @@ export function createHolder({ store, emit, maxOutcomeBytes, definitive, codec, 
       until = await store.renew(recordId, token, leaseMs);
     } catch (error) {
       emit?.({ type: 'store_error', recordId, error });
+      // nothing ran: give the key back once the store answers, instead of leaving it held until
+      // its lease ends and the next caller takes it over as "may have run"
+      lateClaims?.undo(recordId, token, call.releaseGuardMs);
       throw new StoreUnavailableError(
         `the claim's answer came late and the store could not confirm its lease, so the action was not run: ${(error as Error)?.message ?? error}`,
         { cause: error },

@@ -218,3 +218,22 @@ it('a claim answered late while the store is down: the action does not run, the 
   expect(err).toBeInstanceOf(StoreUnavailableError);
   expect((err as Error).message).toContain('was not run');
 });
+
+it('a claim answered late while the store is down is given back once the store answers: the next caller is not told mayHaveRun', async () => {
+  const base = memoryStore();
+  let up = false;
+  const flaky = Object.assign(Object.create(lateClaims(base, 60)) as Store, {
+    renew: () => Promise.reject(new StoreUnavailableError('connection refused')),
+    release: (...args: Parameters<Store['release']>) =>
+      up ? base.release(...args) : Promise.reject(new StoreUnavailableError('connection refused')),
+  });
+  const events: IdemEvent['type'][] = [];
+  const idem = createIdem({ store: flaky, lease: 90, onEvent: (e) => events.push(e.type) });
+  await expect(idem.run('k', () => 'never')).rejects.toBeInstanceOf(StoreUnavailableError);
+  await sleep(200); // the background release's first try (+100 ms) finds the store still down
+  up = true;
+  await sleep(400); // its second try (+400 ms) gives the key back
+  expect(events).toContain('released');
+  const next = await createIdem({ store: base, lease: 60_000 }).execute('k', () => 'ran');
+  expect(next).toMatchObject({ value: 'ran', attempt: 1, replayed: false });
+});
