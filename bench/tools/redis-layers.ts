@@ -1,68 +1,80 @@
 /**
- * Where `idem.run` on Redis spends client CPU beyond the store API: the same fresh-key and replay
- * workloads through the store API alone, `idem.run` without `input`, and `idem.run` with it,
- * interleaved in one process (CPU per call = process CPU ÷ calls, so the kernel's share of each
- * socket write and read is counted, as in the benchmark):
+ * Where a fresh `idem.run` on Redis spends its time, client and server: the store API alone
+ * (claim + complete, what the engine sends) and `idem.run` with `input`, in rounds of 1.5 s
+ * from a cold start, alternating, in one process. Per round: ops/s, this process's CPU per call
+ * (user + system, so the kernel's share of each socket write and read is counted, as in the
+ * benchmark), Redis's own CPU per call (`INFO cpu`) and the commands it ran per call
+ * (`INFO commandstats`). The first rounds show the warm-up (JIT, heap sizing); the last ones
+ * the steady state.
  *
  * ```
- * npx node --conditions=idem-source bench/tools/redis-layers.ts [callers] [ms per case] [rounds]
+ * npx node --conditions=idem-source bench/tools/redis-layers.ts [callers=16] [rounds=6]
  * ```
  *
  * @module
  */
-
 import { createIdem } from 'idem';
 import { redisStore } from 'idem/redis';
 import { Redis } from 'ioredis';
 import { SERVICES } from '../lib/env.ts';
-import { encodedOutcome, LEASE_MS, send, TTL_MS, token } from '../lib/workload.ts';
+import { encodedOutcome, FINGERPRINT, LEASE_MS, send, TTL_MS, token } from '../lib/workload.ts';
 
-const [callers = 16, ms = 1500, rounds = 3] = process.argv.slice(2).map(Number);
+const [callers = 16, rounds = 6] = process.argv.slice(2).map(Number);
+const ROUND_MS = 1500;
 const prefix = `idem_layers_${process.pid}`;
 const client = new Redis(SERVICES.redis);
 const store = redisStore({ client, prefix });
 const idem = createIdem({ store, ttl: TTL_MS, lease: LEASE_MS });
+const tok = token();
+const outcome = encodedOutcome(123456);
 
-let seq = 0;
-const cases: Record<string, (i: number) => Promise<unknown>> = {
-  'store API (claim + complete)': async (i) => {
-    const id = `s${i}-${seq}`;
-    const t = token();
-    await store.claim({ id, fingerprint: '', leaseMs: LEASE_MS, ttlMs: TTL_MS, token: t });
-    await store.complete(id, t, encodedOutcome(i), TTL_MS);
+const cases: Record<string, (id: string, i: number) => Promise<unknown>> = {
+  'store API': async (id) => {
+    await store.claim({ id, fingerprint: FINGERPRINT, leaseMs: LEASE_MS, ttlMs: TTL_MS, token: tok });
+    await store.complete(id, tok, outcome, TTL_MS);
   },
-  'idem.run, no input': (i) => idem.run(`a${i}-${seq}`, () => send(i)),
-  'idem.run, input { n }': (i) => idem.run(`b${i}-${seq}`, () => send(i), { input: { n: i } }),
+  'idem.run': (id, i) => idem.run(id, () => send(i), { input: { n: i } }),
 };
 
-async function measure(fn: (i: number) => Promise<unknown>) {
-  seq++;
-  let n = 0;
-  const end = performance.now() + ms;
-  const cpu = process.cpuUsage();
-  await Promise.all(
-    Array.from({ length: callers }, async () => {
-      while (performance.now() < end) await fn(n++);
-    }),
-  );
-  const used = process.cpuUsage(cpu);
-  return { ops: (n * 1000) / ms, cpu: (used.user + used.system) / n };
+/** Redis's CPU seconds so far, and its per-command call counts. */
+async function server() {
+  const cpu = await client.info('cpu');
+  const seconds = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(cpu)?.[1] ?? 0);
+  const stats = await client.info('commandstats');
+  const calls: Record<string, number> = {};
+  for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) calls[m[1]!] = Number(m[2]);
+  return { cpu: seconds('used_cpu_user') + seconds('used_cpu_sys'), calls };
 }
 
-const results: Record<string, { ops: number; cpu: number }[]> = {};
-for (const name of Object.keys(cases)) results[name] = [];
-for (let r = 0; r < rounds; r++)
-  for (const [name, fn] of Object.entries(cases)) results[name]?.push(await measure(fn));
-for (const [name, rs] of Object.entries(results)) {
-  const cpu = rs.map((x) => x.cpu).sort((a, b) => a - b);
-  const ops = rs.map((x) => x.ops).sort((a, b) => a - b);
-  console.log(
-    `${name.padEnd(30)} ${Math.round(ops[ops.length >> 1]!)
-      .toLocaleString()
-      .padStart(
-        8,
-      )}/s  ${cpu[0]!.toFixed(1).padStart(6)} µs CPU (min) ${cpu[cpu.length >> 1]!.toFixed(1).padStart(6)} (median)`,
-  );
+for (let round = 0; round < rounds; round++) {
+  for (const [name, fn] of Object.entries(cases)) {
+    const before = await server();
+    let n = 0;
+    const end = performance.now() + ROUND_MS;
+    const cpu = process.cpuUsage();
+    await Promise.all(
+      Array.from({ length: callers }, async () => {
+        while (performance.now() < end) {
+          const i = n++;
+          await fn(`${name === 'idem.run' ? 'r' : 's'}${round}:${i}`, i);
+        }
+      }),
+    );
+    const used = process.cpuUsage(cpu);
+    const after = await server();
+    const commands = Object.entries(after.calls)
+      .map(([c, k]) => [c, (k - (before.calls[c] ?? 0)) / n] as const)
+      .filter(([c, per]) => per >= 0.5 && c !== 'info')
+      .map(([c, per]) => `${c} ${per.toFixed(1)}`)
+      .join(', ');
+    console.log(
+      `round ${round + 1} ${name.padEnd(9)} ${Math.round((n * 1000) / ROUND_MS)
+        .toLocaleString()
+        .padStart(
+          7,
+        )}/s  client ${((used.user + used.system) / n).toFixed(1).padStart(5)} µs  redis ${(((after.cpu - before.cpu) * 1e6) / n).toFixed(1).padStart(5)} µs  per call (${commands})`,
+    );
+  }
 }
 await idem.close();
 let cursor = '0';
