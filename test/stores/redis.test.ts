@@ -84,6 +84,52 @@ describe.skipIf(!up)('redis store (standalone)', () => {
     client.disconnect();
   });
 
+  it('inspect pages through a prefix that is a small part of a shared Redis in few round trips', async () => {
+    const client = new Redis(url);
+    const own = uniqueName('idem_sparse');
+    const foreign = uniqueName('other_app');
+    const store = redisStore({ client, prefix: own });
+    try {
+      for (let i = 0; i < 5; i++) {
+        await store.claim({ id: `s${i}`, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token: 't' });
+      }
+      // 100,000 keys of another application around them (they expire on their own too)
+      for (let b = 0; b < 100; b++) {
+        const p = admin!.pipeline();
+        for (let i = 0; i < 1000; i++) p.set(`${foreign}:${b}:${i}`, 'x', 'PX', 120_000);
+        await p.exec();
+      }
+      const scan = client.scan.bind(client);
+      let scans = 0;
+      client.scan = ((...args: Parameters<typeof scan>) => {
+        scans++;
+        return scan(...args);
+      }) as typeof client.scan;
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await store.inspect!.list({ limit: 4, cursor });
+        seen.push(...page.records.map((r) => r.id));
+        cursor = page.cursor;
+        pages++;
+      } while (cursor);
+      expect(seen.sort()).toEqual(['s0', 's1', 's2', 's3', 's4']);
+      // one SCAN of COUNT 4 at a time took 25,000 round trips for this
+      expect(scans).toBeLessThan(1_000);
+      expect(pages).toBeLessThan(100);
+    } finally {
+      await deletePrefix(admin!, own);
+      let next = '0';
+      do {
+        const [after, keys] = await admin!.scan(next, 'MATCH', `${foreign}:*`, 'COUNT', 5000);
+        next = after;
+        if (keys.length) await admin!.unlink(...keys);
+      } while (next !== '0');
+      client.disconnect();
+    }
+  }, 60_000);
+
   it('inspect lists and deletes under a client keyPrefix, and refuses a Cluster client', async () => {
     const client = new Redis(url, { keyPrefix: 'kp2:' });
     const store = redisStore({ client, prefix });
