@@ -8,6 +8,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { SERVICES } from './env.ts';
 import type { ChildMessage } from './gateway-child.ts';
+import { unlinkMatching } from './redis-keys.ts';
 import { sleep } from './workload.ts';
 
 const CHILD = new URL('./gateway-child.ts', import.meta.url).pathname;
@@ -103,14 +104,7 @@ export async function deletePrefix(prefix: string): Promise<string> {
   const { Redis } = await import('ioredis');
   const client = new Redis(SERVICES.redis);
   try {
-    let cursor = '0';
-    let n = 0;
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) n += await client.unlink(...keys);
-    } while (cursor !== '0');
-    return `deleted ${n} Redis keys under ${prefix}*`;
+    return `deleted ${await unlinkMatching(client, `${prefix}*`)} Redis keys under ${prefix}*`;
   } finally {
     client.disconnect();
   }

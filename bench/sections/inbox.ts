@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { RunConfig } from '../lib/config.ts';
 import { installedVersion, reachable, SERVICES, sourceExists } from '../lib/env.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import { emptySection, fmtOps, fmtPct, type SectionResult } from '../lib/report.ts';
 
 const IN_FLIGHT = 16;
@@ -251,14 +252,7 @@ export async function inboxSection(cfg: RunConfig): Promise<SectionResult> {
     for (const c of cleanups.reverse()) await c().catch(() => {});
     await idem.close();
     const admin = new Redis(SERVICES.redis);
-    for (const pattern of [`${tag}*`, `bull:${tag}*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await admin.del(...keys);
-      } while (cursor !== '0');
-    }
+    for (const pattern of [`${tag}*`, `bull:${tag}*`]) await unlinkMatching(admin, pattern);
     admin.disconnect();
   }
   s.tables.push({

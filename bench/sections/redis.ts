@@ -23,6 +23,7 @@ import { lineChart } from '../lib/chart.ts';
 import type { RunConfig } from '../lib/config.ts';
 import { installedVersion, ROOT, reachable, SERVICES, sourceExists } from '../lib/env.ts';
 import { type Case, type CaseResult, measure, ratioOf } from '../lib/measure.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import {
   emptySection,
   fmtOps,
@@ -385,15 +386,8 @@ async function commandStats(client: Redis): Promise<Record<string, { calls: numb
   return out;
 }
 
-async function deletePrefix(client: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let n = 0;
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) n += await client.unlink(...keys);
-  } while (cursor !== '0');
-  return n;
+function deletePrefix(client: Redis, prefix: string): Promise<number> {
+  return unlinkMatching(client, `${prefix}*`);
 }
 
 /** The two throughput-vs-concurrency charts, into bench/results/ (and docs/bench/ with --docs). */

@@ -22,6 +22,7 @@ import { createIdem, memoryStore, type Store } from 'idem';
 import { sqliteStore } from 'idem/sqlite';
 import { SERVICES } from '../lib/env.ts';
 import { measure } from '../lib/measure.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import { fmtOps, fmtUs } from '../lib/report.ts';
 import {
   FINGERPRINT,
@@ -55,12 +56,7 @@ else {
   const client = new Redis(SERVICES.redis);
   store = redisStore({ client, prefix });
   cleanup = async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await client.unlink(...keys);
-    } while (cursor !== '0');
+    await unlinkMatching(client, `${prefix}:*`);
     client.disconnect();
   };
 }

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { createIdem, memoryStore, type Store } from 'idem';
 import { sqliteStore } from 'idem/sqlite';
 import { SERVICES } from '../lib/env.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import { LEASE_MS, REPLAY_KEYS, send, TTL_MS } from '../lib/workload.ts';
 
 const [storeName = 'sqlite', workload = 'fresh', seconds = '4', callers = '1'] = process.argv.slice(2);
@@ -48,12 +49,7 @@ else if (storeName === 'postgres') {
   const client = new Redis(SERVICES.redis);
   store = redisStore({ client, prefix: name });
   cleanup = async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${name}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await client.unlink(...keys);
-    } while (cursor !== '0');
+    await unlinkMatching(client, `${name}:*`);
     client.disconnect();
   };
 }

@@ -17,6 +17,7 @@ import { createIdem } from 'idem';
 import { redisStore } from 'idem/redis';
 import { Redis } from 'ioredis';
 import { SERVICES } from '../lib/env.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import { encodedOutcome, FINGERPRINT, LEASE_MS, send, TTL_MS, token } from '../lib/workload.ts';
 
 const [callers = 16, rounds = 6] = process.argv.slice(2).map(Number);
@@ -77,10 +78,5 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 await idem.close();
-let cursor = '0';
-do {
-  const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-  cursor = next;
-  if (keys.length) await client.unlink(...keys);
-} while (cursor !== '0');
+await unlinkMatching(client, `${prefix}:*`);
 client.disconnect();
