@@ -203,37 +203,21 @@ for (const s of stores) {
         });
         expect(JSON.parse(stats.stdout).longestOverdueLeaseMs).toBeGreaterThan(0);
 
+        const deleteOrder1 = (...extra: string[]) =>
+          idem(['keys', 'delete', 'order-1', '--scope', 'billing', '--store', s.spec, ...extra]);
         if (s.name === 'sqlite') {
           // asking first is the command's own logic, the same on every store
-          const refused = await idem(['keys', 'delete', 'order-1', '--scope', 'billing', '--store', s.spec]);
+          const refused = await deleteOrder1();
           expect([refused.code, refused.stderr.trim()]).toEqual([2, expect.stringContaining('add --yes')]);
         }
         const id = recordIdFor('order-1', { scope: ['billing'] });
         expect((await store.get(id))?.state).toBe('completed');
-        const deleted = await idem([
-          'keys',
-          'delete',
-          'order-1',
-          '--scope',
-          'billing',
-          '--store',
-          s.spec,
-          '-y',
-        ]);
+        const deleted = await deleteOrder1('-y');
         expect(deleted.stdout).toContain('deleted the completed record of key "order-1"');
         expect(await store.get(id)).toBeUndefined();
         expect((await store.get(recordIdFor('order-2', { scope: ['billing'] })))?.state).toBe('completed');
         if (s.name === 'sqlite') {
-          const again = await idem([
-            'keys',
-            'delete',
-            'order-1',
-            '--scope',
-            'billing',
-            '--store',
-            s.spec,
-            '--yes',
-          ]);
+          const again = await deleteOrder1('--yes');
           expect([again.code, again.stdout.trim()]).toEqual([
             0,
             expect.stringContaining('nothing to delete'),
