@@ -5,8 +5,10 @@
 import { createIdem, FingerprintMismatchError, type IdemEvent, InProgressError, memoryStore } from 'idem';
 import { withIdempotency } from 'idem/http';
 import { redisStore } from 'idem/redis';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { serviceAvailable, uniqueName } from '../../helpers/services.ts';
+import { deletePrefix } from '../../stores/fixtures/redis-suite.ts';
 
 interface OrderEvent {
   orderId: string;
@@ -162,7 +164,8 @@ describe('migrating from @aws-lambda-powertools/idempotency', () => {
   });
 
   it.skipIf(!redisUp)('CachePersistenceLayer (Redis / Valkey) → redisStore', async () => {
-    const store = redisStore({ url: 'redis://127.0.0.1:6379', prefix: uniqueName('idem_interop') });
+    const prefix = uniqueName('idem_interop');
+    const store = redisStore({ url: 'redis://127.0.0.1:6379', prefix });
     try {
       const idem = createIdem({ store });
       const { fn, calls } = processOrder();
@@ -176,6 +179,9 @@ describe('migrating from @aws-lambda-powertools/idempotency', () => {
       expect(calls.runs).toBe(1);
     } finally {
       await store.close?.();
+      const admin = new Redis('redis://127.0.0.1:6379');
+      await deletePrefix(admin, prefix); // the record would otherwise stay for its 24 h
+      admin.disconnect();
     }
   });
 });
