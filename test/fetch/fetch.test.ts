@@ -91,7 +91,10 @@ describe('idempotentFetch', () => {
   it('honours Retry-After (seconds, HTTP date) and retry-after-ms', async () => {
     const s = await scripted([
       { status: 429, headers: { 'retry-after': '1' } },
-      { status: 503, headers: { 'retry-after': new Date(Date.now() + 2500).toUTCString() } },
+      // the date is fixed now and served after the first 1 s retry: truncated to its second it
+      // is 2.5–3.5 s from now, so at least ~1 s after that request even on a loaded machine
+      // (+2500 left 488 ms once, when the first retry came late)
+      { status: 503, headers: { 'retry-after': new Date(Date.now() + 3500).toUTCString() } },
       { status: 503, headers: { 'retry-after-ms': '150' } },
       { status: 200 },
     ]);
