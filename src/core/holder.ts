@@ -73,14 +73,15 @@ interface HolderDeps {
   /** The heartbeat timer the instance's holders share. */
   beats: HeartbeatTimer;
   /** Releases a claim in the background once the store answers again (a lease it could not confirm). */
-  lateClaims?: LateClaimUndo | undefined;
+  lateClaims: LateClaimUndo;
 }
 
 /**
  * Builds the holder routine for one engine.
  *
  * @example
- * const hold = createHolder({ store, emit, maxOutcomeBytes, codec, beats: createHeartbeatTimer() });
+ * const hold = createHolder({ store, emit, maxOutcomeBytes, codec, beats: createHeartbeatTimer(),
+ *   lateClaims: createLateClaimUndo(store, emit) });
  * const value = await hold(call, entry, { token, attempt, takeover, sentAt });
  */
 export function createHolder({
@@ -178,7 +179,7 @@ export function createHolder({
       emit?.({ type: 'store_error', recordId, error });
       // nothing ran: give the key back once the store answers, instead of leaving it held until
       // its lease ends and the next caller takes it over as "may have run"
-      lateClaims?.undo(recordId, token, call.releaseGuardMs);
+      lateClaims.undo(recordId, token, call.releaseGuardMs);
       throw new StoreUnavailableError(
         `the claim's answer came late and the store could not confirm its lease, so the action was not run: ${(error as Error)?.message ?? error}`,
         { cause: error },

@@ -241,7 +241,11 @@ export interface ListPage {
  * } while (cursor);
  */
 export interface StoreInspect {
-  /** Live (unexpired) records in a stable order, `limit` examined per page, filtered by `state`. */
+  /**
+   * Live (unexpired) records in a stable order, about `limit` examined per page, filtered by
+   * `state`. Redis's SCAN looks further while a page has found fewer than `limit` (its records
+   * may be a small part of a shared server), so its pages may hold a few more.
+   */
   list(options: ListOptions): Promise<ListPage>;
   /** The live record `id` as `list` would show it (`idem keys show`), or undefined. */
   get(id: string): Promise<ListedRecord | undefined>;

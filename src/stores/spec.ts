@@ -144,13 +144,13 @@ export async function checkStore(store: Store, spec: string): Promise<void> {
  * await waitForStore(gateway.store, 'postgres://db/idem', 30_000);
  */
 export async function waitForStore(store: Store, spec: string, waitMs: number, quiet = false): Promise<void> {
-  const giveUpAt = Date.now() + waitMs;
+  const giveUpAt = performance.now() + waitMs; // monotonic, like every other wait in idem
   let told = false;
   for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
     try {
       return await checkStore(store, spec);
     } catch (error) {
-      const left = giveUpAt - Date.now();
+      const left = giveUpAt - performance.now();
       if (left <= 0) throw error;
       if (!told && !quiet)
         process.stderr.write(
