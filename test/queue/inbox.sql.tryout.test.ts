@@ -136,8 +136,29 @@ describe.skipIf(!pgUp)('consumeOnceTx: tryout findings on Postgres', () => {
     const ref = { consumer: 'billing', messageId: 'order-7' };
     let started!: () => void;
     const firstHolds = new Promise<void>((r) => (started = r));
+    // After the first run rolls back, its failure write and the duplicate's blocked mark race
+    // for the row. Either order is correct (the failure written first answers `retry` and the
+    // duplicate runs as attempt 2; CI once saw that order), so the first run's failure write
+    // waits here until the duplicate holds the row, which pins the order this test is about.
+    let secondHolds!: () => void;
+    const secondHoldsRow = new Promise<void>((r) => (secondHolds = r));
+    const gated = {
+      totalCount: 0,
+      query: pool.query.bind(pool),
+      async connect() {
+        const client = await pool.connect();
+        return {
+          escapeLiteral: client.escapeLiteral.bind(client),
+          release: (e?: Error | boolean) => client.release(e),
+          query: async (text: string, values?: unknown[]) => {
+            if (/^\s*INSERT/.test(text) && text.includes("'parked'")) await secondHoldsRow;
+            return client.query(text, values);
+          },
+        };
+      },
+    };
     const first = consumeOnceTx(
-      pool,
+      gated as unknown as pg.Pool,
       ref,
       async (tx: pg.PoolClient) => {
         await tx.query(`INSERT INTO ${schema}.ledger VALUES ('first')`);
@@ -161,6 +182,7 @@ describe.skipIf(!pgUp)('consumeOnceTx: tryout findings on Postgres', () => {
       pool,
       ref,
       async (tx: pg.PoolClient) => {
+        secondHolds();
         await tx.query(`INSERT INTO ${schema}.ledger VALUES ('second')`);
         await sleep(150);
         return 'paid';
