@@ -10,11 +10,16 @@
  * @module
  */
 
-/** One competitor: `op(i)` does operation number `i` (unique per case, increasing). */
+/**
+ * One competitor: `op(i)` does operation number `i` (unique per case, increasing), in this
+ * process; or `remote` runs each segment in another process (bench/lib/isolated.ts).
+ */
 export interface Case {
   name: string;
   /** Sync ops are not awaited, so a raw synchronous baseline pays no promise tick. */
-  op: (i: number) => unknown;
+  op?: (i: number) => unknown;
+  /** Runs one segment elsewhere and answers what it counted (its process's CPU included). */
+  remote?: (concurrency: number, ms: number, record: boolean) => Promise<SegmentCount>;
   /** The baseline this case is compared with (its name), when there is one. */
   baseline?: string;
   /** Extra words for the table, e.g. what the implementation does beyond the baseline. */
@@ -85,8 +90,51 @@ interface Tally {
   samples: Samples;
 }
 
+/** What one segment counted: sent back by a process that runs a case on its own. */
+export interface SegmentCount {
+  ops: number;
+  errors: number;
+  firstError?: string | undefined;
+  elapsedMs: number;
+  cpuUs: number;
+  samples: Float64Array;
+}
+
+/**
+ * Runs `op` with `concurrency` callers for `ms` in this process and answers what it counted
+ * (nothing but errors when `record` is off): what a child process runs for a remote case.
+ *
+ * @example
+ * const count = await runSegment((i) => client.get(`k${i}`), 16, 1000, true, 0);
+ */
+export async function runSegment(
+  op: (i: number) => unknown,
+  concurrency: number,
+  ms: number,
+  record: boolean,
+  first: number,
+): Promise<SegmentCount & { next: number }> {
+  const tally: Tally = { next: first, ops: 0, errors: 0, elapsedMs: 0, cpuUs: 0, samples: new Samples() };
+  await segment({ name: '', op }, concurrency, ms, tally, record);
+  const { next, ops, errors, firstError, elapsedMs, cpuUs } = tally;
+  return { next, ops, errors, firstError, elapsedMs, cpuUs, samples: tally.samples.sorted() };
+}
+
 /** Runs `c` with `concurrency` callers for `ms`, adding to `tally` when `record` is set. */
 async function segment(c: Case, concurrency: number, ms: number, tally: Tally, record: boolean) {
+  if (c.remote) {
+    const r = await c.remote(concurrency, ms, record);
+    tally.errors += r.errors;
+    tally.firstError ??= r.firstError;
+    if (record) {
+      tally.ops += r.ops;
+      tally.elapsedMs += r.elapsedMs;
+      tally.cpuUs += r.cpuUs;
+      for (const v of r.samples) tally.samples.push(v);
+    }
+    return;
+  }
+  const op = c.op!;
   const started = performance.now();
   const cpu = process.cpuUsage();
   const end = started + ms;
@@ -96,7 +144,7 @@ async function segment(c: Case, concurrency: number, ms: number, tally: Tally, r
       if (t0 >= end) return;
       const i = tally.next++;
       try {
-        const r = c.op(i);
+        const r = op(i);
         if (isThenable(r)) await r;
         if (record) {
           tally.samples.push((performance.now() - t0) * 1000);

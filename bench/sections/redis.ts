@@ -3,17 +3,15 @@
  * pair, and next to two peers on the same Redis doing the same work:
  * `@aws-lambda-powertools/idempotency` (CachePersistenceLayer on @redis/client, driven by
  * `makeIdempotent` outside Lambda) and `@node-idempotency/core` (its Redis adapter, which
- * brings its own redis@4 client). Fresh key and replay at 1 and 16 concurrent callers, a
- * 100-way duplicate burst, and round trips counted with MONITOR.
+ * brings its own redis@4 client). Fresh key and replay at 1, 4, 16 and 64 concurrent callers,
+ * each implementation in a Node process of its own (./redis-cases.ts, bench/lib/isolated.ts); a
+ * 100-way duplicate burst and round trips counted with MONITOR, in this process.
  *
  * @module
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
-import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
-import { Idempotency } from '@node-idempotency/core';
 import { RedisStorageAdapter } from '@node-idempotency/storage-adapter-redis';
 import { createClient } from '@redis/client';
 import { createIdem } from 'idem';
@@ -22,6 +20,7 @@ import { type BurstCase, burst, burstTable } from '../lib/burst.ts';
 import { lineChart } from '../lib/chart.ts';
 import type { RunConfig } from '../lib/config.ts';
 import { installedVersion, ROOT, reachable, SERVICES, sourceExists } from '../lib/env.ts';
+import { type Isolated, startIsolated } from '../lib/isolated.ts';
 import { type Case, type CaseResult, measure, ratioOf } from '../lib/measure.ts';
 import { unlinkMatching } from '../lib/redis-keys.ts';
 import {
@@ -33,17 +32,8 @@ import {
   throughputTable,
 } from '../lib/report.ts';
 import { type Counts, perOp, redisMonitor, roundTripChecks } from '../lib/roundtrips.ts';
-import {
-  API,
-  encodedOutcome,
-  FINGERPRINT,
-  LEASE_MS,
-  REPLAY_KEYS,
-  send,
-  storeOnly,
-  TTL_MS,
-  token,
-} from '../lib/workload.ts';
+import { API, LEASE_MS, send, TTL_MS } from '../lib/workload.ts';
+import { nodeIdempotency, powertools, type RedisImpl } from './redis-cases.ts';
 
 const BURST_CALLERS = 100;
 const IDEM = 'idem.run, redisStore (ioredis)';
@@ -52,8 +42,6 @@ const NI = '@node-idempotency/core, Redis adapter (redis@4)';
 const RAW_IO = 'raw ioredis';
 const RAW_NR = 'raw @redis/client';
 const RAW_R4 = 'raw redis@4 via the adapter';
-
-type LambdaContext = Parameters<IdempotencyConfig['registerLambdaContext']>[0];
 
 export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
   const s = emptySection('redis', 'Redis store vs raw clients and peers (issue 3)');
@@ -72,115 +60,56 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
   const url = SERVICES.redis;
   const storeClient = new Redis(url);
   const rawClient = new Redis(url);
-  const nodeRedis = createClient({ url });
   const ptClient = createClient({ url });
-  for (const c of [nodeRedis, ptClient]) c.on('error', () => {});
-  await Promise.all([nodeRedis.connect(), ptClient.connect()]);
+  ptClient.on('error', () => {});
+  await ptClient.connect();
   const adapter = new RedisStorageAdapter({ url });
   await adapter.connect();
-  const store = redisStore({ client: storeClient, prefix: `${prefix}_idem` });
+  const store = redisStore({ client: storeClient, prefix: `${prefix}_idem_rt` });
+  const kids: Isolated[] = [];
   let cleaned = 0;
   const statsBefore = await commandStats(rawClient);
   try {
-    const idem = createIdem({ store, ttl: TTL_MS, lease: LEASE_MS });
-
-    // powertools: the lease is the "remaining time" of a (stand-in) Lambda context
-    const config = new IdempotencyConfig({ expiresAfterSeconds: TTL_MS / 1000 });
-    config.registerLambdaContext({ getRemainingTimeInMillis: () => LEASE_MS } as unknown as LambdaContext);
-    const persistenceStore = new CachePersistenceLayer({ client: ptClient });
-    const ptOptions = { persistenceStore, config, keyPrefix: `${prefix}_pt` };
-    const ptRun = makeIdempotent(async (p: { k: string; n: number }) => send(p.n), ptOptions);
-    const burstActions = new Map<string, () => Promise<unknown>>();
-    const ptBurst = makeIdempotent(async (p: { key: string }) => burstActions.get(p.key)!(), ptOptions);
-
-    // node-idempotency: onRequest → action → onResponse, as its README shows
-    const niOptions = { cacheKeyPrefix: `${prefix}_ni`, cacheTTLMS: TTL_MS };
-    const ni = new Idempotency(adapter, niOptions);
-    const niWait = new Idempotency(adapter, { ...niOptions, inProgressStrategy: { wait: true } });
-    const niRun = async (lib: Idempotency, key: string, n: number, action: () => Promise<unknown>) => {
-      const req = { method: 'POST', path: '/bench', headers: { 'idempotency-key': key }, body: { n } };
-      const cached = await lib.onRequest(req);
-      if (cached) return cached.body;
-      const value = await action();
-      await lib.onResponse(req, { body: value });
-      return value;
-    };
-
-    // raw: SET NX PX (claim) + SET PX (complete); GET (replay)
-    const inProgress = JSON.stringify({ s: 'p', f: FINGERPRINT, t: token(), a: 1, l: Date.now() });
-    const outcome = encodedOutcome(123456);
-    const raw = {
-      io: async (key: string) => {
-        if ((await rawClient.set(key, inProgress, 'PX', TTL_MS, 'NX')) !== 'OK') throw new Error('not fresh');
-        await rawClient.set(key, outcome, 'PX', TTL_MS);
-      },
-      nr: async (key: string) => {
-        if ((await nodeRedis.set(key, inProgress, { PX: TTL_MS, NX: true })) !== 'OK')
-          throw new Error('not fresh');
-        await nodeRedis.set(key, outcome, { PX: TTL_MS });
-      },
-      r4: async (key: string) => {
-        if (!(await adapter.setIfNotExists(key, inProgress, { ttl: TTL_MS }))) throw new Error('not fresh');
-        await adapter.set(key, outcome, { ttl: TTL_MS });
-      },
-    };
-
-    let replayRuns = 0;
-    const countReplay = (n: number) => () => {
-      replayRuns++;
-      return send(n);
-    };
-    const api = storeOnly(store, FINGERPRINT);
-    for (let k = 0; k < REPLAY_KEYS; k++) {
-      await api.fresh(`api:replay:${k}`);
-      await idem.run(`replay:${k}`, () => send(k), { input: { n: k } });
-      await ptRun({ k: 'replay', n: k });
-      await niRun(ni, `replay:${k}`, k, () => send(k));
-      await raw.io(`${prefix}_rawio:replay:${k}`);
-      await raw.nr(`${prefix}_rawnr:replay:${k}`);
-      await raw.r4(`${prefix}_rawr4:replay:${k}`);
+    // the throughput cases: each implementation in a process of its own (bench/lib/isolated.ts)
+    const child = new URL('./redis-cases.ts', import.meta.url);
+    const impls = new Map<RedisImpl, Isolated>();
+    for (const impl of ['raw-io', 'raw-nr', 'raw-r4', 'api', 'idem', 'pt', 'ni'] as const) {
+      const kid = await startIsolated(child, 'redisCase', { impl, prefix, url });
+      kids.push(kid);
+      impls.set(impl, kid);
     }
-
-    const freshCases = (tag: string): Case[] => [
-      { name: RAW_IO, note: 'SET NX PX + SET', op: (i) => raw.io(`${prefix}_rawio:${tag}:${i}`) },
-      { name: RAW_NR, note: 'SET NX PX + SET', op: (i) => raw.nr(`${prefix}_rawnr:${tag}:${i}`) },
-      { name: RAW_R4, note: 'SET NX PX + SET', op: (i) => raw.r4(`${prefix}_rawr4:${tag}:${i}`) },
-      { name: API, note: 'claim + complete', baseline: RAW_IO, op: (i) => api.fresh(`api:${tag}:${i}`) },
-      {
-        name: IDEM,
-        baseline: RAW_IO,
-        op: (i) => idem.run(`fresh:${tag}:${i}`, () => send(i), { input: { n: i } }),
-      },
-      { name: PT, baseline: RAW_NR, op: (i) => ptRun({ k: `fresh:${tag}`, n: i }) },
-      { name: NI, baseline: RAW_R4, op: (i) => niRun(ni, `fresh:${tag}:${i}`, i, () => send(i)) },
-    ];
-    const replayCases = (): Case[] => [
-      { name: RAW_IO, note: 'GET', op: (i) => rawClient.get(`${prefix}_rawio:replay:${i % REPLAY_KEYS}`) },
-      { name: RAW_NR, note: 'GET', op: (i) => nodeRedis.get(`${prefix}_rawnr:replay:${i % REPLAY_KEYS}`) },
-      { name: RAW_R4, note: 'GET', op: (i) => adapter.get(`${prefix}_rawr4:replay:${i % REPLAY_KEYS}`) },
-      { name: API, note: 'claim', baseline: RAW_IO, op: (i) => api.replay(`api:replay:${i % REPLAY_KEYS}`) },
-      {
-        name: IDEM,
-        baseline: RAW_IO,
-        op: (i) => {
-          const k = i % REPLAY_KEYS;
-          return idem.run(`replay:${k}`, countReplay(k), { input: { n: k } });
-        },
-      },
-      { name: PT, baseline: RAW_NR, op: (i) => ptRun({ k: 'replay', n: i % REPLAY_KEYS }) },
-      {
-        name: NI,
-        baseline: RAW_R4,
-        op: (i) => niRun(ni, `replay:${i % REPLAY_KEYS}`, i % REPLAY_KEYS, countReplay(i)),
-      },
-    ];
-
+    const kid = (impl: RedisImpl) => impls.get(impl)!;
+    const cases = (op: 'fresh' | 'replay'): Case[] => {
+      const raw = op === 'fresh' ? 'SET NX PX + SET' : 'GET';
+      return [
+        kid('raw-io').case(op, { name: RAW_IO, note: raw }),
+        kid('raw-nr').case(op, { name: RAW_NR, note: raw }),
+        kid('raw-r4').case(op, { name: RAW_R4, note: raw }),
+        kid('api').case(op, {
+          name: API,
+          note: op === 'fresh' ? 'claim + complete' : 'claim',
+          baseline: RAW_IO,
+        }),
+        kid('idem').case(op, { name: IDEM, baseline: RAW_IO }),
+        kid('pt').case(op, { name: PT, baseline: RAW_NR }),
+        kid('ni').case(op, { name: NI, baseline: RAW_R4 }),
+      ];
+    };
     const results: Record<string, CaseResult[]> = {};
     for (const concurrency of [1, 16]) {
       const opts = { concurrency, durationMs: cfg.durationMs, rounds: cfg.rounds, warmupMs: cfg.warmupMs };
-      results[`fresh c${concurrency}`] = await measure(freshCases(`c${concurrency}`), opts);
-      results[`replay c${concurrency}`] = await measure(replayCases(), opts);
+      results[`fresh c${concurrency}`] = await measure(cases('fresh'), opts);
+      results[`replay c${concurrency}`] = await measure(cases('replay'), opts);
     }
+
+    const idem = createIdem({ store, ttl: TTL_MS, lease: LEASE_MS });
+    const ptRun = powertools(ptClient, `${prefix}_pt_rt`, async (p: { k: string; n: number }) => send(p.n));
+    const burstActions = new Map<string, () => Promise<unknown>>();
+    const ptBurst = powertools(ptClient, `${prefix}_pt_rt`, async (p: { key: string }) =>
+      burstActions.get(p.key)!(),
+    );
+    const niRun = nodeIdempotency(adapter, `${prefix}_ni_rt`);
+    const niWait = nodeIdempotency(adapter, `${prefix}_ni_rt`, true);
 
     // 100 callers of one fresh key per burst
     const instances = Array.from({ length: BURST_CALLERS }, () =>
@@ -203,7 +132,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
       {
         name: '@node-idempotency/core',
         note: 'inProgressStrategy wait, polls every 100 ms',
-        call: (key, _caller, action) => niRun(niWait, key, 0, action),
+        call: (key, _caller, action) => niWait(key, 0, action),
       },
     ];
     const burstOpts = { callers: BURST_CALLERS, actionMs: 5, durationMs: cfg.burstMs, rounds: 2 };
@@ -231,10 +160,12 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
     const charted = [RAW_IO, IDEM, PT, NI];
     for (const concurrency of [4, 64]) {
       const opts = { concurrency, durationMs: cfg.durationMs, rounds: cfg.rounds, warmupMs: cfg.warmupMs };
-      const only = (cases: Case[]) => cases.filter((c) => charted.includes(c.name));
-      results[`fresh c${concurrency}`] = await measure(only(freshCases(`c${concurrency}`)), opts);
-      results[`replay c${concurrency}`] = await measure(only(replayCases()), opts);
+      const only = (list: Case[]) => list.filter((c) => charted.includes(c.name));
+      results[`fresh c${concurrency}`] = await measure(only(cases('fresh')), opts);
+      results[`replay c${concurrency}`] = await measure(only(cases('replay')), opts);
     }
+    let replayRuns = 0;
+    for (const impl of ['idem', 'pt', 'ni'] as const) replayRuns += await kid(impl).actionRuns();
     const charts = writeCharts(results, charted, cfg.docs);
     s.notes.push(
       `Throughput against concurrency (1, 4, 16, 64 callers), idem next to the peers and raw ioredis: ${charts.join(', ')} (generated by this run).`,
@@ -244,7 +175,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
     await countRt(IDEM, idemRt, idemRt);
     const ptRt = (i: number) => ptRun({ k: 'rt', n: i });
     await countRt(PT, ptRt, ptRt);
-    const niRt = (i: number) => niRun(ni, `rt:${i}`, i, () => send(i));
+    const niRt = (i: number) => niRun(`rt:${i}`, i, () => send(i));
     await countRt(NI, niRt, niRt);
     monitor.close();
 
@@ -266,7 +197,7 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
       `Redis ${/redis_version:(\S+)/.exec(info)?.[1] ?? '?'} at ${new URL(url).host}; ioredis ${installedVersion('ioredis')}, ` +
         `@redis/client ${installedVersion('@redis/client')}, @aws-lambda-powertools/idempotency ${installedVersion('@aws-lambda-powertools/idempotency')}, ` +
         `@node-idempotency/core ${installedVersion('@node-idempotency/core')} (+ storage-adapter-redis ${installedVersion('@node-idempotency/storage-adapter-redis')})`,
-      'one connection per implementation (clients pipeline concurrent commands on it); idem calls pass `input` (fingerprinted), powertools hashes the payload (md5) as key, node-idempotency fingerprints the body (blake2s)',
+      'each implementation runs in a Node process of its own on its own connection (clients pipeline concurrent commands on it); this process interleaves their segments, one at a time, and each reports its own CPU per call; idem calls pass `input` (fingerprinted), powertools hashes the payload (md5) as key, node-idempotency fingerprints the body (blake2s)',
       'redisStore holds its socket writes to the end of each tick (cork), so commands of concurrent calls leave in one write (@redis/client, powertools’ client, batches a whole event-loop turn by default); raw ioredis writes each command on its own (ioredis `enableAutoPipelining` is off, as by default)',
     );
     for (const w of ['fresh', 'replay']) {
@@ -337,11 +268,12 @@ export async function redisSection(cfg: RunConfig): Promise<SectionResult> {
     });
     return s;
   } finally {
+    await Promise.allSettled(kids.map((k) => k.close()));
     cleaned = await deletePrefix(rawClient, prefix).catch(() => -1);
     s.notes.push(`cleanup: deleted ${cleaned} keys under ${prefix}*`);
     await store.close?.();
     await adapter.disconnect();
-    await Promise.allSettled([nodeRedis.quit(), ptClient.quit()]);
+    await Promise.allSettled([ptClient.quit()]);
     storeClient.disconnect();
     rawClient.disconnect();
   }
