@@ -448,6 +448,8 @@ keys
           }
         }
         const deleted = before.state !== 'absent' && (await inspect.delete(recordIdFor(key, where)));
+        // the key is new again: so is its replay count (`keys show` would go on from the old one)
+        if (deleted) await store.counters?.forget?.(before.recordId);
         console.log(
           opts.json
             ? JSON.stringify({ key, recordId: before.recordId, deleted, was: before.state })

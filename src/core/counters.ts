@@ -88,6 +88,12 @@ export interface StoreCounters {
   read(options?: { since?: number | undefined }): Promise<CounterTotals>;
   /** The replays counted for one record, or undefined when none are kept. */
   record(id: string): Promise<RecordCounts | undefined>;
+  /**
+   * Drops the replay count of one record (`idem keys delete`: the key is new again, so a record
+   * written under it later starts from 0). Nothing kept is not an error. Optional, so counters
+   * written for an older idem still fit: without it a deleted key's count lives out its retention.
+   */
+  forget?(id: string): Promise<void>;
 }
 
 /** One minute, in ms. */

@@ -212,9 +212,12 @@ for (const s of stores) {
         }
         const id = recordIdFor('order-1', { scope: ['billing'] });
         expect((await store.get(id))?.state).toBe('completed');
+        await store.counters!.add({ buckets: [], records: [{ id, replays: 4, lastReplayAt: Date.now() }] });
         const deleted = await deleteOrder1('-y');
         expect(deleted.stdout).toContain('deleted the completed record of key "order-1"');
         expect(await store.get(id)).toBeUndefined();
+        // the key is new again, and so is its replay count (it used to outlive the record)
+        expect(await store.counters!.record(id)).toBeUndefined();
         expect((await store.get(recordIdFor('order-2', { scope: ['billing'] })))?.state).toBe('completed');
         if (s.name === 'sqlite') {
           const again = await deleteOrder1('--yes');

@@ -118,6 +118,29 @@ function countersSuite(name: string, setup: () => Promise<Backend>, skip = false
       expect(await store.counters!.record(id)).toEqual({ replays: 7, lastReplayAt: t });
     });
 
+    it('forget drops one record’s replay count (idem keys delete), leaves the others, and is quiet when nothing is kept', async () => {
+      const [id, other] = [1, 2].map((n) => `forget-${n}-${Math.random().toString(36).slice(2)}`) as [
+        string,
+        string,
+      ];
+      const t = now();
+      await store.counters!.add({
+        buckets: [],
+        records: [
+          { id, replays: 3, lastReplayAt: t },
+          { id: other, replays: 2, lastReplayAt: t },
+        ],
+      });
+      await store.counters!.forget!(id);
+      expect(await store.counters!.record(id)).toBeUndefined();
+      expect(await store.counters!.record(other)).toEqual({ replays: 2, lastReplayAt: t });
+      await store.counters!.forget!(id);
+      await store.counters!.forget!('never-counted');
+      // a record written under the key again starts from 0
+      await store.counters!.add({ buckets: [], records: [{ id, replays: 1, lastReplayAt: t + 1 }] });
+      expect(await store.counters!.record(id)).toEqual({ replays: 1, lastReplayAt: t + 1 });
+    });
+
     it('concurrent writers (two store instances) sum exactly', async () => {
       const other = await open();
       const t = minuteOf(now());

@@ -165,5 +165,9 @@ export function dynamoCounters(deps: {
       if (!item || n('e') <= Date.now()) return undefined;
       return { replays: n('r'), lastReplayAt: n('w') };
     },
+
+    async forget(id) {
+      await request('DeleteItem', { Key: replayKey(id) });
+    },
   };
 }

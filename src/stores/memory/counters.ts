@@ -69,5 +69,8 @@ export function memoryCounters(
       const r = records.get(id);
       return r && r.expiresAt > now() ? { replays: r.replays, lastReplayAt: r.lastReplayAt } : undefined;
     },
+    async forget(id) {
+      records.delete(id);
+    },
   };
 }

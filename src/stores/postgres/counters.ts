@@ -141,5 +141,9 @@ export function postgresCounters(query: Query, schema: string, table: string): S
       ).rows[0];
       return row ? { replays: Number(row.replays), lastReplayAt: Number(row.last_replay_at) } : undefined;
     },
+    async forget(id) {
+      await ensure();
+      await query('counters forget', `DELETE FROM ${r} WHERE id = $1`, [id]);
+    },
   };
 }

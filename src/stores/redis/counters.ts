@@ -51,6 +51,7 @@ interface CountersClient {
   pexpire(key: string, ms: number): Promise<number>;
   hgetall(key: string): Promise<Record<string, string>>;
   hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
+  del(key: string): Promise<number>;
 }
 
 /**
@@ -140,6 +141,9 @@ export function redisCounters(o: {
     async record(id) {
       const [n, l] = await within('record', (c) => c.hmget(`${o.prefix}:replays:{${id}}`, 'n', 'l'));
       return n == null ? undefined : { replays: Number(n), lastReplayAt: Number(l ?? 0) };
+    },
+    async forget(id) {
+      await within('forget', (c) => c.del(`${o.prefix}:replays:{${id}}`));
     },
   };
 }

@@ -36,7 +36,10 @@ const PRUNE_LIMIT = 500;
  * const counters = sqliteCounters(() => db, 'idem_records');
  */
 export function sqliteCounters(db: DatabaseSync, table: string): StoreCounters {
-  let st: Record<'bucket' | 'replay' | 'pruneBuckets' | 'pruneReplays' | 'read' | 'record', StatementSync>;
+  let st: Record<
+    'bucket' | 'replay' | 'pruneBuckets' | 'pruneReplays' | 'read' | 'record' | 'forget',
+    StatementSync
+  >;
   const statements = () => {
     if (st) return st;
     const c = `"${table}_counts"`;
@@ -64,6 +67,7 @@ export function sqliteCounters(db: DatabaseSync, table: string): StoreCounters {
       ),
       read: db.prepare(`SELECT name, sum(value) AS total FROM ${c} WHERE minute >= ? GROUP BY name`),
       record: db.prepare(`SELECT replays, last_replay_at FROM ${r} WHERE id = ? AND expires_at > ?`),
+      forget: db.prepare(`DELETE FROM ${r} WHERE id = ?`),
     };
     return st;
   };
@@ -114,6 +118,11 @@ export function sqliteCounters(db: DatabaseSync, table: string): StoreCounters {
           | { replays: number; last_replay_at: number }
           | undefined;
         return row ? { replays: Number(row.replays), lastReplayAt: Number(row.last_replay_at) } : undefined;
+      });
+    },
+    async forget(id) {
+      return guard('forget', () => {
+        statements().forget.run(id);
       });
     },
   };
