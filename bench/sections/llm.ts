@@ -22,10 +22,12 @@ import { createIdem, type Idem } from 'idem';
 import { withIdem } from 'idem/openai';
 import { redisStore } from 'idem/redis';
 import { sqliteStore } from 'idem/sqlite';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import type { RunConfig } from '../lib/config.ts';
 import { installedVersion, reachable, SERVICES } from '../lib/env.ts';
 import { type Case, measure } from '../lib/measure.ts';
+import { unlinkMatching } from '../lib/redis-keys.ts';
 import { emptySection, fmtUs, type SectionResult, throughputTable } from '../lib/report.ts';
 
 const BARE = 'bare openai SDK';
@@ -185,5 +187,10 @@ export async function llmSection(cfg: RunConfig): Promise<SectionResult> {
     await gateway.close();
     await server.close();
     rmSync(dir, { recursive: true, force: true });
+    if (await reachable(SERVICES.redis)) {
+      // the records this section wrote live for the engine's default retention (24 h) otherwise
+      const client = new Redis(SERVICES.redis);
+      await unlinkMatching(client, `idem_bench_llm_${run}*`).finally(() => client.disconnect());
+    }
   }
 }
