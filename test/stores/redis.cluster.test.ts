@@ -60,7 +60,7 @@ if (binaries) {
       }
     });
 
-    it('inspect.get reads one record from the node that holds it (list alone needs SCAN)', async () => {
+    it('inspect.get reads one record from the node that holds it; list pages over every master', async () => {
       const inspect = redisInspect({ client: async () => client, prefix, keyPrefix: '', timeoutMs: 2_000 });
       const ids = Array.from({ length: 12 }, (_, i) => `show-${i}`);
       const before = Date.now();
@@ -82,7 +82,24 @@ if (binaries) {
         expect(r!.completedAt).toBeGreaterThanOrEqual(r!.createdAt);
       }
       expect(await inspect.get('show-none')).toBeUndefined();
-      await expect(inspect.list({ limit: 10 })).rejects.toThrow(/Cluster/);
+      // list: these 12 (and the spread-* records when the test above ran), on 3 masters, each once
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await inspect.list({ limit: 5, ...(cursor ? { cursor } : {}) });
+        seen.push(...page.records.map((r) => r.id));
+        expect(page.records.every((r) => r.state === 'completed')).toBe(true);
+        cursor = page.cursor;
+        pages++;
+      } while (cursor && pages < 100);
+      expect(new Set(seen).size).toBe(seen.length);
+      expect(seen).toEqual(expect.arrayContaining(ids));
+      expect(seen.filter((id) => !id.startsWith('spread-')).sort()).toEqual([...ids].sort());
+      expect(pages).toBeGreaterThan(2);
+      expect((await store.inspect!.list({ limit: 1000 })).records.length).toBeGreaterThan(0);
+      await expect(inspect.list({ limit: 5, cursor: '7.0' })).rejects.toThrow(/not a cursor/);
+      await expect(inspect.list({ limit: 5, cursor: 'abc' })).rejects.toThrow(/not a cursor/);
     });
   });
 

@@ -182,23 +182,18 @@ export function redisStore(options: RedisStoreOptions): Store {
       return 0;
     },
 
-    // Listing walks one node with SCAN, so a Cluster client has no inspect capability (the CLI
-    // says so; docs/stores/redis.md): connect to each master with its own client to list it.
-    ...(given?.isCluster
-      ? {}
-      : {
-          inspect: redisInspect({
-            client: async () => {
-              if (closed) throw new StoreUnavailableError('the redis store is closed');
-              const c = await client();
-              await whenReady(c, commandTimeout);
-              return c;
-            },
-            prefix,
-            keyPrefix: keyPrefixOf(given),
-            timeoutMs: commandTimeout,
-          }),
-        }),
+    // On a Cluster client, list SCANs each master in turn (src/stores/redis/inspect.ts)
+    inspect: redisInspect({
+      client: async () => {
+        if (closed) throw new StoreUnavailableError('the redis store is closed');
+        const c = await client();
+        await whenReady(c, commandTimeout);
+        return c;
+      },
+      prefix,
+      keyPrefix: keyPrefixOf(given),
+      timeoutMs: commandTimeout,
+    }),
 
     counters: redisCounters({
       client: async () => {

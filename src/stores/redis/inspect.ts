@@ -1,9 +1,10 @@
 /**
  * `inspect` for the Redis store: SCAN over the prefix, one pipeline of HMGET + HSTRLEN per
- * page, Redis `TIME` as the clock. A Cluster client is refused by `list` (SCAN walks one node;
- * scan each master with its own client and prefix instead); `get` and `delete` name their key,
- * so they work on one too (`get` is one pipeline of HMGET + HSTRLEN + TIME, which a Cluster
- * client sends to the node that holds the key: the record is judged by its own clock).
+ * page, Redis `TIME` as the clock. On a Cluster client `list` SCANs each master in turn (the
+ * cursor names the master and its SCAN cursor) and reads each record through the cluster, so
+ * every command goes to the node that holds its key; `get` and `delete` name their key, so a
+ * Cluster client sends them to that node (`get` is one pipeline of HMGET + HSTRLEN + TIME: the
+ * record is judged by its own node's clock).
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../co
 import {
   checkListOptions,
   type ListedRecord,
+  type ListOptions,
   type ListPage,
   listedStateOf,
   type StoreInspect,
@@ -29,6 +31,28 @@ interface ScanClient {
     time(): unknown;
     exec(): Promise<[Error | null, unknown][] | null>;
   };
+}
+
+/** A Cluster client: its masters, and per-key commands it routes to the node holding the key. */
+interface ClusterClient {
+  nodes(role: 'master'): (ScanClient & { options: { host?: string; port?: number } })[];
+  hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
+  hstrlen(key: string, field: string): Promise<number>;
+}
+
+const nodeName = (n: { options: { host?: string; port?: number } }) =>
+  `${n.options.host ?? ''}:${String(n.options.port ?? 0).padStart(5, '0')}`;
+
+/** `<master>.<SCAN cursor>` (absent: the first master, from its start). */
+function parseClusterCursor(cursor: string | undefined, masters: number): [number, string] {
+  if (cursor === undefined) return [0, '0'];
+  const m = /^(\d{1,4})\.(\d{1,20})$/.exec(cursor);
+  if (!m || Number(m[1]) >= masters) {
+    throw new InvalidOptionError(
+      `list: "${cursor}" is not a cursor of this Redis Cluster store (pass back the cursor a page answered)`,
+    );
+  }
+  return [Number(m[1]), m[2]!];
 }
 
 /**
@@ -61,31 +85,66 @@ export function redisInspect(o: {
         ? e
         : new StoreUnavailableError(`redis ${what} failed: ${(e as Error)?.message ?? e}`, { cause: e });
     });
-  const scanClient = async () => {
-    const c = await o.client();
-    if (c.isCluster) {
-      throw new InvalidOptionError(
-        'redis store: listing keys is not supported on a Redis Cluster client (SCAN walks one node); connect to each master with its own client',
-      );
+  const pattern = `${globEscape(o.keyPrefix + head)}*}`;
+
+  /**
+   * One page on a Cluster: the cursor is `<master>.<SCAN cursor>`, masters in host:port order.
+   * A master's page is read through the cluster client (each record from its own node, judged by
+   * that node's TIME); when a master is done and the page still has room, the next one is
+   * SCANned. While slots move between masters (resharding, failover) a record may be listed
+   * twice or missed, as SCAN itself allows for keys that move.
+   */
+  const clusterPage = async (c: ClusterClient, opts: ListOptions): Promise<ListPage> => {
+    const masters = c
+      .nodes('master')
+      .slice()
+      .sort((a, b) => nodeName(a).localeCompare(nodeName(b)));
+    let [index, cursor] = parseClusterCursor(opts.cursor, masters.length);
+    const records: ListedRecord[] = [];
+    let now = 0;
+    let listed = 0;
+    while (index < masters.length && listed < opts.limit) {
+      const node = masters[index]!;
+      const { next, found } = await scanPage(node, pattern, cursor, opts.limit - listed);
+      const keys = found.map((k) => k.slice(o.keyPrefix.length));
+      const [time, rows] = await Promise.all([
+        node.time(),
+        Promise.all(keys.map((k) => Promise.all([c.hmget(k, ...FIELDS), c.hstrlen(k, 'o')]))),
+      ]);
+      now = Math.max(now, clockOf(time));
+      listed += keys.length;
+      keys.forEach((k, i) => {
+        const [fields, bytes] = rows[i]!;
+        const r = recordOf(k.slice(head.length, -1), fields, bytes, clockOf(time));
+        if (r && (opts.state === undefined || r.state === opts.state)) records.push(r);
+      });
+      if (next === '0') [index, cursor] = [index + 1, '0'];
+      else cursor = next;
+      if (next !== '0') break; // this master has more: the next page goes on from here
     }
-    return c as unknown as ScanClient;
+    return {
+      records,
+      cursor: index < masters.length ? `${index}.${cursor}` : undefined,
+      now: now || Date.now(),
+    };
   };
 
   return {
     async list(opts): Promise<ListPage> {
       checkListOptions(opts);
-      const c = await scanClient();
+      const c = await o.client();
+      if (c.isCluster) return within('list', () => clusterPage(c as unknown as ClusterClient, opts));
+      const sc = c as unknown as ScanClient;
       return within('list', async () => {
-        const pattern = `${globEscape(o.keyPrefix + head)}*}`;
-        const { next, found } = await scanPage(c, pattern, opts.cursor ?? '0', opts.limit);
+        const { next, found } = await scanPage(sc, pattern, opts.cursor ?? '0', opts.limit);
         const keys = found.map((k) => k.slice(o.keyPrefix.length));
-        const p = c.pipeline();
+        const p = sc.pipeline();
         for (const k of keys) {
           p.hmget(k, ...FIELDS);
           p.hstrlen(k, 'o');
         }
         const [[, time], replies] = await Promise.all([
-          c.time().then((t) => [null, t] as const),
+          sc.time().then((t) => [null, t] as const),
           keys.length ? p.exec() : Promise.resolve([]),
         ]);
         const now = clockOf(time);
@@ -93,7 +152,7 @@ export function redisInspect(o: {
         keys.forEach((k, i) => {
           const [err, v] = replies?.[2 * i] ?? [null, null];
           if (err) throw err;
-          const r = listed(k.slice(head.length, -1), v, replies?.[2 * i + 1]?.[1], now);
+          const r = recordOf(k.slice(head.length, -1), v, replies?.[2 * i + 1]?.[1], now);
           if (r && (opts.state === undefined || r.state === opts.state)) records.push(r);
         });
         return { records, cursor: next === '0' ? undefined : next, now };
@@ -112,7 +171,7 @@ export function redisInspect(o: {
           if (err) throw err;
           return value;
         });
-        return listed(id, fields, bytes, clockOf(time as [string, string]));
+        return recordOf(id, fields, bytes, clockOf(time as [string, string]));
       });
     },
 
@@ -157,7 +216,7 @@ async function scanPage(c: ScanClient, pattern: string, cursor: string, limit: n
  * The record `id` as listed from its {@link FIELDS} and outcome size, or undefined when it is
  * gone or expired at `now`.
  */
-function listed(id: string, fields: unknown, outcomeBytes: unknown, now: number): ListedRecord | undefined {
+function recordOf(id: string, fields: unknown, outcomeBytes: unknown, now: number): ListedRecord | undefined {
   const [s, a, l, e, f, t, b, d, h] = (fields ?? []) as (string | null)[];
   if (s == null || Number(e) <= now) return undefined; // gone meanwhile, or expired
   const completed = s === 'c';
