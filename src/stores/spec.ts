@@ -8,6 +8,7 @@
  * | `sqlite:PATH` (`sqlite:` alone: `.idem/gateway.db`) | `sqliteStore({ path })`: one machine, many processes |
  * | `postgres://…` / `postgresql://…` (`?schema=` and `?table=` are read and removed) | `postgresStore` |
  * | `redis://…` / `rediss://…` (`?prefix=` is read and removed) | `redisStore` |
+ * | `redis+cluster://host:port,host:port` / `rediss+cluster://…` (`?prefix=`) | `redisStore` on a Cluster |
  * | `dynamodb://TABLE` (`?region=`, `?endpoint=`; credentials from the environment) | `dynamodbStore` |
  *
  * @module
@@ -66,6 +67,18 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     const { redisStore } = await import('./redis/index.ts');
     return redisStore({ url: url.toString(), ...(prefix && { prefix }) });
   }
+  if (/^rediss?\+cluster:\/\//.test(s)) {
+    // host:port,host:port is not one URL host: read ?prefix= by hand, the rest is the store's
+    const [base, query = ''] = s.split('?', 2) as [string, string?];
+    const params = new URLSearchParams(query);
+    const prefix = params.get('prefix');
+    params.delete('prefix');
+    for (const name of params.keys()) {
+      throw new InvalidOptionError(`redis+cluster:// spec: unknown parameter ${name} (known: prefix)`);
+    }
+    const { redisStore } = await import('./redis/index.ts');
+    return redisStore({ url: base, ...(prefix && { prefix }) });
+  }
   if (s.startsWith('dynamodb://')) {
     const url = new URL(s);
     const table = decodeURIComponent(url.host);
@@ -84,7 +97,7 @@ export async function storeFromSpec(spec: string): Promise<Store> {
     });
   }
   throw new InvalidOptionError(
-    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://…, redis://… or dynamodb://TABLE`,
+    `unknown store "${redact(s)}": use memory, sqlite:PATH, postgres://…, redis://…, redis+cluster://… or dynamodb://TABLE`,
   );
 }
 
@@ -99,6 +112,8 @@ export function storeAddress(spec: string): string {
   const s = spec.trim();
   if (s.startsWith('sqlite:')) return `SQLite file ${s.slice('sqlite:'.length) || DEFAULT_SQLITE_PATH}`;
   if (s.startsWith('dynamodb://')) return `DynamoDB table ${s.slice('dynamodb://'.length).split('?')[0]}`;
+  const cluster = /^rediss?\+cluster:\/\/(?:[^@/]*@)?([^/?#]*)/.exec(s);
+  if (cluster) return `redis cluster ${cluster[1]}`;
   const ports: Record<string, string> = {
     postgres: '5432',
     postgresql: '5432',
@@ -183,7 +198,7 @@ function fsReason(error: unknown): string {
 
 /** The spec with any password replaced by `***`, for logs. */
 export function redact(spec: string): string {
-  return spec.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+  return spec.replace(/^([a-z+]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
 }
 
 function take(url: URL, name: string): string | undefined {

@@ -2,12 +2,18 @@
  * The Redis store on a real 3-master Redis Cluster (started here on spare ports): the
  * transition tests, the conformance suite, and the slot layout.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createIdem } from 'idem';
 import { testStore } from 'idem/testing';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidOptionError } from '../../src/core/errors.ts';
 import { redisStore } from '../../src/stores/redis/index.ts';
 import { redisInspect } from '../../src/stores/redis/inspect.ts';
+import { redact, storeAddress, storeFromSpec } from '../../src/stores/spec.ts';
 import { type RedisCluster, redisBinariesAvailable, startCluster } from '../helpers/redis-cluster.ts';
 import { REQUIRE_SERVICES, uniqueName } from '../helpers/services.ts';
 import { deletePrefix, redisStoreSuite } from './fixtures/redis-suite.ts';
@@ -17,6 +23,8 @@ const binaries = await redisBinariesAvailable();
 let cluster: RedisCluster;
 const nodes: { host: string; port: number }[] = [];
 const connect = () => new Cluster(nodes);
+const BIN = join(import.meta.dirname, '../../bin/idem.js');
+const run = promisify(execFile);
 
 if (binaries) {
   beforeAll(async () => {
@@ -100,6 +108,78 @@ if (binaries) {
       expect((await store.inspect!.list({ limit: 1000 })).records.length).toBeGreaterThan(0);
       await expect(inspect.list({ limit: 5, cursor: '7.0' })).rejects.toThrow(/not a cursor/);
       await expect(inspect.list({ limit: 5, cursor: 'abc' })).rejects.toThrow(/not a cursor/);
+    });
+  });
+
+  describe('redis store on Cluster: a redis+cluster:// URL, from the library and the CLI', () => {
+    it('opens a Cluster from the seed nodes, wakes a waiter, lists across masters, and idem keys list / stats read it', async () => {
+      const prefix = uniqueName('idem_redis_url');
+      const spec = `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(',')}?prefix=${prefix}`;
+      const store = await storeFromSpec(spec);
+      const admin = connect();
+      try {
+        for (let i = 0; i < 9; i++) {
+          const token = randomUUID();
+          expect(
+            await store.claim({ id: `url-${i}`, fingerprint: '', leaseMs: 5_000, ttlMs: 60_000, token }),
+          ).toMatchObject({
+            status: 'acquired',
+          });
+          expect(await store.complete(`url-${i}`, token, `v${i}`, 60_000)).toBe(true);
+        }
+        // a waiter is woken by the holder's complete (sharded pub/sub, the default on a Cluster)
+        const idem = createIdem({ store, onInProgress: 'wait', waitTimeout: 5_000 });
+        let runs = 0;
+        const action = async () => {
+          runs++;
+          await new Promise((r) => setTimeout(r, 300));
+          return 'paid';
+        };
+        const [a, b] = await Promise.all([idem.run('url-wait', action), idem.run('url-wait', action)]);
+        expect([a, b, runs]).toEqual(['paid', 'paid', 1]);
+        await store.inspect!.delete(idem.ids('url-wait').recordId);
+        // spread over the masters, as with a Cluster client the app made
+        const perNode = await Promise.all(
+          admin.nodes('master').map(async (n) => (await n.keys(`${prefix}:*`)).length),
+        );
+        expect(perNode.filter((n) => n > 0).length).toBeGreaterThan(1);
+        const listed: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.inspect!.list({ limit: 2, ...(cursor ? { cursor } : {}) });
+          listed.push(...page.records.map((r) => r.id));
+          cursor = page.cursor;
+        } while (cursor);
+        expect(listed.sort()).toEqual(Array.from({ length: 9 }, (_, i) => `url-${i}`).sort());
+        const out = await run(process.execPath, [
+          BIN,
+          'keys',
+          'list',
+          '--store',
+          spec,
+          '--json',
+          '--limit',
+          '1000',
+        ]);
+        expect(
+          (JSON.parse(out.stdout) as { records: { id: string }[] }).records.map((r) => r.id).sort(),
+        ).toEqual(listed);
+        const stats = await run(process.execPath, [BIN, 'stats', '--store', spec, '--json']);
+        expect(JSON.parse(stats.stdout)).toMatchObject({ records: 9, byState: { completed: 9 } });
+        expect(storeAddress(spec)).toBe(`redis cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`);
+      } finally {
+        await store.close?.();
+        await deletePrefix(admin, prefix);
+        await admin.quit();
+      }
+    });
+
+    it('a malformed seed list or an unknown parameter is an InvalidOptionError at once', async () => {
+      await expect(storeFromSpec('redis+cluster://a:1,b:notaport')).rejects.toThrow(InvalidOptionError);
+      await expect(storeFromSpec('redis+cluster://a:1,b:2?prefx=x')).rejects.toThrow(
+        /unknown parameter prefx/,
+      );
+      expect(redact('redis+cluster://u:secret@a:1,b:2')).toBe('redis+cluster://u:***@a:1,b:2');
     });
   });
 

@@ -65,10 +65,59 @@ export async function connectUrl(url: string, commandTimeout: number): Promise<R
       `redisStore({ url }) needs the optional peer dependency "ioredis" (npm install ioredis): ${String(cause)}`,
     );
   }
+  const cluster = clusterNodesOf(url);
+  if (cluster) {
+    const Cluster = (mod as { Cluster?: unknown }).Cluster as new (
+      nodes: { host: string; port: number }[],
+      options: object,
+    ) => RedisClientLike;
+    const owned = ownedConnectionOptions(commandTimeout);
+    const client = new Cluster(cluster.nodes, {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: owned.retryStrategy,
+      redisOptions: { ...owned, ...cluster.auth, ...(cluster.tls && { tls: {} }) },
+    });
+    (client as unknown as { on(e: string, f: () => void): void }).on('error', () => {});
+    return client;
+  }
   const Redis = (mod.Redis ?? mod.default) as new (url: string, options: object) => RedisClientLike;
   const client = new Redis(url, ownedConnectionOptions(commandTimeout));
   (client as unknown as { on(e: string, f: () => void): void }).on('error', () => {});
   return client;
+}
+
+/**
+ * The seed nodes of a `redis+cluster://[user:password@]host:port,host:port` URL
+ * (`rediss+cluster://` for TLS), or undefined for any other URL.
+ *
+ * @example
+ * clusterNodesOf('redis+cluster://10.0.0.1:7000,10.0.0.2:7000') // { nodes: [{ host: '10.0.0.1', port: 7000 }, …], … }
+ */
+export function clusterNodesOf(
+  url: string,
+):
+  | { nodes: { host: string; port: number }[]; auth: { username?: string; password?: string }; tls: boolean }
+  | undefined {
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)\/?(?:[?#].*)?$/.exec(url);
+  if (!m) return undefined;
+  const [, scheme, userinfo, hosts] = m;
+  const nodes = hosts!.split(',').map((h) => {
+    const hm = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(h.trim());
+    const port = Number(hm?.[2] ?? 6379);
+    if (!hm || port < 1 || port > 65535) {
+      throw new InvalidOptionError(
+        `redis+cluster URL: "${h}" is not host:port (list the seed nodes as host:port,host:port)`,
+      );
+    }
+    return { host: hm[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  const auth: { username?: string; password?: string } = {};
+  if (userinfo) {
+    const [user = '', ...rest] = userinfo.split(':');
+    if (user) auth.username = decodeURIComponent(user);
+    if (rest.length) auth.password = decodeURIComponent(rest.join(':'));
+  }
+  return { nodes, auth, tls: scheme === 'rediss' };
 }
 
 /** The socket of an ioredis `Redis` (a `Cluster` has one per node and none of its own). */

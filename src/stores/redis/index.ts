@@ -18,7 +18,14 @@ import { withDeadline } from '../../core/deadline.ts';
 import { InvalidOptionError, isIdemError, StoreUnavailableError } from '../../core/errors.ts';
 import type { ClaimRequest, ClaimResult, Store, StoreRecord } from '../../core/store.ts';
 import { createDeadlines, type Deadline } from '../deadlines.ts';
-import { connectUrl, holdWrites, type RedisClientLike, type ScriptCall, whenReady } from './client.ts';
+import {
+  clusterNodesOf,
+  connectUrl,
+  holdWrites,
+  type RedisClientLike,
+  type ScriptCall,
+  whenReady,
+} from './client.ts';
 import { redisCounters } from './counters.ts';
 import { redisInspect } from './inspect.ts';
 import { SCRIPTS } from './lua.generated.ts';
@@ -36,7 +43,10 @@ export type { RedisClientLike } from './client.ts';
 export interface RedisStoreOptions {
   /** An ioredis `Redis` or `Cluster` client. The store never closes it. */
   client?: RedisClientLike;
-  /** A `redis://` or `rediss://` URL; the store connects (ioredis, loaded lazily) and closes. */
+  /**
+   * A `redis://` or `rediss://` URL, or `redis+cluster://host:port,host:port` (`rediss+cluster://`
+   * with TLS) for a Cluster; the store connects (ioredis, loaded lazily) and closes.
+   */
   url?: string;
   /** Key prefix, without braces. Defaults to 'idem'. */
   prefix?: string;
@@ -70,7 +80,8 @@ export function redisStore(options: RedisStoreOptions): Store {
   if (!(commandTimeout > 0 && Number.isFinite(commandTimeout))) {
     throw new InvalidOptionError(`redisStore commandTimeout must be a positive number of ms`);
   }
-  const pubsub = options.pubsub ?? (given?.isCluster ? 'sharded' : 'classic');
+  const clustered = given ? given.isCluster === true : clusterNodesOf(url!) !== undefined;
+  const pubsub = options.pubsub ?? (clustered ? 'sharded' : 'classic');
   const notify: NotifyCommand = pubsub === 'sharded' ? 'SPUBLISH' : pubsub === 'classic' ? 'PUBLISH' : '';
 
   let connecting: Promise<RedisClientLike> | undefined;
