@@ -98,6 +98,13 @@ export function redisStore(options: RedisStoreOptions): Store {
   const deadlines = createDeadlines(commandTimeout);
   let closed = false;
 
+  /** The connected client once ready, for inspect and counters (they send plain commands). */
+  const readyClient = async () => {
+    if (closed) throw new StoreUnavailableError('the redis store is closed');
+    const c = await client();
+    await whenReady(c, commandTimeout);
+    return c;
+  };
   const timedOut = (name: ScriptName) =>
     new StoreUnavailableError(`redis ${name} did not answer within ${commandTimeout} ms`);
   const failed = (name: ScriptName, e: unknown) =>
@@ -195,24 +202,14 @@ export function redisStore(options: RedisStoreOptions): Store {
 
     // On a Cluster client, list SCANs each master in turn (src/stores/redis/inspect.ts)
     inspect: redisInspect({
-      client: async () => {
-        if (closed) throw new StoreUnavailableError('the redis store is closed');
-        const c = await client();
-        await whenReady(c, commandTimeout);
-        return c;
-      },
+      client: readyClient,
       prefix,
       keyPrefix: keyPrefixOf(given),
       timeoutMs: commandTimeout,
     }),
 
     counters: redisCounters({
-      client: async () => {
-        if (closed) throw new StoreUnavailableError('the redis store is closed');
-        const c = await client();
-        await whenReady(c, commandTimeout);
-        return c;
-      },
+      client: readyClient,
       prefix,
       timeoutMs: commandTimeout,
     }),
