@@ -2,8 +2,10 @@
  * The Redis store on a real 3-master Redis Cluster (started here on spare ports): the
  * transition tests, the conformance suite, and the slot layout.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createIdem } from 'idem';
@@ -169,6 +171,63 @@ if (binaries) {
         expect(storeAddress(spec)).toBe(`redis cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`);
       } finally {
         await store.close?.();
+        await deletePrefix(admin, prefix);
+        await admin.quit();
+      }
+    });
+
+    it('idem serve --store redis+cluster://…: 12 concurrent duplicates through 2 workers reach the upstream once', {
+      timeout: 60_000,
+    }, async () => {
+      const prefix = uniqueName('idem_redis_gw');
+      const spec = `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(',')}?prefix=${prefix}`;
+      let calls = 0;
+      const upstream = createServer((req, res) => {
+        calls++;
+        req.resume();
+        setTimeout(
+          () => res.writeHead(201, { 'content-type': 'application/json' }).end('{"paid":true}'),
+          200,
+        );
+      });
+      await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      const up = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+      const args = ['serve', '--upstream', up, '--store', spec, '--port', '0', '--workers', '2'];
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const admin = connect();
+      try {
+        let stdout = '';
+        let stderr = '';
+        child.stderr!.on('data', (d) => (stderr += d));
+        const url = await new Promise<string>((resolve, reject) => {
+          child.stdout!.on('data', (d) => {
+            stdout += d;
+            const m = /idem gateway (http:\/\/\S+)/.exec(stdout);
+            if (m) resolve(m[1]!);
+          });
+          child.once('exit', () => reject(new Error(`idem serve ended: ${stderr}`)));
+        });
+        expect(stdout).toContain(`store redis+cluster://`);
+        const send = () =>
+          fetch(`${url}/payments`, {
+            method: 'POST',
+            headers: {
+              'idempotency-key': 'pay-1',
+              authorization: 'Bearer t',
+              'content-type': 'application/json',
+            },
+            body: '{"amount":12}',
+          }).then(async (r) => [r.status, await r.text()]);
+        const answers = await Promise.all(Array.from({ length: 12 }, send));
+        expect(answers).toEqual(Array.from({ length: 12 }, () => [201, '{"paid":true}']));
+        expect(calls).toBe(1);
+        expect(await send()).toEqual([201, '{"paid":true}']);
+        expect(calls).toBe(1);
+      } finally {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+        upstream.close();
         await deletePrefix(admin, prefix);
         await admin.quit();
       }
