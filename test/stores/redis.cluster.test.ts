@@ -238,6 +238,8 @@ if (binaries) {
       await expect(storeFromSpec('redis+cluster://a:1,b:2?prefx=x')).rejects.toThrow(
         /unknown parameter prefx/,
       );
+      await expect(storeFromSpec('redis+cluster://a:1,b:2/3')).rejects.toThrow(/only database 0/);
+      await expect(storeFromSpec('redis+cluster://')).rejects.toThrow(InvalidOptionError);
       expect(redact('redis+cluster://u:secret@a:1,b:2')).toBe('redis+cluster://u:***@a:1,b:2');
     });
   });

@@ -98,9 +98,14 @@ export function clusterNodesOf(
 ):
   | { nodes: { host: string; port: number }[]; auth: { username?: string; password?: string }; tls: boolean }
   | undefined {
-  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)\/?(?:[?#].*)?$/.exec(url);
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)(\/[^?#]*)?(?:[?#].*)?$/.exec(url);
   if (!m) return undefined;
-  const [, scheme, userinfo, hosts] = m;
+  const [, scheme, userinfo, hosts, path] = m;
+  if (path && path !== '/') {
+    throw new InvalidOptionError(
+      `redis+cluster URL: "${path}" after the hosts: a Redis Cluster has only database 0, so the URL takes no path`,
+    );
+  }
   const nodes = hosts!.split(',').map((h) => {
     const hm = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(h.trim());
     const port = Number(hm?.[2] ?? 6379);

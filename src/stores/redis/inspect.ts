@@ -118,9 +118,12 @@ export function redisInspect(o: {
         const r = recordOf(k.slice(head.length, -1), fields, bytes, clockOf(time));
         if (r && (opts.state === undefined || r.state === opts.state)) records.push(r);
       });
-      if (next === '0') [index, cursor] = [index + 1, '0'];
-      else cursor = next;
-      if (next !== '0') break; // this master has more: the next page goes on from here
+      if (next !== '0') {
+        cursor = next; // this master has more: the next page goes on from here
+        break;
+      }
+      index++;
+      cursor = '0';
     }
     return {
       records,
