@@ -240,6 +240,7 @@ if (binaries) {
       );
       await expect(storeFromSpec('redis+cluster://a:1,b:2/3')).rejects.toThrow(/only database 0/);
       await expect(storeFromSpec('redis+cluster://')).rejects.toThrow(InvalidOptionError);
+      await expect(storeFromSpec('redis+cluster://u:%E0%A4%A@a:1')).rejects.toThrow(/percent-encoding/);
       expect(redact('redis+cluster://u:secret@a:1,b:2')).toBe('redis+cluster://u:***@a:1,b:2');
     });
   });

@@ -118,9 +118,16 @@ export function clusterNodesOf(
   });
   const auth: { username?: string; password?: string } = {};
   if (userinfo) {
+    const decode = (part: string) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        throw new InvalidOptionError('redis+cluster URL: the user or password is not valid percent-encoding');
+      }
+    };
     const [user = '', ...rest] = userinfo.split(':');
-    if (user) auth.username = decodeURIComponent(user);
-    if (rest.length) auth.password = decodeURIComponent(rest.join(':'));
+    if (user) auth.username = decode(user);
+    if (rest.length) auth.password = decode(rest.join(':'));
   }
   return { nodes, auth, tls: scheme === 'rediss' };
 }
