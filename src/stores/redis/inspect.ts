@@ -99,6 +99,9 @@ export function redisInspect(o: {
       .nodes('master')
       .slice()
       .sort((a, b) => nodeName(a).localeCompare(nodeName(b)));
+    // no masters known (the slot map is being refreshed): say so, never answer an empty listing
+    if (masters.length === 0)
+      throw new StoreUnavailableError('redis list: the Cluster client knows no master yet');
     let [index, cursor] = parseClusterCursor(opts.cursor, masters.length);
     const records: ListedRecord[] = [];
     let now = 0;
@@ -111,11 +114,12 @@ export function redisInspect(o: {
         node.time(),
         Promise.all(keys.map((k) => Promise.all([c.hmget(k, ...FIELDS), c.hstrlen(k, 'o')]))),
       ]);
-      now = Math.max(now, clockOf(time));
+      const nodeNow = clockOf(time);
+      now = Math.max(now, nodeNow);
       listed += keys.length;
       keys.forEach((k, i) => {
         const [fields, bytes] = rows[i]!;
-        const r = recordOf(k.slice(head.length, -1), fields, bytes, clockOf(time));
+        const r = recordOf(k.slice(head.length, -1), fields, bytes, nodeNow);
         if (r && (opts.state === undefined || r.state === opts.state)) records.push(r);
       });
       if (next !== '0') {
