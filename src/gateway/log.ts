@@ -51,14 +51,19 @@ export function logLevelOf(configured: unknown, env: string | undefined): LogLev
 }
 
 /**
- * The gateway's own JSON logger: pino on stdout at `level`, named `idem-gateway`.
+ * The gateway's own JSON logger: pino on stdout at `level`, named `idem-gateway`. Its stream
+ * writes asynchronously, each line at once (`minLength: 1`), and `flush(cb)` calls back once
+ * every line is written. pino's default stream has `minLength: 0`, whose `flush(cb)` calls back
+ * at once: a process that exits then loses the line still being written and prints the buffered
+ * ones before it (a 200 KB line before 'gateway closed' was lost every time; CI saw 'closed'
+ * before 'closing').
  *
  * @example
  * const logger = jsonLogger('info');
  * logger.info?.({ url: 'http://127.0.0.1:8080' }, 'gateway listening');
  */
 export function jsonLogger(level: LogLevel): GatewayLogger {
-  return pino({ name: 'idem-gateway', level });
+  return pino({ name: 'idem-gateway', level }, pino.destination({ dest: 1, minLength: 1, sync: false }));
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;

@@ -231,3 +231,31 @@ it('idem serve --log-level info writes JSON lines on stdout; IDEM_LOG_LEVEL=warn
     await upstream.close();
   }
 });
+
+it('the gateway logger writes every line, in order, before a process that flushes it exits', async () => {
+  // a line still being written when the process exits was lost, and the buffered line after it
+  // printed first (pino's default stream calls flush's callback at once)
+  const log = new URL('../../src/gateway/log.ts', import.meta.url).pathname;
+  const script = `
+    import { jsonLogger } from ${JSON.stringify(log)};
+    const logger = jsonLogger('info');
+    logger.info({ big: 'y'.repeat(200000) }, 'gateway closing');
+    logger.info({}, 'gateway closed');
+    logger.flush(() => process.exit(0));`;
+  for (let run = 0; run < 3; run++) {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    // read slowly, as a busy log shipper would: the pipe fills and the big write waits
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), 100);
+    expect(await new Promise((r) => child.once('close', r))).toBe(0);
+    const msgs = out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(msgs).toEqual(['gateway closing', 'gateway closed']);
+  }
+});
